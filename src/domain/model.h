@@ -1,0 +1,87 @@
+// Core value types of transnotes: notes, translation jobs, statistics.
+// Plain data, no I/O; every other layer speaks in these types.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace transnotes {
+
+// Microseconds since the Unix epoch, UTC. Rendered as ISO 8601 with microseconds and `Z`.
+using Timestamp = std::int64_t;
+
+Timestamp now_micros();
+std::string format_timestamp(Timestamp t);  // "2026-11-29T17:08:07.123456Z"
+
+inline constexpr std::size_t kMaxTitleLength = 200;
+inline constexpr std::size_t kMaxLanguageLength = 50;
+inline constexpr const char* kDefaultLanguage = "en";
+
+struct Note {
+  std::int64_t id = 0;
+  std::string title;
+  std::string original_text;
+  std::string original_language = kDefaultLanguage;
+  std::optional<std::string> translated_text;
+  std::optional<std::string> translated_language;
+  Timestamp created_at = 0;
+  Timestamp updated_at = 0;
+  // Bumped by every write to the row (edits and translation results); orders cache fills.
+  std::int64_t version = 1;
+};
+
+// The writable fields of a note. For a create or PUT all are set (language defaults to "en");
+// for a PATCH only the fields the client sent are set.
+struct NoteFields {
+  std::optional<std::string> title;
+  std::optional<std::string> original_text;
+  std::optional<std::string> original_language;
+};
+
+enum class JobStatus { kQueued, kRunning, kSucceeded, kFailed };
+const char* to_string(JobStatus s);
+std::optional<JobStatus> job_status_from_string(const std::string& s);
+
+struct TranslationJob {
+  std::int64_t id = 0;
+  std::int64_t note_id = 0;
+  std::string source_language;
+  std::string target_language;
+  JobStatus status = JobStatus::kQueued;
+  std::optional<std::string> text;   // set when succeeded
+  std::optional<std::string> error;  // set when failed (and the last attempt's error while retrying)
+  std::string engine;                // engine chosen for the pair, e.g. "apertium", "marian"
+  int attempts = 0;
+  int max_attempts = 3;
+  Timestamp created_at = 0;
+  std::optional<Timestamp> started_at;
+  std::optional<Timestamp> finished_at;
+};
+
+// A job a worker has claimed, with the note's text as it is at claim time.
+struct ClaimedJob {
+  TranslationJob job;
+  std::string note_text;
+  std::string note_language;
+};
+
+struct LanguageCount {
+  std::string language;
+  std::int64_t count = 0;
+};
+
+struct Stats {
+  std::int64_t total_notes = 0;
+  std::int64_t total_translations = 0;  // notes whose translated_text is not null
+  std::vector<LanguageCount> language_breakdown;  // ordered by count desc, then language
+};
+
+struct ListQuery {
+  std::int64_t limit = 100;
+  std::int64_t offset = 0;
+};
+
+}  // namespace transnotes

@@ -1,0 +1,29 @@
+// A machine-translation engine: translates batches of sentence-sized segments for the
+// language pairs it reports. Implementations: ApertiumEngine (rule-based, Debian packages),
+// MarianEngine (native OPUS-MT inference). The EngineRegistry turns engines into a Translator.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace transnotes {
+
+struct EnginePair {
+  std::string source;  // ISO 639-1 code ("en")
+  std::string target;
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+  // Short stable name shown in the API ("apertium", "marian").
+  virtual std::string name() const = 0;
+  virtual std::vector<EnginePair> pairs() const = 0;
+  // Translates each segment independently; result[i] is the translation of segments[i].
+  // Segments carry no paragraph breaks. Thread-safe. Throws TranslationFailed.
+  virtual std::vector<std::string> translate_batch(const std::string& source,
+                                                   const std::string& target,
+                                                   const std::vector<std::string>& segments) = 0;
+};
+
+}  // namespace transnotes
