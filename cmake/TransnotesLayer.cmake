@@ -1,0 +1,30 @@
+# transnotes_layer(<name> [DEPS <targets>...] [TEST_DEPS <targets>...])
+# Builds the current folder as library transnotes_<name>: every *.cpp except *_test.cpp.
+# Every *_test.cpp beside it becomes the GoogleTest executable <name>_tests, registered with CTest.
+# Headers are included as "<layer>/<file>.h" from src/.
+function(transnotes_layer name)
+  cmake_parse_arguments(ARG "" "" "DEPS;TEST_DEPS" ${ARGN})
+  file(GLOB sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cpp)
+  file(GLOB tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*_test.cpp)
+  if(tests)
+    list(REMOVE_ITEM sources ${tests})
+  endif()
+  set(target transnotes_${name})
+  if(sources)
+    add_library(${target} STATIC ${sources})
+    target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR}/src)
+    target_link_libraries(${target} PUBLIC ${ARG_DEPS})
+  else()  # a layer whose implementation has not landed yet: headers only
+    add_library(${target} INTERFACE)
+    target_include_directories(${target} INTERFACE ${PROJECT_SOURCE_DIR}/src)
+    target_link_libraries(${target} INTERFACE ${ARG_DEPS})
+  endif()
+  if(TRANSNOTES_BUILD_TESTS AND tests)
+    add_executable(${name}_tests ${tests})
+    target_link_libraries(${name}_tests PRIVATE ${target} ${ARG_TEST_DEPS} GTest::gtest GTest::gtest_main)
+    target_compile_definitions(${name}_tests PRIVATE
+      TRANSNOTES_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
+      TRANSNOTES_BINARY_DIR="${PROJECT_BINARY_DIR}")
+    gtest_discover_tests(${name}_tests DISCOVERY_TIMEOUT 60 PROPERTIES TIMEOUT 300)
+  endif()
+endfunction()
