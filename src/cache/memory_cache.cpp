@@ -1,0 +1,87 @@
+#include "cache/memory_cache.h"
+
+#include <algorithm>
+#include <utility>
+
+namespace transnotes {
+
+MemoryNoteCache::MemoryNoteCache(MemoryNoteCacheOptions options)
+    : shard_capacity_(std::max<std::size_t>(1, (options.capacity + kShards - 1) / kShards)),
+      ttl_(options.ttl) {}
+
+MemoryNoteCache::Shard& MemoryNoteCache::shard_for(std::int64_t note_id) {
+  // Mix the bits so sequential ids spread evenly over the shards.
+  auto mixed = static_cast<std::uint64_t>(note_id) * 0x9E3779B97F4A7C15ull;
+  return shards_[(mixed >> 60) % kShards];
+}
+
+std::optional<std::string> MemoryNoteCache::get(std::int64_t note_id) {
+  Shard& shard = shard_for(note_id);
+  std::shared_ptr<const std::string> body;
+  {
+    std::lock_guard lock(shard.mutex);
+    auto found = shard.index.find(note_id);
+    if (found == shard.index.end()) return std::nullopt;
+    auto slot = found->second;
+    if (Clock::now() >= slot->expires_at) {
+      shard.lru.erase(slot);
+      shard.index.erase(found);
+      return std::nullopt;
+    }
+    if (!slot->body) return std::nullopt;  // tombstone
+    shard.lru.splice(shard.lru.begin(), shard.lru, slot);
+    body = slot->body;
+  }
+  return std::string(*body);  // copy outside the lock
+}
+
+void MemoryNoteCache::put(std::int64_t note_id, std::int64_t version, std::string_view body) {
+  auto shared_body = std::make_shared<const std::string>(body);  // allocate outside the lock
+  Shard& shard = shard_for(note_id);
+  std::lock_guard lock(shard.mutex);
+  auto found = shard.index.find(note_id);
+  if (found != shard.index.end()) {
+    const Slot& existing = *found->second;
+    bool expired = Clock::now() >= existing.expires_at;
+    if (!expired && existing.version > version) return;  // newer entry or tombstone wins
+  }
+  store_locked(shard, Slot{note_id, version, std::move(shared_body), Clock::now() + ttl_});
+}
+
+void MemoryNoteCache::invalidate(std::int64_t note_id, std::int64_t min_version) {
+  Shard& shard = shard_for(note_id);
+  std::lock_guard lock(shard.mutex);
+  std::int64_t level = min_version;
+  auto found = shard.index.find(note_id);
+  if (found != shard.index.end() && Clock::now() < found->second->expires_at) {
+    // A cached body of version v proves the row had version v, so anything older stays stale.
+    level = std::max(level, found->second->version);
+  }
+  store_locked(shard, Slot{note_id, level, nullptr, Clock::now() + ttl_});
+}
+
+void MemoryNoteCache::store_locked(Shard& shard, Slot slot) {
+  auto found = shard.index.find(slot.note_id);
+  if (found != shard.index.end()) {
+    *found->second = std::move(slot);
+    shard.lru.splice(shard.lru.begin(), shard.lru, found->second);
+    return;
+  }
+  while (shard.lru.size() >= shard_capacity_) {
+    shard.index.erase(shard.lru.back().note_id);
+    shard.lru.pop_back();
+  }
+  shard.lru.push_front(std::move(slot));
+  shard.index.emplace(shard.lru.front().note_id, shard.lru.begin());
+}
+
+std::size_t MemoryNoteCache::size() const {
+  std::size_t total = 0;
+  for (const Shard& shard : shards_) {
+    std::lock_guard lock(shard.mutex);
+    total += shard.lru.size();
+  }
+  return total;
+}
+
+}  // namespace transnotes

@@ -1,0 +1,74 @@
+// In-process NoteCache: the embedded default when no Redis is configured.
+//
+// Bounded LRU with TTL and versioned entries. Each note id maps to either
+//   - an entry (version, body), or
+//   - a tombstone remembering min_version (left by invalidate()).
+// put(id, v, body) is ignored when the slot holds an entry with a higher version or a tombstone
+// with min_version > v; this closes the cache-aside race in which a reader that loaded the old row
+// before a write puts it back after the write's invalidation. Tombstones expire with the TTL and
+// count toward the capacity, like entries.
+//
+// Thread safety: all methods may be called from any thread. The id space is split over 16 shards,
+// each with its own mutex, LRU list and hash map, so concurrent readers rarely contend; get()
+// copies the body outside the lock (bodies are held as shared_ptr<const std::string>).
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "domain/ports.h"
+
+namespace transnotes {
+
+struct MemoryNoteCacheOptions {
+  std::size_t capacity = 10000;  // entries + tombstones, across all shards (at least 1 per shard)
+  std::chrono::milliseconds ttl = std::chrono::seconds(300);
+};
+
+class MemoryNoteCache final : public NoteCache {
+ public:
+  explicit MemoryNoteCache(MemoryNoteCacheOptions options = {});
+
+  std::optional<std::string> get(std::int64_t note_id) override;
+  void put(std::int64_t note_id, std::int64_t version, std::string_view body) override;
+  void invalidate(std::int64_t note_id, std::int64_t min_version) override;
+
+  // Number of live-or-expired-but-not-yet-evicted slots (entries + tombstones). For tests/metrics.
+  std::size_t size() const;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Slot {
+    std::int64_t note_id = 0;
+    // Entry: the body's version. Tombstone: the minimum version a later put needs.
+    std::int64_t version = 0;
+    std::shared_ptr<const std::string> body;  // null for a tombstone
+    Clock::time_point expires_at;
+  };
+  struct Shard {
+    mutable std::mutex mutex;
+    std::list<Slot> lru;  // most recently used first
+    std::unordered_map<std::int64_t, std::list<Slot>::iterator> index;
+  };
+  static constexpr std::size_t kShards = 16;
+
+  Shard& shard_for(std::int64_t note_id);
+  // Inserts or replaces the slot of `slot.note_id` at the front, evicting from the back if needed.
+  // The shard's mutex must be held.
+  void store_locked(Shard& shard, Slot slot);
+
+  std::size_t shard_capacity_;
+  std::chrono::milliseconds ttl_;
+  std::array<Shard, kShards> shards_;
+};
+
+}  // namespace transnotes
