@@ -1,0 +1,62 @@
+// MarianEngine: transnotes::Engine backed by native OPUS-MT models (one Translator per
+// model folder, weights loaded once and shared by all threads). translate_batch is thread-safe.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "marian/translator.h"
+#include "translation/engine.h"
+
+namespace transnotes {
+
+struct MarianModelDir {
+  std::filesystem::path dir;  // folder holding config.json
+  EnginePair pair;
+};
+
+// "opus-mt-en-es" -> {en, es}; also "models--Helsinki-NLP--opus-mt-en-es" and
+// "opus-mt-tc-big-en-es". nullopt when the name carries no simple pair (e.g. en-ROMANCE).
+std::optional<EnginePair> marian_pair_from_name(const std::string& folder_name);
+
+// Model folders in models_dir (one sub-folder per model, must contain config.json) and in a
+// Hugging Face hub cache (hub_dir/models--*/snapshots/<rev>/; newest snapshot wins). Missing
+// dirs yield nothing. Results sorted by pair; the first occurrence of a pair wins.
+std::vector<MarianModelDir> discover_marian_models(const std::filesystem::path& models_dir);
+std::vector<MarianModelDir> discover_marian_hub_models(const std::filesystem::path& hub_dir);
+// models_dir (if non-empty) then $HF_HOME/hub (default ~/.cache/huggingface/hub).
+std::vector<MarianModelDir> discover_marian_models_default(const std::filesystem::path& models_dir);
+
+struct MarianEngineOptions {
+  int num_threads = 2;              // OpenBLAS threads (process-wide)
+  std::optional<int> num_beams;     // default: generation_config.json
+  std::optional<int> max_length;    // default: generation_config.json
+  int max_batch_tokens = 4096;      // token budget per batch (rows * longest row)
+  bool int8 = false;
+};
+
+class MarianEngine : public Engine {
+ public:
+  // Loads every model folder (pair from its folder name, see marian_pair_from_name).
+  // Throws marian::ModelLoadError when a folder cannot be loaded or named.
+  explicit MarianEngine(const std::vector<std::filesystem::path>& model_dirs,
+                        const MarianEngineOptions& options = {});
+  explicit MarianEngine(const std::vector<MarianModelDir>& models,
+                        const MarianEngineOptions& options = {});
+
+  std::string name() const override { return "marian"; }
+  std::vector<EnginePair> pairs() const override;
+  // Throws TranslationFailed for an unknown pair or any inference failure.
+  std::vector<std::string> translate_batch(const std::string& source, const std::string& target,
+                                           const std::vector<std::string>& segments) override;
+
+ private:
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<const marian::Translator>>
+      translators_;
+};
+
+}  // namespace transnotes

@@ -1,0 +1,92 @@
+// MarianMTModel forward pass (Hugging Face transformers semantics) on the CPU with OpenBLAS.
+// A MarianModel is immutable after load() and may be shared by any number of threads; all
+// per-call state lives in EncoderOutput / DecoderState objects owned by the caller.
+// fp32 tensors are used in place from the mmap'ed model.safetensors; f16/bf16 are converted.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "marian/checkpoint.h"
+
+namespace transnotes::marian {
+
+class SafetensorsFile;
+
+struct ModelOptions {
+  // OpenBLAS threads (process-wide setting); 0 = leave as is.
+  int num_threads = 0;
+  // Quantize linear-layer weights to int8 with per-row scales (not the embeddings).
+  bool int8 = false;
+};
+
+// Encoder output for a batch of unpadded source rows (padded internally to src_len).
+struct EncoderOutput {
+  int batch = 0;
+  int src_len = 0;
+  int d_model = 0;
+  std::vector<int> lengths;   // real tokens per row
+  std::vector<float> hidden;  // [batch, src_len, d_model]; padded positions hold garbage
+};
+
+// Per-hypothesis decoder state (self-attention KV cache, cross-attention K/V per source row,
+// scratch buffers). Internal layout; only MarianModel touches the members.
+struct DecoderState {
+  std::shared_ptr<const EncoderOutput> encoder;
+  std::vector<int> source_row;  // hypothesis -> encoder row
+  int steps = 0;                // tokens fed so far (same for all hypotheses)
+  int capacity = 0;             // max steps the cache can hold
+  std::vector<std::vector<float>> cross_k, cross_v;  // [layer][batch*src_len*d]
+  std::vector<std::vector<float>> self_k, self_v;    // [layer][hyp*capacity*d]
+  std::vector<float> x, tmp, q, attn, ffn, scores;   // scratch
+  int num_hyps() const { return static_cast<int>(source_row.size()); }
+};
+
+class MarianModel {
+ public:
+  // Loads config.json, generation_config.json, model.safetensors from a HF model folder.
+  // Throws ModelLoadError naming the file/tensor on any problem.
+  static std::shared_ptr<const MarianModel> load(const std::filesystem::path& model_dir,
+                                                 const ModelOptions& options = {});
+  ~MarianModel();
+
+  const MarianConfig& config() const { return config_; }
+  const GenerationConfig& generation_config() const { return generation_; }
+  const std::filesystem::path& dir() const { return dir_; }
+  int decoder_vocab_size() const { return config_.decoder_vocab_size; }
+
+  // Runs the encoder. If layer_outputs is given it receives encoder_layers+1 tensors
+  // [batch*src_len*d] (0 = scaled embeddings + positions).
+  std::shared_ptr<const EncoderOutput> encode(
+      const std::vector<std::vector<int>>& input_ids,
+      std::vector<std::vector<float>>* layer_outputs = nullptr) const;
+
+  // Creates decoder state: hypothesis i attends encoder row source_row[i]; at most max_steps
+  // decoder_step calls.
+  std::unique_ptr<DecoderState> start_decoder(std::shared_ptr<const EncoderOutput> encoder,
+                                              std::vector<int> source_row, int max_steps) const;
+  // Feeds one token per hypothesis; writes raw logits (incl. final_logits_bias)
+  // [num_hyps, decoder_vocab_size] to logits.
+  void decoder_step(DecoderState& state, std::span<const int> tokens, float* logits) const;
+  // Keeps hypotheses keep[0..n) (indices may repeat: beam reordering); state shrinks to n.
+  void select_hypotheses(DecoderState& state, std::span<const int> keep) const;
+
+  // Convenience for tests: teacher-forced logits [rows, T, V] for decoder_ids (equal lengths).
+  std::vector<float> teacher_forced_logits(const std::vector<std::vector<int>>& input_ids,
+                                           const std::vector<std::vector<int>>& decoder_ids) const;
+
+  struct Weights;  // internal
+
+ private:
+  MarianModel() = default;
+  std::filesystem::path dir_;
+  MarianConfig config_;
+  GenerationConfig generation_;
+  std::unique_ptr<SafetensorsFile> file_;
+  std::unique_ptr<Weights> weights_;
+};
+
+}  // namespace transnotes::marian

@@ -1,0 +1,44 @@
+// MarianTokenizer equivalent (Hugging Face, slow sentencepiece version).
+// encode: optional ">>xx<<" target-language code, source.spm pieces -> vocab.json ids
+// (unknown piece -> <unk>), then </s>. decode: drops </s>, <pad>, <unk>; target.spm
+// DecodePieces, "▁" -> " ", trimmed. With separate vocabularies (target_vocab.json present)
+// decode maps ids through the target vocabulary. Immutable after load: thread-safe.
+#pragma once
+
+#include <filesystem>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+namespace sentencepiece {
+class SentencePieceProcessor;
+}
+
+namespace transnotes::marian {
+
+class MarianTokenizer {
+ public:
+  // Loads source.spm, target.spm, vocab.json (+ target_vocab.json). Throws ModelLoadError.
+  explicit MarianTokenizer(const std::filesystem::path& model_dir);
+  ~MarianTokenizer();
+
+  std::vector<std::string> pieces(const std::string& text) const;  // without </s>
+  std::vector<int> encode(const std::string& text) const;          // ids incl. final </s>
+  std::string decode(const std::vector<int>& ids) const;           // skip special tokens
+
+  int eos_id() const { return eos_id_; }
+  int unk_id() const { return unk_id_; }
+  int pad_id() const { return pad_id_; }
+
+ private:
+  std::unique_ptr<sentencepiece::SentencePieceProcessor> source_spm_;
+  std::unique_ptr<sentencepiece::SentencePieceProcessor> target_spm_;
+  std::unordered_map<std::string, int> source_vocab_;
+  std::vector<std::string> target_pieces_;  // id -> piece
+  int eos_id_ = 0;
+  int unk_id_ = 1;
+  int pad_id_ = 0;
+};
+
+}  // namespace transnotes::marian
