@@ -64,9 +64,10 @@ std::vector<ModelInfo> list_models(const std::filesystem::path& models_dir,
                                    const std::filesystem::path& hf_home);
 
 // Environment defaults used by the CLI.
-std::string default_hf_endpoint();             // $HF_ENDPOINT or "https://huggingface.co"
-std::filesystem::path default_hf_home();       // $HF_HOME, $XDG_CACHE_HOME/huggingface, ~/.cache/huggingface
-std::filesystem::path default_models_dir();    // $MODELS_DIR or "models"
+std::string default_hf_endpoint();  // $HF_ENDPOINT or "https://huggingface.co"
+std::filesystem::path
+default_hf_home();  // $HF_HOME, $XDG_CACHE_HOME/huggingface, ~/.cache/huggingface
+std::filesystem::path default_models_dir();  // $MODELS_DIR or "models"
 
 // A pull failed; nothing was left in models_dir (no partial folder, no temp leftovers).
 class ModelPullError : public transnotes::Error {
@@ -75,19 +76,19 @@ class ModelPullError : public transnotes::Error {
 };
 
 struct DownloadProgress {
-  std::string file;          // "model.safetensors"
-  std::uint64_t done = 0;    // bytes received so far for this file
-  std::uint64_t total = 0;   // expected bytes; 0 while unknown
-  bool finished = false;     // last call for this file
+  std::string file;         // "model.safetensors"
+  std::uint64_t done = 0;   // bytes received so far for this file
+  std::uint64_t total = 0;  // expected bytes; 0 while unknown
+  bool finished = false;    // last call for this file
 };
 // Called on the pulling thread, often (throttle output yourself). Must not throw.
 using ProgressCallback = std::function<void(const DownloadProgress&)>;
 
 struct PullResult {
-  std::filesystem::path path;          // models_dir / "opus-mt-en-es"
-  std::vector<std::string> files;      // files fetched, in download order
-  std::uint64_t bytes = 0;             // total bytes written
-  bool replaced_existing = false;      // an older folder of the same name was replaced
+  std::filesystem::path path;      // models_dir / "opus-mt-en-es"
+  std::vector<std::string> files;  // files fetched, in download order
+  std::uint64_t bytes = 0;         // total bytes written
+  bool replaced_existing = false;  // an older folder of the same name was replaced
 };
 
 // Downloads repo_id at revision from `endpoint` ({endpoint}/{repo_id}/resolve/{revision}/{file},

@@ -1,0 +1,591 @@
+#include "marian/model_hub.h"
+
+#include <curl/curl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <boost/json.hpp>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iomanip>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <sstream>
+#include <system_error>
+
+namespace transnotes::marian {
+namespace fs = std::filesystem;
+
+namespace {
+
+bool starts_with(std::string_view s, std::string_view prefix) {
+  return s.substr(0, prefix.size()) == prefix;
+}
+
+std::string env_or(const char* name, const std::string& fallback) {
+  const char* value = std::getenv(name);
+  return (value != nullptr && *value != '\0') ? std::string(value) : fallback;
+}
+
+std::optional<std::string> read_small_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+std::string trim(std::string s) {
+  const auto not_space = [](unsigned char c) { return !std::isspace(c); };
+  s.erase(s.begin(), std::find_if(s.begin(), s.end(), not_space));
+  s.erase(std::find_if(s.rbegin(), s.rend(), not_space).base(), s.end());
+  return s;
+}
+
+// True when config.json in `dir` declares a Marian model.
+bool config_says_marian(const fs::path& dir) {
+  const auto text = read_small_file(dir / "config.json");
+  if (!text) return false;
+  boost::system::error_code ec;
+  const boost::json::value config = boost::json::parse(*text, ec);
+  if (ec || !config.is_object()) return false;
+  const auto* type = config.as_object().if_contains("model_type");
+  return type != nullptr && type->is_string() && type->as_string() == "marian";
+}
+
+bool looks_like_marian(std::string_view name, const fs::path& dir) {
+  return starts_with(name, "opus-mt-") || config_says_marian(dir);
+}
+
+std::uintmax_t folder_size(const fs::path& dir) {
+  std::uintmax_t total = 0;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::error_code status_ec;
+    if (fs::is_regular_file(it->path(), status_ec)) {  // follows HF cache blob symlinks
+      const auto size = fs::file_size(it->path(), status_ec);
+      if (!status_ec) total += size;
+    }
+  }
+  return total;
+}
+
+ModelInfo describe(std::string name, std::string repo_id, fs::path path, ModelOrigin origin,
+                   std::string revision) {
+  ModelInfo info;
+  info.name = std::move(name);
+  info.repo_id = std::move(repo_id);
+  info.path = std::move(path);
+  info.origin = origin;
+  info.revision = std::move(revision);
+  if (const auto languages = languages_from_model_name(info.name)) {
+    info.source_language = languages->source;
+    info.target_language = languages->target;
+  }
+  info.size_bytes = folder_size(info.path);
+  for (const auto file : kRequiredModelFiles) {
+    std::error_code ec;
+    if (!fs::is_regular_file(info.path / file, ec)) info.missing_files.emplace_back(file);
+  }
+  info.complete = info.missing_files.empty();
+  return info;
+}
+
+void scan_models_dir(const fs::path& models_dir, std::vector<ModelInfo>& found) {
+  std::error_code ec;
+  std::vector<ModelInfo> local;
+  for (fs::directory_iterator it(models_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code status_ec;
+    if (name.empty() || name[0] == '.' || !fs::is_directory(it->path(), status_ec)) continue;
+    if (!looks_like_marian(name, it->path())) continue;
+    local.push_back(describe(name, name, it->path(), ModelOrigin::kModelsDir, ""));
+  }
+  std::sort(local.begin(), local.end(),
+            [](const ModelInfo& a, const ModelInfo& b) { return a.name < b.name; });
+  found.insert(found.end(), local.begin(), local.end());
+}
+
+// The snapshot in use: refs/main when it names an existing snapshot, else the newest one.
+std::optional<std::string> pick_snapshot(const fs::path& repo_dir) {
+  if (auto ref = read_small_file(repo_dir / "refs" / "main")) {
+    const std::string revision = trim(*ref);
+    std::error_code ec;
+    if (!revision.empty() && fs::is_directory(repo_dir / "snapshots" / revision, ec)) {
+      return revision;
+    }
+  }
+  std::optional<std::string> newest;
+  fs::file_time_type newest_time;
+  std::error_code ec;
+  for (fs::directory_iterator it(repo_dir / "snapshots", ec), end; !ec && it != end;
+       it.increment(ec)) {
+    std::error_code status_ec;
+    if (!fs::is_directory(it->path(), status_ec)) continue;
+    const auto time = fs::last_write_time(it->path(), status_ec);
+    if (status_ec) continue;
+    if (!newest || time > newest_time) {
+      newest = it->path().filename().string();
+      newest_time = time;
+    }
+  }
+  return newest;
+}
+
+void scan_hf_cache(const fs::path& hf_home, std::vector<ModelInfo>& found) {
+  std::error_code ec;
+  std::vector<ModelInfo> cached;
+  for (fs::directory_iterator it(hf_home / "hub", ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string folder = it->path().filename().string();
+    if (!starts_with(folder, "models--")) continue;
+    // models--{org}--{name}: HF replaces "/" in the repo id by "--".
+    std::string repo_id = folder.substr(std::strlen("models--"));
+    if (const auto sep = repo_id.find("--"); sep != std::string::npos) {
+      repo_id.replace(sep, 2, "/");
+    }
+    const auto revision = pick_snapshot(it->path());
+    if (!revision) continue;
+    const fs::path snapshot = it->path() / "snapshots" / *revision;
+    const std::string short_name = repo_id.substr(repo_id.rfind('/') + 1);
+    if (!looks_like_marian(short_name, snapshot)) continue;
+    cached.push_back(describe(repo_id, repo_id, snapshot, ModelOrigin::kHfCache, *revision));
+  }
+  std::sort(cached.begin(), cached.end(),
+            [](const ModelInfo& a, const ModelInfo& b) { return a.name < b.name; });
+  found.insert(found.end(), cached.begin(), cached.end());
+}
+
+// ---- pulling -------------------------------------------------------------------------------
+
+void ensure_curl_initialised() {
+  static std::once_flag once;
+  std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+}
+
+bool valid_repo_part(std::string_view part) {
+  if (part.empty() || part == "." || part == ".." || part.size() > 96) return false;
+  return std::all_of(part.begin(), part.end(), [](unsigned char c) {
+    return std::isalnum(c) || c == '-' || c == '_' || c == '.';
+  });
+}
+
+void validate_repo_id(const std::string& repo_id) {
+  const auto slash = repo_id.find('/');
+  const bool ok = slash == std::string::npos
+                      ? valid_repo_part(repo_id)
+                      : valid_repo_part(std::string_view(repo_id).substr(0, slash)) &&
+                            valid_repo_part(std::string_view(repo_id).substr(slash + 1));
+  if (!ok) {
+    throw BadRequest("invalid model repository id '" + repo_id +
+                     "' (expected e.g. Helsinki-NLP/opus-mt-en-es)");
+  }
+}
+
+void validate_revision(const std::string& revision) {
+  const bool ok = !revision.empty() && revision.size() <= 256 &&
+                  std::none_of(revision.begin(), revision.end(),
+                               [](unsigned char c) { return std::isspace(c) || std::iscntrl(c); });
+  if (!ok) throw BadRequest("invalid revision '" + revision + "'");
+}
+
+std::string url_escape(CURL* curl, const std::string& text) {
+  char* escaped = curl_easy_escape(curl, text.c_str(), static_cast<int>(text.size()));
+  if (escaped == nullptr) throw ModelPullError("cannot URL-encode '" + text + "'");
+  std::string result(escaped);
+  curl_free(escaped);
+  return result;
+}
+
+// Removes a directory tree on scope exit unless released. Keeps failures from leaving debris.
+class DirectoryGuard {
+ public:
+  explicit DirectoryGuard(fs::path dir) : dir_(std::move(dir)) {}
+  DirectoryGuard(const DirectoryGuard&) = delete;
+  DirectoryGuard& operator=(const DirectoryGuard&) = delete;
+  ~DirectoryGuard() {
+    if (!dir_.empty()) {
+      std::error_code ec;
+      fs::remove_all(dir_, ec);
+    }
+  }
+  void release() { dir_.clear(); }
+
+ private:
+  fs::path dir_;
+};
+
+fs::path make_unique_dir(const fs::path& parent, const std::string& prefix) {
+  std::string pattern = (parent / (prefix + "XXXXXX")).string();
+  if (::mkdtemp(pattern.data()) == nullptr) {
+    throw ModelPullError("cannot create a temporary folder in " + parent.string() + ": " +
+                         std::strerror(errno));
+  }
+  return pattern;
+}
+
+struct FileCloser {
+  void operator()(std::FILE* f) const {
+    if (f != nullptr) std::fclose(f);
+  }
+};
+
+struct TransferState {
+  std::FILE* out = nullptr;
+  std::uint64_t written = 0;
+  bool write_failed = false;
+  const ProgressCallback* progress = nullptr;
+  std::string file;
+  std::uint64_t last_reported = ~std::uint64_t{0};
+};
+
+size_t write_body(char* data, size_t size, size_t count, void* user) {
+  auto* state = static_cast<TransferState*>(user);
+  const size_t bytes = size * count;
+  if (std::fwrite(data, 1, bytes, state->out) != bytes) {
+    state->write_failed = true;
+    return 0;  // makes curl abort with CURLE_WRITE_ERROR
+  }
+  state->written += bytes;
+  return bytes;
+}
+
+int report_progress(void* user, curl_off_t total, curl_off_t now, curl_off_t, curl_off_t) {
+  auto* state = static_cast<TransferState*>(user);
+  if (state->progress != nullptr && *state->progress &&
+      static_cast<std::uint64_t>(now) != state->last_reported) {
+    state->last_reported = static_cast<std::uint64_t>(now);
+    (*state->progress)(DownloadProgress{state->file, static_cast<std::uint64_t>(now),
+                                        total > 0 ? static_cast<std::uint64_t>(total) : 0, false});
+  }
+  return 0;
+}
+
+enum class FetchOutcome { kOk, kNotFound };
+
+// GETs `url` into `target`. kNotFound on HTTP 404 (the file is removed); throws ModelPullError on
+// every other failure (HTTP error, transport error, short body).
+FetchOutcome fetch(const std::string& url, const fs::path& target, const std::string& file,
+                   const ProgressCallback& progress, std::uint64_t& bytes_out) {
+  std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
+  if (!curl) throw ModelPullError("cannot initialise libcurl");
+  std::unique_ptr<std::FILE, FileCloser> out(std::fopen(target.c_str(), "wb"));
+  if (!out) {
+    throw ModelPullError("cannot write " + target.string() + ": " + std::strerror(errno));
+  }
+  TransferState state;
+  state.out = out.get();
+  state.progress = &progress;
+  state.file = file;
+
+  std::array<char, CURL_ERROR_SIZE> error_text{};
+  CURL* handle = curl.get();
+  curl_easy_setopt(handle, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(handle, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(handle, CURLOPT_MAXREDIRS, 10L);
+  curl_easy_setopt(handle, CURLOPT_USERAGENT, "transnotes/0.1 (model_hub; libcurl)");
+  curl_easy_setopt(handle, CURLOPT_ERRORBUFFER, error_text.data());
+  curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, &write_body);
+  curl_easy_setopt(handle, CURLOPT_WRITEDATA, &state);
+  curl_easy_setopt(handle, CURLOPT_NOPROGRESS, 0L);
+  curl_easy_setopt(handle, CURLOPT_XFERINFOFUNCTION, &report_progress);
+  curl_easy_setopt(handle, CURLOPT_XFERINFODATA, &state);
+  curl_easy_setopt(handle, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(handle, CURLOPT_CONNECTTIMEOUT, 30L);
+  // A stalled connection (under 1 byte/s for a minute) is a failure, not a hang.
+  curl_easy_setopt(handle, CURLOPT_LOW_SPEED_LIMIT, 1L);
+  curl_easy_setopt(handle, CURLOPT_LOW_SPEED_TIME, 60L);
+
+  const CURLcode code = curl_easy_perform(handle);
+  long status = 0;
+  curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &status);
+  curl_off_t content_length = -1;
+  curl_easy_getinfo(handle, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &content_length);
+  const bool flushed = std::fflush(out.get()) == 0 && !std::ferror(out.get());
+  out.reset();
+
+  if (code == CURLE_OK && status == 404) {
+    std::error_code ec;
+    fs::remove(target, ec);
+    return FetchOutcome::kNotFound;
+  }
+  if (code != CURLE_OK) {
+    std::string reason = error_text[0] != '\0' ? error_text.data() : curl_easy_strerror(code);
+    if (state.write_failed) reason = "cannot write " + target.string();
+    throw ModelPullError("download of " + file + " failed (" + url + "): " + reason);
+  }
+  if (status < 200 || status >= 300) {
+    throw ModelPullError("download of " + file + " failed (" + url + "): HTTP " +
+                         std::to_string(status));
+  }
+  if (!flushed) throw ModelPullError("cannot write " + target.string());
+  if (content_length >= 0 && state.written != static_cast<std::uint64_t>(content_length)) {
+    throw ModelPullError("download of " + file + " is incomplete (" + url + "): got " +
+                         std::to_string(state.written) + " of " + std::to_string(content_length) +
+                         " bytes");
+  }
+  if (progress) progress(DownloadProgress{file, state.written, state.written, true});
+  bytes_out = state.written;
+  return FetchOutcome::kOk;
+}
+
+// Checks that `path` is a well-formed safetensors file: u64 LE header size, JSON header whose
+// tensors' data_offsets all lie inside the data section. Throws ModelPullError otherwise.
+void verify_safetensors(const fs::path& path) {
+  const auto fail = [&](const std::string& why) {
+    throw ModelPullError("model.safetensors is not a valid safetensors file: " + why);
+  };
+  std::error_code ec;
+  const std::uintmax_t file_size = fs::file_size(path, ec);
+  if (ec || file_size < 8) fail("too short");
+  std::ifstream in(path, std::ios::binary);
+  std::array<unsigned char, 8> size_bytes{};
+  in.read(reinterpret_cast<char*>(size_bytes.data()), 8);
+  std::uint64_t header_size = 0;
+  for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | size_bytes[i];
+  if (!in || header_size == 0 || header_size > file_size - 8 || header_size > (100u << 20)) {
+    fail("bad header length");
+  }
+  std::string header(header_size, '\0');
+  in.read(header.data(), static_cast<std::streamsize>(header_size));
+  if (!in) fail("cannot read header");
+  boost::system::error_code parse_ec;
+  const boost::json::value json = boost::json::parse(header, parse_ec);
+  if (parse_ec || !json.is_object()) fail("header is not a JSON object");
+  const std::uint64_t data_size = file_size - 8 - header_size;
+  std::size_t tensors = 0;
+  for (const auto& [name, entry] : json.as_object()) {
+    if (name == "__metadata__") continue;
+    const auto* object = entry.if_object();
+    const auto* offsets = object ? object->if_contains("data_offsets") : nullptr;
+    if (offsets == nullptr || !offsets->is_array() || offsets->as_array().size() != 2 ||
+        !object->contains("dtype") || !object->contains("shape")) {
+      fail("bad entry for tensor " + std::string(name));
+    }
+    const auto& pair = offsets->as_array();
+    if (!pair[0].is_number() || !pair[1].is_number()) fail("bad offsets for " + std::string(name));
+    const auto begin = pair[0].to_number<std::uint64_t>();
+    const auto end = pair[1].to_number<std::uint64_t>();
+    if (begin > end || end > data_size) fail("tensor " + std::string(name) + " out of bounds");
+    ++tensors;
+  }
+  if (tensors == 0) fail("no tensors");
+}
+
+void verify_json(const fs::path& path, const std::string& file) {
+  const auto text = read_small_file(path);
+  boost::system::error_code ec;
+  if (!text || (boost::json::parse(*text, ec), ec)) {
+    throw ModelPullError(file + " is not valid JSON");
+  }
+}
+
+std::string human_size(std::uint64_t bytes) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(1);
+  if (bytes >= (1ull << 30)) {
+    out << static_cast<double>(bytes) / (1ull << 30) << " GiB";
+  } else if (bytes >= (1ull << 20)) {
+    out << static_cast<double>(bytes) / (1ull << 20) << " MiB";
+  } else if (bytes >= 1024) {
+    out << static_cast<double>(bytes) / 1024 << " KiB";
+  } else {
+    out << bytes << " B";
+  }
+  return out.str();
+}
+
+}  // namespace
+
+std::optional<LanguagePair> languages_from_model_name(std::string_view name) {
+  if (const auto slash = name.rfind('/'); slash != std::string_view::npos) {
+    name.remove_prefix(slash + 1);
+  }
+  if (!starts_with(name, "opus-mt-")) return std::nullopt;
+  name.remove_prefix(std::strlen("opus-mt-"));
+  const auto last = name.rfind('-');
+  if (last == std::string_view::npos || last == 0 || last + 1 == name.size()) return std::nullopt;
+  const std::string_view target = name.substr(last + 1);
+  std::string_view rest = name.substr(0, last);
+  const auto before = rest.rfind('-');
+  const std::string_view source = before == std::string_view::npos ? rest : rest.substr(before + 1);
+  if (source.empty()) return std::nullopt;
+  return LanguagePair{std::string(source), std::string(target)};
+}
+
+std::vector<ModelInfo> list_models(const fs::path& models_dir, const fs::path& hf_home) {
+  std::vector<ModelInfo> found;
+  if (!models_dir.empty()) scan_models_dir(models_dir, found);
+  if (!hf_home.empty()) scan_hf_cache(hf_home, found);
+  return found;
+}
+
+std::string default_hf_endpoint() { return env_or("HF_ENDPOINT", "https://huggingface.co"); }
+
+fs::path default_hf_home() {
+  if (const char* home = std::getenv("HF_HOME"); home != nullptr && *home != '\0') return home;
+  if (const char* xdg = std::getenv("XDG_CACHE_HOME"); xdg != nullptr && *xdg != '\0') {
+    return fs::path(xdg) / "huggingface";
+  }
+  return fs::path(env_or("HOME", ".")) / ".cache" / "huggingface";
+}
+
+fs::path default_models_dir() { return env_or("MODELS_DIR", "models"); }
+
+PullResult pull_model(const std::string& endpoint, const std::string& repo_id,
+                      const std::string& revision, const fs::path& models_dir,
+                      const ProgressCallback& progress) {
+  validate_repo_id(repo_id);
+  validate_revision(revision);
+  ensure_curl_initialised();
+  const std::string name = repo_id.substr(repo_id.rfind('/') + 1);
+
+  std::error_code ec;
+  fs::create_directories(models_dir, ec);
+  if (ec) throw ModelPullError("cannot create " + models_dir.string() + ": " + ec.message());
+
+  std::string base = endpoint.empty() ? default_hf_endpoint() : endpoint;
+  while (!base.empty() && base.back() == '/') base.pop_back();
+  std::string escaped_revision;
+  {
+    std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
+    if (!curl) throw ModelPullError("cannot initialise libcurl");
+    escaped_revision = url_escape(curl.get(), revision);
+  }
+  const std::string url_prefix = base + "/" + repo_id + "/resolve/" + escaped_revision + "/";
+
+  // Hidden temp folder: list_models skips it; removed on any failure.
+  const fs::path staging = make_unique_dir(models_dir, ".pull-" + name + "-");
+  DirectoryGuard staging_guard(staging);
+
+  PullResult result;
+  const auto download = [&](std::string_view file_view, bool required) {
+    const std::string file(file_view);
+    std::uint64_t bytes = 0;
+    const auto outcome = fetch(url_prefix + file, staging / file, file, progress, bytes);
+    if (outcome == FetchOutcome::kNotFound) {
+      if (required) {
+        throw ModelPullError("required file " + file + " not found (HTTP 404) at " + url_prefix +
+                             file);
+      }
+      return;
+    }
+    result.files.push_back(file);
+    result.bytes += bytes;
+  };
+  // config.json first: a wrong repo id fails before the big download.
+  download("config.json", true);
+  for (const auto file : kOptionalModelFiles) {
+    if (file == "generation_config.json") download(file, false);
+  }
+  for (const auto file : kRequiredModelFiles) {
+    if (file != "config.json") download(file, true);
+  }
+  for (const auto file : kOptionalModelFiles) {
+    if (file != "generation_config.json") download(file, false);
+  }
+
+  verify_json(staging / "config.json", "config.json");
+  verify_json(staging / "vocab.json", "vocab.json");
+  verify_safetensors(staging / "model.safetensors");
+
+  const fs::path destination = models_dir / name;
+  std::optional<fs::path> previous;
+  if (fs::exists(fs::symlink_status(destination, ec))) {
+    // Move the old folder aside (same filesystem: atomic), put the new one in, then delete.
+    previous = make_unique_dir(models_dir, ".old-" + name + "-");
+    fs::rename(destination, *previous, ec);  // replaces the empty placeholder directory
+    if (ec) {
+      fs::remove(*previous);
+      throw ModelPullError("cannot replace " + destination.string() + ": " + ec.message());
+    }
+  }
+  fs::rename(staging, destination, ec);
+  if (ec) {
+    std::error_code restore_ec;
+    if (previous) fs::rename(*previous, destination, restore_ec);
+    throw ModelPullError("cannot move the download to " + destination.string() + ": " +
+                         ec.message());
+  }
+  staging_guard.release();
+  if (previous) fs::remove_all(*previous, ec);
+
+  result.path = destination;
+  result.replaced_existing = previous.has_value();
+  return result;
+}
+
+int run_models_list(std::ostream& out, const fs::path& models_dir, const fs::path& hf_home) {
+  const auto models = list_models(models_dir, hf_home);
+  if (models.empty()) {
+    out << "No MarianMT models in " << models_dir.string() << " or " << (hf_home / "hub").string()
+        << ".\n"
+        << "Fetch one with: transnotes models pull Helsinki-NLP/opus-mt-en-es\n";
+    return 0;
+  }
+  std::size_t name_width = 4;
+  for (const auto& model : models) name_width = std::max(name_width, model.name.size());
+  const auto row = [&](const std::string& name, const std::string& pair, const std::string& size,
+                       const std::string& origin, const std::string& status,
+                       const std::string& path) {
+    out << std::left << std::setw(static_cast<int>(name_width) + 2) << name << std::setw(9) << pair
+        << std::setw(11) << size << std::setw(10) << origin << std::setw(10) << status << path
+        << "\n";
+  };
+  row("NAME", "PAIR", "SIZE", "SOURCE", "STATUS", "PATH");
+  for (const auto& model : models) {
+    const std::string pair =
+        model.source_language.empty() ? "?" : model.source_language + "-" + model.target_language;
+    std::string status = model.complete ? "complete" : "partial";
+    std::string path = model.path.string();
+    if (!model.complete) {
+      path += "  (missing:";
+      for (const auto& file : model.missing_files) path += " " + file;
+      path += ")";
+    }
+    row(model.name, pair, human_size(model.size_bytes),
+        model.origin == ModelOrigin::kModelsDir ? "models" : "hf-cache", status, path);
+  }
+  return 0;
+}
+
+int run_models_pull(std::ostream& out, std::ostream& err, const std::string& endpoint,
+                    const std::string& repo_id, const std::string& revision,
+                    const fs::path& models_dir, bool show_progress) {
+  using Clock = std::chrono::steady_clock;
+  Clock::time_point last_draw{};
+  const ProgressCallback draw = [&](const DownloadProgress& p) {
+    const auto now = Clock::now();
+    if (!p.finished && now - last_draw < std::chrono::milliseconds(200)) return;
+    last_draw = now;
+    err << "\r  " << std::left << std::setw(24) << p.file << std::right << std::setw(11)
+        << human_size(p.done);
+    if (p.total > 0) {
+      err << " / " << std::setw(11) << human_size(p.total) << std::setw(5)
+          << (100 * p.done / p.total) << "%";
+    }
+    err << (p.finished ? "\n" : "   ") << std::flush;
+  };
+  const std::string base = endpoint.empty() ? default_hf_endpoint() : endpoint;
+  try {
+    if (show_progress) err << "Pulling " << repo_id << "@" << revision << " from " << base << "\n";
+    const PullResult result =
+        pull_model(base, repo_id, revision, models_dir, show_progress ? draw : ProgressCallback{});
+    out << (result.replaced_existing ? "Updated " : "Pulled ") << repo_id << " into "
+        << result.path.string() << " (" << result.files.size() << " files, "
+        << human_size(result.bytes) << ")\n";
+    return 0;
+  } catch (const BadRequest& e) {
+    err << "\nerror: " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    err << "\nerror: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace transnotes::marian

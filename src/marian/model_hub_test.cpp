@@ -1,0 +1,356 @@
+// Model hub tests against a real HTTP server on 127.0.0.1 serving the tiny-en-es fixture in the
+// Hugging Face `/{repo}/resolve/{revision}/{file}` layout, and a real HF cache folder layout.
+#include "marian/model_hub.h"
+
+#include <gtest/gtest.h>
+#include <stdlib.h>
+
+#include <atomic>
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <thread>
+
+namespace transnotes::marian {
+namespace {
+
+namespace fs = std::filesystem;
+namespace asio = boost::asio;
+namespace http = boost::beast::http;
+using asio::ip::tcp;
+
+const fs::path kFixtureDir =
+    fs::path(TRANSNOTES_SOURCE_DIR) / ".." / "shared" / "fixtures" / "marian" / "tiny-en-es";
+const std::string kRepo = "Helsinki-NLP/opus-mt-en-es";
+const std::string kPrefix = "/" + kRepo + "/resolve/main/";
+
+// Files of the fixture that the hub serves (everything an OPUS-MT repo has; no target_vocab.json).
+const std::vector<std::string> kServedFiles = {
+    "config.json", "generation_config.json", "model.safetensors",      "source.spm", "target.spm",
+    "vocab.json",  "tokenizer_config.json",  "special_tokens_map.json"};
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  return buffer.str();
+}
+
+void write_file(const fs::path& path, const std::string& content) {
+  fs::create_directories(path.parent_path());
+  std::ofstream(path, std::ios::binary) << content;
+}
+
+// How the server answers one path.
+struct Route {
+  int status = 200;
+  std::string body;
+  std::size_t declared_length = 0;  // Content-Length sent; may exceed body (then it hangs up)
+  std::string location;             // for redirects
+};
+
+Route serve(const std::string& body) { return Route{200, body, body.size(), ""}; }
+Route redirect(const std::string& location) { return Route{302, "", 0, location}; }
+
+// One-request-per-connection HTTP/1.1 server on a free loopback port, run on its own thread.
+// Routes are fixed at construction; unknown paths get 404. Writes raw bytes so it can lie
+// about Content-Length.
+class FakeHub {
+ public:
+  explicit FakeHub(std::map<std::string, Route> routes)
+      : routes_(std::move(routes)),
+        acceptor_(io_, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0)) {
+    port_ = acceptor_.local_endpoint().port();
+    thread_ = std::thread([this] { serve_loop(); });
+  }
+  FakeHub(const FakeHub&) = delete;
+  FakeHub& operator=(const FakeHub&) = delete;
+  ~FakeHub() {
+    stopping_ = true;
+    boost::system::error_code ec;
+    tcp::socket wake(io_);
+    wake.connect(acceptor_.local_endpoint(), ec);  // unblocks accept()
+    thread_.join();
+  }
+  std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
+  int requests() const { return requests_; }
+
+ private:
+  void serve_loop() {
+    while (!stopping_) {
+      tcp::socket socket(io_);
+      boost::system::error_code ec;
+      acceptor_.accept(socket, ec);
+      if (stopping_ || ec) break;
+      handle(socket);
+    }
+  }
+
+  void handle(tcp::socket& socket) {
+    boost::system::error_code ec;
+    boost::beast::flat_buffer buffer;
+    http::request<http::empty_body> request;
+    http::read(socket, buffer, request, ec);
+    if (ec) return;
+    ++requests_;
+    const auto it = routes_.find(std::string(request.target()));
+    const Route route = it != routes_.end() ? it->second : Route{404, "Entry not found", 15, ""};
+    std::string response = "HTTP/1.1 " + std::to_string(route.status) + " " +
+                           (route.status == 200   ? "OK"
+                            : route.status == 302 ? "Found"
+                                                  : "Not Found") +
+                           "\r\nContent-Length: " + std::to_string(route.declared_length) +
+                           "\r\nConnection: close\r\n";
+    if (!route.location.empty()) response += "Location: " + route.location + "\r\n";
+    response += "\r\n";
+    response += route.body;
+    asio::write(socket, asio::buffer(response), ec);
+    socket.shutdown(tcp::socket::shutdown_both, ec);
+    socket.close(ec);
+  }
+
+  std::map<std::string, Route> routes_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  unsigned short port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> requests_{0};
+  std::thread thread_;
+};
+
+std::map<std::string, Route> fixture_routes() {
+  std::map<std::string, Route> routes;
+  for (const auto& file : kServedFiles)
+    routes[kPrefix + file] = serve(read_file(kFixtureDir / file));
+  return routes;
+}
+
+// Entries of a directory (names), to prove nothing was left behind.
+std::vector<std::string> entries(const fs::path& dir) {
+  std::vector<std::string> names;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    names.push_back(entry.path().filename().string());
+  }
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+class ModelHubTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::is_regular_file(kFixtureDir / "model.safetensors")) {
+      GTEST_SKIP() << "MarianMT fixture not found at " << kFixtureDir
+                   << " (expected shared/fixtures/marian/tiny-en-es beside the checkout)";
+    }
+    std::string pattern = (fs::temp_directory_path() / "model_hub_test-XXXXXX").string();
+    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+    root_ = pattern;
+    models_dir_ = root_ / "models";
+  }
+  void TearDown() override {
+    if (!root_.empty()) fs::remove_all(root_);
+  }
+
+  fs::path root_;
+  fs::path models_dir_;
+};
+
+TEST_F(ModelHubTest, PullYieldsCompleteFolderIdenticalToFixture) {
+  auto routes = fixture_routes();
+  // Like the real hub, LFS files are served through a redirect to another location.
+  routes["/cdn/blob-model"] = routes[kPrefix + "model.safetensors"];
+  routes[kPrefix + "model.safetensors"] = redirect("/cdn/blob-model");
+  FakeHub hub(routes);
+
+  std::map<std::string, DownloadProgress> last_progress;
+  const PullResult result =
+      pull_model(hub.endpoint(), kRepo, "main", models_dir_,
+                 [&](const DownloadProgress& p) { last_progress[p.file] = p; });
+
+  EXPECT_EQ(result.path, models_dir_ / "opus-mt-en-es");
+  EXPECT_FALSE(result.replaced_existing);
+  std::vector<std::string> fetched = result.files;
+  std::sort(fetched.begin(), fetched.end());
+  std::vector<std::string> expected_files = kServedFiles;
+  std::sort(expected_files.begin(), expected_files.end());
+  EXPECT_EQ(fetched, expected_files);  // target_vocab.json: optional, 404, skipped
+  EXPECT_EQ(entries(result.path), expected_files);
+  std::uint64_t total = 0;
+  for (const auto& file : kServedFiles) {
+    const std::string original = read_file(kFixtureDir / file);
+    EXPECT_EQ(read_file(result.path / file), original) << file;
+    total += original.size();
+  }
+  EXPECT_EQ(result.bytes, total);
+  ASSERT_TRUE(last_progress.count("model.safetensors"));
+  EXPECT_TRUE(last_progress["model.safetensors"].finished);
+  EXPECT_EQ(last_progress["model.safetensors"].done,
+            fs::file_size(kFixtureDir / "model.safetensors"));
+  EXPECT_EQ(entries(models_dir_), std::vector<std::string>{"opus-mt-en-es"});  // no temp leftovers
+
+  const auto models = list_models(models_dir_, root_ / "no-hf-home");
+  ASSERT_EQ(models.size(), 1u);
+  EXPECT_EQ(models[0].name, "opus-mt-en-es");
+  EXPECT_EQ(models[0].path, result.path);
+  EXPECT_EQ(models[0].origin, ModelOrigin::kModelsDir);
+  EXPECT_EQ(models[0].source_language, "en");
+  EXPECT_EQ(models[0].target_language, "es");
+  EXPECT_TRUE(models[0].complete);
+  EXPECT_TRUE(models[0].missing_files.empty());
+  EXPECT_EQ(models[0].size_bytes, total);
+
+  std::ostringstream table;
+  EXPECT_EQ(run_models_list(table, models_dir_, root_ / "no-hf-home"), 0);
+  EXPECT_NE(table.str().find("opus-mt-en-es"), std::string::npos) << table.str();
+  EXPECT_NE(table.str().find("en-es"), std::string::npos) << table.str();
+  EXPECT_NE(table.str().find("complete"), std::string::npos) << table.str();
+
+  // Pulling again replaces the folder atomically and still leaves nothing else behind.
+  write_file(result.path / "stale.txt", "old");
+  const PullResult again = pull_model(hub.endpoint(), kRepo, "main", models_dir_);
+  EXPECT_TRUE(again.replaced_existing);
+  EXPECT_FALSE(fs::exists(again.path / "stale.txt"));
+  EXPECT_EQ(entries(models_dir_), std::vector<std::string>{"opus-mt-en-es"});
+}
+
+TEST_F(ModelHubTest, TruncatedDownloadLeavesNothingBehind) {
+  auto routes = fixture_routes();
+  Route& weights = routes[kPrefix + "model.safetensors"];
+  weights.body.resize(weights.body.size() / 2);  // Content-Length stays the full size
+  FakeHub hub(routes);
+
+  try {
+    pull_model(hub.endpoint(), kRepo, "main", models_dir_);
+    FAIL() << "a truncated download must fail";
+  } catch (const ModelPullError& e) {
+    EXPECT_NE(std::string(e.what()).find("model.safetensors"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(entries(models_dir_).empty());
+  EXPECT_TRUE(list_models(models_dir_, root_).empty());
+}
+
+TEST_F(ModelHubTest, MissingRequiredFileFailsCleanly) {
+  auto routes = fixture_routes();
+  routes.erase(kPrefix + "model.safetensors");  // -> 404
+  FakeHub hub(routes);
+
+  try {
+    pull_model(hub.endpoint(), kRepo, "main", models_dir_);
+    FAIL() << "a 404 of model.safetensors must fail";
+  } catch (const ModelPullError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("model.safetensors"), std::string::npos) << message;
+    EXPECT_NE(message.find("404"), std::string::npos) << message;
+  }
+  EXPECT_TRUE(entries(models_dir_).empty());
+
+  std::ostringstream out, err;
+  EXPECT_EQ(run_models_pull(out, err, hub.endpoint(), kRepo, "main", models_dir_, true), 1);
+  EXPECT_NE(err.str().find("error:"), std::string::npos) << err.str();
+  EXPECT_TRUE(entries(models_dir_).empty());
+}
+
+TEST_F(ModelHubTest, CorruptSafetensorsIsRejected) {
+  auto routes = fixture_routes();
+  routes[kPrefix + "model.safetensors"] = serve(std::string(64, '\xff'));
+  FakeHub hub(routes);
+  EXPECT_THROW(pull_model(hub.endpoint(), kRepo, "main", models_dir_), ModelPullError);
+  EXPECT_TRUE(entries(models_dir_).empty());
+}
+
+TEST_F(ModelHubTest, CliPullReportsSuccessAndRejectsBadRepoIds) {
+  FakeHub hub(fixture_routes());
+  std::ostringstream out, err;
+  EXPECT_EQ(run_models_pull(out, err, hub.endpoint(), kRepo, "main", models_dir_, true), 0)
+      << err.str();
+  EXPECT_NE(out.str().find("opus-mt-en-es"), std::string::npos) << out.str();
+  EXPECT_NE(err.str().find("model.safetensors"), std::string::npos) << err.str();  // progress
+
+  std::ostringstream out2, err2;
+  EXPECT_EQ(run_models_pull(out2, err2, hub.endpoint(), "../../etc", "main", models_dir_, false),
+            2);
+  EXPECT_THROW(pull_model(hub.endpoint(), "a/b/c", "main", models_dir_), BadRequest);
+}
+
+TEST_F(ModelHubTest, DiscoversHuggingFaceCacheLayout) {
+  const fs::path hf_home = root_ / "hf";
+  const fs::path repo = hf_home / "hub" / "models--Helsinki-NLP--opus-mt-en-es";
+  // Real layout: snapshot files are symlinks into blobs/; refs/main names the revision.
+  std::uint64_t total = 0;
+  for (const auto& file : kServedFiles) {
+    const fs::path blob = repo / "blobs" / ("blob-" + file);
+    fs::create_directories(blob.parent_path());
+    fs::copy_file(kFixtureDir / file, blob);
+    total += fs::file_size(blob);
+    fs::create_directories(repo / "snapshots" / "rev2");
+    fs::create_symlink(fs::path("..") / ".." / "blobs" / ("blob-" + file),
+                       repo / "snapshots" / "rev2" / file);
+  }
+  fs::create_directories(repo / "snapshots" / "rev1");  // an older, emptier snapshot
+  write_file(repo / "snapshots" / "rev1" / "config.json", "{}");
+  write_file(repo / "refs" / "main", "rev2\n");
+  // An incomplete Marian repo (no refs: newest snapshot is used) and a non-Marian repo.
+  write_file(
+      hf_home / "hub" / "models--Helsinki-NLP--opus-mt-de-en" / "snapshots" / "abc" / "config.json",
+      R"({"model_type": "marian"})");
+  write_file(hf_home / "hub" / "models--google-bert--bert-base-uncased" / "snapshots" / "x" /
+                 "config.json",
+             R"({"model_type": "bert"})");
+  // A MODELS_DIR folder named freely but declared Marian in config.json, and unrelated clutter.
+  write_file(models_dir_ / "my-model" / "config.json", R"({"model_type": "marian"})");
+  write_file(models_dir_ / "notes" / "readme.txt", "not a model");
+  write_file(models_dir_ / ".pull-opus-mt-xx-yy-abc" / "config.json", "{}");
+
+  const auto models = list_models(models_dir_, hf_home);
+  ASSERT_EQ(models.size(), 3u);
+
+  EXPECT_EQ(models[0].name, "my-model");
+  EXPECT_EQ(models[0].origin, ModelOrigin::kModelsDir);
+  EXPECT_FALSE(models[0].complete);
+  EXPECT_TRUE(models[0].source_language.empty());
+
+  EXPECT_EQ(models[1].name, "Helsinki-NLP/opus-mt-de-en");
+  EXPECT_EQ(models[1].origin, ModelOrigin::kHfCache);
+  EXPECT_EQ(models[1].revision, "abc");
+  EXPECT_EQ(models[1].source_language, "de");
+  EXPECT_EQ(models[1].target_language, "en");
+  EXPECT_FALSE(models[1].complete);
+  EXPECT_EQ(models[1].missing_files, (std::vector<std::string>{"model.safetensors", "source.spm",
+                                                               "target.spm", "vocab.json"}));
+
+  EXPECT_EQ(models[2].name, "Helsinki-NLP/opus-mt-en-es");
+  EXPECT_EQ(models[2].repo_id, "Helsinki-NLP/opus-mt-en-es");
+  EXPECT_EQ(models[2].origin, ModelOrigin::kHfCache);
+  EXPECT_EQ(models[2].revision, "rev2");
+  EXPECT_EQ(models[2].path, repo / "snapshots" / "rev2");
+  EXPECT_EQ(models[2].source_language, "en");
+  EXPECT_EQ(models[2].target_language, "es");
+  EXPECT_TRUE(models[2].complete);
+  EXPECT_EQ(models[2].size_bytes, total);  // symlinks followed
+
+  std::ostringstream table;
+  run_models_list(table, models_dir_, hf_home);
+  EXPECT_NE(table.str().find("hf-cache"), std::string::npos) << table.str();
+  EXPECT_NE(table.str().find("missing: model.safetensors"), std::string::npos) << table.str();
+}
+
+TEST(ModelNames, LanguagesFromName) {
+  const auto plain = languages_from_model_name("Helsinki-NLP/opus-mt-en-es");
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->source, "en");
+  EXPECT_EQ(plain->target, "es");
+  const auto big = languages_from_model_name("opus-mt-tc-big-en-pt");
+  ASSERT_TRUE(big);
+  EXPECT_EQ(big->source, "en");
+  EXPECT_EQ(big->target, "pt");
+  EXPECT_FALSE(languages_from_model_name("bert-base-uncased"));
+  EXPECT_FALSE(languages_from_model_name("opus-mt-en"));
+  EXPECT_FALSE(languages_from_model_name("opus-mt-en-"));
+}
+
+}  // namespace
+}  // namespace transnotes::marian
