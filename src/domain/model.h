@@ -51,9 +51,10 @@ struct TranslationJob {
   std::string source_language;
   std::string target_language;
   JobStatus status = JobStatus::kQueued;
-  std::optional<std::string> text;   // set when succeeded
-  std::optional<std::string> error;  // set when failed (and the last attempt's error while retrying)
-  std::string engine;                // engine chosen for the pair, e.g. "apertium", "marian"
+  std::optional<std::string> text;  // set when succeeded
+  std::optional<std::string>
+      error;           // set when failed (and the last attempt's error while retrying)
+  std::string engine;  // engine chosen for the pair, e.g. "apertium", "marian"
   int attempts = 0;
   int max_attempts = 3;
   Timestamp created_at = 0;
@@ -75,7 +76,7 @@ struct LanguageCount {
 
 struct Stats {
   std::int64_t total_notes = 0;
-  std::int64_t total_translations = 0;  // notes whose translated_text is not null
+  std::int64_t total_translations = 0;            // notes whose translated_text is not null
   std::vector<LanguageCount> language_breakdown;  // ordered by count desc, then language
 };
 

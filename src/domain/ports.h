@@ -57,15 +57,14 @@ class Store {
   // sets its translated_text/translated_language and bumps its version. Only if this worker
   // still holds the job. Returns the note's new version if the note was updated.
   struct CompleteResult {
-    bool applied = false;                    // false: the worker no longer held the job
+    bool applied = false;                      // false: the worker no longer held the job
     std::optional<std::int64_t> note_version;  // set when the note was updated
   };
   virtual CompleteResult complete_job(std::int64_t job_id, const std::string& worker_id,
                                       const std::string& text, const std::string& engine) = 0;
   // Records a failed attempt. With `retry_after`, the job goes back to queued, due after the
   // delay; without, it becomes failed. Only if this worker still holds the job.
-  virtual bool fail_job(std::int64_t job_id, const std::string& worker_id,
-                        const std::string& error,
+  virtual bool fail_job(std::int64_t job_id, const std::string& worker_id, const std::string& error,
                         std::optional<std::chrono::milliseconds> retry_after) = 0;
   // Ids of jobs that are runnable now (queued and due, or lease expired), oldest first.
   virtual std::vector<std::int64_t> runnable_job_ids(int limit) = 0;

@@ -1,0 +1,213 @@
+#include "api/json_io.h"
+
+#include <boost/url/parse_query.hpp>
+#include <cstdio>
+#include <map>
+#include <set>
+
+namespace transnotes::api {
+
+namespace json = boost::json;
+
+namespace {
+
+std::string media_type_of(std::string_view content_type) {
+  auto semicolon = content_type.find(';');
+  std::string type(content_type.substr(0, semicolon));
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.pop_back();
+  for (auto& c : type) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return type;
+}
+
+bool is_json_media_type(const std::string& type) {
+  return type == "application/json" ||
+         (type.starts_with("application/") && type.ends_with("+json"));
+}
+
+json::object parse_form(const std::string& body) {
+  auto params = boost::urls::parse_query(body);
+  if (!params) throw ParseError("Form parse error - malformed form data.");
+  json::object out;
+  for (auto param : *params) {
+    out[param.key] = param.value;  // decoded; last value wins as in QueryDict.get
+  }
+  return out;
+}
+
+const char* json_kind_name(const json::value& v) {
+  switch (v.kind()) {
+    case json::kind::array:
+      return "list";
+    case json::kind::string:
+      return "str";
+    case json::kind::bool_:
+      return "bool";
+    case json::kind::null:
+      return "NoneType";
+    case json::kind::double_:
+      return "float";
+    default:
+      return "int";
+  }
+}
+
+std::string format_double(double d) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g", d);
+  // Prefer the shortest representation that round-trips, like Python's repr.
+  for (int precision = 1; precision <= 17; ++precision) {
+    char shorter[64];
+    std::snprintf(shorter, sizeof shorter, "%.*g", precision, d);
+    if (std::strtod(shorter, nullptr) == d) {
+      std::string s = shorter;
+      if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+      return s;
+    }
+  }
+  return buf;
+}
+
+json::value optional_string(const std::optional<std::string>& s) {
+  if (s) return json::value(*s);
+  return nullptr;
+}
+
+json::value optional_time(const std::optional<Timestamp>& t) {
+  if (t) return json::value(format_timestamp(*t));
+  return nullptr;
+}
+
+}  // namespace
+
+json::object parse_body(const http::Request& request) {
+  if (request.body.empty()) return {};
+  std::string type = media_type_of(request.header("Content-Type"));
+  if (type == "application/x-www-form-urlencoded") return parse_form(request.body);
+  if (!is_json_media_type(type)) {
+    throw UnsupportedMediaType("Unsupported media type \"" +
+                               std::string(request.header("Content-Type")) + "\" in request.");
+  }
+  json::parse_options options;
+  options.max_depth = 64;
+  boost::system::error_code ec;
+  json::value value = json::parse(request.body, ec, {}, options);
+  if (ec) throw ParseError("JSON parse error - " + ec.message());
+  if (!value.is_object()) {
+    throw ValidationError(
+        "non_field_errors",
+        std::string("Invalid data. Expected a dictionary, but got ") + json_kind_name(value) + ".");
+  }
+  return std::move(value.as_object());
+}
+
+std::optional<std::string> read_string_field(const json::object& body, const char* field,
+                                             ValidationError::FieldErrors& errors) {
+  auto it = body.find(field);
+  if (it == body.end()) return std::nullopt;
+  const json::value& v = it->value();
+  switch (v.kind()) {
+    case json::kind::string:
+      return std::string(v.get_string());
+    case json::kind::int64:
+      return std::to_string(v.get_int64());
+    case json::kind::uint64:
+      return std::to_string(v.get_uint64());
+    case json::kind::double_:
+      return format_double(v.get_double());
+    case json::kind::null:
+      errors[field].push_back("This field may not be null.");
+      return std::nullopt;
+    default:
+      errors[field].push_back("Not a valid string.");
+      return std::nullopt;
+  }
+}
+
+NoteFields read_note_fields(const json::object& body) {
+  ValidationError::FieldErrors errors;
+  NoteFields fields;
+  fields.title = read_string_field(body, "title", errors);
+  fields.original_text = read_string_field(body, "original_text", errors);
+  fields.original_language = read_string_field(body, "original_language", errors);
+  if (!errors.empty()) throw ValidationError(std::move(errors));
+  return fields;
+}
+
+json::object note_to_json(const Note& note) {
+  json::object o;
+  o.reserve(8);
+  o["id"] = note.id;
+  o["title"] = note.title;
+  o["original_text"] = note.original_text;
+  o["original_language"] = note.original_language;
+  o["translated_text"] = optional_string(note.translated_text);
+  o["translated_language"] = optional_string(note.translated_language);
+  o["created_at"] = format_timestamp(note.created_at);
+  o["updated_at"] = format_timestamp(note.updated_at);
+  return o;
+}
+
+json::object job_to_json(const TranslationJob& job) {
+  json::object o;
+  o.reserve(13);
+  o["id"] = job.id;
+  o["note_id"] = job.note_id;
+  o["source_language"] = job.source_language;
+  o["target_language"] = job.target_language;
+  o["status"] = to_string(job.status);
+  o["text"] = optional_string(job.text);
+  o["error"] = optional_string(job.error);
+  o["engine"] = job.engine;
+  o["attempts"] = job.attempts;
+  o["max_attempts"] = job.max_attempts;
+  o["created_at"] = format_timestamp(job.created_at);
+  o["started_at"] = optional_time(job.started_at);
+  o["finished_at"] = optional_time(job.finished_at);
+  return o;
+}
+
+json::object stats_to_json(const Stats& stats) {
+  json::array breakdown;
+  for (const auto& entry : stats.language_breakdown) {
+    breakdown.push_back(
+        json::object{{"original_language", entry.language}, {"count", entry.count}});
+  }
+  return json::object{{"total_notes", stats.total_notes},
+                      {"total_translations", stats.total_translations},
+                      {"language_breakdown", std::move(breakdown)}};
+}
+
+json::array languages_to_json(const std::vector<LanguagePair>& pairs) {
+  static const std::map<std::string, std::string> kNames = {
+      {"ar", "Arabic"},     {"ca", "Catalan"},
+      {"da", "Danish"},     {"de", "German"},
+      {"en", "English"},    {"eo", "Esperanto"},
+      {"es", "Spanish"},    {"eu", "Basque"},
+      {"fi", "Finnish"},    {"fr", "French"},
+      {"gl", "Galician"},   {"it", "Italian"},
+      {"ja", "Japanese"},   {"nb", "Norwegian Bokmål"},
+      {"nl", "Dutch"},      {"nn", "Norwegian Nynorsk"},
+      {"oc", "Occitan"},    {"pl", "Polish"},
+      {"pt", "Portuguese"}, {"ro", "Romanian"},
+      {"ru", "Russian"},    {"sv", "Swedish"},
+      {"uk", "Ukrainian"},  {"zh", "Chinese"}};
+  std::map<std::string, std::vector<const LanguagePair*>> by_source;
+  for (const auto& pair : pairs) by_source[pair.source].push_back(&pair);
+  json::array out;
+  for (const auto& [source, list] : by_source) {
+    json::array targets;
+    json::array detailed;
+    for (const auto* pair : list) {
+      targets.push_back(json::value(pair->target));
+      detailed.push_back(json::object{{"target", pair->target}, {"engine", pair->engine}});
+    }
+    auto name = kNames.find(source);
+    out.push_back(json::object{{"code", source},
+                               {"name", name == kNames.end() ? source : name->second},
+                               {"targets", std::move(targets)},
+                               {"pairs", std::move(detailed)}});
+  }
+  return out;
+}
+
+}  // namespace transnotes::api

@@ -1,0 +1,171 @@
+#include "domain/note_service.h"
+
+#include <algorithm>
+#include <cctype>
+#include <limits>
+#include <set>
+
+namespace transnotes {
+
+namespace {
+
+// Counts Unicode code points, as Django's max_length does; invalid bytes count one each.
+std::size_t count_characters(const std::string& s) {
+  std::size_t n = 0;
+  for (unsigned char c : s) {
+    if ((c & 0xC0) != 0x80) ++n;
+  }
+  return n;
+}
+
+bool is_blank(const std::string& s) {
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
+}
+
+void check_text(ValidationError::FieldErrors& errors, const char* field,
+                const std::optional<std::string>& value, bool required, std::size_t max_length) {
+  if (!value) {
+    if (required) errors[field].push_back("This field is required.");
+    return;
+  }
+  if (is_blank(*value)) {
+    errors[field].push_back("This field may not be blank.");
+    return;
+  }
+  if (max_length && count_characters(*value) > max_length) {
+    errors[field].push_back("Ensure this field has no more than " + std::to_string(max_length) +
+                            " characters.");
+  }
+}
+
+std::string trim(const std::string& s) {
+  auto begin = s.find_first_not_of(" \t\r\n\v\f");
+  if (begin == std::string::npos) return {};
+  auto end = s.find_last_not_of(" \t\r\n\v\f");
+  return s.substr(begin, end - begin + 1);
+}
+
+// DRF's CharField trims surrounding whitespace before validating; so do we.
+void trim_fields(NoteFields& fields) {
+  for (auto* field : {&fields.title, &fields.original_text, &fields.original_language}) {
+    if (*field) **field = trim(**field);
+  }
+}
+
+}  // namespace
+
+ValidationError::FieldErrors validate_note_fields(const NoteFields& fields, bool partial) {
+  ValidationError::FieldErrors errors;
+  check_text(errors, "title", fields.title, !partial, kMaxTitleLength);
+  check_text(errors, "original_text", fields.original_text, !partial, 0);
+  check_text(errors, "original_language", fields.original_language, false, kMaxLanguageLength);
+  return errors;
+}
+
+std::string normalize_language(const std::string& code) {
+  std::string out = trim(code);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+NoteService::NoteService(Store& store, NoteCache& cache, JobBus& bus, Translator& translator,
+                         Renderer render, int max_attempts)
+    : store_(store),
+      cache_(cache),
+      bus_(bus),
+      translator_(translator),
+      render_(std::move(render)),
+      max_attempts_(max_attempts) {}
+
+std::string NoteService::get_rendered(std::int64_t id) {
+  if (auto cached = cache_.get(id)) return std::move(*cached);
+  auto note = store_.get_note(id);
+  if (!note) throw NotFound();
+  std::string body = render_(*note);
+  cache_.put(id, note->version, body);
+  return body;
+}
+
+Note NoteService::create(NoteFields fields) {
+  trim_fields(fields);
+  auto errors = validate_note_fields(fields, /*partial=*/false);
+  if (!errors.empty()) throw ValidationError(std::move(errors));
+  if (!fields.original_language) fields.original_language = kDefaultLanguage;
+  return store_.create_note(fields);
+}
+
+Note NoteService::update(std::int64_t id, NoteFields fields, bool partial) {
+  trim_fields(fields);
+  auto errors = validate_note_fields(fields, partial);
+  if (!errors.empty()) throw ValidationError(std::move(errors));
+  auto note = store_.update_note(id, fields);
+  if (!note) throw NotFound();
+  cache_.invalidate(id, note->version);
+  return *note;
+}
+
+void NoteService::remove(std::int64_t id) {
+  if (!store_.delete_note(id)) throw NotFound();
+  cache_.invalidate(id, std::numeric_limits<std::int64_t>::max());
+}
+
+std::vector<Note> NoteService::list(const ListQuery& query) { return store_.list_notes(query); }
+
+Stats NoteService::stats() { return store_.stats(); }
+
+TranslationJob NoteService::request_translation(std::int64_t note_id,
+                                                const std::string& target_language) {
+  auto note = store_.get_note(note_id);
+  if (!note) throw NotFound();
+  std::string target = normalize_language(target_language);
+  if (target.empty()) throw ValidationError("target_language", "This field may not be blank.");
+  if (target.size() > kMaxLanguageLength) {
+    throw ValidationError("target_language", "Ensure this field has no more than " +
+                                                 std::to_string(kMaxLanguageLength) +
+                                                 " characters.");
+  }
+  const std::string source = normalize_language(note->original_language);
+  if (target == source) {
+    throw ValidationError("target_language",
+                          "The note is already in '" + source + "'; choose another language.");
+  }
+  auto engine = translator_.engine_for(source, target);
+  if (!engine) {
+    std::set<std::string> targets;
+    for (const auto& pair : translator_.pairs()) {
+      if (pair.source == source) targets.insert(pair.target);
+    }
+    std::string message = "Cannot translate from '" + source + "' to '" + target + "'.";
+    if (targets.empty()) {
+      message += " No installed engine translates from '" + source + "'.";
+    } else {
+      message += " Supported target languages for '" + source + "': ";
+      bool first = true;
+      for (const auto& t : targets) {
+        message += (first ? "" : ", ") + t;
+        first = false;
+      }
+      message += ".";
+    }
+    throw ValidationError("target_language", message);
+  }
+  auto job = store_.create_job(note_id, source, target, *engine, max_attempts_);
+  if (!job) throw NotFound();
+  bus_.publish(job->id);
+  return *job;
+}
+
+TranslationJob NoteService::job(std::int64_t id) {
+  auto job = store_.get_job(id);
+  if (!job) throw NotFound();
+  return *job;
+}
+
+std::vector<TranslationJob> NoteService::jobs_for_note(std::int64_t note_id) {
+  if (!store_.get_note(note_id)) throw NotFound();
+  return store_.latest_jobs_for_note(note_id);
+}
+
+std::vector<LanguagePair> NoteService::languages() const { return translator_.pairs(); }
+
+}  // namespace transnotes

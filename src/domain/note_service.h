@@ -1,0 +1,58 @@
+// The notes use cases: validation, cache-aside reads, writes with cache invalidation, and
+// asking for translations. Knows only the ports (Store, NoteCache, JobBus, Translator).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "domain/errors.h"
+#include "domain/model.h"
+#include "domain/ports.h"
+
+namespace transnotes {
+
+// Checks the writable fields the way the original's serializer did. With `partial` (PATCH)
+// absent fields are fine; otherwise title and original_text are required. Returns the field
+// errors (empty when valid).
+ValidationError::FieldErrors validate_note_fields(const NoteFields& fields, bool partial);
+
+// Lower-cases and trims a language code ("EN " -> "en").
+std::string normalize_language(const std::string& code);
+
+class NoteService {
+ public:
+  // Renders a note as the API's JSON body; what the cache holds.
+  using Renderer = std::function<std::string(const Note&)>;
+
+  // The service keeps references: every argument must outlive it.
+  NoteService(Store& store, NoteCache& cache, JobBus& bus, Translator& translator, Renderer render,
+              int max_attempts);
+
+  // The rendered note, from the cache when present (cache-aside). Throws NotFound.
+  std::string get_rendered(std::int64_t id);
+  Note create(NoteFields fields);
+  // PUT (partial=false) or PATCH (partial=true). Throws NotFound, ValidationError.
+  Note update(std::int64_t id, NoteFields fields, bool partial);
+  void remove(std::int64_t id);
+  std::vector<Note> list(const ListQuery& query);
+  Stats stats();
+
+  // Queues a translation of the note into `target_language`; the caller answers 202.
+  // Throws NotFound, ValidationError (missing target, same language, unsupported pair).
+  TranslationJob request_translation(std::int64_t note_id, const std::string& target_language);
+  TranslationJob job(std::int64_t id);
+  std::vector<TranslationJob> jobs_for_note(std::int64_t note_id);
+  std::vector<LanguagePair> languages() const;
+
+ private:
+  Store& store_;
+  NoteCache& cache_;
+  JobBus& bus_;
+  Translator& translator_;
+  Renderer render_;
+  int max_attempts_;
+};
+
+}  // namespace transnotes

@@ -1,0 +1,66 @@
+// A small asynchronous HTTP/1.1 server (Boost.Beast) that holds many keep-alive connections on a
+// few threads and hands each complete request to one synchronous handler. It knows nothing about
+// the API: routing, JSON and error shapes live in src/api.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace transnotes::http {
+
+struct Request {
+  std::string method;  // "GET", "POST", ...
+  std::string target;  // path and query as sent, e.g. "/api/v1/notes/?limit=5"
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  // Case-insensitive header lookup; empty when absent.
+  std::string_view header(std::string_view name) const;
+};
+
+struct Response {
+  int status = 200;
+  std::string body;
+  std::string content_type = "application/json";
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// Called on a server thread for every request; must not throw (the server answers 500 if it does).
+using Handler = std::function<Response(const Request&)>;
+
+struct ServerOptions {
+  std::string host = "127.0.0.1";                  // address to bind
+  std::uint16_t port = 8000;                       // 0 picks a free port (see Server::port)
+  int threads = 4;                                 // threads running the event loop and the handler
+  std::size_t max_body_bytes = 1 << 20;            // larger bodies get 413
+  std::chrono::milliseconds read_timeout{30'000};  // a started request must arrive by then
+  std::chrono::milliseconds idle_timeout{75'000};  // keep-alive connections idle longer close
+  std::string server_name = "transnotes";          // Server header
+};
+
+class Server {
+ public:
+  // Binds immediately (throws std::system_error with a clear message if it cannot).
+  Server(ServerOptions options, Handler handler);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  std::uint16_t port() const;
+  // Starts the threads and returns.
+  void start();
+  // Stops accepting, lets in-flight requests finish (up to `grace`), then closes everything.
+  void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000));
+
+  struct Impl;  // defined in server.cpp; public only so connection sessions there can reach it
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace transnotes::http

@@ -1,0 +1,187 @@
+#include "queue/worker_pool.h"
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <random>
+
+#include "domain/errors.h"
+
+namespace transnotes {
+
+namespace {
+
+std::string host_name() {
+  char buf[256] = {};
+  if (gethostname(buf, sizeof buf - 1) != 0) return "host";
+  return buf;
+}
+
+}  // namespace
+
+WorkerPool::WorkerPool(Store& store, JobBus& bus, Translator& translator, NoteCache& cache,
+                       WorkerOptions options)
+    : store_(store),
+      bus_(bus),
+      translator_(translator),
+      cache_(cache),
+      options_(std::move(options)),
+      id_prefix_(options_.name + "@" + host_name() + ":" + std::to_string(getpid()) + ":" +
+                 std::to_string(now_micros() % 1'000'000)) {}
+
+WorkerPool::~WorkerPool() { stop(); }
+
+void WorkerPool::start() {
+  for (int i = 0; i < options_.threads; ++i) {
+    threads_.emplace_back([this, i] { run_worker(i); });
+  }
+  threads_.emplace_back([this] { run_lease_keeper(); });
+  threads_.emplace_back([this] { run_sweeper(); });
+}
+
+void WorkerPool::stop() {
+  if (threads_.empty()) return;
+  {
+    std::lock_guard lock(mutex_);
+    stopping_ = true;
+  }
+  wake_.notify_all();
+  bus_.close();
+  for (auto& t : threads_) t.join();
+  threads_.clear();
+}
+
+std::chrono::milliseconds WorkerPool::retry_delay(int attempts) {
+  thread_local std::mt19937 rng{std::random_device{}()};
+  double base = static_cast<double>(options_.retry_base.count());
+  double delay = base * static_cast<double>(1LL << std::min(attempts - 1, 20));
+  delay = std::min(delay, static_cast<double>(options_.retry_max.count()));
+  // Full jitter in [50%, 100%] keeps retries of many jobs from stampeding together.
+  std::uniform_real_distribution<double> jitter(0.5, 1.0);
+  return std::chrono::milliseconds(static_cast<std::int64_t>(delay * jitter(rng)));
+}
+
+void WorkerPool::run_worker(int index) {
+  const std::string worker_id = id_prefix_ + "/" + std::to_string(index);
+  while (!stopping_) {
+    std::optional<std::int64_t> hint;
+    try {
+      hint = bus_.next(options_.poll_interval);
+    } catch (const std::exception& e) {
+      spdlog::warn("{}: job bus: {}", worker_id, e.what());
+    }
+    if (stopping_) break;
+    // Drain: after a wake-up (or a quiet poll interval), keep claiming until nothing is due.
+    bool first = true;
+    while (!stopping_) {
+      std::optional<ClaimedJob> claimed;
+      try {
+        claimed = store_.claim_job(worker_id, options_.lease, first ? hint : std::nullopt);
+        if (!claimed && first && hint)
+          claimed = store_.claim_job(worker_id, options_.lease, std::nullopt);
+      } catch (const std::exception& e) {
+        spdlog::warn("{}: cannot claim jobs: {}", worker_id, e.what());
+        std::unique_lock lock(mutex_);
+        wake_.wait_for(lock, options_.poll_interval, [this] { return stopping_.load(); });
+        break;
+      }
+      first = false;
+      if (!claimed) break;
+      process(*claimed, worker_id);
+    }
+  }
+}
+
+void WorkerPool::process(const ClaimedJob& claimed, const std::string& worker_id) {
+  const auto& job = claimed.job;
+  {
+    std::lock_guard lock(mutex_);
+    held_[job.id] = worker_id;
+  }
+  struct Release {
+    WorkerPool* pool;
+    std::int64_t id;
+    ~Release() {
+      std::lock_guard lock(pool->mutex_);
+      pool->held_.erase(id);
+    }
+  } release{this, job.id};
+
+  spdlog::info("{}: job {} note {} {}->{} attempt {}/{}", worker_id, job.id, job.note_id,
+               claimed.note_language, job.target_language, job.attempts, job.max_attempts);
+  std::string error;
+  bool retryable = true;
+  try {
+    auto output =
+        translator_.translate(claimed.note_language, job.target_language, claimed.note_text);
+    auto result = store_.complete_job(job.id, worker_id, output.text, output.engine);
+    if (!result.applied) {
+      counters_.lost_leases.fetch_add(1);
+      spdlog::warn("{}: job {} lease was lost; result discarded", worker_id, job.id);
+      return;
+    }
+    if (result.note_version) cache_.invalidate(job.note_id, *result.note_version);
+    counters_.succeeded.fetch_add(1);
+    return;
+  } catch (const BadRequest& e) {
+    // The note's language changed to one no engine can translate from: retrying cannot help.
+    error = e.what();
+    retryable = false;
+  } catch (const std::exception& e) {
+    error = e.what();
+  }
+  try {
+    bool final = !retryable || job.attempts >= job.max_attempts;
+    std::optional<std::chrono::milliseconds> retry;
+    if (!final) retry = retry_delay(job.attempts);
+    store_.fail_job(job.id, worker_id, error, retry);
+    if (final) {
+      counters_.failed.fetch_add(1);
+      spdlog::error("{}: job {} failed: {}", worker_id, job.id, error);
+    } else {
+      counters_.retried.fetch_add(1);
+      spdlog::warn("{}: job {} attempt {} failed, retrying in {} ms: {}", worker_id, job.id,
+                   job.attempts, retry->count(), error);
+    }
+  } catch (const std::exception& e) {
+    // The lease will lapse and another attempt will be made: the job is not lost.
+    spdlog::error("{}: cannot record failure of job {}: {}", worker_id, job.id, e.what());
+  }
+}
+
+void WorkerPool::run_lease_keeper() {
+  auto period = std::max(options_.lease / 3, std::chrono::milliseconds(10));
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    wake_.wait_for(lock, period, [this] { return stopping_.load(); });
+    auto held = held_;
+    lock.unlock();
+    for (const auto& [job_id, worker_id] : held) {
+      try {
+        if (!store_.renew_lease(job_id, worker_id, options_.lease)) {
+          spdlog::warn("{}: lost the lease on job {}", worker_id, job_id);
+        }
+      } catch (const std::exception& e) {
+        spdlog::warn("{}: cannot renew lease on job {}: {}", worker_id, job_id, e.what());
+      }
+    }
+    lock.lock();
+  }
+}
+
+void WorkerPool::run_sweeper() {
+  std::unique_lock lock(mutex_);
+  while (!stopping_) {
+    wake_.wait_for(lock, options_.sweep_interval, [this] { return stopping_.load(); });
+    if (stopping_) break;
+    lock.unlock();
+    try {
+      for (auto id : store_.runnable_job_ids(100)) bus_.publish(id);
+    } catch (const std::exception& e) {
+      spdlog::warn("sweeper: {}", e.what());
+    }
+    lock.lock();
+  }
+}
+
+}  // namespace transnotes
