@@ -7,6 +7,7 @@
 
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -54,8 +55,19 @@ inline int free_loopback_port() {
 
 class ThrowawayRedis {
  public:
-  ThrowawayRedis() : port_(free_loopback_port()) { start(); }
-  ~ThrowawayRedis() { stop(); }
+  // The server keeps its dump.rdb in a private temporary directory: a test can SAVE, stop and
+  // start again to simulate an outage that keeps the data (a network partition).
+  ThrowawayRedis() : port_(free_loopback_port()) {
+    char pattern[] = "/tmp/transnotes-redis-XXXXXX";
+    if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
+    dir_ = pattern;
+    start();
+  }
+  ~ThrowawayRedis() {
+    stop();
+    ::unlink((dir_ + "/dump.rdb").c_str());
+    ::rmdir(dir_.c_str());
+  }
   ThrowawayRedis(const ThrowawayRedis&) = delete;
   ThrowawayRedis& operator=(const ThrowawayRedis&) = delete;
 
@@ -70,7 +82,7 @@ class ThrowawayRedis {
     pid_t pid = ::fork();
     if (pid == 0) {
       ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
-               "--save", "", "--appendonly", "no", "--loglevel", "warning", "--dir", "/tmp",
+               "--save", "", "--appendonly", "no", "--loglevel", "warning", "--dir", dir_.c_str(),
                static_cast<char*>(nullptr));
       ::_exit(127);
     }
@@ -99,6 +111,7 @@ class ThrowawayRedis {
 
  private:
   int port_;
+  std::string dir_;
   pid_t pid_ = -1;
 };
 

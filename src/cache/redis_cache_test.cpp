@@ -1,0 +1,227 @@
+#include "cache/redis_cache.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <climits>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "domain/errors.h"
+#include "redis/redis_test_support.h"
+
+namespace transnotes {
+namespace {
+
+using redis::testing::eventually;
+using redis::testing::ThrowawayRedis;
+using redis::testing::unique_test_prefix;
+using std::chrono::milliseconds;
+
+class RedisNoteCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto url = redis::testing::shared_test_redis_url();
+    if (!url) GTEST_SKIP() << "TRANSNOTES_TEST_REDIS_URL is not set (run scripts/services.sh)";
+    client_ = std::make_shared<redis::RedisClient>(redis::parse_redis_url(*url));
+    options_.key_prefix = unique_test_prefix("cache");
+  }
+  std::unique_ptr<RedisNoteCache> make_cache() {
+    return std::make_unique<RedisNoteCache>(client_, options_);
+  }
+  std::shared_ptr<redis::RedisClient> client_;
+  RedisNoteCacheOptions options_;
+};
+
+TEST_F(RedisNoteCacheTest, MissThenHitWithBinaryBody) {
+  auto cache = make_cache();
+  EXPECT_EQ(cache->get(1), std::nullopt);
+  std::string body("{\"title\":\"a\nb\0c\"}", 17);
+  cache->put(1, 1, body);
+  EXPECT_EQ(cache->get(1), body);
+  EXPECT_EQ(cache->get(2), std::nullopt);
+  auto stats = cache->stats();
+  EXPECT_EQ(stats.hits, 1u);
+  EXPECT_EQ(stats.misses, 2u);
+  EXPECT_EQ(stats.errors, 0u);
+}
+
+TEST_F(RedisNoteCacheTest, KeyLayoutAndTtl) {
+  auto cache = make_cache();
+  cache->put(42, 3, "body");
+  EXPECT_EQ(cache->key_for(42), options_.key_prefix + "42");
+  redis::Reply ttl = client_->command({"PTTL", cache->key_for(42)});
+  EXPECT_GT(ttl.integer, 0);
+  EXPECT_LE(ttl.integer, 300000);
+  EXPECT_EQ(client_->command({"GET", cache->key_for(42)}).str, "v3\nbody");
+}
+
+TEST_F(RedisNoteCacheTest, HigherVersionWins) {
+  auto cache = make_cache();
+  cache->put(7, 3, "v3");
+  cache->put(7, 2, "v2");
+  EXPECT_EQ(cache->get(7), "v3");
+  cache->put(7, 4, "v4");
+  EXPECT_EQ(cache->get(7), "v4");
+}
+
+TEST_F(RedisNoteCacheTest, InvalidateBlocksOlderPutsButNotNewer) {
+  auto cache = make_cache();
+  cache->put(5, 1, "v1");
+  cache->invalidate(5, 2);
+  EXPECT_EQ(cache->get(5), std::nullopt);
+  cache->put(5, 1, "v1");  // the cache-aside race: a stale reader arrives late
+  EXPECT_EQ(cache->get(5), std::nullopt);
+  cache->put(5, 2, "v2");
+  EXPECT_EQ(cache->get(5), "v2");
+}
+
+TEST_F(RedisNoteCacheTest, InvalidateKeepsHigherStoredVersionAndDeletionBlocksAll) {
+  auto cache = make_cache();
+  cache->put(3, 6, "v6");
+  cache->invalidate(3, 2);
+  cache->put(3, 5, "v5");
+  EXPECT_EQ(cache->get(3), std::nullopt);
+  EXPECT_EQ(client_->command({"GET", cache->key_for(3)}).str, "t6");
+  cache->invalidate(3, INT64_MAX);
+  EXPECT_EQ(client_->command({"GET", cache->key_for(3)}).str, "t9223372036854775807");
+  cache->put(3, 1000000, "late");
+  EXPECT_EQ(cache->get(3), std::nullopt);
+}
+
+TEST_F(RedisNoteCacheTest, EntriesAndTombstonesExpire) {
+  options_.ttl = milliseconds(50);
+  auto cache = make_cache();
+  cache->put(1, 1, "v1");
+  cache->invalidate(2, 9);
+  std::this_thread::sleep_for(milliseconds(200));
+  EXPECT_EQ(cache->get(1), std::nullopt);
+  cache->put(2, 1, "old but allowed after the tombstone expired");
+  EXPECT_TRUE(cache->get(2).has_value());
+}
+
+TEST_F(RedisNoteCacheTest, ConcurrentWritersKeepVersionOrder) {
+  auto cache = make_cache();
+  constexpr int kIds = 16;
+  constexpr int kVersions = 60;
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int v = 1; v <= kVersions; ++v) {
+        for (int id = 0; id < kIds; ++id) {
+          if ((v + t) % 5 == 0) {
+            cache->invalidate(id, v);
+          } else {
+            cache->put(id, v, std::to_string(v));
+          }
+          cache->get(id);
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (int id = 0; id < kIds; ++id) {
+    auto body = cache->get(id);
+    if (body) {
+      EXPECT_EQ(*body, std::to_string(kVersions)) << "id " << id;
+    }
+  }
+  EXPECT_EQ(cache->stats().errors, 0u);
+}
+
+RedisNoteCacheOptions throwaway_options() {
+  RedisNoteCacheOptions options;
+  options.key_prefix = "transnotes:note:";
+  return options;
+}
+
+std::shared_ptr<redis::RedisClient> throwaway_client(const ThrowawayRedis& server) {
+  auto config = redis::parse_redis_url(server.url(1));
+  config.reconnect_backoff = milliseconds(20);
+  config.command_timeout = milliseconds(300);
+  return std::make_shared<redis::RedisClient>(config);
+}
+
+TEST(RedisNoteCacheOutage, DownMeansMissesNeverThrowsThenRecovers) {
+  ThrowawayRedis server;
+  auto client = throwaway_client(server);
+  RedisNoteCache cache(client, throwaway_options());
+  cache.put(1, 1, "v1");
+  ASSERT_EQ(cache.get(1), "v1");
+  server.stop();
+  EXPECT_NO_THROW({
+    EXPECT_EQ(cache.get(1), std::nullopt);
+    cache.put(2, 1, "v1");
+    EXPECT_EQ(cache.get(2), std::nullopt);
+  });
+  EXPECT_GE(cache.stats().errors, 2u);
+  server.start();
+  EXPECT_TRUE(eventually([&] {
+    cache.put(3, 1, "back");
+    return cache.get(3) == "back";
+  }));
+}
+
+TEST(RedisNoteCacheOutage, InvalidationFailedDuringOutageIsReplayedOnRecovery) {
+  ThrowawayRedis server;
+  auto client = throwaway_client(server);
+  RedisNoteCache cache(client, throwaway_options());
+  cache.put(1, 1, "v1");
+  ASSERT_EQ(cache.get(1), "v1");
+  // Persist the entry, then take Redis away: when it returns it still holds the v1 entry, like
+  // after a network partition.
+  ASSERT_EQ(client->command({"SAVE"}).str, "OK");
+  server.stop();
+  EXPECT_NO_THROW(cache.invalidate(1, 2));  // fails: remembered for replay
+  EXPECT_EQ(cache.stats().pending_invalidations, 1u);
+  server.start();
+  auto raw = throwaway_client(server);
+  ASSERT_TRUE(eventually([&] {
+    try {
+      return raw->command({"GET", "transnotes:note:1"}).str == "v1\nv1";  // stale entry is back
+    } catch (const Unavailable&) {
+      return false;
+    }
+  }));
+  // The first successful call replays the invalidation before reading: the stale body is never
+  // served.
+  EXPECT_TRUE(
+      eventually([&] { return cache.stats().pending_invalidations == 0 || !cache.get(1); }));
+  EXPECT_EQ(cache.get(1), std::nullopt);
+  EXPECT_EQ(cache.stats().pending_invalidations, 0u);
+  EXPECT_EQ(raw->command({"GET", "transnotes:note:1"}).str, "t2");
+  cache.put(1, 1, "v1");  // the race stays closed after recovery
+  EXPECT_EQ(cache.get(1), std::nullopt);
+  cache.put(1, 2, "v2");
+  EXPECT_EQ(cache.get(1), "v2");
+}
+
+TEST(RedisNoteCacheOutage, TooManyFailedInvalidationsPurgeThePrefix) {
+  ThrowawayRedis server;
+  auto client = throwaway_client(server);
+  RedisNoteCacheOptions options = throwaway_options();
+  options.max_pending_invalidations = 2;
+  RedisNoteCache cache(client, options);
+  for (int id = 1; id <= 5; ++id) cache.put(id, 1, "v1");
+  client->command({"SET", "other:key", "kept"});
+  ASSERT_EQ(client->command({"SAVE"}).str, "OK");
+  server.stop();
+  for (int id = 1; id <= 5; ++id) cache.invalidate(id, 2);
+  server.start();
+  EXPECT_TRUE(eventually([&] {
+    cache.get(99);
+    return cache.stats().pending_invalidations == 0;
+  }));
+  auto raw = throwaway_client(server);
+  for (int id = 1; id <= 5; ++id) {
+    EXPECT_EQ(cache.get(id), std::nullopt) << id;
+  }
+  // Only pending ids 1 and 2 got tombstones; the rest were purged.
+  EXPECT_EQ(raw->command({"GET", "transnotes:note:5"}).type, redis::Reply::Type::Nil);
+  EXPECT_EQ(raw->command({"GET", "other:key"}).str, "kept");
+}
+
+}  // namespace
+}  // namespace transnotes
