@@ -1,0 +1,17 @@
+// PostgreSQL implementation of Store over libpq (internal; use open_store()).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "domain/ports.h"
+#include "storage/storage.h"
+
+namespace transnotes::storage {
+
+// `url` is a libpq connection URI; an optional `schema=<name>` query parameter (letters, digits,
+// underscore) selects the schema the tables live in (created by migrate()). Throws Error if the
+// URL cannot be parsed.
+std::unique_ptr<Store> make_postgres_store(const std::string& url, const StorageConfig& config);
+
+}  // namespace transnotes::storage

@@ -1,0 +1,16 @@
+// SQLite implementation of Store (internal; use open_store()).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "domain/ports.h"
+#include "storage/storage.h"
+
+namespace transnotes::storage {
+
+// `path` is a filesystem path; its parent directory is created if missing.
+// Durability: WAL with synchronous=NORMAL (a power loss may drop the last commits, never corrupts).
+std::unique_ptr<Store> make_sqlite_store(const std::string& path, const StorageConfig& config);
+
+}  // namespace transnotes::storage

@@ -1,0 +1,91 @@
+#include "storage/storage.h"
+
+#include "domain/errors.h"
+#include "storage/postgres_store.h"
+#include "storage/sqlite_store.h"
+
+namespace transnotes {
+
+namespace {
+
+bool starts_with(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
+
+std::string sqlite_path_from_url(const std::string& url) {
+  // "sqlite://" + path: "sqlite:///abs/db" -> "/abs/db"; "sqlite:rel.db" -> "rel.db".
+  std::string path = starts_with(url, "sqlite://") ? url.substr(9) : url.substr(7);
+  if (path.empty()) throw Error("invalid database URL: sqlite URL has no file path");
+  if (path.find('?') != std::string::npos) {
+    throw Error("invalid database URL: sqlite URL must not have query parameters");
+  }
+  if (path == ":memory:" || path == "/:memory:") {
+    throw Error("invalid database URL: in-memory sqlite is not supported (use a file path)");
+  }
+  return path;
+}
+
+}  // namespace
+
+std::unique_ptr<Store> open_store(const StorageConfig& config) {
+  if (config.pool_size < 1) throw Error("invalid storage settings: pool_size must be at least 1");
+  if (config.connect_timeout.count() <= 0 || config.busy_timeout.count() < 0 ||
+      config.statement_timeout.count() < 0) {
+    throw Error("invalid storage settings: timeouts must not be negative");
+  }
+  const std::string& url = config.database_url;
+  if (url.empty()) throw Error("invalid database URL: empty");
+  if (starts_with(url, "sqlite:")) {
+    return storage::make_sqlite_store(sqlite_path_from_url(url), config);
+  }
+  if (starts_with(url, "postgresql://") || starts_with(url, "postgres://")) {
+    return storage::make_postgres_store(url, config);
+  }
+  auto colon = url.find(':');
+  std::string scheme = colon == std::string::npos ? url : url.substr(0, colon);
+  if (scheme.size() > 40) scheme = scheme.substr(0, 40) + "...";
+  throw Error("invalid database URL: unsupported scheme '" + scheme +
+              "' (expected sqlite: or postgresql://)");
+}
+
+std::string percent_encode(const std::string& text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (unsigned char c : text) {
+    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xF]);
+    }
+  }
+  return out;
+}
+
+std::string postgres_url_from_parts(const std::string& db, const std::string& user,
+                                    const std::string& password, const std::string& host,
+                                    const std::string& port) {
+  std::string url = "postgresql://";
+  if (!user.empty()) {
+    url += percent_encode(user);
+    if (!password.empty()) url.append(":").append(percent_encode(password));
+    url += "@";
+  }
+  const bool socket_dir = !host.empty() && host.front() == '/';
+  if (!host.empty() && !socket_dir) {
+    // An IPv6 literal must be bracketed; other hosts are plain names or addresses.
+    if (host.find(':') != std::string::npos) {
+      url.append("[").append(host).append("]");
+    } else {
+      url += percent_encode(host);
+    }
+  }
+  if (!port.empty()) url.append(":").append(percent_encode(port));
+  url.append("/").append(percent_encode(db));
+  if (socket_dir) url.append("?host=").append(percent_encode(host));
+  return url;
+}
+
+}  // namespace transnotes

@@ -1,0 +1,43 @@
+// Opens the system of record (transnotes::Store) from a database URL.
+// SQLite is the embedded default; PostgreSQL is for production. Both implementations are safe to
+// use from many threads at once and throw Unavailable when the database cannot be reached.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "domain/ports.h"
+
+namespace transnotes {
+
+struct StorageConfig {
+  // "sqlite:///abs/path/db.sqlite3", "sqlite:relative.db", or
+  // "postgresql://user:pass@host:port/db[?schema=name&libpq-params...]" (also "postgres://").
+  std::string database_url;
+  // Most connections held open at once (Postgres pool size; SQLite connection pool size).
+  int pool_size = 8;
+  // Bound on establishing a connection (Postgres rounds up to whole seconds, minimum 2 s).
+  std::chrono::milliseconds connect_timeout{3000};
+  // SQLite: how long a writer waits for another process's write lock before Unavailable.
+  std::chrono::milliseconds busy_timeout{5000};
+  // Postgres: server-side limit on one statement; exceeding it throws Unavailable.
+  std::chrono::milliseconds statement_timeout{5000};
+};
+
+// Creates the store for `config.database_url`. Connects lazily: an unreachable database makes
+// later calls throw Unavailable, not this one. Throws Error with a one-line message for bad
+// settings (unknown scheme, malformed URL, pool_size < 1). Call migrate() before use.
+std::unique_ptr<Store> open_store(const StorageConfig& config);
+
+// Builds a PostgreSQL URL from the original deployment's POSTGRES_DB/USER/PASSWORD/HOST/PORT
+// values, percent-escaping each part. Empty user/password/host/port are left out; a host starting
+// with '/' (a Unix socket directory) is passed as the `host` query parameter.
+std::string postgres_url_from_parts(const std::string& db, const std::string& user,
+                                    const std::string& password, const std::string& host,
+                                    const std::string& port);
+
+// Percent-escapes every byte except RFC 3986 unreserved characters.
+std::string percent_encode(const std::string& text);
+
+}  // namespace transnotes
