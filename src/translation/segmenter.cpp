@@ -16,10 +16,10 @@ constexpr std::array<std::string_view, 9> kClosers = {
     "\"", "'", ")", "]", "}", "\xC2\xBB", "\xE2\x80\x9D", "\xE2\x80\x99", "\xE2\x80\xBA"};
 // Words that end with a period without ending the sentence (compared lower-case, no period).
 constexpr std::array<std::string_view, 44> kAbbreviations = {
-    "mr",   "mrs",  "ms",    "dr",   "prof", "sr",   "sra",  "srta", "jr",   "st",   "vs",
-    "e.g",  "i.e",  "cf",    "approx", "no", "nos",  "fig",  "figs", "inc",  "ltd",  "co",
-    "corp", "dept", "vol",   "pp",   "jan",  "feb",  "mar",  "apr",  "jun",  "jul",  "aug",
-    "sep",  "sept", "oct",   "nov",  "dec",  "mt",   "ave",  "gen",  "capt", "rev",  "hon"};
+    "mr",   "mrs",  "ms",  "dr",     "prof", "sr",  "sra", "srta", "jr",   "st",  "vs",
+    "e.g",  "i.e",  "cf",  "approx", "no",   "nos", "fig", "figs", "inc",  "ltd", "co",
+    "corp", "dept", "vol", "pp",     "jan",  "feb", "mar", "apr",  "jun",  "jul", "aug",
+    "sep",  "sept", "oct", "nov",    "dec",  "mt",  "ave", "gen",  "capt", "rev", "hon"};
 
 bool is_blank(char c) { return c == ' ' || c == '\t' || c == '\v' || c == '\f'; }
 
@@ -76,8 +76,8 @@ std::vector<Range> sentence_ranges(std::string_view line) {
       ++pos;
       continue;
     }
-    const bool single_period = line[pos] == '.' &&
-                               (pos + 1 >= size || terminator_length(line, pos + 1) == 0);
+    const bool single_period =
+        line[pos] == '.' && (pos + 1 >= size || terminator_length(line, pos + 1) == 0);
     const std::size_t run_start = pos;
     std::size_t end = pos + term;
     while (end < size) {

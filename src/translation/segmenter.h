@@ -30,6 +30,7 @@ std::vector<std::string> split_sentences(std::string_view line);
 
 // Joins `translated` (one entry per segment, same order) with the separators of `segmentation`.
 // Throws std::invalid_argument if the sizes differ.
-std::string reassemble(const Segmentation& segmentation, const std::vector<std::string>& translated);
+std::string reassemble(const Segmentation& segmentation,
+                       const std::vector<std::string>& translated);
 
 }  // namespace transnotes

@@ -41,7 +41,8 @@ TEST(SplitSentences, KeepsAbbreviationsTogether) {
 }
 
 TEST(SplitSentences, KeepsDecimalsAndLowerCaseContinuations) {
-  EXPECT_EQ(split_sentences("It costs 3.5 euros. Cheap."), (Strings{"It costs 3.5 euros.", "Cheap."}));
+  EXPECT_EQ(split_sentences("It costs 3.5 euros. Cheap."),
+            (Strings{"It costs 3.5 euros.", "Cheap."}));
   EXPECT_EQ(split_sentences("Wait... what? Yes."), (Strings{"Wait... what?", "Yes."}));
   EXPECT_EQ(split_sentences("Version 1.2.3 is out."), (Strings{"Version 1.2.3 is out."}));
 }
@@ -52,8 +53,12 @@ TEST(SplitSentences, HandlesEllipsesQuotesAndUnicode) {
   EXPECT_EQ(split_sentences("Wait... Then go."), (Strings{"Wait...", "Then go."}));
   EXPECT_EQ(split_sentences("He said \"Stop.\" Then he left."),
             (Strings{"He said \"Stop.\"", "Then he left."}));
-  EXPECT_EQ(split_sentences("\xC2\xBFQu\xC3\xA9 tal? \xC2\xA1" "Bien! \xC3\x89l vino."),
-            (Strings{"\xC2\xBFQu\xC3\xA9 tal?", "\xC2\xA1" "Bien!", "\xC3\x89l vino."}));
+  EXPECT_EQ(split_sentences("\xC2\xBFQu\xC3\xA9 tal? \xC2\xA1"
+                            "Bien! \xC3\x89l vino."),
+            (Strings{"\xC2\xBFQu\xC3\xA9 tal?",
+                     "\xC2\xA1"
+                     "Bien!",
+                     "\xC3\x89l vino."}));
   EXPECT_EQ(split_sentences("Really?! Yes."), (Strings{"Really?!", "Yes."}));
 }
 
@@ -80,8 +85,7 @@ TEST(SegmentText, WhitespaceOnlyIsAllSeparator) {
 TEST(SegmentText, ParagraphsAndLinesGoToSeparators) {
   const std::string text = "  First one. Second one.\n\nNew paragraph\nsecond line.\n";
   const Segmentation seg = segment_text(text);
-  EXPECT_EQ(seg.segments,
-            (Strings{"First one.", "Second one.", "New paragraph", "second line."}));
+  EXPECT_EQ(seg.segments, (Strings{"First one.", "Second one.", "New paragraph", "second line."}));
   EXPECT_EQ(seg.separators, (Strings{"  ", " ", "\n\n", "\n", "\n"}));
   expect_round_trip(text);
 }
@@ -103,8 +107,9 @@ TEST(SegmentText, ReassemblesTranslations) {
 TEST(SegmentText, RoundTripsAssortedTexts) {
   for (const std::string text :
        {"a", " ", "\n", "\r", "\r\n", "x\n", "\nx", "Hi.  \t Bye.   \n\n\n  Again?\t",
-        "Tabs\tinside. Mixed\r\nbreaks\n\r\nend", "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E\xE3\x80\x82 x",
-        "Multiple   spaces.   Between.  ", "...", "Trailing period. "}) {
+        "Tabs\tinside. Mixed\r\nbreaks\n\r\nend",
+        "\xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E\xE3\x80\x82 x", "Multiple   spaces.   Between.  ",
+        "...", "Trailing period. "}) {
     expect_round_trip(text);
   }
 }
