@@ -1,1 +1,152 @@
-int main() { return 0; }
+// transnotes: one binary, subcommands. See README.md for the configuration table.
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <iostream>
+#include <unistd.h>
+
+#include "app/application.h"
+#include "app/config.h"
+#include "domain/errors.h"
+#include "marian/model_hub.h"
+
+namespace {
+
+using transnotes::app::Config;
+
+void add_storage_options(CLI::App& cmd, Config& config) {
+  cmd.add_option("--data-dir", config.data_dir, "Folder for the embedded SQLite database")
+      ->envname("TRANSNOTES_DATA_DIR");
+  cmd.add_option("--database-url", config.database_url,
+                 "postgresql://user:pass@host:port/db (default: SQLite in --data-dir)")
+      ->envname("DATABASE_URL");
+  cmd.add_option("--db-pool-size", config.db_pool_size, "Database connections per process")
+      ->envname("TRANSNOTES_DB_POOL_SIZE");
+}
+
+void add_engine_options(CLI::App& cmd, Config& config) {
+  cmd.add_option("--engines", config.engines, "Engine priority order")
+      ->envname("TRANSNOTES_ENGINES");
+  cmd.add_option("--models-dir", config.models_dir, "Folder of MarianMT checkpoints")
+      ->envname("MODELS_DIR");
+  cmd.add_option("--apertium-modes-dir", config.apertium_modes_dir, "Apertium modes folder")
+      ->envname("APERTIUM_MODES_DIR");
+  cmd.add_option("--engine-threads", config.engine_threads, "Threads for neural inference")
+      ->envname("TRANSNOTES_ENGINE_THREADS");
+}
+
+void add_runtime_options(CLI::App& cmd, Config& config) {
+  add_storage_options(cmd, config);
+  add_engine_options(cmd, config);
+  cmd.add_option("--redis-url", config.redis_url, "redis://host:port/db (cache and job bus)")
+      ->envname("REDIS_URL");
+  cmd.add_option("--redis-cache-db", config.redis_cache_db, "Redis database for the note cache")
+      ->envname("REDIS_CACHE_DB");
+  cmd.add_option("--cache-capacity", config.cache_capacity, "Embedded cache entries")
+      ->envname("TRANSNOTES_CACHE_CAPACITY");
+  cmd.add_option("--cache-ttl", config.cache_ttl_seconds, "Cache TTL in seconds")
+      ->envname("TRANSNOTES_CACHE_TTL");
+  cmd.add_option("--max-attempts", config.max_attempts, "Attempts per translation job")
+      ->envname("TRANSNOTES_MAX_ATTEMPTS");
+  cmd.add_option("--lease-seconds", config.lease_seconds, "Job lease before another worker may take over")
+      ->envname("TRANSNOTES_LEASE_SECONDS");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  Config config;
+  CLI::App app{"transnotes: notes with asynchronous machine translation"};
+  app.require_subcommand(1);
+  app.add_option("--log-level", config.log_level, "trace|debug|info|warn|error")
+      ->envname("LOG_LEVEL");
+
+  auto* serve = app.add_subcommand("serve", "Run the HTTP API (and in-process workers)");
+  serve->add_option("--host", config.host, "Address to listen on")->envname("TRANSNOTES_HOST");
+  serve->add_option("--port", config.port, "Port to listen on (0: any free port)")
+      ->envname("TRANSNOTES_PORT");
+  serve->add_option("--threads", config.http_threads, "HTTP threads")
+      ->envname("TRANSNOTES_HTTP_THREADS");
+  serve->add_option("--max-body-bytes", config.max_body_bytes, "Largest request body")
+      ->envname("TRANSNOTES_MAX_BODY_BYTES");
+  serve->add_option("--workers", config.workers, "In-process worker threads (0: none)")
+      ->envname("TRANSNOTES_WORKERS");
+  add_runtime_options(*serve, config);
+
+  auto* worker = app.add_subcommand("worker", "Run translation workers only");
+  worker->add_option("--workers,--threads", config.workers, "Worker threads")
+      ->envname("TRANSNOTES_WORKERS");
+  add_runtime_options(*worker, config);
+
+  auto* migrate = app.add_subcommand("migrate", "Apply database schema migrations");
+  add_storage_options(*migrate, config);
+
+  transnotes::app::TranslateOptions translate_options;
+  auto* translate = app.add_subcommand("translate", "Translate stdin to stdout");
+  translate->add_option("--from", translate_options.from, "Source language")->required();
+  translate->add_option("--to", translate_options.to, "Target language")->required();
+  translate->add_option("--engine", translate_options.engine, "marian or apertium");
+  translate->add_option("--model", translate_options.model_dir, "A MarianMT checkpoint folder");
+  translate->add_option("--beams", translate_options.beams, "Beam size (1: greedy)");
+  translate->add_option("--max-length", translate_options.max_length, "Maximum output length");
+  translate->add_flag("--lines", translate_options.lines,
+                      "Translate each input line as one sequence, one output line each");
+  add_engine_options(*translate, config);
+
+  auto* languages = app.add_subcommand("languages", "List the language pairs installed");
+  add_engine_options(*languages, config);
+
+  auto* models = app.add_subcommand("models", "Manage MarianMT checkpoints");
+  models->require_subcommand(1);
+  std::string hf_endpoint = "https://huggingface.co";
+  std::string repo_id;
+  std::string revision = "main";
+  auto* models_list = models->add_subcommand("list", "Show installed models");
+  auto* models_pull = models->add_subcommand("pull", "Download a model from the hub");
+  for (auto* cmd : {models_list, models_pull}) {
+    cmd->add_option("--models-dir", config.models_dir, "Folder of MarianMT checkpoints")
+        ->envname("MODELS_DIR");
+  }
+  models_pull->add_option("repo", repo_id, "e.g. Helsinki-NLP/opus-mt-en-es")->required();
+  models_pull->add_option("--revision", revision, "Branch, tag or commit");
+  models_pull->add_option("--endpoint", hf_endpoint, "Hub base URL")->envname("HF_ENDPOINT");
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  spdlog::set_level(spdlog::level::from_str(config.log_level));
+  transnotes::app::apply_environment_fallbacks(config);
+  try {
+    config.validate();
+    if (*serve) return transnotes::app::run_serve(config);
+    if (*worker) return transnotes::app::run_worker(config);
+    if (*migrate) return transnotes::app::run_migrate(config);
+    if (*translate) {
+      return transnotes::app::run_translate(config, translate_options, std::cin, std::cout,
+                                            std::cerr);
+    }
+    if (*languages) return transnotes::app::run_languages(config, std::cout);
+    const char* hf_home = std::getenv("HF_HOME");
+    if (*models_list) {
+      return transnotes::marian::run_models_list(std::cout, config.models_dir,
+                                                 hf_home ? hf_home : "");
+    }
+    if (*models_pull) {
+      return transnotes::marian::run_models_pull(std::cout, std::cerr, hf_endpoint, repo_id,
+                                                 revision, config.models_dir, isatty(2) != 0);
+    }
+  } catch (const transnotes::app::ConfigError& e) {
+    std::cerr << "transnotes: configuration error: " << e.what() << "\n";
+    return 2;
+  } catch (const transnotes::Unavailable& e) {
+    std::cerr << "transnotes: " << e.what() << "\n";
+    return 3;
+  } catch (const std::exception& e) {
+    std::cerr << "transnotes: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

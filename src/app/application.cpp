@@ -1,0 +1,302 @@
+#include "app/application.h"
+
+#include <signal.h>
+#include <spdlog/spdlog.h>
+
+#include <filesystem>
+#include <iostream>
+#include <iterator>
+#include <sstream>
+
+#include "api/api.h"
+#include "cache/memory_cache.h"
+#include "cache/redis_cache.h"
+#include "domain/errors.h"
+#include "domain/note_service.h"
+#include "http/server.h"
+#include "marian/marian_engine.h"
+#include "queue/memory_bus.h"
+#include "queue/redis_bus.h"
+#include "queue/worker_pool.h"
+#include "redis/redis_client.h"
+#include "storage/storage.h"
+#include "translation/apertium_engine.h"
+#include "translation/registry.h"
+
+namespace transnotes::app {
+
+namespace {
+
+// Blocks SIGINT/SIGTERM in every thread (call before starting any) so one thread can wait.
+sigset_t block_shutdown_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  signal(SIGPIPE, SIG_IGN);  // a client or child process going away must not kill us
+  return set;
+}
+
+int wait_for_shutdown_signal(const sigset_t& set) {
+  int sig = 0;
+  sigwait(&set, &sig);
+  return sig;
+}
+
+std::unique_ptr<Store> open_and_migrate(const Config& config) {
+  StorageConfig storage;
+  storage.database_url = config.resolved_database_url();
+  storage.pool_size = config.db_pool_size;
+  if (storage.database_url.starts_with("sqlite")) {
+    std::filesystem::create_directories(config.data_dir);
+  }
+  auto store = open_store(storage);
+  store->migrate();
+  return store;
+}
+
+std::shared_ptr<Engine> make_apertium(const Config& config, int pipelines) {
+  ApertiumOptions options;
+  options.modes_dir = config.apertium_modes_dir;
+  options.pipelines_per_pair = std::max(1, pipelines);
+  auto engine = std::make_shared<ApertiumEngine>(options);
+  if (engine->pairs().empty()) return nullptr;
+  return engine;
+}
+
+std::shared_ptr<Engine> make_marian(const Config& config, const MarianEngineOptions& options,
+                                    const std::string& model_dir = {}) {
+  std::vector<MarianModelDir> models;
+  if (!model_dir.empty()) {
+    MarianModelDir m;
+    m.dir = model_dir;
+    auto pair = marian_pair_from_name(std::filesystem::path(model_dir).filename().string());
+    if (pair) m.pair = *pair;
+    models.push_back(m);
+  } else {
+    models = discover_marian_models_default(config.models_dir);
+  }
+  if (models.empty()) return nullptr;
+  return std::make_shared<MarianEngine>(models, options);
+}
+
+// Builds the engines named in the config, in priority order, loading every model once.
+std::unique_ptr<EngineRegistry> build_translator(const Config& config, int pipelines) {
+  auto registry = std::make_unique<EngineRegistry>(config.engine_order());
+  for (const auto& name : config.engine_order()) {
+    try {
+      std::shared_ptr<Engine> engine;
+      if (name == "apertium") {
+        engine = make_apertium(config, pipelines);
+      } else if (name == "marian") {
+        MarianEngineOptions options;
+        options.num_threads = config.engine_threads;
+        engine = make_marian(config, options);
+      }
+      if (engine) {
+        spdlog::info("engine {}: {} language pairs", name, engine->pairs().size());
+        registry->add(engine);
+      } else {
+        spdlog::info("engine {}: nothing installed", name);
+      }
+    } catch (const std::exception& e) {
+      spdlog::error("engine {} could not be loaded: {}", name, e.what());
+    }
+  }
+  return registry;
+}
+
+struct Bus {
+  std::unique_ptr<JobBus> bus;
+};
+
+std::unique_ptr<JobBus> make_bus(const Config& config, std::shared_ptr<redis::RedisClient> client) {
+  if (client) return std::make_unique<RedisJobBus>(client);
+  return std::make_unique<MemoryJobBus>();
+}
+
+std::unique_ptr<NoteCache> make_cache(const Config& config,
+                                      std::shared_ptr<redis::RedisClient> client) {
+  if (client) {
+    RedisNoteCacheOptions options;
+    options.ttl = std::chrono::seconds(config.cache_ttl_seconds);
+    return std::make_unique<RedisNoteCache>(client, options);
+  }
+  MemoryNoteCacheOptions options;
+  options.capacity = static_cast<std::size_t>(config.cache_capacity);
+  options.ttl = std::chrono::seconds(config.cache_ttl_seconds);
+  return std::make_unique<MemoryNoteCache>(options);
+}
+
+struct RedisClients {
+  std::shared_ptr<redis::RedisClient> broker;
+  std::shared_ptr<redis::RedisClient> cache;
+};
+
+RedisClients connect_redis(const Config& config) {
+  RedisClients clients;
+  if (!config.uses_redis()) return clients;
+  redis::RedisConfig broker;
+  try {
+    broker = redis::parse_redis_url(config.redis_url);
+  } catch (const std::exception& e) {
+    throw ConfigError(std::string("bad REDIS_URL: ") + e.what());
+  }
+  redis::RedisConfig cache = broker;
+  cache.db = config.redis_cache_db;
+  clients.broker = std::make_shared<redis::RedisClient>(broker);
+  clients.cache = std::make_shared<redis::RedisClient>(cache);
+  return clients;
+}
+
+WorkerOptions worker_options(const Config& config, int threads) {
+  WorkerOptions options;
+  options.threads = threads;
+  options.lease = std::chrono::seconds(config.lease_seconds);
+  return options;
+}
+
+}  // namespace
+
+int run_migrate(const Config& config) {
+  auto store = open_and_migrate(config);
+  std::cout << "migrations applied to " << config.resolved_database_url() << "\n";
+  return 0;
+}
+
+int run_serve(const Config& config) {
+  sigset_t signals = block_shutdown_signals();
+  auto store = open_and_migrate(config);
+  auto redis = connect_redis(config);
+  auto cache = make_cache(config, redis.cache);
+  auto bus = make_bus(config, redis.broker);
+  auto translator = build_translator(config, std::max(1, config.workers));
+
+  NoteService notes(*store, *cache, *bus, *translator, api::render_note, config.max_attempts);
+  api::ApiOptions api_options;
+  api_options.max_body_bytes = config.max_body_bytes;
+  Store* store_ptr = store.get();
+  api_options.readiness_check = [store_ptr]() -> std::string {
+    try {
+      store_ptr->stats();
+      return {};
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+  };
+  api::Api api(notes, api_options);
+
+  http::ServerOptions server_options;
+  server_options.host = config.host;
+  server_options.port = static_cast<std::uint16_t>(config.port);
+  server_options.threads = config.http_threads;
+  server_options.max_body_bytes = config.max_body_bytes;
+  http::Server server(server_options, [&api](const http::Request& r) { return api.handle(r); });
+
+  std::unique_ptr<WorkerPool> workers;
+  if (config.workers > 0) {
+    workers = std::make_unique<WorkerPool>(*store, *bus, *translator, *cache,
+                                           worker_options(config, config.workers));
+    workers->start();
+  }
+  server.start();
+  spdlog::info("transnotes listening on http://{}:{} (database {}, {} in-process workers)",
+               config.host, server.port(),
+               config.resolved_database_url().starts_with("sqlite") ? "sqlite" : "postgresql",
+               config.workers);
+  // Tests and scripts read this line to learn the port when --port 0 is used.
+  std::cout << "listening on " << config.host << ":" << server.port() << std::endl;
+
+  int sig = wait_for_shutdown_signal(signals);
+  spdlog::info("signal {}: shutting down", sig);
+  server.stop();
+  if (workers) workers->stop();
+  return 0;
+}
+
+int run_worker(const Config& config) {
+  sigset_t signals = block_shutdown_signals();
+  auto store = open_and_migrate(config);
+  auto redis = connect_redis(config);
+  auto cache = make_cache(config, redis.cache);
+  auto bus = make_bus(config, redis.broker);
+  int threads = std::max(1, config.workers);
+  auto translator = build_translator(config, threads);
+  WorkerPool workers(*store, *bus, *translator, *cache, worker_options(config, threads));
+  workers.start();
+  spdlog::info("transnotes worker running {} threads", threads);
+  std::cout << "worker ready" << std::endl;
+  int sig = wait_for_shutdown_signal(signals);
+  spdlog::info("signal {}: finishing running jobs", sig);
+  workers.stop();
+  return 0;
+}
+
+int run_languages(const Config& config, std::ostream& out) {
+  auto translator = build_translator(config, 1);
+  for (const auto& pair : translator->pairs()) {
+    out << pair.source << " -> " << pair.target << "  (" << pair.engine << ")\n";
+  }
+  return 0;
+}
+
+int run_translate(const Config& config, const TranslateOptions& options, std::istream& in,
+                  std::ostream& out, std::ostream& err) {
+  signal(SIGPIPE, SIG_IGN);
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::shared_ptr<Engine> engine;
+  if (options.engine == "marian" || !options.model_dir.empty()) {
+    MarianEngineOptions marian;
+    marian.num_threads = config.engine_threads;
+    marian.num_beams = options.beams;
+    marian.max_length = options.max_length;
+    engine = make_marian(config, marian, options.model_dir);
+    if (!engine) {
+      err << "transnotes: no Marian model for " << options.from << "->" << options.to
+          << " (looked in " << config.models_dir << " and $HF_HOME/hub)\n";
+      return 1;
+    }
+  } else if (options.engine == "apertium") {
+    engine = make_apertium(config, 1);
+    if (!engine) {
+      err << "transnotes: no Apertium language pairs installed\n";
+      return 1;
+    }
+  } else if (!options.engine.empty()) {
+    err << "transnotes: unknown engine '" << options.engine << "' (marian or apertium)\n";
+    return 2;
+  }
+
+  try {
+    if (options.lines) {
+      std::vector<std::string> lines;
+      std::stringstream stream(text);
+      std::string line;
+      while (std::getline(stream, line)) lines.push_back(line);
+      if (!engine) {
+        err << "transnotes: --lines needs --engine or --model\n";
+        return 2;
+      }
+      auto results = engine->translate_batch(options.from, options.to, lines);
+      for (const auto& r : results) out << r << "\n";
+      return 0;
+    }
+    std::unique_ptr<EngineRegistry> registry;
+    if (engine) {
+      registry = std::make_unique<EngineRegistry>(std::vector<std::string>{engine->name()});
+      registry->add(engine);
+    } else {
+      registry = build_translator(config, 1);
+    }
+    auto result = registry->translate(options.from, options.to, text);
+    out << result.text;
+    if (!result.text.empty() && result.text.back() != '\n') out << "\n";
+    return 0;
+  } catch (const std::exception& e) {
+    err << "transnotes: " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace transnotes::app

@@ -1,0 +1,336 @@
+// The API contract, end to end: the real binary, real HTTP over a socket, a real database.
+// The same suite runs against the embedded SQLite default and PostgreSQL.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+#include "e2e/harness.h"
+
+namespace {
+
+namespace json = boost::json;
+using e2e::request;
+
+class ApiTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    e2e::ServiceOptions options;
+    if (GetParam() == "postgres") {
+      std::string url = e2e::database_url_for("postgres");
+      if (url.empty()) GTEST_SKIP() << "TRANSNOTES_TEST_DATABASE_URL unset: PostgreSQL run skipped";
+      options.env["DATABASE_URL"] = url;
+    }
+    options.args = {"--workers", "2"};
+    service_ = std::make_unique<e2e::Service>(options);
+    port_ = service_->port();
+  }
+
+  json::object create(const std::string& title, const std::string& text,
+                      const std::string& language = "") {
+    json::object body{{"title", title}, {"original_text", text}};
+    if (!language.empty()) body["original_language"] = language;
+    auto res = request(port_, "POST", "/api/v1/notes/", json::serialize(body));
+    EXPECT_EQ(res.status, 201) << res.body;
+    return res.json().as_object();
+  }
+
+  std::string note_path(std::int64_t id) { return "/api/v1/notes/" + std::to_string(id) + "/"; }
+
+  std::unique_ptr<e2e::Service> service_;
+  int port_ = 0;
+};
+
+TEST_P(ApiTest, CreateReturnsFullNoteWithDefaults) {
+  auto note = create("Hello", "Hello world.");
+  EXPECT_GT(note["id"].as_int64(), 0);
+  EXPECT_EQ(note["title"], "Hello");
+  EXPECT_EQ(note["original_text"], "Hello world.");
+  EXPECT_EQ(note["original_language"], "en");
+  EXPECT_TRUE(note["translated_text"].is_null());
+  EXPECT_TRUE(note["translated_language"].is_null());
+  std::string created = std::string(note["created_at"].as_string());
+  EXPECT_EQ(created.size(), 27u) << created;  // 2026-11-29T17:08:07.123456Z
+  EXPECT_EQ(created.back(), 'Z');
+  EXPECT_EQ(created[19], '.');
+}
+
+TEST_P(ApiTest, ValidationErrorsAreDrfShaped) {
+  auto res = request(port_, "POST", "/api/v1/notes/", R"({"original_text": "x"})");
+  EXPECT_EQ(res.status, 400);
+  EXPECT_EQ(res.json(), json::parse(R"({"title": ["This field is required."]})"));
+
+  res = request(port_, "POST", "/api/v1/notes/", R"({"title": "", "original_text": "x"})");
+  EXPECT_EQ(res.status, 400);
+  EXPECT_EQ(res.json(), json::parse(R"({"title": ["This field may not be blank."]})"));
+
+  std::string long_title(201, 'a');
+  res = request(port_, "POST", "/api/v1/notes/",
+                json::serialize(json::object{{"title", long_title}, {"original_text", "x"}}));
+  EXPECT_EQ(res.status, 400);
+  EXPECT_EQ(res.json(),
+            json::parse(R"({"title": ["Ensure this field has no more than 200 characters."]})"));
+
+  res = request(port_, "POST", "/api/v1/notes/", R"({"title": null, "original_text": [1]})");
+  EXPECT_EQ(res.status, 400);
+  EXPECT_EQ(res.json(), json::parse(R"({"title": ["This field may not be null."],
+                                        "original_text": ["Not a valid string."]})"));
+
+  res = request(port_, "POST", "/api/v1/notes/", R"([1, 2])");
+  EXPECT_EQ(res.status, 400);
+  EXPECT_TRUE(res.json().as_object().contains("non_field_errors")) << res.body;
+
+  // DRF's CharField turns numbers into strings.
+  res = request(port_, "POST", "/api/v1/notes/", R"({"title": 12, "original_text": 1.5})");
+  EXPECT_EQ(res.status, 201) << res.body;
+  EXPECT_EQ(res.json().at("title"), "12");
+  EXPECT_EQ(res.json().at("original_text"), "1.5");
+}
+
+TEST_P(ApiTest, MalformedBodiesAreClientErrors) {
+  auto res = request(port_, "POST", "/api/v1/notes/", "{\"title\": ");
+  EXPECT_EQ(res.status, 400);
+  EXPECT_TRUE(std::string(res.json().at("detail").as_string()).starts_with("JSON parse error - "));
+
+  std::string deep(100000, '[');
+  res = request(port_, "POST", "/api/v1/notes/", deep);
+  EXPECT_EQ(res.status, 400) << res.body;
+
+  res = request(port_, "POST", "/api/v1/notes/", "{\"title\": \"\xff\xfe\", \"original_text\": \"x\"}");
+  EXPECT_EQ(res.status, 400) << res.body;
+
+  res = request(port_, "POST", "/api/v1/notes/", "title=x", "text/plain");
+  EXPECT_EQ(res.status, 415);
+  EXPECT_EQ(res.json().at("detail"), "Unsupported media type \"text/plain\" in request.");
+
+  std::string big(2 * 1024 * 1024, 'a');
+  res = request(port_, "POST", "/api/v1/notes/",
+                json::serialize(json::object{{"title", "big"}, {"original_text", big}}));
+  EXPECT_EQ(res.status, 413);
+
+  // Form bodies work as in DRF.
+  res = request(port_, "POST", "/api/v1/notes/", "title=Form&original_text=Hi+there",
+                "application/x-www-form-urlencoded");
+  EXPECT_EQ(res.status, 201) << res.body;
+  EXPECT_EQ(res.json().at("original_text"), "Hi there");
+
+  auto raw = e2e::raw_exchange(port_, "GARBAGE\r\n\r\n");
+  EXPECT_NE(raw.find("400"), std::string::npos) << raw;
+}
+
+TEST_P(ApiTest, UnknownIdsAreNotFoundNeverServerErrors) {
+  for (std::string id : {"999999", "-1", "abc", "99999999999999999999999", "1.5", "%00"}) {
+    auto res = request(port_, "GET", "/api/v1/notes/" + id + "/");
+    EXPECT_EQ(res.status, 404) << id << " " << res.body;
+    EXPECT_EQ(res.json(), json::parse(R"({"detail": "Not found."})"));
+  }
+  EXPECT_EQ(request(port_, "GET", "/api/v1/nothing/").status, 404);
+  EXPECT_EQ(request(port_, "GET", "/api/v1/translations/77/").status, 404);
+  EXPECT_EQ(request(port_, "POST", "/api/v1/notes/424242/translate/", R"({"target_language":"es"})").status,
+            404);
+}
+
+TEST_P(ApiTest, WrongMethodIs405WithAllow) {
+  auto res = request(port_, "DELETE", "/api/v1/notes/");
+  EXPECT_EQ(res.status, 405);
+  EXPECT_EQ(res.json().at("detail"), "Method \"DELETE\" not allowed.");
+  EXPECT_NE(res.header("Allow").find("POST"), std::string::npos);
+  res = request(port_, "GET", "/api/v1/notes/1/translate/");
+  EXPECT_EQ(res.status, 405);
+}
+
+TEST_P(ApiTest, RetrieveUpdatePatchDelete) {
+  auto note = create("T", "Text", "en");
+  auto id = note["id"].as_int64();
+  auto res = request(port_, "GET", note_path(id));
+  ASSERT_EQ(res.status, 200);
+  EXPECT_EQ(res.json(), json::value(note));
+  // Without the trailing slash too.
+  EXPECT_EQ(request(port_, "GET", "/api/v1/notes/" + std::to_string(id)).status, 200);
+
+  res = request(port_, "PUT", note_path(id), R"({"title": "T2", "original_text": "Text2",
+                 "translated_text": "ignored", "id": 999})");
+  ASSERT_EQ(res.status, 200) << res.body;
+  EXPECT_EQ(res.json().at("title"), "T2");
+  EXPECT_EQ(res.json().at("id"), id);
+  EXPECT_TRUE(res.json().at("translated_text").is_null());
+
+  res = request(port_, "PUT", note_path(id), R"({"title": "only title"})");
+  EXPECT_EQ(res.status, 400);
+  EXPECT_EQ(res.json(), json::parse(R"({"original_text": ["This field is required."]})"));
+
+  res = request(port_, "PATCH", note_path(id), R"({"title": "T3"})");
+  ASSERT_EQ(res.status, 200);
+  EXPECT_EQ(res.json().at("title"), "T3");
+  EXPECT_EQ(res.json().at("original_text"), "Text2");
+  EXPECT_GT(res.json().at("updated_at").as_string(), note["updated_at"].as_string());
+
+  // The cached copy was invalidated, under any spelling of the id.
+  EXPECT_EQ(request(port_, "GET", note_path(id)).json().at("title"), "T3");
+  EXPECT_EQ(request(port_, "GET", "/api/v1/notes/0" + std::to_string(id) + "/").json().at("title"), "T3");
+
+  res = request(port_, "DELETE", note_path(id));
+  EXPECT_EQ(res.status, 204);
+  EXPECT_TRUE(res.body.empty());
+  EXPECT_EQ(request(port_, "GET", note_path(id)).status, 404);
+  EXPECT_EQ(request(port_, "DELETE", note_path(id)).status, 404);
+  EXPECT_EQ(request(port_, "PATCH", note_path(id), R"({"title": "x"})").status, 404);
+}
+
+TEST_P(ApiTest, ListIsNewestFirstAndPaginated) {
+  for (int i = 0; i < 5; ++i) create("n" + std::to_string(i), "text");
+  auto res = request(port_, "GET", "/api/v1/notes/");
+  ASSERT_EQ(res.status, 200);
+  auto items = res.json().as_array();
+  ASSERT_EQ(items.size(), 5u);
+  EXPECT_EQ(items[0].at("title"), "n4");
+  EXPECT_EQ(items[4].at("title"), "n0");
+  EXPECT_TRUE(res.header("Link").empty());
+
+  res = request(port_, "GET", "/api/v1/notes/?limit=2");
+  ASSERT_EQ(res.json().as_array().size(), 2u);
+  EXPECT_NE(res.header("Link").find("offset=2>; rel=\"next\""), std::string::npos) << res.header("Link");
+  res = request(port_, "GET", "/api/v1/notes/?limit=2&offset=4");
+  ASSERT_EQ(res.json().as_array().size(), 1u);
+  EXPECT_EQ(res.json().as_array()[0].at("title"), "n0");
+  EXPECT_EQ(res.header("Link").find("rel=\"next\""), std::string::npos);
+  // Invalid values fall back to defaults as in DRF.
+  EXPECT_EQ(request(port_, "GET", "/api/v1/notes/?limit=abc&offset=-3").json().as_array().size(), 5u);
+}
+
+TEST_P(ApiTest, StatsCountNotesTranslationsAndLanguages) {
+  create("a", "x", "en");
+  create("b", "y", "en");
+  create("c", "z", "es");
+  auto res = request(port_, "GET", "/api/v1/stats/");
+  ASSERT_EQ(res.status, 200);
+  EXPECT_EQ(res.json(), json::parse(R"({"total_notes": 3, "total_translations": 0,
+      "language_breakdown": [{"original_language": "en", "count": 2},
+                             {"original_language": "es", "count": 1}]})"));
+}
+
+TEST_P(ApiTest, TranslateErrors) {
+  auto note = create("T", "Hello world.", "en");
+  std::string path = note_path(note["id"].as_int64()) + "translate/";
+  auto res = request(port_, "POST", path, "{}");
+  EXPECT_EQ(res.status, 400);
+  EXPECT_EQ(res.json(), json::parse(R"({"target_language": ["This field is required."]})"));
+  res = request(port_, "POST", path, R"({"target_language": "en"})");
+  EXPECT_EQ(res.status, 400);
+  res = request(port_, "POST", path, R"({"target_language": "xx"})");
+  EXPECT_EQ(res.status, 400);
+  std::string message = std::string(res.json().at("target_language").as_array()[0].as_string());
+  EXPECT_NE(message.find("es"), std::string::npos) << message;  // lists what is supported
+}
+
+TEST_P(ApiTest, TranslationRunsInBackgroundAndUpdatesNote) {
+  auto note = create("Greeting", "Hello world.", "en");
+  auto id = note["id"].as_int64();
+  request(port_, "GET", note_path(id));  // warm the cache
+  auto res = request(port_, "POST", note_path(id) + "translate/", R"({"target_language": "es"})");
+  ASSERT_EQ(res.status, 202) << res.body;
+  auto body = res.json().as_object();
+  EXPECT_EQ(body["message"], "Translation task started.");
+  EXPECT_EQ(body["status"], "Translation in progress");
+  auto job_id = body["translation"].at("id").as_int64();
+  EXPECT_EQ(res.header("Location"), "/api/v1/translations/" + std::to_string(job_id) + "/");
+
+  auto job = e2e::wait_for_job(port_, job_id);
+  ASSERT_EQ(job["status"], "succeeded") << json::serialize(job) << service_->log();
+  EXPECT_EQ(job["text"], "Hola Mundo.");
+  EXPECT_EQ(job["engine"], "apertium");
+  EXPECT_EQ(job["attempts"], 1);
+  EXPECT_FALSE(job["finished_at"].is_null());
+
+  auto fresh = request(port_, "GET", note_path(id)).json();
+  EXPECT_EQ(fresh.at("translated_text"), "Hola Mundo.");  // cache invalidated by the worker
+  EXPECT_EQ(fresh.at("translated_language"), "es");
+
+  auto list = request(port_, "GET", note_path(id) + "translations/").json().as_array();
+  ASSERT_EQ(list.size(), 1u);
+  EXPECT_EQ(list[0].at("id"), job_id);
+
+  auto stats = request(port_, "GET", "/api/v1/stats/").json();
+  EXPECT_EQ(stats.at("total_translations"), 1);
+
+  auto languages = request(port_, "GET", "/api/v1/languages/").json().as_array();
+  bool found = false;
+  for (const auto& l : languages) {
+    if (l.at("code") == "en") {
+      for (const auto& t : l.at("targets").as_array()) found = found || t == "es";
+    }
+  }
+  EXPECT_TRUE(found) << json::serialize(languages);
+}
+
+TEST_P(ApiTest, LongTextIsTranslatedWholeWithParagraphs) {
+  std::string text;
+  for (int p = 0; p < 3; ++p) {
+    for (int s = 0; s < 40; ++s) text += "The house is big. ";
+    text += "\n\n";
+  }
+  text += "Goodbye.";
+  auto note = create("Long", text, "en");
+  auto res = request(port_, "POST", note_path(note["id"].as_int64()) + "translate/",
+                     R"({"target_language": "es"})");
+  ASSERT_EQ(res.status, 202);
+  auto job = e2e::wait_for_job(port_, res.json().at("translation").at("id").as_int64());
+  ASSERT_EQ(job["status"], "succeeded") << json::serialize(job);
+  std::string out(job["text"].as_string());
+  std::size_t count = 0;
+  for (std::size_t pos = 0; (pos = out.find("casa", pos)) != std::string::npos; ++pos) ++count;
+  EXPECT_EQ(count, 120u) << out;
+  std::size_t breaks = 0;
+  for (std::size_t pos = 0; (pos = out.find("\n\n", pos)) != std::string::npos; pos += 2) ++breaks;
+  EXPECT_EQ(breaks, 3u);
+  EXPECT_NE(out.find("Adi"), std::string::npos) << out;  // the last sentence is there
+}
+
+TEST_P(ApiTest, DeletedNoteIsNotResurrectedByItsTranslation) {
+  auto note = create("Gone", "Hello world.", "en");
+  auto id = note["id"].as_int64();
+  auto res = request(port_, "POST", note_path(id) + "translate/", R"({"target_language": "es"})");
+  ASSERT_EQ(res.status, 202);
+  EXPECT_EQ(request(port_, "DELETE", note_path(id)).status, 204);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  EXPECT_EQ(request(port_, "GET", note_path(id)).status, 404);
+  EXPECT_EQ(request(port_, "GET", "/api/v1/stats/").json().at("total_notes"), 0);
+}
+
+TEST_P(ApiTest, FiftyConcurrentCreatesGetDistinctIds) {
+  std::mutex mutex;
+  std::set<std::int64_t> ids;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 50; ++i) {
+    threads.emplace_back([&, i] {
+      auto res = request(port_, "POST", "/api/v1/notes/",
+                         R"({"title": "c)" + std::to_string(i) + R"(", "original_text": "x"})");
+      if (res.status != 201) {
+        failures++;
+        return;
+      }
+      std::lock_guard lock(mutex);
+      ids.insert(res.json().at("id").as_int64());
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(ids.size(), 50u);
+  EXPECT_EQ(request(port_, "GET", "/api/v1/stats/").json().at("total_notes"), 50);
+}
+
+TEST_P(ApiTest, HealthAndMetrics) {
+  auto res = request(port_, "GET", "/health/");
+  EXPECT_EQ(res.status, 200);
+  EXPECT_EQ(res.json().at("status"), "ok");
+  res = request(port_, "GET", "/metrics");
+  EXPECT_EQ(res.status, 200);
+  EXPECT_NE(res.body.find("transnotes_http_requests_total"), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, ApiTest, ::testing::Values("sqlite", "postgres"),
+                         [](const auto& info) { return info.param; });
+
+}  // namespace

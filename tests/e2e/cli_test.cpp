@@ -1,0 +1,65 @@
+// The command line: translate through stdin/stdout, clear errors for bad configuration.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <string>
+#include <sys/wait.h>
+
+namespace {
+
+struct Outcome {
+  int exit_code = -1;
+  std::string output;  // stdout and stderr together
+};
+
+Outcome run(const std::string& command) {
+  Outcome out;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (!pipe) return out;
+  std::array<char, 4096> buf{};
+  std::size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) out.output.append(buf.data(), n);
+  int status = pclose(pipe);
+  out.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+const std::string kBinary = TRANSNOTES_BINARY;
+
+TEST(Cli, TranslatesStdinWithApertium) {
+  auto r = run("printf 'Hello world.' | " + kBinary + " translate --from en --to es");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(r.output, "Hola Mundo.\n");
+  r = run("printf 'Hola mundo.\\n\\nAdiós.' | " + kBinary + " translate --from es --to en --engine apertium");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("Hello World.\n\n"), std::string::npos) << r.output;
+}
+
+TEST(Cli, UnsupportedPairFailsClearly) {
+  auto r = run("printf 'x' | " + kBinary + " translate --from en --to xx --engines apertium");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("xx"), std::string::npos) << r.output;
+}
+
+TEST(Cli, BadConfigurationIsOneLineAndExitCode2) {
+  auto r = run(kBinary + " serve --port 70000");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("port"), std::string::npos);
+  r = run("TRANSNOTES_WORKERS=-3 " + kBinary + " serve");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = run(kBinary + " migrate --database-url mysql://x/y");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+}
+
+TEST(Cli, MigrateCreatesTheDatabase) {
+  char tmpl[] = "/tmp/transnotes-cli-XXXXXX";
+  ASSERT_NE(mkdtemp(tmpl), nullptr);
+  auto r = run(kBinary + " migrate --data-dir " + std::string(tmpl));
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  r = run(kBinary + " migrate --data-dir " + std::string(tmpl));  // idempotent
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+}  // namespace

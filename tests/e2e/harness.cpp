@@ -1,0 +1,210 @@
+#include "e2e/harness.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/asio.hpp>
+#include <boost/beast/core.hpp>
+#include <boost/beast/http.hpp>
+#include <filesystem>
+#include <fstream>
+#include <random>
+#include <sstream>
+#include <stdexcept>
+#include <thread>
+
+namespace e2e {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace bhttp = boost::beast::http;
+using tcp = asio::ip::tcp;
+
+boost::json::value HttpResult::json() const { return boost::json::parse(body); }
+
+std::string HttpResult::header(const std::string& name) const {
+  std::string lower;
+  for (char c : name) lower += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  auto it = headers.find(lower);
+  return it == headers.end() ? std::string() : it->second;
+}
+
+HttpResult request(int port, const std::string& method, const std::string& target,
+                   const std::string& body, const std::string& content_type,
+                   const std::vector<std::pair<std::string, std::string>>& extra_headers) {
+  asio::io_context ioc;
+  beast::tcp_stream stream(ioc);
+  stream.expires_after(std::chrono::seconds(60));
+  stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+  bhttp::request<bhttp::string_body> req(bhttp::string_to_verb(method), target, 11);
+  if (req.method() == bhttp::verb::unknown) req.method_string(method);
+  req.set(bhttp::field::host, "127.0.0.1:" + std::to_string(port));
+  if (!body.empty() && !content_type.empty()) req.set(bhttp::field::content_type, content_type);
+  for (const auto& [k, v] : extra_headers) req.set(k, v);
+  req.body() = body;
+  req.prepare_payload();
+  bhttp::write(stream, req);
+  beast::flat_buffer buffer;
+  bhttp::response_parser<bhttp::string_body> parser;
+  parser.body_limit(64 * 1024 * 1024);
+  if (method == "HEAD") parser.skip(true);
+  bhttp::read(stream, buffer, parser);
+  auto& res = parser.get();
+  HttpResult out;
+  out.status = res.result_int();
+  out.body = res.body();
+  for (const auto& field : res) {
+    std::string name(field.name_string());
+    for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    out.headers[name] = std::string(field.value());
+  }
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  return out;
+}
+
+std::string raw_exchange(int port, const std::string& bytes) {
+  asio::io_context ioc;
+  tcp::socket socket(ioc);
+  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+  boost::system::error_code ec;
+  asio::write(socket, asio::buffer(bytes), ec);
+  std::string out;
+  char buf[4096];
+  // Read until the server closes or a complete short answer has arrived.
+  struct timeval tv{10, 0};
+  setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  for (;;) {
+    std::size_t n = socket.read_some(asio::buffer(buf), ec);
+    if (ec || n == 0) break;
+    out.append(buf, n);
+    if (out.find("\r\n\r\n") != std::string::npos) {
+      auto cl = out.find("Content-Length: ");
+      auto header_end = out.find("\r\n\r\n");
+      if (cl != std::string::npos) {
+        std::size_t length = std::stoul(out.substr(cl + 16));
+        if (out.size() >= header_end + 4 + length) break;
+      }
+    }
+  }
+  return out;
+}
+
+std::string make_temp_dir(const std::string& prefix) {
+  std::string tmpl = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (!mkdtemp(buf.data())) throw std::runtime_error("mkdtemp failed");
+  return buf.data();
+}
+
+std::string database_url_for(const std::string& backend) {
+  if (backend == "sqlite") return "";
+  const char* base = std::getenv("TRANSNOTES_TEST_DATABASE_URL");
+  if (!base) return "";
+  static std::mt19937_64 rng{std::random_device{}()};
+  std::string schema = "e2e_" + std::to_string(rng() % 1'000'000'000'000ULL);
+  std::string url = base;
+  url += (url.find('?') == std::string::npos ? "?" : "&");
+  return url + "schema=" + schema;
+}
+
+Service::Service(ServiceOptions options) : options_(std::move(options)) {
+  data_dir_ = options_.data_dir.empty() ? make_temp_dir("transnotes-e2e") : options_.data_dir;
+  log_path_ = data_dir_ + "/service-" + std::to_string(std::random_device{}()) + ".log";
+  std::string stdout_path = log_path_ + ".out";
+  pid_ = fork();
+  if (pid_ < 0) throw std::runtime_error("fork failed");
+  if (pid_ == 0) {
+    int out = open(stdout_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    int err = open(log_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    dup2(out, 1);
+    dup2(err, 2);
+    setenv("TRANSNOTES_DATA_DIR", data_dir_.c_str(), 1);
+    for (const auto& [k, v] : options_.env) setenv(k.c_str(), v.c_str(), 1);
+    std::vector<std::string> args{TRANSNOTES_BINARY, options_.subcommand};
+    if (options_.subcommand == "serve") {
+      args.insert(args.end(), {"--host", "127.0.0.1", "--port", "0"});
+    }
+    args.insert(args.end(), options_.args.begin(), options_.args.end());
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  // Wait for the "listening on" (or "worker ready") line.
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (std::chrono::steady_clock::now() < deadline) {
+    std::ifstream in(stdout_path);
+    std::string line;
+    while (std::getline(in, line)) {
+      if (line.starts_with("listening on ")) {
+        port_ = std::stoi(line.substr(line.rfind(':') + 1));
+        return;
+      }
+      if (line.starts_with("worker ready")) return;
+    }
+    int status = 0;
+    if (waitpid(pid_, &status, WNOHANG) == pid_) {
+      pid_ = -1;
+      throw std::runtime_error("transnotes exited during start-up:\n" + log());
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  throw std::runtime_error("transnotes did not start in time:\n" + log());
+}
+
+Service::~Service() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGTERM);
+    for (int i = 0; i < 200; ++i) {
+      if (waitpid(pid_, nullptr, WNOHANG) == pid_) return;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    ::kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+}
+
+void Service::kill_hard() {
+  if (pid_ <= 0) return;
+  ::kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  pid_ = -1;
+}
+
+int Service::terminate() {
+  if (pid_ <= 0) return -1;
+  ::kill(pid_, SIGTERM);
+  int status = 0;
+  waitpid(pid_, &status, 0);
+  pid_ = -1;
+  return status;
+}
+
+std::string Service::log() const {
+  std::ifstream in(log_path_);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+boost::json::object wait_for_job(int port, std::int64_t job_id, std::chrono::seconds timeout) {
+  auto deadline = std::chrono::steady_clock::now() + timeout;
+  boost::json::object job;
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto res = request(port, "GET", "/api/v1/translations/" + std::to_string(job_id) + "/");
+    if (res.status == 200) {
+      job = res.json().as_object();
+      auto status = job["status"].as_string();
+      if (status == "succeeded" || status == "failed") return job;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return job;
+}
+
+}  // namespace e2e

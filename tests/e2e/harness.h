@@ -1,0 +1,70 @@
+// Test harness: starts the real `transnotes` binary as a child process on a free port and talks
+// HTTP to it over a real socket.
+#pragma once
+
+#include <boost/json.hpp>
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace e2e {
+
+struct HttpResult {
+  int status = 0;
+  std::string body;
+  std::map<std::string, std::string> headers;  // lower-case names
+  boost::json::value json() const;
+  std::string header(const std::string& name) const;
+};
+
+// One HTTP/1.1 request on a fresh connection.
+HttpResult request(int port, const std::string& method, const std::string& target,
+                   const std::string& body = "", const std::string& content_type = "application/json",
+                   const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
+
+// Sends raw bytes and returns whatever the server answers before closing (for malformed input).
+std::string raw_exchange(int port, const std::string& bytes);
+
+struct ServiceOptions {
+  std::vector<std::string> args;             // after "serve"
+  std::map<std::string, std::string> env;    // added to the environment
+  std::string data_dir;                      // default: a fresh temp dir
+  std::string subcommand = "serve";
+};
+
+class Service {
+ public:
+  explicit Service(ServiceOptions options);
+  ~Service();  // SIGTERM, then SIGKILL after a grace period
+  Service(const Service&) = delete;
+  Service& operator=(const Service&) = delete;
+
+  int port() const { return port_; }
+  pid_t pid() const { return pid_; }
+  const std::string& data_dir() const { return data_dir_; }
+  void kill_hard();    // SIGKILL, no cleanup (crash simulation)
+  int terminate();     // SIGTERM and wait; returns the exit status
+  std::string log() const;  // combined stderr so far
+
+ private:
+  ServiceOptions options_;
+  std::string data_dir_;
+  std::string log_path_;
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+// A fresh empty temporary directory.
+std::string make_temp_dir(const std::string& prefix);
+
+// The database URL for the backend under test: "" for the embedded SQLite default, or a
+// PostgreSQL URL with a fresh schema.
+std::string database_url_for(const std::string& backend);
+
+// Polls GET /api/v1/translations/{id}/ until the job is finished or the timeout passes.
+boost::json::object wait_for_job(int port, std::int64_t job_id,
+                                 std::chrono::seconds timeout = std::chrono::seconds(60));
+
+}  // namespace e2e
