@@ -1,0 +1,176 @@
+#include "queue/redis_bus.h"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <vector>
+
+#include "domain/errors.h"
+#include "redis/redis_test_support.h"
+
+namespace transnotes {
+namespace {
+
+using redis::testing::eventually;
+using redis::testing::ThrowawayRedis;
+using redis::testing::unique_test_prefix;
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+
+class RedisJobBusTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto url = redis::testing::shared_test_redis_url();
+    if (!url) GTEST_SKIP() << "TRANSNOTES_TEST_REDIS_URL is not set (run scripts/services.sh)";
+    client_ = std::make_shared<redis::RedisClient>(redis::parse_redis_url(*url));
+    options_.stream = unique_test_prefix("bus") + "jobs";
+    options_.max_block = milliseconds(100);
+  }
+  void TearDown() override {
+    if (client_) client_->command({"DEL", options_.stream});
+  }
+  std::unique_ptr<RedisJobBus> make_bus(std::string consumer = "") {
+    RedisJobBusOptions options = options_;
+    options.consumer = std::move(consumer);
+    return std::make_unique<RedisJobBus>(client_, options);
+  }
+  std::shared_ptr<redis::RedisClient> client_;
+  RedisJobBusOptions options_;
+};
+
+TEST_F(RedisJobBusTest, PublishThenNext) {
+  auto bus = make_bus();
+  bus->publish(11);
+  bus->publish(12);
+  EXPECT_EQ(bus->next(seconds(5)), 11);
+  EXPECT_EQ(bus->next(seconds(5)), 12);
+  EXPECT_EQ(bus->next(milliseconds(0)), std::nullopt);
+  auto stats = bus->stats();
+  EXPECT_EQ(stats.published, 2u);
+  EXPECT_EQ(stats.received, 2u);
+  EXPECT_EQ(stats.errors, 0u);
+  // Read entries are acknowledged at once: nothing stays pending in the group.
+  redis::Reply pending = client_->command({"XPENDING", options_.stream, options_.group});
+  ASSERT_EQ(pending.type, redis::Reply::Type::Array);
+  EXPECT_EQ(pending.elements.at(0).integer, 0);
+}
+
+TEST_F(RedisJobBusTest, NextTimesOutWhenEmpty) {
+  auto bus = make_bus();
+  EXPECT_EQ(bus->next(milliseconds(250)), std::nullopt);  // spans several BLOCK slices
+  EXPECT_EQ(bus->next(milliseconds(0)), std::nullopt);
+}
+
+TEST_F(RedisJobBusTest, BlockedWaiterWakesOnPublishFromAnotherBus) {
+  auto consumer = make_bus("c1");
+  auto producer = make_bus("producer");
+  std::optional<std::int64_t> got;
+  std::thread waiter([&] { got = consumer->next(seconds(30)); });
+  std::this_thread::sleep_for(milliseconds(50));
+  producer->publish(42);
+  waiter.join();
+  EXPECT_EQ(got, 42);
+}
+
+TEST_F(RedisJobBusTest, CloseWakesWaiters) {
+  auto bus = make_bus();
+  std::atomic<int> woke{0};
+  std::vector<std::thread> waiters;
+  for (int i = 0; i < 3; ++i) {
+    waiters.emplace_back([&] {
+      if (!bus->next(seconds(120))) ++woke;
+    });
+  }
+  std::this_thread::sleep_for(milliseconds(50));
+  bus->close();
+  for (auto& waiter : waiters) waiter.join();
+  EXPECT_EQ(woke, 3);
+  bus->publish(5);  // other processes may still consume
+  EXPECT_EQ(bus->next(seconds(1)), std::nullopt);
+}
+
+TEST_F(RedisJobBusTest, ConsumersAcrossBusesGetDistinctIds) {
+  constexpr int kJobs = 300;
+  std::vector<std::unique_ptr<RedisJobBus>> buses;
+  for (int i = 0; i < 3; ++i) buses.push_back(make_bus("consumer-" + std::to_string(i)));
+  std::mutex mutex;
+  std::vector<std::int64_t> received;
+  std::vector<std::thread> threads;
+  for (int i = 0; i < 6; ++i) {
+    threads.emplace_back([&, i] {
+      RedisJobBus& bus = *buses[i % 3];
+      while (auto id = bus.next(milliseconds(1000))) {
+        std::lock_guard lock(mutex);
+        received.push_back(*id);
+      }
+    });
+  }
+  auto producer = make_bus("producer");
+  for (int id = 1; id <= kJobs; ++id) producer->publish(id);
+  for (auto& thread : threads) thread.join();
+  std::sort(received.begin(), received.end());
+  ASSERT_EQ(received.size(), static_cast<std::size_t>(kJobs));
+  for (int i = 0; i < kJobs; ++i) EXPECT_EQ(received[i], i + 1);
+}
+
+TEST_F(RedisJobBusTest, RecreatesGroupWhenStreamIsDeleted) {
+  auto bus = make_bus();
+  client_->command({"DEL", options_.stream});  // same effect as a Redis restart
+  bus->publish(77);                            // recreates the stream, but without the group
+  EXPECT_EQ(bus->next(seconds(5)), 77);
+}
+
+TEST(RedisJobBusOutage, SurvivesRedisRestart) {
+  ThrowawayRedis server;
+  auto config = redis::parse_redis_url(server.url());
+  config.reconnect_backoff = milliseconds(20);
+  auto client = std::make_shared<redis::RedisClient>(config);
+  RedisJobBusOptions options;
+  options.max_block = milliseconds(100);
+  options.outage_sleep = milliseconds(50);
+  RedisJobBus bus(client, options);
+  bus.publish(1);
+  EXPECT_EQ(bus.next(seconds(5)), 1);
+
+  // A waiter blocked while the server dies returns nullopt instead of throwing.
+  std::optional<std::int64_t> during_outage = 123;
+  std::thread waiter([&] { during_outage = bus.next(milliseconds(300)); });
+  std::this_thread::sleep_for(milliseconds(50));
+  server.stop();
+  waiter.join();
+  EXPECT_EQ(during_outage, std::nullopt);
+
+  EXPECT_NO_THROW(bus.publish(2));  // dropped
+  EXPECT_EQ(bus.next(milliseconds(100)), std::nullopt);
+  EXPECT_GE(bus.stats().errors, 2u);
+
+  server.start();  // empty: stream and group are gone
+  std::optional<std::int64_t> got;
+  EXPECT_TRUE(eventually([&] {
+    bus.publish(3);
+    got = bus.next(milliseconds(200));
+    return got.has_value();
+  }));
+  EXPECT_EQ(got, 3);
+}
+
+TEST(RedisJobBusOutage, UnreachableAtConstructionThenAvailable) {
+  auto port = redis::testing::free_loopback_port();
+  redis::RedisConfig config;
+  config.port = port;
+  config.reconnect_backoff = milliseconds(20);
+  auto client = std::make_shared<redis::RedisClient>(config);
+  RedisJobBusOptions options;
+  options.outage_sleep = milliseconds(20);
+  RedisJobBus bus(client, options);  // must not throw
+  EXPECT_NO_THROW(bus.publish(1));
+  EXPECT_EQ(bus.next(milliseconds(50)), std::nullopt);
+}
+
+}  // namespace
+}  // namespace transnotes
