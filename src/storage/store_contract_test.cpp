@@ -36,7 +36,8 @@ const char* test_postgres_url() { return std::getenv("TRANSNOTES_TEST_DATABASE_U
 // Runs one SQL command on the test Postgres server directly (setup/cleanup only).
 void postgres_admin(const std::string& sql) {
   PGconn* conn = PQconnectdb(test_postgres_url());
-  if (PQstatus(conn) == CONNECTION_OK) PQclear(PQexec(conn, sql.c_str()));
+  const std::string quiet = "SET client_min_messages = warning; " + sql;
+  if (PQstatus(conn) == CONNECTION_OK) PQclear(PQexec(conn, quiet.c_str()));
   PQfinish(conn);
 }
 
