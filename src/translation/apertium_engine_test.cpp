@@ -1,0 +1,190 @@
+#include "translation/apertium_engine.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "domain/errors.h"
+#include "translation/registry.h"
+
+namespace transnotes {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* const kSystemModes = "/usr/share/apertium/modes";
+
+bool apertium_installed() {
+  return fs::exists(fs::path(kSystemModes) / "eng-spa.mode") &&
+         fs::exists(fs::path(kSystemModes) / "spa-eng.mode") && fs::exists("/usr/bin/lt-proc");
+}
+
+#define REQUIRE_APERTIUM()                                                                      \
+  if (!apertium_installed()) {                                                                  \
+    GTEST_SKIP() << "apertium with eng-spa data is not installed (apt install apertium-en-es)"; \
+  }
+
+// A private modes directory with hand-written pipelines, for protocol tests without Apertium.
+class ModesDir {
+ public:
+  ModesDir()
+      : path_(fs::temp_directory_path() /
+              ("transnotes-modes-" + std::to_string(getpid()) + "-" + std::to_string(counter_++))) {
+    fs::create_directories(path_);
+  }
+  ~ModesDir() {
+    std::error_code ignored;
+    fs::remove_all(path_, ignored);
+  }
+  void write(const std::string& file, const std::string& content) {
+    std::ofstream(path_ / file) << content << "\n";
+  }
+  std::string path() const { return path_.string(); }
+
+ private:
+  static inline int counter_ = 0;
+  fs::path path_;
+};
+
+std::string translate_one(ApertiumEngine& engine, const std::string& from, const std::string& to,
+                          const std::string& text) {
+  const auto out = engine.translate_batch(from, to, {text});
+  EXPECT_EQ(out.size(), 1u);
+  return out.empty() ? "" : out[0];
+}
+
+TEST(ApertiumFormat, AddsNullFlushToEveryStage) {
+  EXPECT_EQ(ApertiumEngine::null_flush_command(
+                "lt-proc 'a|b.bin' | apertium-tagger -g $2 'x'\n|lt-proc -z $1 'g.bin'"),
+            "lt-proc -z 'a|b.bin' | apertium-tagger -z -g $2 'x' | lt-proc -z $1 'g.bin'");
+}
+
+TEST(ApertiumFormat, EncodesAndDecodesStreamFormat) {
+  EXPECT_EQ(ApertiumEngine::encode_segment("a [b] ^c$ @d\te\\"),
+            "a \\[b\\] \\^c\\$ \\@d[\t]e\\\\.[]");
+  EXPECT_EQ(ApertiumEngine::encode_segment(std::string("x\0y", 3)), "xy.[]");
+  EXPECT_EQ(ApertiumEngine::decode_segment("Un \\[b\\] \\@d[\t]e\\\\ @palabra.[]"),
+            "Un [b] @d\te\\ palabra");
+  EXPECT_EQ(ApertiumEngine::decode_segment(" Hola Mundo..[]"), "Hola Mundo.");
+}
+
+TEST(ApertiumEngineDiscovery, ReadsModeFilesAndSkipsVariants) {
+  ModesDir modes;
+  modes.write("eng-spa.mode", "sed -u s/x/y/");
+  modes.write("spa-eng_US.mode", "sed -u s/x/y/");
+  modes.write("cat-ast.mode", "sed -u s/x/y/");
+  modes.write("README", "not a mode");
+  ApertiumEngine engine(ApertiumOptions{.modes_dir = modes.path()});
+  std::vector<std::string> found;
+  for (const auto& pair : engine.pairs()) found.push_back(pair.source + ">" + pair.target);
+  std::sort(found.begin(), found.end());
+  EXPECT_EQ(found, (std::vector<std::string>{"ca>ast", "en>es"}));
+  EXPECT_TRUE(ApertiumEngine(ApertiumOptions{.modes_dir = "/nonexistent/modes"}).pairs().empty());
+}
+
+TEST(ApertiumEngineProtocol, TalksNullFlushToAFakePipeline) {
+  ModesDir modes;
+  modes.write("eng-spa.mode", "sed -u s/Hello/Hola/");  // sed gets -z: NUL-delimited records
+  ApertiumEngine engine(ApertiumOptions{.modes_dir = modes.path(), .pipelines_per_pair = 1});
+  EXPECT_EQ(engine.translate_batch("en", "es", {"Hello [you].", "Hello@x", "  "}),
+            (std::vector<std::string>{"Hola [you].", "Hola@x", "  "}));
+  const std::string big(200000, 'a');  // larger than pipe buffers both ways
+  EXPECT_EQ(translate_one(engine, "en", "es", big), big);
+  EXPECT_THROW(engine.translate_batch("en", "fr", {"x"}), TranslationFailed);
+}
+
+TEST(ApertiumEngineProtocol, HungPipelineTimesOutAndFails) {
+  ModesDir modes;
+  modes.write("eng-spa.mode", "tail -z -f /dev/null");  // never answers
+  ApertiumEngine engine(ApertiumOptions{.modes_dir = modes.path(),
+                                        .segment_timeout = std::chrono::milliseconds(200)});
+  EXPECT_THROW(engine.translate_batch("en", "es", {"Hello."}), TranslationFailed);
+}
+
+TEST(ApertiumEngineProtocol, BrokenPipelineFailsWithoutKillingTheProcess) {
+  ModesDir modes;
+  modes.write("eng-spa.mode", "false");  // exits at once: EOF / EPIPE
+  ApertiumEngine engine(ApertiumOptions{.modes_dir = modes.path()});
+  const std::string big(300000, 'b');  // the write hits a closed pipe: SIGPIPE must not kill us
+  EXPECT_THROW(engine.translate_batch("en", "es", {big}), TranslationFailed);
+  EXPECT_THROW(engine.translate_batch("en", "es", {"x"}), TranslationFailed);
+}
+
+TEST(ApertiumEngineReal, DiscoversInstalledPairs) {
+  REQUIRE_APERTIUM();
+  ApertiumEngine engine;
+  bool en_es = false;
+  bool es_en = false;
+  for (const auto& pair : engine.pairs()) {
+    en_es |= pair.source == "en" && pair.target == "es";
+    es_en |= pair.source == "es" && pair.target == "en";
+    EXPECT_EQ(pair.target.find('_'), std::string::npos);
+  }
+  EXPECT_TRUE(en_es);
+  EXPECT_TRUE(es_en);
+}
+
+TEST(ApertiumEngineReal, TranslatesBothDirections) {
+  REQUIRE_APERTIUM();
+  ApertiumEngine engine;
+  EXPECT_EQ(translate_one(engine, "en", "es", "Hello world."), "Hola Mundo.");
+  EXPECT_EQ(engine.translate_batch("en", "es", {"The cat is black.", "I like dogs."}),
+            (std::vector<std::string>{"El gato es negro.", "Me gustan los perros."}));
+  EXPECT_EQ(translate_one(engine, "es", "en", "El gato es negro."), "The cat is black.");
+  // Same output as `apertium -u eng-spa`; unknown words unmarked, special characters kept.
+  EXPECT_EQ(translate_one(engine, "en", "es", "I like xyzzyq dogs."), "Me gusta xyzzyq perros.");
+  EXPECT_EQ(translate_one(engine, "en", "es", "Hello [world] ^$ @me"), "Hola [Mundial] ^$ @me");
+}
+
+TEST(ApertiumEngineReal, RegistryKeepsParagraphBreaks) {
+  REQUIRE_APERTIUM();
+  EngineRegistry registry;
+  registry.add(std::make_shared<ApertiumEngine>());
+  const TranslationOutput out =
+      registry.translate("EN", "es-ES", "Hello world. The cat is black.\n\nI like dogs.\r\n");
+  EXPECT_EQ(out.engine, "apertium");
+  EXPECT_EQ(out.text, "Hola Mundo. El gato es negro.\n\nMe gustan los perros.\r\n");
+}
+
+TEST(ApertiumEngineReal, ConcurrentTranslationsShareAPool) {
+  REQUIRE_APERTIUM();
+  ApertiumEngine engine(ApertiumOptions{.pipelines_per_pair = 3});
+  const std::vector<std::string> input = {"Hello world.", "The cat is black."};
+  const std::vector<std::string> expected = engine.translate_batch("en", "es", input);
+  std::vector<std::vector<std::string>> results(20);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        results[i] = engine.translate_batch("en", "es", input);
+      } catch (const std::exception& error) {
+        results[i] = {error.what()};
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (const auto& result : results) EXPECT_EQ(result, expected);
+  EXPECT_LE(engine.idle_pipeline_groups("en", "es").size(), 3u);
+}
+
+TEST(ApertiumEngineReal, KilledPipelineIsRestartedTransparently) {
+  REQUIRE_APERTIUM();
+  ApertiumEngine engine(ApertiumOptions{.pipelines_per_pair = 1});
+  ASSERT_EQ(translate_one(engine, "en", "es", "Hello world."), "Hola Mundo.");
+  const auto groups = engine.idle_pipeline_groups("en", "es");
+  ASSERT_EQ(groups.size(), 1u);
+  ASSERT_EQ(::kill(-groups[0], SIGKILL), 0);
+  EXPECT_EQ(translate_one(engine, "en", "es", "Hello world."), "Hola Mundo.");
+  const auto restarted = engine.idle_pipeline_groups("en", "es");
+  ASSERT_EQ(restarted.size(), 1u);
+  EXPECT_NE(restarted[0], groups[0]);
+}
+
+}  // namespace
+}  // namespace transnotes
