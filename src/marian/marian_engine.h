@@ -32,10 +32,10 @@ std::vector<MarianModelDir> discover_marian_hub_models(const std::filesystem::pa
 std::vector<MarianModelDir> discover_marian_models_default(const std::filesystem::path& models_dir);
 
 struct MarianEngineOptions {
-  int num_threads = 2;              // OpenBLAS threads (process-wide)
-  std::optional<int> num_beams;     // default: generation_config.json
-  std::optional<int> max_length;    // default: generation_config.json
-  int max_batch_tokens = 4096;      // token budget per batch (rows * longest row)
+  int num_threads = 2;            // OpenBLAS threads (process-wide)
+  std::optional<int> num_beams;   // default: generation_config.json
+  std::optional<int> max_length;  // default: generation_config.json
+  int max_batch_tokens = 4096;    // token budget per batch (rows * longest row)
   bool int8 = false;
 };
 

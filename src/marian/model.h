@@ -36,9 +36,9 @@ struct EncoderOutput {
 // scratch buffers). Internal layout; only MarianModel touches the members.
 struct DecoderState {
   std::shared_ptr<const EncoderOutput> encoder;
-  std::vector<int> source_row;  // hypothesis -> encoder row
-  int steps = 0;                // tokens fed so far (same for all hypotheses)
-  int capacity = 0;             // max steps the cache can hold
+  std::vector<int> source_row;                       // hypothesis -> encoder row
+  int steps = 0;                                     // tokens fed so far (same for all hypotheses)
+  int capacity = 0;                                  // max steps the cache can hold
   std::vector<std::vector<float>> cross_k, cross_v;  // [layer][batch*src_len*d]
   std::vector<std::vector<float>> self_k, self_v;    // [layer][hyp*capacity*d]
   std::vector<float> x, tmp, q, attn, ffn, scores;   // scratch

@@ -5,6 +5,7 @@
 // decode maps ids through the target vocabulary. Immutable after load: thread-safe.
 #pragma once
 
+#include <array>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -36,6 +37,7 @@ class MarianTokenizer {
   std::unique_ptr<sentencepiece::SentencePieceProcessor> target_spm_;
   std::unordered_map<std::string, int> source_vocab_;
   std::vector<std::string> target_pieces_;  // id -> piece
+  std::array<int, 3> target_special_{};     // </s>, <unk>, <pad> in the target vocabulary
   int eos_id_ = 0;
   int unk_id_ = 1;
   int pad_id_ = 0;

@@ -1,0 +1,334 @@
+#include "marian/generate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "domain/errors.h"
+
+namespace transnotes::marian {
+
+namespace {
+
+constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+
+// The logits processors of the checkpoint (HF order does not matter: all set -inf, except
+// forced EOS which replaces the whole row).
+struct Processors {
+  const GenerationConfig& gen;
+  int max_length;
+  int min_new_tokens;
+  int eos;
+
+  // Marks banned ids of a hypothesis (history incl. start token) in `banned` (true = -inf).
+  // Returns the forced token id or -1.
+  int apply(const std::vector<int>& history, int cur_len, std::vector<int>& banned) const {
+    banned.clear();
+    if (gen.forced_eos_token_id >= 0 && cur_len == max_length - 1) return gen.forced_eos_token_id;
+    for (const auto& seq : gen.bad_words_ids) {
+      const size_t prefix = seq.size() - 1;
+      if (prefix > history.size()) continue;
+      if (std::equal(seq.begin(), seq.end() - 1, history.end() - prefix))
+        banned.push_back(seq.back());
+    }
+    if (cur_len - 1 < min_new_tokens) banned.push_back(eos);
+    return -1;
+  }
+};
+
+int effective_max_length(const MarianModel& model, const GenerateOptions& o) {
+  int max_length = o.max_new_tokens > 0 ? 1 + o.max_new_tokens : o.max_length;
+  // Decoder positions 0..max_length-2 are fed; HF would fail beyond the position table.
+  max_length = std::min(max_length, model.config().max_position_embeddings + 1);
+  return std::max(max_length, 1);
+}
+
+std::vector<GenerateResult> greedy(const MarianModel& model,
+                                   const std::vector<std::vector<int>>& input_ids,
+                                   const GenerateOptions& o) {
+  const auto& gen = model.generation_config();
+  const int max_length = effective_max_length(model, o);
+  const int n_rows = static_cast<int>(input_ids.size());
+  const int V = model.decoder_vocab_size();
+  const int eos = gen.eos_token_id;
+  Processors proc{gen, max_length, o.min_new_tokens, eos};
+  std::vector<GenerateResult> results(n_rows);
+  for (auto& r : results) r.ids.push_back(gen.decoder_start_token_id);
+  if (max_length <= 1 || n_rows == 0) return results;
+  auto enc = model.encode(input_ids);
+  std::vector<int> active(n_rows);
+  std::iota(active.begin(), active.end(), 0);
+  auto state = model.start_decoder(enc, active, max_length - 1);
+  std::vector<float> logits(static_cast<size_t>(n_rows) * V);
+  std::vector<int> tokens(n_rows, gen.decoder_start_token_id);
+  std::vector<int> banned;
+  std::vector<int> keep;
+  for (int cur_len = 1; cur_len < max_length && !active.empty(); ++cur_len) {
+    const int n = static_cast<int>(active.size());
+    model.decoder_step(*state, std::span<const int>(tokens.data(), n), logits.data());
+    keep.clear();
+    for (int i = 0; i < n; ++i) {
+      auto& ids = results[active[i]].ids;
+      int next = proc.apply(ids, cur_len, banned);
+      if (next < 0) {
+        float* row = logits.data() + static_cast<size_t>(i) * V;
+        for (int b : banned) row[b] = kNegInf;
+        next = static_cast<int>(std::max_element(row, row + V) - row);  // first maximum
+      }
+      ids.push_back(next);
+      tokens[i] = next;
+      if (next != eos) keep.push_back(i);
+    }
+    if (static_cast<int>(keep.size()) != n) {
+      std::vector<int> still;
+      for (size_t j = 0; j < keep.size(); ++j) {
+        still.push_back(active[keep[j]]);
+        tokens[j] = tokens[keep[j]];
+      }
+      active.swap(still);
+      if (!active.empty()) model.select_hypotheses(*state, keep);
+    }
+  }
+  return results;
+}
+
+struct Finished {
+  float score;
+  std::vector<int> ids;  // incl. </s> when it ended with one
+};
+
+// HF BeamHypotheses.
+struct BeamHypotheses {
+  int num_beams;
+  float length_penalty;
+  bool early_stopping;
+  std::vector<Finished> beams;
+  float worst = 1e9f;
+  bool done = false;
+
+  void add(std::vector<int> ids, float sum_logprobs, int generated_len) {
+    float score = sum_logprobs / std::pow(static_cast<float>(generated_len), length_penalty);
+    if (static_cast<int>(beams.size()) < num_beams || score > worst) {
+      beams.push_back({score, std::move(ids)});
+      if (static_cast<int>(beams.size()) > num_beams) {
+        // Remove the worst (lowest score, earliest on ties); worst becomes the second lowest.
+        std::vector<std::pair<float, size_t>> sorted;
+        for (size_t i = 0; i < beams.size(); ++i) sorted.emplace_back(beams[i].score, i);
+        std::sort(sorted.begin(), sorted.end());
+        beams.erase(beams.begin() + static_cast<long>(sorted[0].second));
+        worst = sorted[1].first;
+      } else {
+        worst = std::min(score, worst);
+      }
+    }
+  }
+  bool is_done(float best_sum_logprobs, int cur_len) const {
+    if (static_cast<int>(beams.size()) < num_beams) return false;
+    if (early_stopping) return true;
+    float highest = best_sum_logprobs / std::pow(static_cast<float>(cur_len - 1), length_penalty);
+    return worst >= highest;
+  }
+};
+
+struct Candidate {
+  float score;
+  int beam;  // within the sentence
+  int token;
+};
+
+std::vector<GenerateResult> beam_search(const MarianModel& model,
+                                        const std::vector<std::vector<int>>& input_ids,
+                                        const GenerateOptions& o) {
+  const auto& gen = model.generation_config();
+  const int max_length = effective_max_length(model, o);
+  const int n_rows = static_cast<int>(input_ids.size());
+  const int V = model.decoder_vocab_size();
+  const int eos = gen.eos_token_id;
+  const int beams = o.num_beams;
+  const int k = 2 * beams;
+  Processors proc{gen, max_length, o.min_new_tokens, eos};
+  std::vector<GenerateResult> results(n_rows);
+  if (n_rows == 0) return results;
+  if (max_length <= 1) {
+    for (auto& r : results) r.ids = {gen.decoder_start_token_id};
+    return results;
+  }
+  std::vector<BeamHypotheses> hyps(
+      n_rows, BeamHypotheses{beams, o.length_penalty, o.early_stopping, {}, 1e9f, false});
+  auto enc = model.encode(input_ids);
+  // Running hypotheses, sentence-major: active[s] sentences each with `beams` rows.
+  std::vector<int> active(n_rows);
+  std::iota(active.begin(), active.end(), 0);
+  std::vector<int> rows;
+  for (int s = 0; s < n_rows; ++s)
+    for (int b = 0; b < beams; ++b) rows.push_back(s);
+  auto state = model.start_decoder(enc, rows, max_length - 1);
+  const size_t total = rows.size();
+  std::vector<std::vector<int>> seqs(total, std::vector<int>{gen.decoder_start_token_id});
+  std::vector<float> beam_scores(total, 0.0f);
+  for (size_t i = 0; i < total; ++i)
+    if (i % beams != 0) beam_scores[i] = -1e9f;
+  std::vector<float> logits(total * V);
+  std::vector<int> tokens(total, gen.decoder_start_token_id);
+  std::vector<int> banned;
+  std::vector<Candidate> row_top, cands;
+  std::vector<char> is_banned(V, 0);
+
+  int cur_len = 1;
+  for (; cur_len < max_length && !active.empty(); ++cur_len) {
+    const int n = static_cast<int>(active.size()) * beams;
+    model.decoder_step(*state, std::span<const int>(tokens.data(), n), logits.data());
+    std::vector<int> next_active, keep, next_tokens;
+    std::vector<float> next_scores;
+    std::vector<std::vector<int>> next_seqs;
+    for (size_t si = 0; si < active.size(); ++si) {
+      const int sent = active[si];
+      cands.clear();
+      for (int b = 0; b < beams; ++b) {
+        const int r = static_cast<int>(si) * beams + b;
+        const float* row = logits.data() + static_cast<size_t>(r) * V;
+        const float base = beam_scores[r];
+        int forced = proc.apply(seqs[r], cur_len, banned);
+        if (forced >= 0) {
+          // Every logit -inf except the forced one, which is 0 (also after renormalising).
+          cands.push_back({base + 0.0f, b, forced});
+          for (int t = 0, added = 0; t < V && added < k - 1; ++t)
+            if (t != forced) cands.push_back({kNegInf, b, t}), ++added;
+          continue;
+        }
+        for (int t : banned) is_banned[t] = 1;
+        // log_softmax over all ids, processors (-inf), then (renormalize) log_softmax again:
+        // the result equals x - logsumexp(x over allowed ids).
+        float mx = kNegInf;
+        for (int t = 0; t < V; ++t) mx = std::max(mx, row[t]);
+        double sum_all = 0.0, sum_allowed = 0.0;
+        for (int t = 0; t < V; ++t) {
+          double e = std::exp(static_cast<double>(row[t] - mx));
+          sum_all += e;
+          if (!is_banned[t]) sum_allowed += e;
+        }
+        const float lse_all = mx + static_cast<float>(std::log(sum_all));
+        float offset;  // score = logit - offset
+        if (gen.renormalize_logits) {
+          offset = mx + static_cast<float>(std::log(sum_allowed));
+        } else {
+          offset = lse_all;
+        }
+        // Top-k allowed logits of this row.
+        row_top.clear();
+        for (int t = 0; t < V; ++t) {
+          if (is_banned[t]) continue;
+          const float v = row[t];
+          if (static_cast<int>(row_top.size()) < k) {
+            row_top.push_back({v, b, t});
+            std::push_heap(
+                row_top.begin(), row_top.end(),
+                [](const Candidate& a, const Candidate& c) { return a.score > c.score; });
+          } else if (v > row_top.front().score) {
+            std::pop_heap(row_top.begin(), row_top.end(),
+                          [](const Candidate& a, const Candidate& c) { return a.score > c.score; });
+            row_top.back() = {v, b, t};
+            std::push_heap(
+                row_top.begin(), row_top.end(),
+                [](const Candidate& a, const Candidate& c) { return a.score > c.score; });
+          }
+        }
+        for (int t : banned) is_banned[t] = 0;
+        for (auto c : row_top) {
+          c.score = (c.score - offset) + base;
+          cands.push_back(c);
+        }
+      }
+      std::sort(cands.begin(), cands.end(), [V](const Candidate& a, const Candidate& c) {
+        if (a.score != c.score) return a.score > c.score;
+        return a.beam * V + a.token < c.beam * V + c.token;
+      });
+      if (static_cast<int>(cands.size()) > k) cands.resize(k);
+      auto& h = hyps[sent];
+      int chosen = 0;
+      std::vector<int> sent_keep, sent_tokens;
+      std::vector<float> sent_scores;
+      for (int rank = 0; rank < static_cast<int>(cands.size()); ++rank) {
+        const auto& c = cands[rank];
+        const int r = static_cast<int>(si) * beams + c.beam;
+        if (c.token == eos) {
+          if (rank >= beams) continue;
+          std::vector<int> ids = seqs[r];
+          ids.push_back(eos);
+          h.add(std::move(ids), c.score, cur_len);  // generated_len incl. </s>
+        } else {
+          sent_keep.push_back(r);
+          sent_tokens.push_back(c.token);
+          sent_scores.push_back(c.score);
+          ++chosen;
+        }
+        if (chosen == beams) break;
+      }
+      const float best = cands.empty() ? kNegInf : cands[0].score;
+      h.done = h.done || h.is_done(best, cur_len + 1);
+      if (h.done) continue;
+      if (chosen < beams) throw TranslationFailed("marian: beam search ran out of candidates");
+      next_active.push_back(sent);
+      for (int b = 0; b < beams; ++b) {
+        keep.push_back(sent_keep[b]);
+        next_tokens.push_back(sent_tokens[b]);
+        next_scores.push_back(sent_scores[b]);
+        std::vector<int> s = seqs[sent_keep[b]];
+        s.push_back(sent_tokens[b]);
+        next_seqs.push_back(std::move(s));
+      }
+    }
+    active.swap(next_active);
+    for (size_t i = 0; i < keep.size(); ++i) {
+      tokens[i] = next_tokens[i];
+      beam_scores[i] = next_scores[i];
+    }
+    seqs.swap(next_seqs);
+    if (!active.empty()) model.select_hypotheses(*state, keep);
+  }
+  // Finalize: sentences still running add their beams (no </s>).
+  for (size_t si = 0; si < active.size(); ++si) {
+    auto& h = hyps[active[si]];
+    for (int b = 0; b < beams; ++b) {
+      const size_t r = si * beams + b;
+      const int generated = static_cast<int>(seqs[r].size()) - 1;
+      h.add(seqs[r], beam_scores[r], generated);
+    }
+  }
+  for (int s = 0; s < n_rows; ++s) {
+    const auto& beams_of = hyps[s].beams;
+    if (beams_of.empty()) {
+      results[s].ids = {gen.decoder_start_token_id};
+      continue;
+    }
+    size_t best = 0;
+    for (size_t i = 1; i < beams_of.size(); ++i)
+      if (beams_of[i].score >= beams_of[best].score) best = i;  // ties: the later one (HF)
+    results[s].ids = beams_of[best].ids;
+    results[s].score = beams_of[best].score;
+  }
+  return results;
+}
+
+}  // namespace
+
+GenerateOptions GenerateOptions::from_model(const MarianModel& model) {
+  const auto& g = model.generation_config();
+  GenerateOptions o;
+  o.num_beams = g.num_beams;
+  o.max_length = g.max_length;
+  o.length_penalty = g.length_penalty;
+  o.early_stopping = g.early_stopping;
+  return o;
+}
+
+std::vector<GenerateResult> generate(const MarianModel& model,
+                                     const std::vector<std::vector<int>>& input_ids,
+                                     const GenerateOptions& options) {
+  if (options.num_beams < 1) throw TranslationFailed("marian: num_beams must be >= 1");
+  if (options.num_beams == 1) return greedy(model, input_ids, options);
+  return beam_search(model, input_ids, options);
+}
+
+}  // namespace transnotes::marian

@@ -1,0 +1,168 @@
+#include "marian/marian_engine.h"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+#include <set>
+
+namespace transnotes {
+
+namespace fs = std::filesystem;
+
+std::optional<EnginePair> marian_pair_from_name(const std::string& folder_name) {
+  std::string name = folder_name;
+  if (auto p = name.rfind("--"); p != std::string::npos) name = name.substr(p + 2);
+  static const std::regex pattern(R"(^opus-mt-(?:tc-(?:big|base)-)?([a-z]{2,3})-([a-z]{2,3})$)");
+  std::smatch m;
+  if (!std::regex_match(name, m, pattern)) return std::nullopt;
+  return EnginePair{m[1].str(), m[2].str()};
+}
+
+namespace {
+
+bool is_model_dir(const fs::path& dir) {
+  std::error_code ec;
+  return fs::is_regular_file(dir / "config.json", ec) && fs::exists(dir / "model.safetensors", ec);
+}
+
+void add_unique(std::vector<MarianModelDir>& out, MarianModelDir m) {
+  for (const auto& e : out)
+    if (e.pair.source == m.pair.source && e.pair.target == m.pair.target) return;
+  out.push_back(std::move(m));
+}
+
+}  // namespace
+
+std::vector<MarianModelDir> discover_marian_models(const fs::path& models_dir) {
+  std::vector<MarianModelDir> out;
+  std::error_code ec;
+  if (models_dir.empty() || !fs::is_directory(models_dir, ec)) return out;
+  std::vector<fs::path> dirs;
+  for (const auto& entry : fs::directory_iterator(models_dir, ec))
+    if (entry.is_directory(ec)) dirs.push_back(entry.path());
+  std::sort(dirs.begin(), dirs.end());
+  for (const auto& dir : dirs) {
+    auto pair = marian_pair_from_name(dir.filename().string());
+    if (!pair) continue;
+    if (is_model_dir(dir)) {
+      add_unique(out, {dir, *pair});
+    } else if (fs::is_directory(dir / "snapshots", ec)) {  // a hub-style folder
+      for (auto& m : discover_marian_hub_models(models_dir))
+        if (m.dir.parent_path().parent_path() == dir) add_unique(out, m);
+    }
+  }
+  return out;
+}
+
+std::vector<MarianModelDir> discover_marian_hub_models(const fs::path& hub_dir) {
+  std::vector<MarianModelDir> out;
+  std::error_code ec;
+  if (hub_dir.empty() || !fs::is_directory(hub_dir, ec)) return out;
+  std::vector<fs::path> dirs;
+  for (const auto& entry : fs::directory_iterator(hub_dir, ec))
+    if (entry.is_directory(ec) && entry.path().filename().string().rfind("models--", 0) == 0)
+      dirs.push_back(entry.path());
+  std::sort(dirs.begin(), dirs.end());
+  for (const auto& dir : dirs) {
+    auto pair = marian_pair_from_name(dir.filename().string());
+    if (!pair) continue;
+    // Prefer the snapshot named by refs/main, else the most recently modified complete one.
+    fs::path chosen;
+    std::ifstream ref(dir / "refs" / "main");
+    std::string rev;
+    if (ref && std::getline(ref, rev) && is_model_dir(dir / "snapshots" / rev))
+      chosen = dir / "snapshots" / rev;
+    if (chosen.empty()) {
+      fs::file_time_type newest{};
+      for (const auto& snap : fs::directory_iterator(dir / "snapshots", ec)) {
+        if (!is_model_dir(snap.path())) continue;
+        auto t = fs::last_write_time(snap.path(), ec);
+        if (chosen.empty() || t > newest) {
+          chosen = snap.path();
+          newest = t;
+        }
+      }
+    }
+    if (!chosen.empty()) add_unique(out, {chosen, *pair});
+  }
+  return out;
+}
+
+std::vector<MarianModelDir> discover_marian_models_default(const fs::path& models_dir) {
+  auto out = discover_marian_models(models_dir);
+  fs::path hub;
+  if (const char* hf_home = std::getenv("HF_HOME"); hf_home && *hf_home) {
+    hub = fs::path(hf_home) / "hub";
+  } else if (const char* home = std::getenv("HOME"); home && *home) {
+    hub = fs::path(home) / ".cache" / "huggingface" / "hub";
+  }
+  for (auto& m : discover_marian_hub_models(hub)) add_unique(out, std::move(m));
+  return out;
+}
+
+namespace {
+
+std::vector<MarianModelDir> name_dirs(const std::vector<fs::path>& dirs) {
+  std::vector<MarianModelDir> out;
+  for (const auto& dir : dirs) {
+    // A hub snapshot folder is named by its revision: take the name from models--*.
+    fs::path named = dir.filename().empty() ? dir.parent_path() : dir;
+    auto pair = marian_pair_from_name(named.filename().string());
+    if (!pair && named.parent_path().filename() == "snapshots")
+      pair = marian_pair_from_name(named.parent_path().parent_path().filename().string());
+    if (!pair)
+      throw marian::ModelLoadError(dir.string() +
+                                   ": cannot tell the language pair from the folder name "
+                                   "(expected opus-mt-<src>-<tgt>)");
+    out.push_back({dir, *pair});
+  }
+  return out;
+}
+
+}  // namespace
+
+MarianEngine::MarianEngine(const std::vector<fs::path>& model_dirs,
+                           const MarianEngineOptions& options)
+    : MarianEngine(name_dirs(model_dirs), options) {}
+
+MarianEngine::MarianEngine(const std::vector<MarianModelDir>& models,
+                           const MarianEngineOptions& options) {
+  marian::TranslatorOptions t;
+  t.model.num_threads = options.num_threads;
+  t.model.int8 = options.int8;
+  t.num_beams = options.num_beams;
+  t.max_length = options.max_length;
+  t.max_batch_tokens = options.max_batch_tokens;
+  for (const auto& m : models) {
+    auto key = std::make_pair(m.pair.source, m.pair.target);
+    if (translators_.count(key)) continue;
+    translators_[key] = std::make_shared<const marian::Translator>(m.dir, t);
+    spdlog::info("marian: loaded {}-{} from {}", m.pair.source, m.pair.target, m.dir.string());
+  }
+}
+
+std::vector<EnginePair> MarianEngine::pairs() const {
+  std::vector<EnginePair> out;
+  for (const auto& [key, _] : translators_) out.push_back({key.first, key.second});
+  return out;
+}
+
+std::vector<std::string> MarianEngine::translate_batch(const std::string& source,
+                                                       const std::string& target,
+                                                       const std::vector<std::string>& segments) {
+  auto it = translators_.find({source, target});
+  if (it == translators_.end())
+    throw TranslationFailed("marian: no model for " + source + "-" + target);
+  try {
+    return it->second->translate(segments);
+  } catch (const TranslationFailed&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw TranslationFailed(std::string("marian: ") + e.what());
+  }
+}
+
+}  // namespace transnotes

@@ -1,0 +1,575 @@
+#include "marian/model.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "marian/safetensors.h"
+
+namespace transnotes::marian {
+
+namespace {
+
+struct Linear {
+  const float* w = nullptr;  // [out, in]
+  const float* b = nullptr;  // [out]
+  int out = 0;
+  int in = 0;
+};
+struct LayerNormW {
+  const float* gamma = nullptr;
+  const float* beta = nullptr;
+};
+struct AttentionW {
+  Linear q, k, v, o;
+};
+struct EncoderLayerW {
+  AttentionW self;
+  LayerNormW self_ln;
+  Linear fc1, fc2;
+  LayerNormW final_ln;
+};
+struct DecoderLayerW {
+  AttentionW self;
+  LayerNormW self_ln;
+  AttentionW cross;
+  LayerNormW cross_ln;
+  Linear fc1, fc2;
+  LayerNormW final_ln;
+};
+
+enum class Act { kSwish, kGelu, kGeluTanh, kGeluFast, kQuickGelu, kRelu, kTanh, kSigmoid, kLinear };
+
+Act activation_of(const std::string& a) {
+  if (a == "swish" || a == "silu") return Act::kSwish;
+  if (a == "gelu" || a == "gelu_python") return Act::kGelu;
+  if (a == "gelu_new" || a == "gelu_pytorch_tanh") return Act::kGeluTanh;
+  if (a == "gelu_fast") return Act::kGeluFast;
+  if (a == "quick_gelu") return Act::kQuickGelu;
+  if (a == "relu") return Act::kRelu;
+  if (a == "tanh") return Act::kTanh;
+  if (a == "sigmoid") return Act::kSigmoid;
+  if (a == "linear") return Act::kLinear;
+  throw ModelLoadError("unknown activation_function '" + a + "'");
+}
+
+void apply_activation(Act act, float* x, size_t n) {
+  switch (act) {
+    case Act::kSwish:
+      for (size_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-x[i]));
+      break;
+    case Act::kGelu:
+      for (size_t i = 0; i < n; ++i)
+        x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
+      break;
+    case Act::kGeluTanh:
+      for (size_t i = 0; i < n; ++i) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + std::tanh(0.7978845608028654f * (v + 0.044715f * v * v * v)));
+      }
+      break;
+    case Act::kGeluFast:
+      for (size_t i = 0; i < n; ++i) {
+        float v = x[i];
+        x[i] = 0.5f * v * (1.0f + std::tanh(v * 0.7978845608f * (1.0f + 0.044715f * v * v)));
+      }
+      break;
+    case Act::kQuickGelu:
+      for (size_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-1.702f * x[i]));
+      break;
+    case Act::kRelu:
+      for (size_t i = 0; i < n; ++i) x[i] = std::max(x[i], 0.0f);
+      break;
+    case Act::kTanh:
+      for (size_t i = 0; i < n; ++i) x[i] = std::tanh(x[i]);
+      break;
+    case Act::kSigmoid:
+      for (size_t i = 0; i < n; ++i) x[i] = 1.0f / (1.0f + std::exp(-x[i]));
+      break;
+    case Act::kLinear:
+      break;
+  }
+}
+
+// y[n, out] = x[n, in] W^T + b
+void linear(const Linear& l, const float* x, int n, float* y) {
+  if (n <= 0) return;
+  for (int i = 0; i < n; ++i) std::memcpy(y + static_cast<size_t>(i) * l.out, l.b, l.out * 4);
+  if (n == 1) {
+    cblas_sgemv(CblasRowMajor, CblasNoTrans, l.out, l.in, 1.0f, l.w, l.in, x, 1, 1.0f, y, 1);
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, l.out, l.in, 1.0f, x, l.in, l.w, l.in,
+                1.0f, y, l.out);
+  }
+}
+
+// x = LayerNorm(x + r) row-wise, eps 1e-5.
+void add_layer_norm(float* x, const float* r, int rows, int d, const LayerNormW& ln) {
+  for (int i = 0; i < rows; ++i) {
+    float* row = x + static_cast<size_t>(i) * d;
+    const float* res = r + static_cast<size_t>(i) * d;
+    double mean = 0.0;
+    for (int j = 0; j < d; ++j) {
+      row[j] += res[j];
+      mean += row[j];
+    }
+    mean /= d;
+    double var = 0.0;
+    for (int j = 0; j < d; ++j) {
+      double c = row[j] - mean;
+      var += c * c;
+    }
+    var /= d;
+    const float inv = static_cast<float>(1.0 / std::sqrt(var + 1e-5));
+    const float m = static_cast<float>(mean);
+    for (int j = 0; j < d; ++j) row[j] = (row[j] - m) * inv * ln.gamma[j] + ln.beta[j];
+  }
+}
+
+void softmax_inplace(float* s, int n) {
+  float mx = -INFINITY;
+  for (int i = 0; i < n; ++i) mx = std::max(mx, s[i]);
+  float sum = 0.0f;
+  for (int i = 0; i < n; ++i) {
+    s[i] = std::exp(s[i] - mx);
+    sum += s[i];
+  }
+  const float inv = 1.0f / sum;
+  for (int i = 0; i < n; ++i) s[i] *= inv;
+}
+
+// One query row (head slice, already scaled) against keys [len, stride] -> out (head slice).
+void attend_one(const float* q, const float* k, const float* v, int len, int stride, int hd,
+                float* scores, float* out) {
+  for (int t = 0; t < len; ++t) {
+    const float* kt = k + static_cast<size_t>(t) * stride;
+    float s = 0.0f;
+    for (int j = 0; j < hd; ++j) s += q[j] * kt[j];
+    scores[t] = s;
+  }
+  softmax_inplace(scores, len);
+  for (int j = 0; j < hd; ++j) out[j] = 0.0f;
+  for (int t = 0; t < len; ++t) {
+    const float* vt = v + static_cast<size_t>(t) * stride;
+    const float p = scores[t];
+    for (int j = 0; j < hd; ++j) out[j] += p * vt[j];
+  }
+}
+
+void ensure(std::vector<float>& v, size_t n) {
+  if (v.size() < n) v.resize(n);
+}
+
+float half_to_float(uint16_t h) {
+  uint32_t sign = (h & 0x8000u) << 16;
+  uint32_t exp = (h >> 10) & 0x1f;
+  uint32_t mant = h & 0x3ffu;
+  uint32_t bits;
+  if (exp == 0) {
+    if (mant == 0) {
+      bits = sign;
+    } else {
+      exp = 127 - 15 + 1;
+      while ((mant & 0x400u) == 0) {
+        mant <<= 1;
+        --exp;
+      }
+      mant &= 0x3ffu;
+      bits = sign | (exp << 23) | (mant << 13);
+    }
+  } else if (exp == 31) {
+    bits = sign | 0x7f800000u | (mant << 13);
+  } else {
+    bits = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+  }
+  float f;
+  std::memcpy(&f, &bits, 4);
+  return f;
+}
+
+}  // namespace
+
+struct MarianModel::Weights {
+  std::vector<std::vector<float>> owned;  // converted / realigned tensors
+  const float* encoder_embed = nullptr;   // [vocab_size, d]
+  const float* decoder_embed = nullptr;   // [decoder_vocab_size, d]
+  Linear lm_head;                         // [decoder_vocab_size, d] + final_logits_bias
+  std::vector<float> positions;           // [max_position_embeddings, d]
+  std::vector<EncoderLayerW> encoder;
+  std::vector<DecoderLayerW> decoder;
+  Act act = Act::kSwish;
+  float embed_scale = 1.0f;
+};
+
+namespace {
+
+class Binder {
+ public:
+  Binder(const SafetensorsFile& file, MarianModel::Weights& w) : file_(file), w_(w) {}
+
+  // Returns fp32 data of `name` with exactly `shape`; nullptr when absent and !required.
+  const float* get(const std::string& name, std::vector<int64_t> shape, bool required = true) {
+    const TensorInfo* t = file_.find(name);
+    if (!t) {
+      if (!required) return nullptr;
+      throw ModelLoadError(file_.path().string() + ": missing tensor '" + name + "'");
+    }
+    if (t->shape != shape) {
+      // A [1, n] vs [n] difference (final_logits_bias) is tolerated.
+      int64_t want = 1;
+      for (auto d : shape) want *= d;
+      bool squeezable = t->elements() == want && shape.size() == 1;
+      if (!squeezable) {
+        throw ModelLoadError(file_.path().string() + ": tensor '" + name + "' has shape " +
+                             shape_str(t->shape) + ", expected " + shape_str(shape));
+      }
+    }
+    const size_t n = static_cast<size_t>(t->elements());
+    if (t->dtype == DType::kF32) {
+      if (reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0)
+        return reinterpret_cast<const float*>(t->data);
+      auto& buf = w_.owned.emplace_back(n);
+      std::memcpy(buf.data(), t->data, n * 4);
+      return buf.data();
+    }
+    if (t->dtype == DType::kF16 || t->dtype == DType::kBF16) {
+      auto& buf = w_.owned.emplace_back(n);
+      for (size_t i = 0; i < n; ++i) {
+        uint16_t h;
+        std::memcpy(&h, t->data + 2 * i, 2);
+        if (t->dtype == DType::kF16) {
+          buf[i] = half_to_float(h);
+        } else {
+          uint32_t bits = static_cast<uint32_t>(h) << 16;
+          std::memcpy(&buf[i], &bits, 4);
+        }
+      }
+      return buf.data();
+    }
+    throw ModelLoadError(file_.path().string() + ": tensor '" + name + "' has unsupported dtype " +
+                         t->dtype_name);
+  }
+
+  Linear linear(const std::string& prefix, int out, int in) {
+    return Linear{get(prefix + ".weight", {out, in}), get(prefix + ".bias", {out}), out, in};
+  }
+  LayerNormW layer_norm(const std::string& prefix, int d) {
+    return LayerNormW{get(prefix + ".weight", {d}), get(prefix + ".bias", {d})};
+  }
+  AttentionW attention(const std::string& prefix, int d) {
+    return AttentionW{linear(prefix + ".q_proj", d, d), linear(prefix + ".k_proj", d, d),
+                      linear(prefix + ".v_proj", d, d), linear(prefix + ".out_proj", d, d)};
+  }
+
+ private:
+  static std::string shape_str(const std::vector<int64_t>& s) {
+    std::string out = "[";
+    for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+    return out + "]";
+  }
+  const SafetensorsFile& file_;
+  MarianModel::Weights& w_;
+};
+
+}  // namespace
+
+MarianModel::~MarianModel() = default;
+
+std::shared_ptr<const MarianModel> MarianModel::load(const std::filesystem::path& model_dir,
+                                                     const ModelOptions& options) {
+  std::shared_ptr<MarianModel> m(new MarianModel());
+  m->dir_ = model_dir;
+  m->config_ = load_marian_config(model_dir);
+  m->generation_ = load_generation_config(model_dir, m->config_);
+  const auto weights_path = model_dir / "model.safetensors";
+  if (!std::filesystem::exists(weights_path))
+    throw ModelLoadError(weights_path.string() + ": missing (only model.safetensors is supported)");
+  m->file_ = std::make_unique<SafetensorsFile>(weights_path);
+  m->weights_ = std::make_unique<Weights>();
+  auto& w = *m->weights_;
+  const auto& c = m->config_;
+  const int d = c.d_model;
+  Binder bind(*m->file_, w);
+  w.act = activation_of(c.activation_function);
+  w.embed_scale = c.scale_embedding ? std::sqrt(static_cast<float>(d)) : 1.0f;
+
+  const float* shared = bind.get("model.shared.weight", {c.vocab_size, d}, false);
+  w.encoder_embed = bind.get("model.encoder.embed_tokens.weight", {c.vocab_size, d}, false);
+  if (!w.encoder_embed) w.encoder_embed = shared;
+  w.decoder_embed = bind.get("model.decoder.embed_tokens.weight", {c.decoder_vocab_size, d}, false);
+  if (!w.decoder_embed && c.decoder_vocab_size == c.vocab_size) w.decoder_embed = shared;
+  if (!w.encoder_embed || !w.decoder_embed)
+    throw ModelLoadError(
+        weights_path.string() +
+        ": missing tensor 'model.shared.weight' (or encoder/decoder embed_tokens)");
+  const float* lm = bind.get("lm_head.weight", {c.decoder_vocab_size, d}, false);
+  w.lm_head.w = lm ? lm : w.decoder_embed;
+  w.lm_head.out = c.decoder_vocab_size;
+  w.lm_head.in = d;
+  w.lm_head.b = bind.get("final_logits_bias", {c.decoder_vocab_size}, false);
+  if (!w.lm_head.b) {
+    w.lm_head.b = w.owned.emplace_back(static_cast<size_t>(c.decoder_vocab_size), 0.0f).data();
+  }
+
+  for (int i = 0; i < c.encoder_layers; ++i) {
+    const std::string p = "model.encoder.layers." + std::to_string(i) + ".";
+    EncoderLayerW l;
+    l.self = bind.attention(p + "self_attn", d);
+    l.self_ln = bind.layer_norm(p + "self_attn_layer_norm", d);
+    l.fc1 = bind.linear(p + "fc1", c.encoder_ffn_dim, d);
+    l.fc2 = bind.linear(p + "fc2", d, c.encoder_ffn_dim);
+    l.final_ln = bind.layer_norm(p + "final_layer_norm", d);
+    w.encoder.push_back(l);
+  }
+  for (int i = 0; i < c.decoder_layers; ++i) {
+    const std::string p = "model.decoder.layers." + std::to_string(i) + ".";
+    DecoderLayerW l;
+    l.self = bind.attention(p + "self_attn", d);
+    l.self_ln = bind.layer_norm(p + "self_attn_layer_norm", d);
+    l.cross = bind.attention(p + "encoder_attn", d);
+    l.cross_ln = bind.layer_norm(p + "encoder_attn_layer_norm", d);
+    l.fc1 = bind.linear(p + "fc1", c.decoder_ffn_dim, d);
+    l.fc2 = bind.linear(p + "fc2", d, c.decoder_ffn_dim);
+    l.final_ln = bind.layer_norm(p + "final_layer_norm", d);
+    w.decoder.push_back(l);
+  }
+
+  // Sinusoids as MarianSinusoidalPositionalEmbedding: sin half, then cos half (float64 math).
+  const int max_pos = std::max(c.max_position_embeddings, 1);
+  w.positions.assign(static_cast<size_t>(max_pos) * d, 0.0f);
+  const int half = d / 2 + d % 2;  // sin columns
+  for (int p = 0; p < max_pos; ++p) {
+    float* row = w.positions.data() + static_cast<size_t>(p) * d;
+    for (int j = 0; j < d; ++j) {
+      int col = j < half ? 2 * j : 2 * (j - half) + 1;  // source column in the interleaved table
+      double angle = p / std::pow(10000.0, 2.0 * (col / 2) / d);
+      row[j] = static_cast<float>(j < half ? std::sin(angle) : std::cos(angle));
+    }
+  }
+  if (options.num_threads > 0) openblas_set_num_threads(options.num_threads);
+  return m;
+}
+
+std::shared_ptr<const EncoderOutput> MarianModel::encode(
+    const std::vector<std::vector<int>>& input_ids,
+    std::vector<std::vector<float>>* layer_outputs) const {
+  const auto& c = config_;
+  const auto& w = *weights_;
+  const int d = c.d_model;
+  const int heads = c.encoder_attention_heads;
+  const int hd = d / heads;
+  const float scaling = 1.0f / std::sqrt(static_cast<float>(hd));
+  auto out = std::make_shared<EncoderOutput>();
+  out->batch = static_cast<int>(input_ids.size());
+  out->d_model = d;
+  int src_len = 0;
+  for (const auto& row : input_ids) {
+    if (row.empty()) throw TranslationFailed("marian: empty source row");
+    src_len = std::max(src_len, static_cast<int>(row.size()));
+    out->lengths.push_back(static_cast<int>(row.size()));
+  }
+  if (src_len > c.max_position_embeddings)
+    throw TranslationFailed("marian: source longer than max_position_embeddings");
+  out->src_len = src_len;
+  const int rows = out->batch * src_len;
+  auto& x = out->hidden;
+  x.assign(static_cast<size_t>(rows) * d, 0.0f);
+  for (int b = 0; b < out->batch; ++b) {
+    for (int t = 0; t < src_len; ++t) {
+      int id = t < out->lengths[b] ? input_ids[b][t] : c.pad_token_id;
+      if (id < 0 || id >= c.vocab_size) throw TranslationFailed("marian: token id out of range");
+      const float* e = w.encoder_embed + static_cast<size_t>(id) * d;
+      const float* pe = w.positions.data() + static_cast<size_t>(t) * d;
+      float* dst = x.data() + (static_cast<size_t>(b) * src_len + t) * d;
+      for (int j = 0; j < d; ++j) dst[j] = e[j] * w.embed_scale + pe[j];
+    }
+  }
+  if (layer_outputs) {
+    layer_outputs->clear();
+    layer_outputs->push_back(x);
+  }
+  std::vector<float> q(x.size()), k(x.size()), v(x.size()), attn(x.size()), tmp(x.size());
+  std::vector<float> scores(static_cast<size_t>(src_len) * src_len);
+  int ffn = c.encoder_ffn_dim;
+  std::vector<float> hidden(static_cast<size_t>(rows) * ffn);
+  for (const auto& l : w.encoder) {
+    linear(l.self.q, x.data(), rows, q.data());
+    linear(l.self.k, x.data(), rows, k.data());
+    linear(l.self.v, x.data(), rows, v.data());
+    for (int b = 0; b < out->batch; ++b) {
+      const int len = out->lengths[b];
+      const size_t base = static_cast<size_t>(b) * src_len * d;
+      for (int h = 0; h < heads; ++h) {
+        const float* qb = q.data() + base + h * hd;
+        const float* kb = k.data() + base + h * hd;
+        const float* vb = v.data() + base + h * hd;
+        // scores[S, len] = q k^T * scaling over valid keys only (padding masked out).
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, src_len, len, hd, scaling, qb, d, kb,
+                    d, 0.0f, scores.data(), len);
+        for (int t = 0; t < src_len; ++t) softmax_inplace(scores.data() + t * len, len);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, src_len, hd, len, 1.0f,
+                    scores.data(), len, vb, d, 0.0f, attn.data() + base + h * hd, d);
+      }
+    }
+    linear(l.self.o, attn.data(), rows, tmp.data());
+    add_layer_norm(x.data(), tmp.data(), rows, d, l.self_ln);  // x = LN(x + attn)
+    linear(l.fc1, x.data(), rows, hidden.data());
+    apply_activation(w.act, hidden.data(), hidden.size());
+    linear(l.fc2, hidden.data(), rows, tmp.data());
+    add_layer_norm(x.data(), tmp.data(), rows, d, l.final_ln);
+    if (layer_outputs) layer_outputs->push_back(x);
+  }
+  return out;
+}
+
+std::unique_ptr<DecoderState> MarianModel::start_decoder(
+    std::shared_ptr<const EncoderOutput> encoder, std::vector<int> source_row,
+    int max_steps) const {
+  const auto& c = config_;
+  const auto& w = *weights_;
+  const int d = c.d_model;
+  auto s = std::make_unique<DecoderState>();
+  const int rows = encoder->batch * encoder->src_len;
+  s->capacity = std::min(max_steps, c.max_position_embeddings);
+  s->cross_k.resize(w.decoder.size());
+  s->cross_v.resize(w.decoder.size());
+  s->self_k.resize(w.decoder.size());
+  s->self_v.resize(w.decoder.size());
+  for (size_t i = 0; i < w.decoder.size(); ++i) {
+    s->cross_k[i].resize(static_cast<size_t>(rows) * d);
+    s->cross_v[i].resize(static_cast<size_t>(rows) * d);
+    linear(w.decoder[i].cross.k, encoder->hidden.data(), rows, s->cross_k[i].data());
+    linear(w.decoder[i].cross.v, encoder->hidden.data(), rows, s->cross_v[i].data());
+    s->self_k[i].resize(source_row.size() * s->capacity * d);
+    s->self_v[i].resize(source_row.size() * s->capacity * d);
+  }
+  for (int r : source_row)
+    if (r < 0 || r >= encoder->batch) throw TranslationFailed("marian: bad source row");
+  s->source_row = std::move(source_row);
+  s->encoder = std::move(encoder);
+  return s;
+}
+
+void MarianModel::decoder_step(DecoderState& s, std::span<const int> tokens, float* logits) const {
+  const auto& c = config_;
+  const auto& w = *weights_;
+  const int d = c.d_model;
+  const int n = s.num_hyps();
+  const int heads = c.decoder_attention_heads;
+  const int hd = d / heads;
+  const float scaling = 1.0f / std::sqrt(static_cast<float>(hd));
+  const int pos = s.steps;
+  if (static_cast<int>(tokens.size()) != n) throw TranslationFailed("marian: token count");
+  if (pos >= s.capacity) throw TranslationFailed("marian: decoder state is full");
+  const size_t nd = static_cast<size_t>(n) * d;
+  const int src_len = s.encoder->src_len;
+  ensure(s.x, nd);
+  ensure(s.tmp, nd);
+  ensure(s.q, nd * 3);
+  ensure(s.attn, nd);
+  ensure(s.ffn, static_cast<size_t>(n) * c.decoder_ffn_dim);
+  ensure(s.scores, static_cast<size_t>(std::max(src_len, pos + 1)));
+  float* x = s.x.data();
+  for (int i = 0; i < n; ++i) {
+    int id = tokens[i];
+    if (id < 0 || id >= c.decoder_vocab_size) throw TranslationFailed("marian: token id range");
+    const float* e = w.decoder_embed + static_cast<size_t>(id) * d;
+    const float* pe = w.positions.data() + static_cast<size_t>(pos) * d;
+    for (int j = 0; j < d; ++j) x[static_cast<size_t>(i) * d + j] = e[j] * w.embed_scale + pe[j];
+  }
+  float* q = s.q.data();
+  float* kn = q + nd;
+  float* vn = kn + nd;
+  const size_t cap_stride = static_cast<size_t>(s.capacity) * d;
+  for (size_t li = 0; li < w.decoder.size(); ++li) {
+    const auto& l = w.decoder[li];
+    // Causal self-attention: the new token attends to all cached positions and itself.
+    linear(l.self.q, x, n, q);
+    linear(l.self.k, x, n, kn);
+    linear(l.self.v, x, n, vn);
+    float* kc = s.self_k[li].data();
+    float* vc = s.self_v[li].data();
+    for (int i = 0; i < n; ++i) {
+      std::memcpy(kc + i * cap_stride + static_cast<size_t>(pos) * d, kn + i * d, d * 4);
+      std::memcpy(vc + i * cap_stride + static_cast<size_t>(pos) * d, vn + i * d, d * 4);
+    }
+    for (size_t j = 0; j < nd; ++j) q[j] *= scaling;
+    for (int i = 0; i < n; ++i)
+      for (int h = 0; h < heads; ++h)
+        attend_one(q + i * d + h * hd, kc + i * cap_stride + h * hd, vc + i * cap_stride + h * hd,
+                   pos + 1, d, hd, s.scores.data(), s.attn.data() + i * d + h * hd);
+    linear(l.self.o, s.attn.data(), n, s.tmp.data());
+    add_layer_norm(x, s.tmp.data(), n, d, l.self_ln);
+    // Cross-attention over the hypothesis' source row (valid positions only).
+    linear(l.cross.q, x, n, q);
+    for (size_t j = 0; j < nd; ++j) q[j] *= scaling;
+    const float* ck = s.cross_k[li].data();
+    const float* cv = s.cross_v[li].data();
+    for (int i = 0; i < n; ++i) {
+      const int row = s.source_row[i];
+      const int len = s.encoder->lengths[row];
+      const size_t base = static_cast<size_t>(row) * src_len * d;
+      for (int h = 0; h < heads; ++h)
+        attend_one(q + i * d + h * hd, ck + base + h * hd, cv + base + h * hd, len, d, hd,
+                   s.scores.data(), s.attn.data() + i * d + h * hd);
+    }
+    linear(l.cross.o, s.attn.data(), n, s.tmp.data());
+    add_layer_norm(x, s.tmp.data(), n, d, l.cross_ln);
+    linear(l.fc1, x, n, s.ffn.data());
+    apply_activation(w.act, s.ffn.data(), static_cast<size_t>(n) * c.decoder_ffn_dim);
+    linear(l.fc2, s.ffn.data(), n, s.tmp.data());
+    add_layer_norm(x, s.tmp.data(), n, d, l.final_ln);
+  }
+  linear(w.lm_head, x, n, logits);
+  ++s.steps;
+}
+
+void MarianModel::select_hypotheses(DecoderState& s, std::span<const int> keep) const {
+  const int d = config_.d_model;
+  const size_t cap_stride = static_cast<size_t>(s.capacity) * d;
+  const size_t used = static_cast<size_t>(s.steps) * d;
+  const int n = static_cast<int>(keep.size());
+  bool identity = n == s.num_hyps();
+  for (int i = 0; i < n && identity; ++i) identity = keep[i] == i;
+  if (identity) return;
+  for (int k : keep)
+    if (k < 0 || k >= s.num_hyps()) throw TranslationFailed("marian: bad hypothesis index");
+  auto reorder = [&](std::vector<float>& cache) {
+    ensure(s.tmp, static_cast<size_t>(n) * cap_stride);
+    for (int i = 0; i < n; ++i)
+      std::memcpy(s.tmp.data() + i * cap_stride, cache.data() + keep[i] * cap_stride, used * 4);
+    cache.swap(s.tmp);
+  };
+  for (auto& c : s.self_k) reorder(c);
+  for (auto& c : s.self_v) reorder(c);
+  std::vector<int> rows(n);
+  for (int i = 0; i < n; ++i) rows[i] = s.source_row[keep[i]];
+  s.source_row = std::move(rows);
+}
+
+std::vector<float> MarianModel::teacher_forced_logits(
+    const std::vector<std::vector<int>>& input_ids,
+    const std::vector<std::vector<int>>& decoder_ids) const {
+  auto enc = encode(input_ids);
+  const int n = static_cast<int>(decoder_ids.size());
+  std::vector<int> rows(n);
+  for (int i = 0; i < n; ++i) rows[i] = i;
+  const int steps = n ? static_cast<int>(decoder_ids[0].size()) : 0;
+  auto state = start_decoder(enc, rows, steps);
+  const size_t V = static_cast<size_t>(config_.decoder_vocab_size);
+  std::vector<float> out(static_cast<size_t>(n) * steps * V);
+  std::vector<float> step_logits(n * V);
+  std::vector<int> tokens(n);
+  for (int t = 0; t < steps; ++t) {
+    for (int i = 0; i < n; ++i) tokens[i] = decoder_ids[i].at(t);
+    decoder_step(*state, tokens, step_logits.data());
+    for (int i = 0; i < n; ++i)
+      std::copy_n(step_logits.data() + i * V, V,
+                  out.data() + (static_cast<size_t>(i) * steps + t) * V);
+  }
+  return out;
+}
+
+}  // namespace transnotes::marian
