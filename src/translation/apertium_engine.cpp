@@ -1,5 +1,7 @@
 #include "translation/apertium_engine.h"
 
+#include <spdlog/spdlog.h>
+
 #include <algorithm>
 #include <condition_variable>
 #include <filesystem>
@@ -240,6 +242,8 @@ std::vector<std::string> ApertiumEngine::translate_batch(const std::string& sour
           break;
         } catch (const PipelineError& error) {
           pipeline.reset();  // kills the whole process group
+          spdlog::warn("apertium {}->{} pipeline failed (attempt {}): {}", source, target, attempt,
+                       error.what());
           if (attempt >= 2) {
             throw TranslationFailed("apertium " + source + "->" + target +
                                     " failed: " + error.what());
