@@ -1,12 +1,14 @@
 #include "redis/redis_client.h"
 
 #include <hiredis/hiredis.h>
+#include <signal.h>
 #include <spdlog/spdlog.h>
 #include <sys/time.h>
 
 #include <boost/url/parse.hpp>
 #include <boost/uuid/detail/sha1.hpp>
 #include <cerrno>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <stdexcept>
@@ -186,7 +188,11 @@ Reply RedisConnection::command(const std::vector<std::string_view>& args) {
   auto* raw = static_cast<redisReply*>(
       redisCommandArgv(context_, static_cast<int>(args.size()), argv.data(), argvlen.data()));
   if (raw == nullptr) {
+    int saved_errno = errno;
     broken_ = true;
+    closed_by_peer_ =
+        context_->err == REDIS_ERR_EOF ||
+        (context_->err == REDIS_ERR_IO && (saved_errno == ECONNRESET || saved_errno == EPIPE));
     throw Unavailable(std::string("Redis command failed: ") +
                       (context_->err != 0 ? context_->errstr : "no reply"));
   }
@@ -195,19 +201,29 @@ Reply RedisConnection::command(const std::vector<std::string_view>& args) {
   return reply;
 }
 
-RedisClient::RedisClient(RedisConfig config) : config_(std::move(config)) {}
+RedisClient::RedisClient(RedisConfig config) : config_(std::move(config)) {
+  static std::once_flag sigpipe_once;
+  std::call_once(sigpipe_once, [] {
+    struct sigaction current {};
+    if (::sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+      std::signal(SIGPIPE, SIG_IGN);
+    }
+  });
+}
 
 RedisClient::~RedisClient() = default;
 
-std::unique_ptr<RedisConnection> RedisClient::acquire(Pool& pool) {
+std::unique_ptr<RedisConnection> RedisClient::acquire(Pool& pool, bool& reused) {
   {
     std::lock_guard lock(pool.mutex);
     if (!pool.idle.empty()) {
       auto connection = std::move(pool.idle.back());
       pool.idle.pop_back();
+      reused = true;
       return connection;
     }
   }
+  reused = false;
   if (now_ticks() < dial_blocked_until_.load(std::memory_order_relaxed)) {
     throw Unavailable("Redis unavailable (recent connection failure)");
   }
@@ -229,17 +245,21 @@ void RedisClient::release(Pool& pool, std::unique_ptr<RedisConnection> connectio
 
 Reply RedisClient::run(Pool& pool, const std::vector<std::string_view>& args,
                        std::chrono::milliseconds read_timeout) {
-  auto connection = acquire(pool);
-  try {
-    connection->set_read_timeout(read_timeout);
-    Reply reply = connection->command(args);
-    release(pool, std::move(connection));
-    return reply;
-  } catch (const Unavailable&) {
-    // A pooled connection may have died while idle (server restart, CLIENT KILL, idle timeout).
-    // Drop every idle one: they were most likely killed by the same event.
-    drop_idle_connections();
-    throw;
+  for (int attempt = 0;; ++attempt) {
+    bool reused = false;
+    auto connection = acquire(pool, reused);
+    try {
+      connection->set_read_timeout(read_timeout);
+      Reply reply = connection->command(args);
+      release(pool, std::move(connection));
+      return reply;
+    } catch (const Unavailable&) {
+      // A pooled connection may have died while idle (server restart, CLIENT KILL, idle timeout).
+      // Drop every idle one: they were most likely killed by the same event.
+      drop_idle_connections();
+      if (attempt == 0 && reused && connection->closed_by_peer()) continue;  // one fresh retry
+      throw;
+    }
   }
 }
 

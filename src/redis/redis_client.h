@@ -3,7 +3,12 @@
 // Failure model: every command either returns a Reply (which may be a Redis error reply, e.g.
 // NOSCRIPT or NOGROUP: check Reply::is_error()) or throws transnotes::Unavailable when the server
 // cannot be reached, times out or breaks the connection. A connection that failed is discarded;
-// the next call dials a new one, so the client recovers by itself when Redis comes back. After a
+// the next call dials a new one, so the client recovers by itself when Redis comes back. When a
+// pooled connection turns out to have been closed by the server (restart, CLIENT KILL), the
+// command is retried once on a freshly dialed connection, so callers rarely see the stale
+// connection at all; all commands sent through this client must therefore tolerate a (rare)
+// second execution — true for every user in transnotes (GET, versioned Lua scripts, XADD of
+// idempotent wake-ups, XREADGROUP of wake-ups). After a
 // failed dial, calls fail fast (without dialing) for `reconnect_backoff`, so an unreachable server
 // costs callers a connect timeout at most once per backoff window.
 //
@@ -12,6 +17,9 @@
 // callers never wait for each other. Blocking commands (XREADGROUP BLOCK, BRPOPLPUSH) use
 // blocking_command(), which takes connections from a separate pool and sets a longer read
 // timeout, so they never tie up connections used by short commands.
+//
+// hiredis writes with write(2), which raises SIGPIPE on a connection the server closed. The first
+// RedisClient constructed sets SIGPIPE to SIG_IGN if it still has the default (fatal) action.
 #pragma once
 
 #include <atomic>
@@ -94,11 +102,15 @@ class RedisConnection {
   Reply command(const std::vector<std::string_view>& args);
   void set_read_timeout(std::chrono::milliseconds timeout);
   bool broken() const { return broken_; }
+  // True when the last failure was the server closing the connection (restart, CLIENT KILL,
+  // idle timeout) rather than a timeout: the command most likely never ran.
+  bool closed_by_peer() const { return closed_by_peer_; }
 
  private:
   explicit RedisConnection(redisContext* context) : context_(context) {}
   redisContext* context_;
   bool broken_ = false;
+  bool closed_by_peer_ = false;
   std::chrono::milliseconds read_timeout_{0};
 };
 
@@ -130,7 +142,8 @@ class RedisClient {
     std::mutex mutex;
     std::vector<std::unique_ptr<RedisConnection>> idle;
   };
-  std::unique_ptr<RedisConnection> acquire(Pool& pool);
+  // Takes an idle connection (reused = true) or dials a new one. Throws Unavailable.
+  std::unique_ptr<RedisConnection> acquire(Pool& pool, bool& reused);
   void release(Pool& pool, std::unique_ptr<RedisConnection> connection);
   Reply run(Pool& pool, const std::vector<std::string_view>& args,
             std::chrono::milliseconds read_timeout);

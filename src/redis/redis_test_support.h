@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "redis/redis_client.h"
 
@@ -57,7 +58,8 @@ class ThrowawayRedis {
  public:
   // The server keeps its dump.rdb in a private temporary directory: a test can SAVE, stop and
   // start again to simulate an outage that keeps the data (a network partition).
-  ThrowawayRedis() : port_(free_loopback_port()) {
+  explicit ThrowawayRedis(std::vector<std::string> extra_args = {})
+      : port_(free_loopback_port()), extra_args_(std::move(extra_args)) {
     char pattern[] = "/tmp/transnotes-redis-XXXXXX";
     if (::mkdtemp(pattern) == nullptr) throw std::runtime_error("mkdtemp failed");
     dir_ = pattern;
@@ -81,9 +83,14 @@ class ThrowawayRedis {
     std::string port = std::to_string(port_);
     pid_t pid = ::fork();
     if (pid == 0) {
-      ::execlp("redis-server", "redis-server", "--port", port.c_str(), "--bind", "127.0.0.1",
-               "--save", "", "--appendonly", "no", "--loglevel", "warning", "--dir", dir_.c_str(),
-               static_cast<char*>(nullptr));
+      std::vector<std::string> args{
+          "redis-server", "--port", port,         "--bind",  "127.0.0.1", "--save", "",
+          "--appendonly", "no",     "--loglevel", "warning", "--dir",     dir_};
+      args.insert(args.end(), extra_args_.begin(), extra_args_.end());
+      std::vector<char*> argv;
+      for (auto& arg : args) argv.push_back(arg.data());
+      argv.push_back(nullptr);
+      ::execvp("redis-server", argv.data());
       ::_exit(127);
     }
     if (pid < 0) throw std::runtime_error("fork failed");
@@ -93,7 +100,8 @@ class ThrowawayRedis {
     for (int attempt = 0; attempt < 200; ++attempt) {
       try {
         auto connection = RedisConnection::open(config);
-        if (connection->command({"PING"}).str == "PONG") return;
+        auto pong = connection->command({"PING"});
+        if (pong.str == "PONG" || pong.is_error_code("NOAUTH")) return;
       } catch (const std::exception&) {
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(25));
@@ -112,6 +120,7 @@ class ThrowawayRedis {
  private:
   int port_;
   std::string dir_;
+  std::vector<std::string> extra_args_;
   pid_t pid_ = -1;
 };
 
