@@ -18,6 +18,8 @@
 #include <sstream>
 #include <system_error>
 
+#include "marian/marian_engine.h"
+
 namespace transnotes::marian {
 namespace fs = std::filesystem;
 
@@ -96,32 +98,23 @@ ModelInfo describe(std::string name, std::string repo_id, fs::path path, ModelOr
   return info;
 }
 
-void scan_models_dir(const fs::path& models_dir, std::vector<ModelInfo>& found) {
+// A snapshot the engine can load: config.json and model.safetensors present.
+bool has_weights(const fs::path& dir) {
   std::error_code ec;
-  std::vector<ModelInfo> local;
-  for (fs::directory_iterator it(models_dir, ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string name = it->path().filename().string();
-    std::error_code status_ec;
-    if (name.empty() || name[0] == '.' || !fs::is_directory(it->path(), status_ec)) continue;
-    if (!looks_like_marian(name, it->path())) continue;
-    local.push_back(describe(name, name, it->path(), ModelOrigin::kModelsDir, ""));
-  }
-  std::sort(local.begin(), local.end(),
-            [](const ModelInfo& a, const ModelInfo& b) { return a.name < b.name; });
-  found.insert(found.end(), local.begin(), local.end());
+  return fs::is_regular_file(dir / "config.json", ec) && fs::exists(dir / "model.safetensors", ec);
 }
 
-// The snapshot in use: refs/main when it names an existing snapshot, else the newest one.
+// The snapshot in use, chosen like MarianEngine's discovery (marian_engine.h): refs/main when
+// it names a snapshot with weights, else the newest snapshot with weights; when none has them
+// (an interrupted download) the newest snapshot at all, so that it is listed as partial.
 std::optional<std::string> pick_snapshot(const fs::path& repo_dir) {
   if (auto ref = read_small_file(repo_dir / "refs" / "main")) {
     const std::string revision = trim(*ref);
-    std::error_code ec;
-    if (!revision.empty() && fs::is_directory(repo_dir / "snapshots" / revision, ec)) {
-      return revision;
-    }
+    if (!revision.empty() && has_weights(repo_dir / "snapshots" / revision)) return revision;
   }
   std::optional<std::string> newest;
   fs::file_time_type newest_time;
+  bool newest_has_weights = false;
   std::error_code ec;
   for (fs::directory_iterator it(repo_dir / "snapshots", ec), end; !ec && it != end;
        it.increment(ec)) {
@@ -129,34 +122,66 @@ std::optional<std::string> pick_snapshot(const fs::path& repo_dir) {
     if (!fs::is_directory(it->path(), status_ec)) continue;
     const auto time = fs::last_write_time(it->path(), status_ec);
     if (status_ec) continue;
-    if (!newest || time > newest_time) {
+    const bool weights = has_weights(it->path());
+    if (!newest || (weights && !newest_has_weights) ||
+        (weights == newest_has_weights && time > newest_time)) {
       newest = it->path().filename().string();
       newest_time = time;
+      newest_has_weights = weights;
     }
   }
   return newest;
+}
+
+// A hub-layout repository folder models--{org}--{name}; nullopt when it is not a Marian model.
+std::optional<ModelInfo> describe_hub_repo(const fs::path& repo_dir, ModelOrigin origin) {
+  const std::string folder = repo_dir.filename().string();
+  if (!starts_with(folder, "models--")) return std::nullopt;
+  // HF replaces "/" in the repo id by "--".
+  std::string repo_id = folder.substr(std::strlen("models--"));
+  if (const auto sep = repo_id.find("--"); sep != std::string::npos) repo_id.replace(sep, 2, "/");
+  const auto revision = pick_snapshot(repo_dir);
+  if (!revision) return std::nullopt;
+  const fs::path snapshot = repo_dir / "snapshots" / *revision;
+  const std::string short_name = repo_id.substr(repo_id.rfind('/') + 1);
+  if (!looks_like_marian(short_name, snapshot)) return std::nullopt;
+  return describe(repo_id, repo_id, snapshot, origin, *revision);
+}
+
+bool by_name(const ModelInfo& a, const ModelInfo& b) { return a.name < b.name; }
+
+// Plain folders, plus hub-layout repositories copied into MODELS_DIR (the engine reads both).
+void scan_models_dir(const fs::path& models_dir, std::vector<ModelInfo>& found) {
+  std::error_code ec;
+  std::vector<ModelInfo> local;
+  for (fs::directory_iterator it(models_dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    std::error_code status_ec;
+    if (name.empty() || name[0] == '.' || !fs::is_directory(it->path(), status_ec)) continue;
+    if (starts_with(name, "models--") && fs::is_directory(it->path() / "snapshots", status_ec)) {
+      if (auto info = describe_hub_repo(it->path(), ModelOrigin::kModelsDir)) {
+        local.push_back(std::move(*info));
+      }
+      continue;
+    }
+    if (!looks_like_marian(name, it->path())) continue;
+    local.push_back(describe(name, name, it->path(), ModelOrigin::kModelsDir, ""));
+  }
+  std::sort(local.begin(), local.end(), by_name);
+  found.insert(found.end(), local.begin(), local.end());
 }
 
 void scan_hf_cache(const fs::path& hf_home, std::vector<ModelInfo>& found) {
   std::error_code ec;
   std::vector<ModelInfo> cached;
   for (fs::directory_iterator it(hf_home / "hub", ec), end; !ec && it != end; it.increment(ec)) {
-    const std::string folder = it->path().filename().string();
-    if (!starts_with(folder, "models--")) continue;
-    // models--{org}--{name}: HF replaces "/" in the repo id by "--".
-    std::string repo_id = folder.substr(std::strlen("models--"));
-    if (const auto sep = repo_id.find("--"); sep != std::string::npos) {
-      repo_id.replace(sep, 2, "/");
+    std::error_code status_ec;
+    if (!fs::is_directory(it->path(), status_ec)) continue;
+    if (auto info = describe_hub_repo(it->path(), ModelOrigin::kHfCache)) {
+      cached.push_back(std::move(*info));
     }
-    const auto revision = pick_snapshot(it->path());
-    if (!revision) continue;
-    const fs::path snapshot = it->path() / "snapshots" / *revision;
-    const std::string short_name = repo_id.substr(repo_id.rfind('/') + 1);
-    if (!looks_like_marian(short_name, snapshot)) continue;
-    cached.push_back(describe(repo_id, repo_id, snapshot, ModelOrigin::kHfCache, *revision));
   }
-  std::sort(cached.begin(), cached.end(),
-            [](const ModelInfo& a, const ModelInfo& b) { return a.name < b.name; });
+  std::sort(cached.begin(), cached.end(), by_name);
   found.insert(found.end(), cached.begin(), cached.end());
 }
 
@@ -405,16 +430,10 @@ std::optional<LanguagePair> languages_from_model_name(std::string_view name) {
   if (const auto slash = name.rfind('/'); slash != std::string_view::npos) {
     name.remove_prefix(slash + 1);
   }
-  if (!starts_with(name, "opus-mt-")) return std::nullopt;
-  name.remove_prefix(std::strlen("opus-mt-"));
-  const auto last = name.rfind('-');
-  if (last == std::string_view::npos || last == 0 || last + 1 == name.size()) return std::nullopt;
-  const std::string_view target = name.substr(last + 1);
-  std::string_view rest = name.substr(0, last);
-  const auto before = rest.rfind('-');
-  const std::string_view source = before == std::string_view::npos ? rest : rest.substr(before + 1);
-  if (source.empty()) return std::nullopt;
-  return LanguagePair{std::string(source), std::string(target)};
+  // The engine's rule, so that the list shows a pair exactly when MarianEngine can serve it.
+  const auto pair = marian_pair_from_name(std::string(name));
+  if (!pair) return std::nullopt;
+  return LanguagePair{pair->source, pair->target};
 }
 
 std::vector<ModelInfo> list_models(const fs::path& models_dir, const fs::path& hf_home) {

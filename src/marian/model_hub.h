@@ -48,7 +48,8 @@ struct ModelInfo {
 };
 
 // Languages from a repository or folder name: "opus-mt-en-es" / "Helsinki-NLP/opus-mt-tc-big-en-es"
-// -> {"en", "es"} (the last two dash-separated parts after "opus-mt-"). nullopt otherwise.
+// -> {"en", "es"}, by MarianEngine's rule (marian_pair_from_name): nullopt for names without a
+// simple pair ("opus-mt-en-ROMANCE"), which the engine does not serve.
 struct LanguagePair {
   std::string source;
   std::string target;
@@ -56,8 +57,10 @@ struct LanguagePair {
 std::optional<LanguagePair> languages_from_model_name(std::string_view name);
 
 // Every MarianMT checkpoint in models_dir (sub-folders whose name starts with "opus-mt-" or whose
-// config.json says "model_type": "marian"; hidden folders such as in-progress pulls are skipped)
-// and in the HF cache under hf_home/hub. Either directory may be empty or absent.
+// config.json says "model_type": "marian", and hub-layout models--* folders; hidden folders such
+// as in-progress pulls are skipped) and in the HF cache under hf_home/hub. Either directory may
+// be empty or absent. Hub snapshots are chosen like MarianEngine's discovery does (refs/main if
+// it has weights, else the newest snapshot with weights), so the list matches what it loads.
 // Sorted: MODELS_DIR entries first, then HF cache entries, each by name. Never throws on
 // unreadable entries (they are skipped).
 std::vector<ModelInfo> list_models(const std::filesystem::path& models_dir,

@@ -304,33 +304,50 @@ TEST_F(ModelHubTest, DiscoversHuggingFaceCacheLayout) {
   write_file(models_dir_ / "my-model" / "config.json", R"({"model_type": "marian"})");
   write_file(models_dir_ / "notes" / "readme.txt", "not a model");
   write_file(models_dir_ / ".pull-opus-mt-xx-yy-abc" / "config.json", "{}");
+  // A hub-layout repo copied into MODELS_DIR whose refs/main names a snapshot without weights:
+  // the snapshot with weights is used (as MarianEngine does).
+  const fs::path copied = models_dir_ / "models--Helsinki-NLP--opus-mt-fr-en";
+  write_file(copied / "refs" / "main", "empty");
+  write_file(copied / "snapshots" / "empty" / "README.md", "nothing here");
+  write_file(copied / "snapshots" / "good" / "config.json", R"({"model_type": "marian"})");
+  write_file(copied / "snapshots" / "good" / "model.safetensors", "x");
 
   const auto models = list_models(models_dir_, hf_home);
-  ASSERT_EQ(models.size(), 3u);
+  ASSERT_EQ(models.size(), 4u);
+  EXPECT_EQ(models.back().name, "Helsinki-NLP/opus-mt-en-es");  // MODELS_DIR entries first
 
-  EXPECT_EQ(models[0].name, "my-model");
-  EXPECT_EQ(models[0].origin, ModelOrigin::kModelsDir);
-  EXPECT_FALSE(models[0].complete);
-  EXPECT_TRUE(models[0].source_language.empty());
+  const ModelInfo copied_info = models[0];
+  EXPECT_EQ(copied_info.name, "Helsinki-NLP/opus-mt-fr-en");
+  EXPECT_EQ(copied_info.origin, ModelOrigin::kModelsDir);
+  EXPECT_EQ(copied_info.revision, "good");
+  EXPECT_EQ(copied_info.source_language, "fr");
+  EXPECT_FALSE(copied_info.complete);
+  const std::vector<ModelInfo> rest(models.begin() + 1, models.end());
+  ASSERT_EQ(rest.size(), 3u);
 
-  EXPECT_EQ(models[1].name, "Helsinki-NLP/opus-mt-de-en");
-  EXPECT_EQ(models[1].origin, ModelOrigin::kHfCache);
-  EXPECT_EQ(models[1].revision, "abc");
-  EXPECT_EQ(models[1].source_language, "de");
-  EXPECT_EQ(models[1].target_language, "en");
-  EXPECT_FALSE(models[1].complete);
-  EXPECT_EQ(models[1].missing_files, (std::vector<std::string>{"model.safetensors", "source.spm",
-                                                               "target.spm", "vocab.json"}));
+  EXPECT_EQ(rest[0].name, "my-model");
+  EXPECT_EQ(rest[0].origin, ModelOrigin::kModelsDir);
+  EXPECT_FALSE(rest[0].complete);
+  EXPECT_TRUE(rest[0].source_language.empty());
 
-  EXPECT_EQ(models[2].name, "Helsinki-NLP/opus-mt-en-es");
-  EXPECT_EQ(models[2].repo_id, "Helsinki-NLP/opus-mt-en-es");
-  EXPECT_EQ(models[2].origin, ModelOrigin::kHfCache);
-  EXPECT_EQ(models[2].revision, "rev2");
-  EXPECT_EQ(models[2].path, repo / "snapshots" / "rev2");
-  EXPECT_EQ(models[2].source_language, "en");
-  EXPECT_EQ(models[2].target_language, "es");
-  EXPECT_TRUE(models[2].complete);
-  EXPECT_EQ(models[2].size_bytes, total);  // symlinks followed
+  EXPECT_EQ(rest[1].name, "Helsinki-NLP/opus-mt-de-en");
+  EXPECT_EQ(rest[1].origin, ModelOrigin::kHfCache);
+  EXPECT_EQ(rest[1].revision, "abc");
+  EXPECT_EQ(rest[1].source_language, "de");
+  EXPECT_EQ(rest[1].target_language, "en");
+  EXPECT_FALSE(rest[1].complete);
+  EXPECT_EQ(rest[1].missing_files, (std::vector<std::string>{"model.safetensors", "source.spm",
+                                                             "target.spm", "vocab.json"}));
+
+  EXPECT_EQ(rest[2].name, "Helsinki-NLP/opus-mt-en-es");
+  EXPECT_EQ(rest[2].repo_id, "Helsinki-NLP/opus-mt-en-es");
+  EXPECT_EQ(rest[2].origin, ModelOrigin::kHfCache);
+  EXPECT_EQ(rest[2].revision, "rev2");
+  EXPECT_EQ(rest[2].path, repo / "snapshots" / "rev2");
+  EXPECT_EQ(rest[2].source_language, "en");
+  EXPECT_EQ(rest[2].target_language, "es");
+  EXPECT_TRUE(rest[2].complete);
+  EXPECT_EQ(rest[2].size_bytes, total);  // symlinks followed
 
   std::ostringstream table;
   run_models_list(table, models_dir_, hf_home);
@@ -348,6 +365,7 @@ TEST(ModelNames, LanguagesFromName) {
   EXPECT_EQ(big->source, "en");
   EXPECT_EQ(big->target, "pt");
   EXPECT_FALSE(languages_from_model_name("bert-base-uncased"));
+  EXPECT_FALSE(languages_from_model_name("Helsinki-NLP/opus-mt-en-ROMANCE"));
   EXPECT_FALSE(languages_from_model_name("opus-mt-en"));
   EXPECT_FALSE(languages_from_model_name("opus-mt-en-"));
 }
