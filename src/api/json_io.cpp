@@ -1,5 +1,6 @@
 #include "api/json_io.h"
 
+#include <boost/url/decode_view.hpp>
 #include <boost/url/parse_query.hpp>
 #include <cstdio>
 #include <map>
@@ -24,12 +25,25 @@ bool is_json_media_type(const std::string& type) {
          (type.starts_with("application/") && type.ends_with("+json"));
 }
 
-json::object parse_form(const std::string& body) {
+json::object parse_form(const std::string& raw) {
+  // In form encoding '+' is a space; Boost.URL decodes query parameters by RFC 3986 rules.
+  std::string body;
+  body.reserve(raw.size());
+  for (char c : raw) {
+    if (c == '+') {
+      body += "%20";
+    } else {
+      body += c;
+    }
+  }
   auto params = boost::urls::parse_query(body);
   if (!params) throw ParseError("Form parse error - malformed form data.");
   json::object out;
   for (auto param : *params) {
-    out[param.key] = param.value;  // decoded; last value wins as in QueryDict.get
+    auto key = *param.key;
+    auto value = *param.value;
+    // The last value wins, as with QueryDict.get.
+    out[std::string(key.begin(), key.end())] = std::string(value.begin(), value.end());
   }
   return out;
 }

@@ -59,7 +59,7 @@ std::unique_ptr<Store> open_and_migrate(const Config& config) {
 std::shared_ptr<Engine> make_apertium(const Config& config, int pipelines) {
   ApertiumOptions options;
   options.modes_dir = config.apertium_modes_dir;
-  options.pipelines_per_pair = std::max(1, pipelines);
+  options.pipelines_per_pair = static_cast<std::size_t>(std::max(1, pipelines));
   auto engine = std::make_shared<ApertiumEngine>(options);
   if (engine->pairs().empty()) return nullptr;
   return engine;
@@ -83,7 +83,7 @@ std::shared_ptr<Engine> make_marian(const Config& config, const MarianEngineOpti
 
 // Builds the engines named in the config, in priority order, loading every model once.
 std::unique_ptr<EngineRegistry> build_translator(const Config& config, int pipelines) {
-  auto registry = std::make_unique<EngineRegistry>(config.engine_order());
+  auto registry = std::make_unique<EngineRegistry>();
   for (const auto& name : config.engine_order()) {
     try {
       std::shared_ptr<Engine> engine;
@@ -104,14 +104,11 @@ std::unique_ptr<EngineRegistry> build_translator(const Config& config, int pipel
       spdlog::error("engine {} could not be loaded: {}", name, e.what());
     }
   }
+  registry->set_priority(config.engine_order());
   return registry;
 }
 
-struct Bus {
-  std::unique_ptr<JobBus> bus;
-};
-
-std::unique_ptr<JobBus> make_bus(const Config& config, std::shared_ptr<redis::RedisClient> client) {
+std::unique_ptr<JobBus> make_bus(std::shared_ptr<redis::RedisClient> client) {
   if (client) return std::make_unique<RedisJobBus>(client);
   return std::make_unique<MemoryJobBus>();
 }
@@ -170,7 +167,7 @@ int run_serve(const Config& config) {
   auto store = open_and_migrate(config);
   auto redis = connect_redis(config);
   auto cache = make_cache(config, redis.cache);
-  auto bus = make_bus(config, redis.broker);
+  auto bus = make_bus(redis.broker);
   auto translator = build_translator(config, std::max(1, config.workers));
 
   NoteService notes(*store, *cache, *bus, *translator, api::render_note, config.max_attempts);
@@ -220,7 +217,7 @@ int run_worker(const Config& config) {
   auto store = open_and_migrate(config);
   auto redis = connect_redis(config);
   auto cache = make_cache(config, redis.cache);
-  auto bus = make_bus(config, redis.broker);
+  auto bus = make_bus(redis.broker);
   int threads = std::max(1, config.workers);
   auto translator = build_translator(config, threads);
   WorkerPool workers(*store, *bus, *translator, *cache, worker_options(config, threads));
@@ -284,7 +281,7 @@ int run_translate(const Config& config, const TranslateOptions& options, std::is
     }
     std::unique_ptr<EngineRegistry> registry;
     if (engine) {
-      registry = std::make_unique<EngineRegistry>(std::vector<std::string>{engine->name()});
+      registry = std::make_unique<EngineRegistry>();
       registry->add(engine);
     } else {
       registry = build_translator(config, 1);

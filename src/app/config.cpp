@@ -20,10 +20,9 @@ std::string env(const char* name) {
 void apply_environment_fallbacks(Config& config) {
   if (config.database_url.empty() && !env("POSTGRES_DB").empty()) {
     std::string host = env("POSTGRES_HOST");
-    config.database_url = postgres_url_from_parts(env("POSTGRES_DB"), env("POSTGRES_USER"),
-                                                  env("POSTGRES_PASSWORD"),
-                                                  host.empty() ? "127.0.0.1" : host,
-                                                  env("POSTGRES_PORT"));
+    config.database_url =
+        postgres_url_from_parts(env("POSTGRES_DB"), env("POSTGRES_USER"), env("POSTGRES_PASSWORD"),
+                                host.empty() ? "127.0.0.1" : host, env("POSTGRES_PORT"));
   }
   if (config.redis_url.empty() && !env("REDIS_HOST").empty()) {
     std::string port = env("REDIS_PORT");
@@ -55,7 +54,8 @@ std::vector<std::string> Config::engine_order() const {
 }
 
 void Config::validate() const {
-  if (port < 0 || port > 65535) throw ConfigError("port must be in 0..65535, got " + std::to_string(port));
+  if (port < 0 || port > 65535)
+    throw ConfigError("port must be in 0..65535, got " + std::to_string(port));
   if (http_threads < 1 || http_threads > 256) throw ConfigError("http threads must be in 1..256");
   if (workers < 0 || workers > 256) throw ConfigError("workers must be in 0..256");
   if (max_attempts < 1 || max_attempts > 100) throw ConfigError("max attempts must be in 1..100");

@@ -17,32 +17,32 @@ class ConfigError : public std::runtime_error {
 
 struct Config {
   // HTTP (serve)
-  std::string host = "127.0.0.1";          // TRANSNOTES_HOST
-  int port = 8000;                         // TRANSNOTES_PORT (or PORT)
-  int http_threads = 4;                    // TRANSNOTES_HTTP_THREADS
-  std::size_t max_body_bytes = 1 << 20;    // TRANSNOTES_MAX_BODY_BYTES
+  std::string host = "127.0.0.1";        // TRANSNOTES_HOST
+  int port = 8000;                       // TRANSNOTES_PORT (or PORT)
+  int http_threads = 4;                  // TRANSNOTES_HTTP_THREADS
+  std::size_t max_body_bytes = 1 << 20;  // TRANSNOTES_MAX_BODY_BYTES
   // Storage
-  std::string data_dir = "./data";         // TRANSNOTES_DATA_DIR: SQLite file lives here
-  std::string database_url;                // DATABASE_URL; else POSTGRES_*; else SQLite in data_dir
-  int db_pool_size = 8;                    // TRANSNOTES_DB_POOL_SIZE
+  std::string data_dir = "./data";  // TRANSNOTES_DATA_DIR: SQLite file lives here
+  std::string database_url;         // DATABASE_URL; else POSTGRES_*; else SQLite in data_dir
+  int db_pool_size = 8;             // TRANSNOTES_DB_POOL_SIZE
   // Redis: cache (db 1 by default, as the original) and job bus (db 0)
-  std::string redis_url;                   // REDIS_URL; else REDIS_HOST/REDIS_PORT
-  int redis_cache_db = 1;                  // REDIS_CACHE_DB
-  int cache_capacity = 10000;              // TRANSNOTES_CACHE_CAPACITY (embedded LRU entries)
-  int cache_ttl_seconds = 300;             // TRANSNOTES_CACHE_TTL
+  std::string redis_url;        // REDIS_URL; else REDIS_HOST/REDIS_PORT
+  int redis_cache_db = 1;       // REDIS_CACHE_DB
+  int cache_capacity = 10000;   // TRANSNOTES_CACHE_CAPACITY (embedded LRU entries)
+  int cache_ttl_seconds = 300;  // TRANSNOTES_CACHE_TTL
   // Workers
-  int workers = 2;                         // TRANSNOTES_WORKERS: in-process worker threads
-  int max_attempts = 3;                    // TRANSNOTES_MAX_ATTEMPTS
-  int lease_seconds = 30;                  // TRANSNOTES_LEASE_SECONDS
+  int workers = 2;         // TRANSNOTES_WORKERS: in-process worker threads
+  int max_attempts = 3;    // TRANSNOTES_MAX_ATTEMPTS
+  int lease_seconds = 30;  // TRANSNOTES_LEASE_SECONDS
   // Engines
   std::string engines = "marian,apertium";  // TRANSNOTES_ENGINES: priority order
   std::string models_dir = "./models";      // MODELS_DIR
   std::string apertium_modes_dir = "/usr/share/apertium/modes";  // APERTIUM_MODES_DIR
-  int engine_threads = 2;                   // TRANSNOTES_ENGINE_THREADS: BLAS threads
+  int engine_threads = 2;  // TRANSNOTES_ENGINE_THREADS: BLAS threads
   // Misc (from the original's .env)
-  std::string secret_key;                  // SECRET_KEY
-  bool debug = false;                      // DEBUG
-  std::string log_level = "info";          // LOG_LEVEL
+  std::string secret_key;          // SECRET_KEY
+  bool debug = false;              // DEBUG
+  std::string log_level = "info";  // LOG_LEVEL
 
   // Resolved database URL: DATABASE_URL, else POSTGRES_* env, else sqlite in data_dir.
   std::string resolved_database_url() const;

@@ -1,9 +1,10 @@
 // transnotes: one binary, subcommands. See README.md for the configuration table.
+#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <CLI/CLI.hpp>
 #include <iostream>
-#include <unistd.h>
 
 #include "app/application.h"
 #include "app/config.h"
@@ -48,7 +49,8 @@ void add_runtime_options(CLI::App& cmd, Config& config) {
       ->envname("TRANSNOTES_CACHE_TTL");
   cmd.add_option("--max-attempts", config.max_attempts, "Attempts per translation job")
       ->envname("TRANSNOTES_MAX_ATTEMPTS");
-  cmd.add_option("--lease-seconds", config.lease_seconds, "Job lease before another worker may take over")
+  cmd.add_option("--lease-seconds", config.lease_seconds,
+                 "Job lease before another worker may take over")
       ->envname("TRANSNOTES_LEASE_SECONDS");
 }
 
@@ -58,8 +60,8 @@ int main(int argc, char** argv) {
   Config config;
   CLI::App app{"transnotes: notes with asynchronous machine translation"};
   app.require_subcommand(1);
-  app.add_option("--log-level", config.log_level, "trace|debug|info|warn|error")
-      ->envname("LOG_LEVEL");
+  auto* log_level = app.add_option("--log-level", config.log_level, "trace|debug|info|warn|error")
+                        ->envname("LOG_LEVEL");
 
   auto* serve = app.add_subcommand("serve", "Run the HTTP API (and in-process workers)");
   serve->add_option("--host", config.host, "Address to listen on")->envname("TRANSNOTES_HOST");
@@ -117,6 +119,9 @@ int main(int argc, char** argv) {
     return app.exit(e);
   }
 
+  // Logs go to stderr: stdout belongs to command output (translate, models list).
+  spdlog::set_default_logger(spdlog::stderr_color_mt("transnotes"));
+  if (log_level->count() == 0 && (*translate || *languages || *models)) config.log_level = "warn";
   spdlog::set_level(spdlog::level::from_str(config.log_level));
   transnotes::app::apply_environment_fallbacks(config);
   try {

@@ -87,6 +87,8 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_header(beast::error_code ec, std::size_t) {
     if (ec) return on_read_error(ec);
     if (parser_->is_done()) return handle();
+    auto length = parser_->content_length();
+    if (length && *length > server_.options.max_body_bytes) return send_plain_error(413);
     stream_.expires_after(server_.options.read_timeout);
     bhttp::async_read(stream_, buffer_, *parser_,
                       beast::bind_front_handler(&Session::on_body, shared_from_this()));
@@ -122,7 +124,28 @@ class Session : public std::enable_shared_from_this<Session> {
     res->body() = json_error_body(status);
     res->keep_alive(false);
     res->prepare_payload();
-    write(std::move(res), /*counted=*/false);
+    stream_.expires_after(server_.options.read_timeout);
+    bhttp::async_write(stream_, *res,
+                       [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+                         if (ec) return self->close();
+                         self->linger();
+                       });
+  }
+
+  // After an early error answer the client may still be sending its request. Closing with unread
+  // data makes the kernel reset the connection, and the client may never read our answer; so
+  // stop sending, and discard what arrives for a short while first.
+  void linger() {
+    beast::error_code ignored;
+    stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
+    stream_.expires_after(std::chrono::seconds(5));
+    drain_.resize(64 * 1024);
+    stream_.async_read_some(asio::buffer(drain_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                              self->drained_ += n;
+                              if (ec || self->drained_ > 64 * 1024 * 1024) return self->close();
+                              self->linger();
+                            });
   }
 
   void handle() {
@@ -176,6 +199,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
+  std::vector<char> drain_;
+  std::size_t drained_ = 0;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   Server::Impl& server_;
 };

@@ -97,7 +97,8 @@ TEST_P(ApiTest, MalformedBodiesAreClientErrors) {
   res = request(port_, "POST", "/api/v1/notes/", deep);
   EXPECT_EQ(res.status, 400) << res.body;
 
-  res = request(port_, "POST", "/api/v1/notes/", "{\"title\": \"\xff\xfe\", \"original_text\": \"x\"}");
+  res = request(port_, "POST", "/api/v1/notes/",
+                "{\"title\": \"\xff\xfe\", \"original_text\": \"x\"}");
   EXPECT_EQ(res.status, 400) << res.body;
 
   res = request(port_, "POST", "/api/v1/notes/", "title=x", "text/plain");
@@ -127,7 +128,8 @@ TEST_P(ApiTest, UnknownIdsAreNotFoundNeverServerErrors) {
   }
   EXPECT_EQ(request(port_, "GET", "/api/v1/nothing/").status, 404);
   EXPECT_EQ(request(port_, "GET", "/api/v1/translations/77/").status, 404);
-  EXPECT_EQ(request(port_, "POST", "/api/v1/notes/424242/translate/", R"({"target_language":"es"})").status,
+  EXPECT_EQ(request(port_, "POST", "/api/v1/notes/424242/translate/", R"({"target_language":"es"})")
+                .status,
             404);
 }
 
@@ -168,7 +170,8 @@ TEST_P(ApiTest, RetrieveUpdatePatchDelete) {
 
   // The cached copy was invalidated, under any spelling of the id.
   EXPECT_EQ(request(port_, "GET", note_path(id)).json().at("title"), "T3");
-  EXPECT_EQ(request(port_, "GET", "/api/v1/notes/0" + std::to_string(id) + "/").json().at("title"), "T3");
+  EXPECT_EQ(request(port_, "GET", "/api/v1/notes/0" + std::to_string(id) + "/").json().at("title"),
+            "T3");
 
   res = request(port_, "DELETE", note_path(id));
   EXPECT_EQ(res.status, 204);
@@ -190,13 +193,15 @@ TEST_P(ApiTest, ListIsNewestFirstAndPaginated) {
 
   res = request(port_, "GET", "/api/v1/notes/?limit=2");
   ASSERT_EQ(res.json().as_array().size(), 2u);
-  EXPECT_NE(res.header("Link").find("offset=2>; rel=\"next\""), std::string::npos) << res.header("Link");
+  EXPECT_NE(res.header("Link").find("offset=2>; rel=\"next\""), std::string::npos)
+      << res.header("Link");
   res = request(port_, "GET", "/api/v1/notes/?limit=2&offset=4");
   ASSERT_EQ(res.json().as_array().size(), 1u);
   EXPECT_EQ(res.json().as_array()[0].at("title"), "n0");
   EXPECT_EQ(res.header("Link").find("rel=\"next\""), std::string::npos);
   // Invalid values fall back to defaults as in DRF.
-  EXPECT_EQ(request(port_, "GET", "/api/v1/notes/?limit=abc&offset=-3").json().as_array().size(), 5u);
+  EXPECT_EQ(request(port_, "GET", "/api/v1/notes/?limit=abc&offset=-3").json().as_array().size(),
+            5u);
 }
 
 TEST_P(ApiTest, StatsCountNotesTranslationsAndLanguages) {

@@ -1,10 +1,10 @@
 // The command line: translate through stdin/stdout, clear errors for bad configuration.
 #include <gtest/gtest.h>
+#include <sys/wait.h>
 
 #include <array>
 #include <cstdio>
 #include <string>
-#include <sys/wait.h>
 
 namespace {
 
@@ -31,7 +31,8 @@ TEST(Cli, TranslatesStdinWithApertium) {
   auto r = run("printf 'Hello world.' | " + kBinary + " translate --from en --to es");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output, "Hola Mundo.\n");
-  r = run("printf 'Hola mundo.\\n\\nAdiós.' | " + kBinary + " translate --from es --to en --engine apertium");
+  r = run("printf 'Hola mundo.\\n\\nAdiós.' | " + kBinary +
+          " translate --from es --to en --engine apertium");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("Hello World.\n\n"), std::string::npos) << r.output;
 }

@@ -37,7 +37,8 @@ HttpResult request(int port, const std::string& method, const std::string& targe
   asio::io_context ioc;
   beast::tcp_stream stream(ioc);
   stream.expires_after(std::chrono::seconds(60));
-  stream.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+  stream.connect(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
   bhttp::request<bhttp::string_body> req(bhttp::string_to_verb(method), target, 11);
   if (req.method() == bhttp::verb::unknown) req.method_string(method);
   req.set(bhttp::field::host, "127.0.0.1:" + std::to_string(port));
@@ -45,7 +46,8 @@ HttpResult request(int port, const std::string& method, const std::string& targe
   for (const auto& [k, v] : extra_headers) req.set(k, v);
   req.body() = body;
   req.prepare_payload();
-  bhttp::write(stream, req);
+  beast::error_code write_error;
+  bhttp::write(stream, req, write_error);  // the server may answer early (413) and stop reading
   beast::flat_buffer buffer;
   bhttp::response_parser<bhttp::string_body> parser;
   parser.body_limit(64 * 1024 * 1024);
@@ -68,13 +70,16 @@ HttpResult request(int port, const std::string& method, const std::string& targe
 std::string raw_exchange(int port, const std::string& bytes) {
   asio::io_context ioc;
   tcp::socket socket(ioc);
-  socket.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
+  socket.connect(
+      tcp::endpoint(asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(port)));
   boost::system::error_code ec;
   asio::write(socket, asio::buffer(bytes), ec);
   std::string out;
   char buf[4096];
   // Read until the server closes or a complete short answer has arrived.
-  struct timeval tv{10, 0};
+  struct timeval tv {
+    10, 0
+  };
   setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   for (;;) {
     std::size_t n = socket.read_some(asio::buffer(buf), ec);

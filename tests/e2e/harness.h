@@ -21,16 +21,17 @@ struct HttpResult {
 
 // One HTTP/1.1 request on a fresh connection.
 HttpResult request(int port, const std::string& method, const std::string& target,
-                   const std::string& body = "", const std::string& content_type = "application/json",
+                   const std::string& body = "",
+                   const std::string& content_type = "application/json",
                    const std::vector<std::pair<std::string, std::string>>& extra_headers = {});
 
 // Sends raw bytes and returns whatever the server answers before closing (for malformed input).
 std::string raw_exchange(int port, const std::string& bytes);
 
 struct ServiceOptions {
-  std::vector<std::string> args;             // after "serve"
-  std::map<std::string, std::string> env;    // added to the environment
-  std::string data_dir;                      // default: a fresh temp dir
+  std::vector<std::string> args;           // after "serve"
+  std::map<std::string, std::string> env;  // added to the environment
+  std::string data_dir;                    // default: a fresh temp dir
   std::string subcommand = "serve";
 };
 
@@ -44,8 +45,8 @@ class Service {
   int port() const { return port_; }
   pid_t pid() const { return pid_; }
   const std::string& data_dir() const { return data_dir_; }
-  void kill_hard();    // SIGKILL, no cleanup (crash simulation)
-  int terminate();     // SIGTERM and wait; returns the exit status
+  void kill_hard();         // SIGKILL, no cleanup (crash simulation)
+  int terminate();          // SIGTERM and wait; returns the exit status
   std::string log() const;  // combined stderr so far
 
  private:
