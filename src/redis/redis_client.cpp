@@ -224,23 +224,38 @@ std::unique_ptr<RedisConnection> RedisClient::acquire(Pool& pool, bool& reused) 
     }
   }
   reused = false;
-  if (now_ticks() < dial_blocked_until_.load(std::memory_order_relaxed)) {
-    throw Unavailable("Redis unavailable (recent connection failure)");
+  auto backoff =
+      std::chrono::duration_cast<std::chrono::steady_clock::duration>(config_.reconnect_backoff);
+  auto blocked_until = dial_blocked_until_.load(std::memory_order_acquire);
+  if (blocked_until != 0) {
+    // The last dial failed. Until the backoff ends everyone fails fast; after it, one caller
+    // probes (and holds the gate for the length of its dial) while the others keep failing fast,
+    // so an unreachable host costs one connect timeout per window, not one per caller.
+    auto now = now_ticks();
+    auto probe_gate = std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+        config_.connect_timeout + config_.reconnect_backoff);
+    if (now < blocked_until ||
+        !dial_blocked_until_.compare_exchange_strong(blocked_until, now + probe_gate.count(),
+                                                     std::memory_order_acq_rel)) {
+      throw Unavailable("Redis unavailable (recent connection failure)");
+    }
   }
   try {
-    return RedisConnection::open(config_);
+    auto connection = RedisConnection::open(config_);
+    dial_blocked_until_.store(0, std::memory_order_release);
+    return connection;
   } catch (const Unavailable&) {
-    auto backoff =
-        std::chrono::duration_cast<std::chrono::steady_clock::duration>(config_.reconnect_backoff);
-    dial_blocked_until_.store(now_ticks() + backoff.count(), std::memory_order_relaxed);
+    dial_blocked_until_.store(now_ticks() + backoff.count(), std::memory_order_release);
     throw;
   }
 }
 
 void RedisClient::release(Pool& pool, std::unique_ptr<RedisConnection> connection) {
   if (connection->broken()) return;
+  std::size_t limit = &pool == &blocking_pool_ ? config_.max_idle_blocking_connections
+                                               : config_.max_idle_connections;
   std::lock_guard lock(pool.mutex);
-  if (pool.idle.size() < config_.max_idle_connections) pool.idle.push_back(std::move(connection));
+  if (pool.idle.size() < limit) pool.idle.push_back(std::move(connection));
 }
 
 Reply RedisClient::run(Pool& pool, const std::vector<std::string_view>& args,

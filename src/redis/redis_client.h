@@ -9,14 +9,15 @@
 // connection at all; all commands sent through this client must therefore tolerate a (rare)
 // second execution — true for every user in transnotes (GET, versioned Lua scripts, XADD of
 // idempotent wake-ups, XREADGROUP of wake-ups). After a
-// failed dial, calls fail fast (without dialing) for `reconnect_backoff`, so an unreachable server
-// costs callers a connect timeout at most once per backoff window.
+// failed dial, calls fail fast (without dialing) for `reconnect_backoff`; then one caller at a time
+// probes, so an unreachable server costs one connect timeout per window, not one per caller.
 //
 // Thread safety: RedisClient may be shared by any number of threads. Idle connections are pooled
-// (up to `max_idle_connections`); a call that finds the pool empty dials a new connection, so
-// callers never wait for each other. Blocking commands (XREADGROUP BLOCK, BRPOPLPUSH) use
-// blocking_command(), which takes connections from a separate pool and sets a longer read
-// timeout, so they never tie up connections used by short commands.
+// (up to `max_idle_connections`, plus `max_idle_blocking_connections` for blocking commands); a
+// call that finds the pool empty dials a new connection, so callers never wait for each other.
+// Blocking commands (XREADGROUP BLOCK, BRPOPLPUSH) use blocking_command(), which takes connections
+// from a separate pool and sets a longer read timeout, so they never tie up connections used by
+// short commands.
 //
 // hiredis writes with write(2), which raises SIGPIPE on a connection the server closed. The first
 // RedisClient constructed sets SIGPIPE to SIG_IGN if it still has the default (fatal) action.
@@ -45,7 +46,10 @@ struct RedisConfig {
   std::chrono::milliseconds connect_timeout{500};
   std::chrono::milliseconds command_timeout{500};
   std::chrono::milliseconds reconnect_backoff{250};
-  std::size_t max_idle_connections = 8;
+  // Idle connections kept for reuse; size them to the number of concurrent callers (HTTP threads,
+  // workers blocked in the job bus) to avoid dialing per call.
+  std::size_t max_idle_connections = 32;
+  std::size_t max_idle_blocking_connections = 32;
 };
 
 // Parses redis://[[user]:password@]host[:port][/db]. Throws std::invalid_argument on a malformed
