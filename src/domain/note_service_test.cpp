@@ -1,0 +1,60 @@
+#include "domain/note_service.h"
+
+#include <gtest/gtest.h>
+
+#include "domain/model.h"
+
+namespace transnotes {
+namespace {
+
+TEST(Validation, CreateNeedsTitleAndText) {
+  auto errors = validate_note_fields({}, /*partial=*/false);
+  EXPECT_EQ(errors["title"], std::vector<std::string>{"This field is required."});
+  EXPECT_EQ(errors["original_text"], std::vector<std::string>{"This field is required."});
+  EXPECT_EQ(errors.count("original_language"), 0u);
+}
+
+TEST(Validation, PatchAcceptsAbsentFields) {
+  EXPECT_TRUE(validate_note_fields({}, /*partial=*/true).empty());
+  NoteFields blank;
+  blank.title = "";
+  auto errors = validate_note_fields(blank, /*partial=*/true);
+  EXPECT_EQ(errors["title"], std::vector<std::string>{"This field may not be blank."});
+}
+
+TEST(Validation, LengthsCountCharactersNotBytes) {
+  NoteFields fields;
+  fields.title = std::string();
+  for (int i = 0; i < 200; ++i) fields.title->append("ñ");  // 400 bytes, 200 characters
+  fields.original_text = "x";
+  EXPECT_TRUE(validate_note_fields(fields, false).empty());
+  fields.title->append("a");
+  EXPECT_EQ(validate_note_fields(fields, false)["title"],
+            std::vector<std::string>{"Ensure this field has no more than 200 characters."});
+  fields.title = "ok";
+  fields.original_language = std::string(51, 'x');
+  EXPECT_EQ(validate_note_fields(fields, false)["original_language"],
+            std::vector<std::string>{"Ensure this field has no more than 50 characters."});
+}
+
+TEST(Languages, NormalizedToTrimmedLowerCase) {
+  EXPECT_EQ(normalize_language(" EN "), "en");
+  EXPECT_EQ(normalize_language("es"), "es");
+  EXPECT_EQ(normalize_language("   "), "");
+}
+
+TEST(Timestamps, IsoWithMicrosecondsAndZ) {
+  EXPECT_EQ(format_timestamp(0), "1970-01-01T00:00:00.000000Z");
+  EXPECT_EQ(format_timestamp(1'700'000'000'123'456), "2023-11-14T22:13:20.123456Z");
+}
+
+TEST(JobStatus, RoundTripsThroughStrings) {
+  for (auto s :
+       {JobStatus::kQueued, JobStatus::kRunning, JobStatus::kSucceeded, JobStatus::kFailed}) {
+    EXPECT_EQ(job_status_from_string(to_string(s)), s);
+  }
+  EXPECT_FALSE(job_status_from_string("bogus"));
+}
+
+}  // namespace
+}  // namespace transnotes

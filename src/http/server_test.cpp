@@ -1,0 +1,94 @@
+// The HTTP server over real loopback sockets: keep-alive, limits, malformed input.
+#include "http/server.h"
+
+#include <gtest/gtest.h>
+
+#include <boost/asio.hpp>
+#include <string>
+
+namespace transnotes::http {
+namespace {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ServerOptions options;
+    options.port = 0;
+    options.threads = 2;
+    options.max_body_bytes = 1024;
+    options.read_timeout = std::chrono::milliseconds(500);
+    options.idle_timeout = std::chrono::milliseconds(500);
+    server_ = std::make_unique<Server>(options, [](const Request& r) {
+      if (r.target == "/throw") throw std::runtime_error("boom");
+      return Response{
+          200,
+          r.method + " " + r.target + " " + r.body + " " + std::string(r.header("x-test")),
+          "text/plain",
+          {{"X-Reply", "yes"}}};
+    });
+    server_->start();
+  }
+  void TearDown() override { server_->stop(); }
+
+  // Writes `bytes` on one connection and reads until the server closes or `until` appears.
+  std::string exchange(const std::string& bytes, const std::string& until = "") {
+    asio::io_context ioc;
+    tcp::socket socket(ioc);
+    socket.connect({asio::ip::make_address("127.0.0.1"), server_->port()});
+    boost::system::error_code ec;
+    asio::write(socket, asio::buffer(bytes), ec);
+    std::string out;
+    char buf[4096];
+    for (;;) {
+      std::size_t n = socket.read_some(asio::buffer(buf), ec);
+      if (ec) break;
+      out.append(buf, n);
+      if (!until.empty() && out.find(until) != std::string::npos) break;
+    }
+    return out;
+  }
+
+  std::unique_ptr<Server> server_;
+};
+
+TEST_F(ServerTest, AnswersAndKeepsTheConnectionAlive) {
+  std::string two =
+      "GET /a HTTP/1.1\r\nHost: x\r\nX-Test: one\r\n\r\n"
+      "POST /b HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc";
+  auto out = exchange(two, "POST /b abc");
+  EXPECT_NE(out.find("GET /a  one"), std::string::npos) << out;
+  EXPECT_NE(out.find("POST /b abc"), std::string::npos) << out;
+  EXPECT_NE(out.find("X-Reply: yes"), std::string::npos) << out;
+}
+
+TEST_F(ServerTest, OversizeBodyIs413) {
+  auto out = exchange("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" +
+                      std::string(5000, 'a'));
+  EXPECT_EQ(out.rfind("HTTP/1.1 413", 0), 0u) << out;
+}
+
+TEST_F(ServerTest, GarbageIs400) {
+  auto out = exchange("NOT HTTP AT ALL\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 400", 0), 0u) << out;
+}
+
+TEST_F(ServerTest, HandlerExceptionIs500NotACrash) {
+  auto out = exchange("GET /throw HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 500", 0), 0u) << out;
+  out = exchange("GET /ok HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 200", 0), 0u) << out;
+}
+
+TEST_F(ServerTest, SlowClientIsDisconnected) {
+  // Sends half a request and stalls: the read timeout closes the connection.
+  auto start = std::chrono::steady_clock::now();
+  auto out = exchange("GET / HTTP/1.1\r\nHo");
+  EXPECT_TRUE(out.empty()) << out;
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+}  // namespace
+}  // namespace transnotes::http
