@@ -1,0 +1,275 @@
+#!/usr/bin/env bash
+# HTTP benchmark driver for transnotes (see bench/README.md, "HTTP benchmarks").
+#
+#   bench/http/run.sh [options]
+#     --mode embedded|production  embedded: SQLite + in-memory cache/bus (default);
+#                                 production: PostgreSQL + Redis from scripts/services.sh
+#     --binary PATH               transnotes binary (default: build build/bench, target transnotes)
+#     --threads N                 HTTP threads per process (default 4)
+#     --threads-sweep "2 4 8"     first run retrieve at each --threads value; the best one is then
+#                                 used for the other scenarios
+#     --procs N                   API processes (production mode; default 1). With N > 1 each
+#                                 process gets its own port and its own wrk (-t1, C/N connections);
+#                                 req/s are summed, p50 is the mean and p99 the worst of the N
+#     --workers N                 in-process translation workers (default 2)
+#     --duration 10s  --connections 64  --wrk-threads 2
+#     --scenarios "retrieve list stats patch create mix"
+#     --seed N                    notes created before the runs (default 1000)
+#     --dispatch N                also measure translate dispatch latency over N jobs (0: skip)
+#     --no-nginx                  skip the nginx ceiling run
+#     --results DIR               keep raw wrk outputs and server logs there
+#
+# Only 127.0.0.1; every server it starts is stopped on exit (by pid).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+HERE="$ROOT/bench/http"
+
+mode=embedded binary="" threads=4 sweep="" procs=1 workers=2
+duration=10s connections=64 wrk_threads=2 seed=1000 dispatch=0 nginx=1 results=""
+scenarios="retrieve list stats patch create mix"
+while (($#)); do
+  case "$1" in
+    --mode) mode="$2"; shift 2 ;;
+    --binary) binary="$2"; shift 2 ;;
+    --threads) threads="$2"; shift 2 ;;
+    --threads-sweep) sweep="$2"; shift 2 ;;
+    --procs) procs="$2"; shift 2 ;;
+    --workers) workers="$2"; shift 2 ;;
+    --duration) duration="$2"; shift 2 ;;
+    --connections) connections="$2"; shift 2 ;;
+    --wrk-threads) wrk_threads="$2"; shift 2 ;;
+    --scenarios) scenarios="$2"; shift 2 ;;
+    --seed) seed="$2"; shift 2 ;;
+    --dispatch) dispatch="$2"; shift 2 ;;
+    --no-nginx) nginx=0; shift ;;
+    --results) results="$2"; shift 2 ;;
+    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
+  esac
+done
+case "$mode" in embedded|production) ;; *) echo "run.sh: bad --mode $mode" >&2; exit 2 ;; esac
+for tool in wrk curl jq python3; do
+  command -v "$tool" >/dev/null || { echo "run.sh: $tool is required" >&2; exit 1; }
+done
+
+if [ -z "$binary" ]; then
+  cmake -S "$ROOT" -B "$ROOT/build/bench" -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
+  cmake --build "$ROOT/build/bench" --target transnotes -j2 >/dev/null
+  binary="$ROOT/build/bench/src/app/transnotes"
+fi
+[ -x "$binary" ] || { echo "run.sh: no binary at $binary" >&2; exit 1; }
+
+work="$(mktemp -d /tmp/transnotes-bench-http.XXXXXX)"
+[ -n "$results" ] || results="$work/results"
+mkdir -p "$results"
+server_pids=()
+nginx_pid=""
+
+stop_pid() {
+  local pid="$1"
+  kill -TERM "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+}
+stop_servers() {
+  local pid
+  for pid in "${server_pids[@]}"; do stop_pid "$pid"; done
+  server_pids=()
+}
+cleanup() {
+  stop_servers
+  [ -n "$nginx_pid" ] && stop_pid "$nginx_pid"
+  rm -rf "$work/data" "$work/nginx" "$work/seed.curl"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+wait_http() {  # URL: waits up to 30 s for a 200
+  for _ in $(seq 300); do
+    curl -sf -o /dev/null "$1" && return 0
+    sleep 0.1
+  done
+  echo "run.sh: $1 did not come up" >&2
+  return 1
+}
+
+# --- server under test -----------------------------------------------------------------------
+declare -a env_args=()
+if [ "$mode" = production ]; then
+  eval "$("$ROOT/scripts/services.sh" start)"
+  schema="bench_$(date +%s)_$$"
+  env_args=(DATABASE_URL="${TRANSNOTES_TEST_DATABASE_URL}?schema=${schema}"
+    REDIS_URL="${TRANSNOTES_TEST_REDIS_URL%/*}/14" REDIS_CACHE_DB=15)
+  # Databases 14 (job bus) and 15 (note cache) belong to this benchmark: start them empty, so a
+  # previous run's cached note 1 (another schema's row) can't answer for this run's note 1.
+  redis_port="${TRANSNOTES_TEST_REDIS_URL##*:}"; redis_port="${redis_port%%/*}"
+  redis-cli -h 127.0.0.1 -p "$redis_port" -n 14 flushdb >/dev/null
+  redis-cli -h 127.0.0.1 -p "$redis_port" -n 15 flushdb >/dev/null
+fi
+
+ports=()
+start_servers() {  # THREADS
+  local n port
+  ports=()
+  for ((n = 0; n < procs; n++)); do
+    port="$(free_port)"
+    env -u DATABASE_URL -u REDIS_URL "${env_args[@]}" LOG_LEVEL=warn \
+      "$binary" serve --host 127.0.0.1 --port "$port" --threads "$1" --workers "$workers" \
+      --data-dir "$work/data" >>"$results/server-$n.log" 2>&1 &
+    server_pids+=("$!")
+    ports+=("$port")
+    wait_http "http://127.0.0.1:$port/health"
+  done
+}
+
+seed_notes() {  # COUNT, through one keep-alive curl
+  local base="http://127.0.0.1:${ports[0]}" i
+  {
+    for ((i = 1; i <= $1; i++)); do
+      printf 'url = "%s/api/v1/notes/"\nheader = "Content-Type: application/json"\n' "$base"
+      printf 'data = "{\\"title\\":\\"Seed %d\\",\\"original_text\\":\\"The quick brown fox jumps over the lazy dog, note %d.\\",\\"original_language\\":\\"en\\"}"\n' "$i" "$i"
+      printf 'output = "/dev/null"\n'
+      ((i < $1)) && printf 'next\n'
+    done
+  } >"$work/seed.curl"
+  curl -sf -K "$work/seed.curl"
+  # The id range the mix and patch scenarios draw from.
+  local ids
+  ids="$(curl -sf "$base/api/v1/notes/?limit=1000" | jq -r '[.[].id] | "\(min) \(max)"')"
+  export BENCH_ID_MIN="${ids% *}" BENCH_ID_MAX="${ids#* }" BENCH_NOTE_ID="${ids% *}"
+}
+
+# --- measurement -----------------------------------------------------------------------------
+export BENCH_HTTP_DIR="$HERE"
+table=()
+field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$2"; }
+
+# run_wrk LABEL SCRIPT PORT...: runs wrk against each port at once and records one table row.
+run_wrk() {
+  local label="$1" script="$2"; shift 2
+  local n=$# port i=0 line lines=() rate=0 p50=0 p99=0 errs=0 wrk_pids=()
+  for port in "$@"; do
+    if ((n == 1)); then
+      BENCH_NAME="$label" wrk -t"$wrk_threads" -c"$connections" -d"$duration" --latency \
+        -s "$HERE/$script.lua" "http://127.0.0.1:$port" >"$results/${label// /_}.$i.txt" 2>&1 &
+    else
+      BENCH_NAME="$label" wrk -t1 -c$((connections / n)) -d"$duration" --latency \
+        -s "$HERE/$script.lua" "http://127.0.0.1:$port" >"$results/${label// /_}.$i.txt" 2>&1 &
+    fi
+    wrk_pids+=("$!")
+    i=$((i + 1))
+  done
+  wait "${wrk_pids[@]}" || true
+  for ((i = 0; i < n; i++)); do
+    line="$(grep '^BENCH ' "$results/${label// /_}.$i.txt" || true)"
+    if [ -z "$line" ]; then
+      echo "run.sh: wrk gave no result for $label:" >&2
+      cat "$results/${label// /_}.$i.txt" >&2
+      return 1
+    fi
+    lines+=("$line")
+  done
+  read -r rate p50 p99 errs < <(printf '%s\n' "${lines[@]}" | awk '
+    { for (f = 1; f <= NF; f++) { split($f, kv, "="); v[kv[1]] = kv[2] }
+      rate += v["req_s"]; p50 += v["p50_ms"]; if (v["p99_ms"] > p99) p99 = v["p99_ms"]
+      errs += v["non2xx"] + v["socket_errors"] }
+    END { printf "%.0f %.2f %.2f %d\n", rate, p50 / NR, p99, errs }')
+  table+=("$(printf '%-24s %10s %9s %9s %7s' "$label" "$rate" "$p50" "$p99" "$errs")")
+  printf '%-24s %10s req/s  p50 %7s ms  p99 %7s ms  errors %s\n' "$label" "$rate" "$p50" "$p99" \
+    "$errs" >&2
+  last_rate="$rate"
+}
+
+load_note=""
+echo "== transnotes HTTP bench: mode=$mode procs=$procs duration=$duration c=$connections" \
+  "wrk-threads=$wrk_threads binary=$binary" >&2
+uptime >&2
+
+start_servers "$threads"
+seed_notes "$seed"
+load_note="$(curl -sf "http://127.0.0.1:${ports[0]}/api/v1/notes/$BENCH_NOTE_ID/")"
+
+if [ -n "$sweep" ]; then
+  best_rate=0 best_threads="$threads"
+  for t in $sweep; do
+    stop_servers
+    start_servers "$t"
+    curl -sf -o /dev/null "http://127.0.0.1:${ports[0]}/api/v1/notes/$BENCH_NOTE_ID/"  # warm the cache
+    run_wrk "retrieve --threads $t" retrieve "${ports[@]}"
+    if ((last_rate > best_rate)); then best_rate="$last_rate" best_threads="$t"; fi
+  done
+  threads="$best_threads"
+  stop_servers
+  start_servers "$threads"
+fi
+
+for s in $scenarios; do
+  curl -sf -o /dev/null "http://127.0.0.1:${ports[0]}/api/v1/notes/$BENCH_NOTE_ID/"
+  run_wrk "$s" "$s" "${ports[@]}"
+  [ "$s" = retrieve ] && app_retrieve="$last_rate"
+done
+
+dispatch_line=""
+if ((dispatch > 0)); then
+  dispatch_line="$("$HERE/dispatch.sh" "http://127.0.0.1:${ports[0]}" "$dispatch" || true)"
+  echo "$dispatch_line" >&2
+fi
+stop_servers
+
+nginx_line=""
+if ((nginx)); then
+  nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
+  [ -x "$nginx_bin" ] || { echo "run.sh: nginx not installed (apt-get install nginx-light)" >&2; exit 1; }
+  mkdir -p "$work/nginx"
+  nport="$(free_port)"
+  # The body is the real note JSON, so both servers send the same bytes.
+  body="$(sed -e 's/\\/\\\\/g' -e "s/'/\\\\'/g" <<<"$load_note")"
+  cat >"$work/nginx/nginx.conf" <<EOF
+worker_processes 2;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log warn;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  server {
+    listen 127.0.0.1:$nport;
+    location / {
+      default_type application/json;
+      return 200 '$body';
+    }
+  }
+}
+EOF
+  "$nginx_bin" -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' \
+    >"$results/nginx.log" 2>&1 &
+  nginx_pid="$!"
+  wait_http "http://127.0.0.1:$nport/api/v1/notes/1/"
+  run_wrk "nginx fixed JSON" retrieve "$nport"
+  nginx_rate="$last_rate"
+  stop_pid "$nginx_pid"
+  nginx_pid=""
+fi
+
+# --- report ----------------------------------------------------------------------------------
+echo
+echo "mode=$mode procs=$procs threads=$threads workers=$workers duration=$duration" \
+  "connections=$connections wrk-threads=$wrk_threads seed=$seed"
+echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)"
+echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  load: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-24s %10s %9s %9s %7s\n' scenario "req/s" "p50 ms" "p99 ms" errors
+printf '%s\n' "${table[@]}"
+if [ -n "${nginx_rate:-}" ] && [ -n "${app_retrieve:-}" ] && ((nginx_rate > 0)); then
+  awk -v a="$app_retrieve" -v b="$nginx_rate" \
+    'BEGIN { printf "retrieve / nginx = %.0f / %.0f = %.0f%%\n", a, b, 100 * a / b }'
+fi
+[ -n "$dispatch_line" ] && echo "$dispatch_line"
+echo "raw outputs: $results"
