@@ -1,0 +1,174 @@
+#!/usr/bin/env bash
+# Checks that docs/openapi.yaml documents every route (path + method) that src/api/api.cpp
+# implements, and documents no route the code lacks. bash + python3 standard library only;
+# PyYAML is used for deeper checks when present, never required.
+#
+# Usage: tests/openapi_check.sh [SOURCE_DIR]   (default: the repository holding this script)
+# Exit 0: in sync. Exit 1: a difference (listed). Exit 2: the route table could not be read
+# (api.cpp changed its routing idiom: update the extractor below together with the code).
+set -euo pipefail
+
+SOURCE_DIR="${1:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}"
+API_CPP="$SOURCE_DIR/src/api/api.cpp"
+SPEC="$SOURCE_DIR/docs/openapi.yaml"
+[ -f "$API_CPP" ] || { echo "openapi_check: missing $API_CPP" >&2; exit 2; }
+[ -f "$SPEC" ] || { echo "openapi_check: missing $SPEC" >&2; exit 2; }
+
+exec python3 - "$API_CPP" "$SPEC" <<'PY'
+import re
+import sys
+
+api_cpp, spec_path = sys.argv[1], sys.argv[2]
+code = open(api_cpp, encoding="utf-8").read()
+spec_text = open(spec_path, encoding="utf-8").read()
+
+
+def fail_extract(message):
+    print(f"openapi_check: cannot read routes from {api_cpp}: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def normalize(path):
+    """Compare paths ignoring placeholder names and a trailing slash."""
+    path = re.sub(r"\{[^}]*\}", "{}", path)
+    return path.rstrip("/") or "/"
+
+
+# ---- routes implemented in api.cpp -------------------------------------------------------
+# The router (Api::route) is a chain of ifs in three idioms:
+#   if (path == "/health" || path == "/health/" ...)  -> literal paths
+#   if (parts[0] == "notes") / parts.size() == N / parts[2] == "translate"
+#                                                      -> /api/v1/<parts[0]>[/{id}[/<parts[2]>]]/
+#   require_method(request, {"GET", "POST"})          -> the methods of the innermost route
+body_match = re.search(r"http::Response Api::route\(.*?\n\}\n", code, re.S)
+if not body_match:
+    fail_extract("Api::route not found")
+route_body = body_match.group(0)
+prefix_match = re.search(r'kPrefix\s*=\s*"([^"]+)"', code)
+if not prefix_match:
+    fail_extract("kPrefix not found")
+prefix = prefix_match.group(1)
+
+implemented = {}  # normalized path -> set of methods
+literal_paths = None
+resource = None
+size = None
+sub = None
+for line in route_body.splitlines():
+    literals = re.findall(r'path == "([^"]+)"', line)
+    if literals:
+        literal_paths = sorted({normalize(p) for p in literals})
+        continue
+    if "starts_with(kPrefix)" in line:
+        literal_paths = None
+    m = re.search(r'parts\[0\] == "([^"]+)"', line)
+    if m:
+        resource, size, sub = m.group(1), None, None
+    m = re.search(r"parts\.size\(\) == (\d+)", line)
+    if m:
+        size, sub = int(m.group(1)), None
+    m = re.search(r'parts\[2\] == "([^"]+)"', line)
+    if m:
+        sub = m.group(1)
+    m = re.search(r"require_method\(request,\s*\{([^}]*)\}\)", line)
+    if not m:
+        continue
+    methods = set(re.findall(r'"([A-Z]+)"', m.group(1)))
+    if not methods:
+        fail_extract(f"require_method without methods: {line.strip()}")
+    if literal_paths is not None:
+        paths = literal_paths
+    else:
+        if resource is None or size is None:
+            fail_extract(f"require_method outside a known route: {line.strip()}")
+        segments = [resource]
+        if size >= 2:
+            segments.append("{}")
+        if size >= 3:
+            if sub is None:
+                fail_extract(f"route with 3 segments but no parts[2] test: {line.strip()}")
+            segments.append(sub)
+        paths = [normalize(prefix + "/" + "/".join(segments))]
+    for p in paths:
+        implemented.setdefault(p, set()).update(methods)
+
+if len(implemented) < 3:
+    fail_extract(f"only {len(implemented)} routes found; the routing idiom probably changed")
+
+# ---- routes documented in openapi.yaml ----------------------------------------------------
+HTTP_METHODS = {"get", "put", "post", "delete", "patch", "head", "options", "trace"}
+documented = {}
+problems = []
+try:
+    import yaml  # optional
+except ImportError:
+    yaml = None
+
+if yaml is not None:
+    spec = yaml.safe_load(spec_text)
+    if not str(spec.get("openapi", "")).startswith("3.0"):
+        problems.append("openapi version is not 3.0.x")
+    for path, item in (spec.get("paths") or {}).items():
+        ops = {k.upper() for k in item if k in HTTP_METHODS}
+        documented.setdefault(normalize(path), set()).update(ops)
+        for method, op in item.items():
+            if method in HTTP_METHODS and not op.get("responses"):
+                problems.append(f"{method.upper()} {path}: no responses")
+    components = spec.get("components") or {}
+else:
+    # Block-style YAML as written in docs/openapi.yaml: path keys at two spaces under `paths:`,
+    # operation keys at four spaces.
+    in_paths = False
+    current = None
+    for line in spec_text.splitlines():
+        if re.match(r"^\S", line):
+            in_paths = line.startswith("paths:")
+            current = None
+            continue
+        if not in_paths:
+            continue
+        m = re.match(r"^  (['\"]?)(/[^'\":]*)\1:\s*$", line)
+        if m:
+            current = normalize(m.group(2))
+            documented.setdefault(current, set())
+            continue
+        m = re.match(r"^    ([a-z]+):", line)
+        if m and current and m.group(1) in HTTP_METHODS:
+            documented[current].add(m.group(1).upper())
+    components = None
+
+# Every $ref must point at something defined.
+for ref in sorted(set(re.findall(r"\$ref:\s*['\"]?#/components/(\w+)/([\w.-]+)", spec_text))):
+    section, name = ref
+    if components is not None:
+        defined = name in (components.get(section) or {})
+    else:
+        block = re.search(rf"^  {section}:\n((?:    .*\n|\s*\n)*)", spec_text, re.M)
+        defined = bool(block and re.search(rf"^    {re.escape(name)}:", block.group(1), re.M))
+    if not defined:
+        problems.append(f"$ref #/components/{section}/{name} is not defined")
+
+# ---- compare ---------------------------------------------------------------------------
+for path in sorted(implemented):
+    if path not in documented:
+        problems.append(f"route {path}/ ({', '.join(sorted(implemented[path]))}) is not documented")
+        continue
+    for method in sorted(implemented[path] - documented[path]):
+        problems.append(f"{method} {path}/ is implemented but not documented")
+for path in sorted(documented):
+    if path not in implemented:
+        problems.append(f"documented path {path}/ is not implemented in api.cpp")
+        continue
+    extra = documented[path] - implemented[path] - {"HEAD", "OPTIONS"}
+    for method in sorted(extra):
+        problems.append(f"{method} {path}/ is documented but not implemented")
+
+mode = "PyYAML" if yaml is not None else "stdlib parser"
+if problems:
+    for p in problems:
+        print(f"openapi_check: {p}")
+    print(f"openapi_check: FAILED ({len(problems)} problems, {mode})")
+    sys.exit(1)
+total = sum(len(m) for m in implemented.values())
+print(f"openapi_check: OK, {len(implemented)} paths / {total} operations documented ({mode})")
+PY
