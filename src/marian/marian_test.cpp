@@ -97,7 +97,9 @@ TEST(MarianTokenizer, MatchesHfPiecesAndIds) {
     for (const auto& p : c.at("source_pieces").as_array()) want.emplace_back(p.as_string());
     ASSERT_EQ(pieces.size(), want.size());
     for (size_t i = 0; i < want.size(); ++i)
-      if (want[i] != "<unk>") EXPECT_EQ(pieces[i], want[i]) << i;
+      if (want[i] != "<unk>") {
+        EXPECT_EQ(pieces[i], want[i]) << i;
+      }
   }
 }
 

@@ -1,6 +1,7 @@
 #include "marian/model.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 
 #include <algorithm>
 #include <cmath>
@@ -93,9 +94,50 @@ void apply_activation(Act act, float* x, size_t n) {
   }
 }
 
+// Few rows (beam search on one sentence, small batches): OpenBLAS sgemm would repack the whole
+// weight matrix on every call, which costs more than the multiply. This kernel streams each
+// weight row once and dots it with all n (<= kSmallRows) inputs held in cache.
+constexpr int kSmallRows = 8;
+
+__attribute__((target("avx2,fma"))) void small_linear_avx2(const float* x, int n, const float* w,
+                                                           const float* b, int out, int in,
+                                                           float* y) {
+  const int vec_end = in - in % 8;
+  for (int o = 0; o < out; ++o) {
+    const float* wr = w + static_cast<size_t>(o) * in;
+    __m256 acc[kSmallRows];
+    for (int j = 0; j < n; ++j) acc[j] = _mm256_setzero_ps();
+    for (int k = 0; k < vec_end; k += 8) {
+      const __m256 wv = _mm256_loadu_ps(wr + k);
+      for (int j = 0; j < n; ++j)
+        acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + static_cast<size_t>(j) * in + k), acc[j]);
+    }
+    for (int j = 0; j < n; ++j) {
+      __m128 lo = _mm256_castps256_ps128(acc[j]);
+      __m128 hi = _mm256_extractf128_ps(acc[j], 1);
+      lo = _mm_add_ps(lo, hi);
+      lo = _mm_hadd_ps(lo, lo);
+      lo = _mm_hadd_ps(lo, lo);
+      float sum = _mm_cvtss_f32(lo);
+      const float* xr = x + static_cast<size_t>(j) * in;
+      for (int k = vec_end; k < in; ++k) sum += wr[k] * xr[k];
+      y[static_cast<size_t>(j) * out + o] = b[o] + sum;
+    }
+  }
+}
+
+bool have_avx2_fma() {
+  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return ok;
+}
+
 // y[n, out] = x[n, in] W^T + b
 void linear(const Linear& l, const float* x, int n, float* y) {
   if (n <= 0) return;
+  if (n > 1 && n <= kSmallRows && have_avx2_fma()) {
+    small_linear_avx2(x, n, l.w, l.b, l.out, l.in, y);
+    return;
+  }
   for (int i = 0; i < n; ++i) std::memcpy(y + static_cast<size_t>(i) * l.out, l.b, l.out * 4);
   if (n == 1) {
     cblas_sgemv(CblasRowMajor, CblasNoTrans, l.out, l.in, 1.0f, l.w, l.in, x, 1, 1.0f, y, 1);
