@@ -158,7 +158,7 @@ WorkerOptions worker_options(const Config& config, int threads) {
 
 int run_migrate(const Config& config) {
   auto store = open_and_migrate(config);
-  std::cout << "migrations applied to " << config.resolved_database_url() << "\n";
+  std::cout << "migrations applied to " << config.redacted_database_url() << "\n";
   return 0;
 }
 

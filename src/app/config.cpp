@@ -43,6 +43,16 @@ std::string Config::resolved_database_url() const {
   return "sqlite://" + path.lexically_normal().string();
 }
 
+std::string Config::redacted_database_url() const {
+  std::string url = resolved_database_url();
+  auto scheme_end = url.find("://");
+  auto at = url.find('@');
+  if (scheme_end == std::string::npos || at == std::string::npos || at < scheme_end) return url;
+  auto colon = url.find(':', scheme_end + 3);
+  if (colon == std::string::npos || colon > at) return url;
+  return url.substr(0, colon + 1) + "***" + url.substr(at);
+}
+
 std::vector<std::string> Config::engine_order() const {
   std::vector<std::string> order;
   std::stringstream in(engines);

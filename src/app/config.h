@@ -46,6 +46,8 @@ struct Config {
 
   // Resolved database URL: DATABASE_URL, else POSTGRES_* env, else sqlite in data_dir.
   std::string resolved_database_url() const;
+  // The database URL with any password replaced by "***", for logs.
+  std::string redacted_database_url() const;
   bool uses_redis() const { return !redis_url.empty(); }
   std::vector<std::string> engine_order() const;
   // Throws ConfigError describing the first bad value.
