@@ -344,8 +344,11 @@ FetchOutcome fetch(const std::string& url, const fs::path& target, const std::st
     throw ModelPullError("download of " + file + " failed (" + url + "): " + reason);
   }
   if (status < 200 || status >= 300) {
+    // The hub answers 401 for repositories that do not exist as well as for gated ones.
+    const std::string hint =
+        (status == 401 || status == 403) ? " (repository not found, private or gated)" : "";
     throw ModelPullError("download of " + file + " failed (" + url + "): HTTP " +
-                         std::to_string(status));
+                         std::to_string(status) + hint);
   }
   if (!flushed) throw ModelPullError("cannot write " + target.string());
   if (content_length >= 0 && state.written != static_cast<std::uint64_t>(content_length)) {

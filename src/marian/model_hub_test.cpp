@@ -101,7 +101,8 @@ class FakeHub {
     std::string response = "HTTP/1.1 " + std::to_string(route.status) + " " +
                            (route.status == 200   ? "OK"
                             : route.status == 302 ? "Found"
-                                                  : "Not Found") +
+                            : route.status == 404 ? "Not Found"
+                                                  : "Error") +
                            "\r\nContent-Length: " + std::to_string(route.declared_length) +
                            "\r\nConnection: close\r\n";
     if (!route.location.empty()) response += "Location: " + route.location + "\r\n";
@@ -251,6 +252,22 @@ TEST_F(ModelHubTest, MissingRequiredFileFailsCleanly) {
   std::ostringstream out, err;
   EXPECT_EQ(run_models_pull(out, err, hub.endpoint(), kRepo, "main", models_dir_, true), 1);
   EXPECT_NE(err.str().find("error:"), std::string::npos) << err.str();
+  EXPECT_TRUE(entries(models_dir_).empty());
+}
+
+TEST_F(ModelHubTest, UnknownRepositoryReportsStatus) {
+  // The real hub answers 401 for repositories that do not exist.
+  const std::string body = "Invalid username or password.";
+  FakeHub hub({{kPrefix + "config.json", Route{401, body, body.size(), ""}}});
+  try {
+    pull_model(hub.endpoint(), kRepo, "main", models_dir_);
+    FAIL() << "a 401 must fail";
+  } catch (const ModelPullError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("HTTP 401"), std::string::npos) << message;
+    EXPECT_NE(message.find("not found"), std::string::npos) << message;
+  }
+  EXPECT_EQ(hub.requests(), 1);  // config.json first: nothing else was tried
   EXPECT_TRUE(entries(models_dir_).empty());
 }
 
