@@ -2,9 +2,9 @@
 
 #include <hiredis/hiredis.h>
 #include <signal.h>
-#include <spdlog/spdlog.h>
 #include <sys/time.h>
 
+#include <algorithm>
 #include <boost/url/parse.hpp>
 #include <boost/uuid/detail/sha1.hpp>
 #include <cerrno>
@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 #include "domain/errors.h"
 
