@@ -4,8 +4,10 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
+#include <thread>
 
 #include "marian/safetensors.h"
 
@@ -94,48 +96,105 @@ void apply_activation(Act act, float* x, size_t n) {
   }
 }
 
-// Few rows (beam search on one sentence, small batches): OpenBLAS sgemm would repack the whole
-// weight matrix on every call, which costs more than the multiply. This kernel streams each
-// weight row once and dots it with all n (<= kSmallRows) inputs held in cache.
+// Few rows (greedy/beam search on one sentence, small batches): OpenBLAS sgemm would repack
+// the whole weight matrix on every call (costlier than the multiply) and its threads spin on
+// small problems. This kernel streams each weight row once and dots it with all N (<= 8) input
+// rows held in cache; R weight rows at a time give independent FMA chains.
 constexpr int kSmallRows = 8;
 
-__attribute__((target("avx2,fma"))) void small_linear_avx2(const float* x, int n, const float* w,
+__attribute__((target("avx2,fma"))) inline float horizontal_sum(__m256 acc) {
+  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+  lo = _mm_hadd_ps(lo, lo);
+  lo = _mm_hadd_ps(lo, lo);
+  return _mm_cvtss_f32(lo);
+}
+
+template <int N>
+__attribute__((target("avx2,fma"))) void small_linear_rows(const float* x, const float* w,
                                                            const float* b, int out, int in,
-                                                           float* y) {
+                                                           float* y, int row_begin, int row_end) {
+  constexpr int R = N == 1 ? 4 : (N <= 4 ? 2 : 1);
   const int vec_end = in - in % 8;
-  for (int o = 0; o < out; ++o) {
-    const float* wr = w + static_cast<size_t>(o) * in;
-    __m256 acc[kSmallRows];
-    for (int j = 0; j < n; ++j) acc[j] = _mm256_setzero_ps();
+  int o = row_begin;
+  auto finish = [&](__m256 acc, int row, int j) {
+    float sum = horizontal_sum(acc);
+    const float* wr = w + static_cast<size_t>(row) * in;
+    const float* xr = x + static_cast<size_t>(j) * in;
+    for (int k = vec_end; k < in; ++k) sum += wr[k] * xr[k];
+    y[static_cast<size_t>(j) * out + row] = b[row] + sum;
+  };
+  for (; o + R <= row_end; o += R) {
+    __m256 acc[R][N];
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < N; ++j) acc[r][j] = _mm256_setzero_ps();
     for (int k = 0; k < vec_end; k += 8) {
-      const __m256 wv = _mm256_loadu_ps(wr + k);
-      for (int j = 0; j < n; ++j)
+      for (int r = 0; r < R; ++r) {
+        const __m256 wv = _mm256_loadu_ps(w + static_cast<size_t>(o + r) * in + k);
+        for (int j = 0; j < N; ++j)
+          acc[r][j] =
+              _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + static_cast<size_t>(j) * in + k), acc[r][j]);
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int j = 0; j < N; ++j) finish(acc[r][j], o + r, j);
+  }
+  for (; o < row_end; ++o) {
+    __m256 acc[N];
+    for (int j = 0; j < N; ++j) acc[j] = _mm256_setzero_ps();
+    for (int k = 0; k < vec_end; k += 8) {
+      const __m256 wv = _mm256_loadu_ps(w + static_cast<size_t>(o) * in + k);
+      for (int j = 0; j < N; ++j)
         acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + static_cast<size_t>(j) * in + k), acc[j]);
     }
-    for (int j = 0; j < n; ++j) {
-      __m128 lo = _mm256_castps256_ps128(acc[j]);
-      __m128 hi = _mm256_extractf128_ps(acc[j], 1);
-      lo = _mm_add_ps(lo, hi);
-      lo = _mm_hadd_ps(lo, lo);
-      lo = _mm_hadd_ps(lo, lo);
-      float sum = _mm_cvtss_f32(lo);
-      const float* xr = x + static_cast<size_t>(j) * in;
-      for (int k = vec_end; k < in; ++k) sum += wr[k] * xr[k];
-      y[static_cast<size_t>(j) * out + o] = b[o] + sum;
-    }
+    for (int j = 0; j < N; ++j) finish(acc[j], o, j);
   }
 }
+
+using SmallKernel = void (*)(const float*, const float*, const float*, int, int, float*, int, int);
+constexpr SmallKernel kSmallKernels[kSmallRows + 1] = {nullptr,
+                                                       small_linear_rows<1>,
+                                                       small_linear_rows<2>,
+                                                       small_linear_rows<3>,
+                                                       small_linear_rows<4>,
+                                                       small_linear_rows<5>,
+                                                       small_linear_rows<6>,
+                                                       small_linear_rows<7>,
+                                                       small_linear_rows<8>};
 
 bool have_avx2_fma() {
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
   return ok;
 }
 
+// Threads for the small kernel (process-wide, like OpenBLAS's own setting).
+std::atomic<int> g_small_threads{1};
+
+void small_linear(const float* x, int n, const float* w, const float* b, int out, int in,
+                  float* y) {
+  const SmallKernel kernel = kSmallKernels[n];
+  const int threads = std::max(1, g_small_threads.load(std::memory_order_relaxed));
+  // Helper threads only pay off for big matrices (the output projection, FFN layers).
+  if (threads == 1 || static_cast<size_t>(out) * in < (size_t{1} << 22)) {
+    kernel(x, w, b, out, in, y, 0, out);
+    return;
+  }
+  const int chunk = (out / threads + 7) / 8 * 8;
+  std::vector<std::thread> helpers;
+  helpers.reserve(threads - 1);
+  for (int t = 1; t < threads; ++t) {
+    const int begin = std::min(out, t * chunk);
+    const int end = std::min(out, begin + chunk);
+    if (begin < end) helpers.emplace_back(kernel, x, w, b, out, in, y, begin, end);
+  }
+  kernel(x, w, b, out, in, y, 0, std::min(out, chunk));
+  for (auto& h : helpers) h.join();
+}
+
 // y[n, out] = x[n, in] W^T + b
 void linear(const Linear& l, const float* x, int n, float* y) {
   if (n <= 0) return;
-  if (n > 1 && n <= kSmallRows && have_avx2_fma()) {
-    small_linear_avx2(x, n, l.w, l.b, l.out, l.in, y);
+  if (n <= kSmallRows && have_avx2_fma()) {
+    small_linear(x, n, l.w, l.b, l.out, l.in, y);
     return;
   }
   for (int i = 0; i < n; ++i) std::memcpy(y + static_cast<size_t>(i) * l.out, l.b, l.out * 4);
@@ -390,7 +449,12 @@ std::shared_ptr<const MarianModel> MarianModel::load(const std::filesystem::path
       row[j] = static_cast<float>(j < half ? std::sin(angle) : std::cos(angle));
     }
   }
-  if (options.num_threads > 0) openblas_set_num_threads(options.num_threads);
+  if (options.num_threads > 0) {
+    openblas_set_num_threads(options.num_threads);
+    g_small_threads.store(options.num_threads);
+  } else {
+    g_small_threads.store(std::max(1, openblas_get_num_threads()));
+  }
   return m;
 }
 
