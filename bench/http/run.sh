@@ -13,7 +13,7 @@
 #                                 req/s are summed, p50 is the mean and p99 the worst of the N
 #     --workers N                 in-process translation workers (default 2)
 #     --duration 10s  --connections 64  --wrk-threads 2
-#     --scenarios "retrieve list stats patch create mix"
+#     --scenarios "retrieve list stats patch mix create"
 #     --seed N                    notes created before the runs (default 1000)
 #     --dispatch N                also measure translate dispatch latency over N jobs (0: skip)
 #     --no-nginx                  skip the nginx ceiling run
@@ -27,7 +27,7 @@ HERE="$ROOT/bench/http"
 
 mode=embedded binary="" threads=4 sweep="" procs=1 workers=2
 duration=10s connections=64 wrk_threads=2 seed=1000 dispatch=0 nginx=1 results=""
-scenarios="retrieve list stats patch create mix"
+scenarios="retrieve list stats patch mix create"
 while (($#)); do
   case "$1" in
     --mode) mode="$2"; shift 2 ;;
@@ -154,10 +154,10 @@ run_wrk() {
   local n=$# port i=0 line lines=() rate=0 p50=0 p99=0 errs=0 wrk_pids=()
   for port in "$@"; do
     if ((n == 1)); then
-      BENCH_NAME="$label" wrk -t"$wrk_threads" -c"$connections" -d"$duration" --latency \
+      BENCH_NAME="$label" wrk -t"$wrk_threads" -c"$connections" -d"$duration" --timeout 10s --latency \
         -s "$HERE/$script.lua" "http://127.0.0.1:$port" >"$results/${label// /_}.$i.txt" 2>&1 &
     else
-      BENCH_NAME="$label" wrk -t1 -c$((connections / n)) -d"$duration" --latency \
+      BENCH_NAME="$label" wrk -t1 -c$((connections / n)) -d"$duration" --timeout 10s --latency \
         -s "$HERE/$script.lua" "http://127.0.0.1:$port" >"$results/${label// /_}.$i.txt" 2>&1 &
     fi
     wrk_pids+=("$!")
