@@ -7,8 +7,6 @@
 
 #include <atomic>
 #include <boost/asio.hpp>
-#include <boost/beast/core.hpp>
-#include <boost/beast/http.hpp>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -19,7 +17,6 @@ namespace {
 
 namespace fs = std::filesystem;
 namespace asio = boost::asio;
-namespace http = boost::beast::http;
 using asio::ip::tcp;
 
 const fs::path kFixtureDir =
@@ -91,12 +88,15 @@ class FakeHub {
 
   void handle(tcp::socket& socket) {
     boost::system::error_code ec;
-    boost::beast::flat_buffer buffer;
-    http::request<http::empty_body> request;
-    http::read(socket, buffer, request, ec);
+    // Only GET without a body is expected: read the head, take the target from the request line.
+    std::string head;
+    asio::read_until(socket, asio::dynamic_buffer(head), "\r\n\r\n", ec);
     if (ec) return;
+    std::istringstream request_line(head.substr(0, head.find("\r\n")));
+    std::string method, target;
+    request_line >> method >> target;
     ++requests_;
-    const auto it = routes_.find(std::string(request.target()));
+    const auto it = routes_.find(target);
     const Route route = it != routes_.end() ? it->second : Route{404, "Entry not found", 15, ""};
     std::string response = "HTTP/1.1 " + std::to_string(route.status) + " " +
                            (route.status == 200   ? "OK"
