@@ -307,8 +307,8 @@ TEST(ProductionFaults, TwoHundredTranslationsSurviveTwoRedisRestarts) {
 // 3. PostgreSQL stops for a few seconds under load.
 
 TEST(ProductionFaults, PostgresOutageAnswers503AndRecovers) {
+  REQUIRE_PRODUCTION_SERVICES();
   if (faults::PostgresServer::bin_dir().empty()) GTEST_SKIP() << "PostgreSQL not installed";
-  if (!faults::RedisServer::available()) GTEST_SKIP() << "redis-server not installed";
   faults::PostgresServer pg;
   faults::RedisServer redis;
   Env env = production_env(pg.url("outage"), redis.url());
@@ -662,7 +662,8 @@ TEST(ProductionShutdown, RequestWhoseBodyIsStillArrivingAtSigtermIsAnswered) {
   std::this_thread::sleep_for(milliseconds(300));
   auto status = faults::terminate_within(api, seconds(20));
   client.join();
-  EXPECT_TRUE(answer.starts_with("HTTP/1.1 201")) << "answer: '" << answer << "'";
+  EXPECT_TRUE(answer.starts_with("HTTP/1.1 201")) << "answer: '" << answer << "'\n--- api log ---\n"
+                                                  << api.log();
   EXPECT_TRUE(exited_zero(status)) << describe_status(status);
 }
 
