@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "marian/checkpoint.h"
 #include "marian/generate.h"
@@ -307,6 +308,33 @@ TEST(MarianEngine, TranslatesThroughEngineInterface) {
   auto out = engine.translate_batch("en", "es", {"Hello", "The dog is on the table.", ""});
   EXPECT_EQ(out, (std::vector<std::string>{"Hola.", "El perro está en la mesa.", ""}));
   EXPECT_THROW(engine.translate_batch("en", "fr", {"Hello"}), transnotes::TranslationFailed);
+}
+
+TEST(MarianEngine, ConcurrentCallersShareOneModel) {
+  REQUIRE_FIXTURE();
+  TempDir tmp;
+  auto dir = copy_fixture(tmp.path / "opus-mt-en-es");
+  transnotes::MarianEngineOptions opts;
+  opts.num_threads = 1;
+  opts.max_length = 64;
+  transnotes::MarianEngine engine(std::vector<fs::path>{dir}, opts);
+  std::vector<std::vector<std::string>> inputs = {
+      {"The cat is on the table.", "Hello"},
+      {"Where is the train station?", "What time is it?", "Good morning!"},
+      {"I have 2 cats and 1 dog."},
+      {"My brother works in a hospital.", "The house has 4 rooms."}};
+  std::vector<std::vector<std::string>> serial;
+  for (const auto& in : inputs) serial.push_back(engine.translate_batch("en", "es", in));
+  std::vector<std::vector<std::string>> parallel(inputs.size());
+  std::vector<std::thread> threads;
+  for (size_t i = 0; i < inputs.size(); ++i)
+    threads.emplace_back([&, i] {
+      for (int round = 0; round < 5; ++round)
+        parallel[i] = engine.translate_batch("en", "es", inputs[i]);
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(parallel, serial);
+  EXPECT_EQ(serial[0][0], "El gato está en la mesa.");
 }
 
 TEST(MarianEngine, DiscoversModelFoldersAndHubCache) {
