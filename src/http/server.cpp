@@ -86,6 +86,8 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_header(beast::error_code ec, std::size_t) {
     if (ec) return on_read_error(ec);
+    // From here on the request counts as in flight, so a graceful stop waits for its body too.
+    begin_request();
     if (parser_->is_done()) return handle();
     auto length = parser_->content_length();
     if (length && *length > server_.options.max_body_bytes) return send_plain_error(413);
@@ -99,7 +101,22 @@ class Session : public std::enable_shared_from_this<Session> {
     handle();
   }
 
+  void begin_request() {
+    if (!request_open_) {
+      request_open_ = true;
+      server_.in_flight.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  void end_request() {
+    if (request_open_) {
+      request_open_ = false;
+      server_.in_flight.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
+
   void on_read_error(beast::error_code ec) {
+    end_request();
     if (ec == bhttp::error::end_of_stream || ec == beast::error::timeout ||
         ec == asio::error::connection_reset || ec == asio::error::operation_aborted ||
         ec == asio::error::eof) {
@@ -115,6 +132,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void send_plain_error(int status) {
+    end_request();
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
     res->result(static_cast<unsigned>(status));
     res->version(11);
@@ -149,7 +167,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   void handle() {
-    server_.in_flight.fetch_add(1, std::memory_order_relaxed);
+    begin_request();
     auto& msg = parser_->get();
     Request req;
     req.method = std::string(msg.method_string());
@@ -177,18 +195,17 @@ class Session : public std::enable_shared_from_this<Session> {
     res->body() = std::move(out.body);
     res->keep_alive(msg.keep_alive() && !server_.stopping.load(std::memory_order_relaxed));
     res->prepare_payload();
-    write(std::move(res), /*counted=*/true);
+    write(std::move(res));
   }
 
-  void write(std::shared_ptr<bhttp::response<bhttp::string_body>> res, bool counted) {
+  void write(std::shared_ptr<bhttp::response<bhttp::string_body>> res) {
     stream_.expires_after(server_.options.read_timeout);
-    bhttp::async_write(
-        stream_, *res,
-        [self = shared_from_this(), res, counted](beast::error_code ec, std::size_t) {
-          if (counted) self->server_.in_flight.fetch_sub(1);
-          if (ec || !res->keep_alive()) return self->close();
-          self->read_request();
-        });
+    bhttp::async_write(stream_, *res,
+                       [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+                         self->end_request();
+                         if (ec || !res->keep_alive()) return self->close();
+                         self->read_request();
+                       });
   }
 
   void close() {
@@ -199,6 +216,7 @@ class Session : public std::enable_shared_from_this<Session> {
 
   beast::tcp_stream stream_;
   beast::flat_buffer buffer_;
+  bool request_open_ = false;  // headers read, answer not yet written
   std::vector<char> drain_;
   std::size_t drained_ = 0;
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
