@@ -17,6 +17,7 @@
 #     --seed N                    notes created before the runs (default 1000)
 #     --dispatch N                also measure translate dispatch latency over N jobs (0: skip)
 #     --no-nginx                  skip the nginx ceiling run
+#     --pairs N                   alternate transnotes retrieve and nginx N times (median ratio)
 #     --results DIR               keep raw wrk outputs and server logs there
 #
 # Only 127.0.0.1; every server it starts is stopped on exit (by pid).
@@ -26,7 +27,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$ROOT/bench/http"
 
 mode=embedded binary="" threads=4 sweep="" procs=1 workers=2
-duration=10s connections=64 wrk_threads=2 seed=1000 dispatch=0 nginx=1 results=""
+duration=10s connections=64 wrk_threads=2 seed=1000 dispatch=0 nginx=1 pairs=1 results=""
 scenarios="retrieve list stats patch mix create"
 while (($#)); do
   case "$1" in
@@ -43,8 +44,9 @@ while (($#)); do
     --seed) seed="$2"; shift 2 ;;
     --dispatch) dispatch="$2"; shift 2 ;;
     --no-nginx) nginx=0; shift ;;
+    --pairs) pairs="$2"; shift 2 ;;
     --results) results="$2"; shift 2 ;;
-    -h|--help) sed -n '2,22p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -218,9 +220,8 @@ if ((dispatch > 0)); then
   dispatch_line="$("$HERE/dispatch.sh" "http://127.0.0.1:${ports[0]}" "$dispatch" || true)"
   echo "$dispatch_line" >&2
 fi
-stop_servers
 
-nginx_line=""
+ratios=()
 if ((nginx)); then
   nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
   [ -x "$nginx_bin" ] || { echo "run.sh: nginx not installed (apt-get install nginx-light)" >&2; exit 1; }
@@ -253,11 +254,22 @@ EOF
     >"$results/nginx.log" 2>&1 &
   nginx_pid="$!"
   wait_http "http://127.0.0.1:$nport/api/v1/notes/1/"
-  run_wrk "nginx fixed JSON" retrieve "$nport"
-  nginx_rate="$last_rate"
+  # On a shared machine the load drifts between runs: with --pairs N > 1, alternate the two
+  # servers N times (each idle while the other is measured) and report the median ratio.
+  for ((pair = 1; pair <= pairs; pair++)); do
+    if ((pairs > 1)); then
+      run_wrk "retrieve #$pair" retrieve "${ports[@]}"
+      app_retrieve="$last_rate"
+      run_wrk "nginx fixed JSON #$pair" retrieve "$nport"
+    else
+      run_wrk "nginx fixed JSON" retrieve "$nport"
+    fi
+    ratios+=("$(awk -v a="${app_retrieve:-0}" -v b="$last_rate" 'BEGIN { printf "%.0f", 100 * a / b }')")
+  done
   stop_pid "$nginx_pid"
   nginx_pid=""
 fi
+stop_servers
 
 # --- report ----------------------------------------------------------------------------------
 echo
@@ -267,9 +279,9 @@ echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/c
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  load: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-24s %10s %9s %9s %7s\n' scenario "req/s" "p50 ms" "p99 ms" errors
 printf '%s\n' "${table[@]}"
-if [ -n "${nginx_rate:-}" ] && [ -n "${app_retrieve:-}" ] && ((nginx_rate > 0)); then
-  awk -v a="$app_retrieve" -v b="$nginx_rate" \
-    'BEGIN { printf "retrieve / nginx = %.0f / %.0f = %.0f%%\n", a, b, 100 * a / b }'
+if ((${#ratios[@]})); then
+  echo "retrieve / nginx: $(printf '%s%% ' "${ratios[@]}")(median $(printf '%s\n' "${ratios[@]}" |
+    sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')%)"
 fi
 [ -n "$dispatch_line" ] && echo "$dispatch_line"
 echo "raw outputs: $results"
