@@ -5,7 +5,6 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
-#include <regex>
 #include <set>
 
 namespace transnotes {
@@ -15,10 +14,21 @@ namespace fs = std::filesystem;
 std::optional<EnginePair> marian_pair_from_name(const std::string& folder_name) {
   std::string name = folder_name;
   if (auto p = name.rfind("--"); p != std::string::npos) name = name.substr(p + 2);
-  static const std::regex pattern(R"(^opus-mt-(?:tc-(?:big|base)-)?([a-z]{2,3})-([a-z]{2,3})$)");
-  std::smatch m;
-  if (!std::regex_match(name, m, pattern)) return std::nullopt;
-  return EnginePair{m[1].str(), m[2].str()};
+  const std::string prefix = "opus-mt-";
+  if (name.rfind(prefix, 0) != 0) return std::nullopt;
+  name = name.substr(prefix.size());
+  for (const char* variant : {"tc-big-", "tc-base-"})
+    if (name.rfind(variant, 0) == 0) name = name.substr(std::string(variant).size());
+  const auto dash = name.find('-');
+  if (dash == std::string::npos) return std::nullopt;
+  const std::string source = name.substr(0, dash);
+  const std::string target = name.substr(dash + 1);
+  auto is_code = [](const std::string& code) {
+    return code.size() >= 2 && code.size() <= 3 &&
+           std::all_of(code.begin(), code.end(), [](char c) { return c >= 'a' && c <= 'z'; });
+  };
+  if (!is_code(source) || !is_code(target)) return std::nullopt;
+  return EnginePair{source, target};
 }
 
 namespace {
