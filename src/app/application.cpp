@@ -65,14 +65,19 @@ std::shared_ptr<Engine> make_apertium(const Config& config, int pipelines) {
   return engine;
 }
 
+// With `model_dir`, loads that one checkpoint; its pair comes from the folder name
+// (opus-mt-en-es) or, for any other name, from `pair_for_dir`.
 std::shared_ptr<Engine> make_marian(const Config& config, const MarianEngineOptions& options,
-                                    const std::string& model_dir = {}) {
+                                    const std::string& model_dir = {},
+                                    const EnginePair& pair_for_dir = {}) {
   std::vector<MarianModelDir> models;
   if (!model_dir.empty()) {
     MarianModelDir m;
     m.dir = model_dir;
-    auto pair = marian_pair_from_name(std::filesystem::path(model_dir).filename().string());
-    if (pair) m.pair = *pair;
+    auto name = std::filesystem::path(model_dir).lexically_normal().filename().string();
+    if (name.empty()) name = std::filesystem::path(model_dir).parent_path().filename().string();
+    auto pair = marian_pair_from_name(name);
+    m.pair = pair ? *pair : pair_for_dir;
     models.push_back(m);
   } else {
     models = discover_marian_models_default(config.models_dir);
@@ -248,7 +253,7 @@ int run_translate(const Config& config, const TranslateOptions& options, std::is
     marian.num_threads = config.engine_threads;
     marian.num_beams = options.beams;
     marian.max_length = options.max_length;
-    engine = make_marian(config, marian, options.model_dir);
+    engine = make_marian(config, marian, options.model_dir, EnginePair{options.from, options.to});
     if (!engine) {
       err << "transnotes: no Marian model for " << options.from << "->" << options.to
           << " (looked in " << config.models_dir << " and $HF_HOME/hub)\n";

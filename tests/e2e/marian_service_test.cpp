@@ -1,0 +1,96 @@
+// The service and the CLI translating through a real MarianMT checkpoint (the Hugging Face
+// fixture in ../shared), found through MODELS_DIR like any installed model.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "e2e/harness.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+namespace json = boost::json;
+
+const fs::path kFixture =
+    fs::path(TRANSNOTES_SOURCE_DIR) / ".." / "shared" / "fixtures" / "marian" / "tiny-en-es";
+
+// A MODELS_DIR holding the fixture as opus-mt-en-es, the way `models pull` lays it out.
+std::string make_models_dir() {
+  fs::path dir = e2e::make_temp_dir("transnotes-models");
+  fs::copy(kFixture, dir / "opus-mt-en-es", fs::copy_options::recursive);
+  return dir.string();
+}
+
+json::value load_expected() {
+  std::ifstream in(kFixture / "expected.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return json::parse(ss.str());
+}
+
+TEST(MarianService, TranslatesANoteThroughTheModel) {
+  if (!fs::exists(kFixture / "model.safetensors"))
+    GTEST_SKIP() << "fixture not found at " << kFixture;
+  e2e::ServiceOptions options;
+  options.env["MODELS_DIR"] = make_models_dir();
+  options.env["TRANSNOTES_ENGINES"] = "marian,apertium";
+  options.args = {"--workers", "1"};
+  e2e::Service service(options);
+  auto note = e2e::request(
+      service.port(), "POST", "/api/v1/notes/",
+      R"({"title": "cat", "original_text": "The cat is on the table.\n\nThe dog is on the table."})");
+  ASSERT_EQ(note.status, 201);
+  auto id = note.json().at("id").as_int64();
+  auto res =
+      e2e::request(service.port(), "POST", "/api/v1/notes/" + std::to_string(id) + "/translate/",
+                   R"({"target_language": "es"})");
+  ASSERT_EQ(res.status, 202) << res.body;
+  EXPECT_EQ(res.json().at("translation").at("engine"), "marian");
+  auto job = e2e::wait_for_job(service.port(), res.json().at("translation").at("id").as_int64());
+  ASSERT_EQ(job["status"], "succeeded") << json::serialize(job) << service.log();
+  EXPECT_EQ(job["engine"], "marian");
+  EXPECT_EQ(job["text"], "El gato está en la mesa.\n\nEl perro está en la mesa.");
+  // Apertium still serves the pair the model does not cover.
+  auto languages = e2e::request(service.port(), "GET", "/api/v1/languages/").body;
+  EXPECT_NE(languages.find("marian"), std::string::npos) << languages;
+  EXPECT_NE(languages.find("apertium"), std::string::npos) << languages;
+}
+
+TEST(MarianCli, LinesModeMatchesTransformersGenerate) {
+  if (!fs::exists(kFixture / "model.safetensors"))
+    GTEST_SKIP() << "fixture not found at " << kFixture;
+  auto expected = load_expected();
+  std::string input;
+  std::vector<std::string> greedy;
+  for (const auto& c : expected.at("cases").as_array()) {
+    const auto& kwargs = c.at("greedy").at("kwargs").as_object();
+    if (kwargs.at("max_length").as_int64() != 64) continue;  // cases with their own max_length
+    std::string src(c.at("src").as_string());
+    if (src.find('\n') != std::string::npos || src.empty()) continue;
+    input += src + "\n";
+    greedy.emplace_back(c.at("greedy").at("text").as_string());
+  }
+  ASSERT_GT(greedy.size(), 5u);
+  fs::path in_file = fs::path(e2e::make_temp_dir("transnotes-cli")) / "in.txt";
+  std::ofstream(in_file) << input;
+  std::string command = std::string(TRANSNOTES_BINARY) + " translate --from en --to es --model " +
+                        (kFixture).string() + " --beams 1 --lines < " + in_file.string();
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  std::array<char, 4096> buf{};
+  std::size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) output.append(buf.data(), n);
+  ASSERT_EQ(WEXITSTATUS(pclose(pipe)), 0) << output;
+  std::vector<std::string> lines;
+  std::stringstream ss(output);
+  std::string line;
+  while (std::getline(ss, line)) lines.push_back(line);
+  EXPECT_EQ(lines, greedy);
+}
+
+}  // namespace
