@@ -181,6 +181,27 @@ TEST(MarianGenerate, GreedyMatchesHfExactly) {
   }
 }
 
+// int8 weights (per-row scales) are an engine option; on the fixture they must not change any
+// greedy output.
+TEST(MarianGenerate, Int8GreedyMatchesHf) {
+  REQUIRE_FIXTURE();
+  auto int8_model = MarianModel::load(fixture_dir(), ModelOptions{1, true});
+  int same = 0, total = 0;
+  for (const auto& cv : expected().at("cases").as_array()) {
+    const auto& c = cv.as_object();
+    const auto& g = c.at("greedy").as_object();
+    auto result = generate(*int8_model, {ints(c.at("input_ids"))},
+                           options_from(g.at("kwargs").as_object(), *int8_model));
+    ++total;
+    if (result[0].ids == ints(g.at("output_ids"))) {
+      ++same;
+    } else {
+      ADD_FAILURE() << "int8 greedy differs for " << c.at("id").as_string();
+    }
+  }
+  EXPECT_EQ(same, total);
+}
+
 TEST(MarianGenerate, BeamMatchesHfExactly) {
   REQUIRE_FIXTURE();
   for (const auto& cv : expected().at("cases").as_array()) {

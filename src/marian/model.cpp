@@ -20,6 +20,9 @@ struct Linear {
   const float* b = nullptr;  // [out]
   int out = 0;
   int in = 0;
+  // Optional int8 copy (ModelOptions::int8), used by the few-rows kernel: w ~= q * scale[row].
+  const int8_t* q = nullptr;
+  const float* scale = nullptr;
 };
 struct LayerNormW {
   const float* gamma = nullptr;
@@ -109,30 +112,51 @@ __attribute__((target("avx2,fma"))) inline float horizontal_sum(__m256 acc) {
   return _mm_cvtss_f32(lo);
 }
 
-template <int N>
-__attribute__((target("avx2,fma"))) void small_linear_rows(const float* x, const float* w,
-                                                           const float* b, int out, int in,
-                                                           float* y, int row_begin, int row_end) {
+struct KernelArgs {
+  const float* x;      // [n, in]
+  const float* w;      // [out, in] fp32, or
+  const int8_t* q;     // [out, in] int8 with per-row scale
+  const float* scale;  // [out]
+  const float* b;      // [out]
+  int out, in;
+  float* y;  // [n, out]
+};
+
+template <bool Q8>
+__attribute__((target("avx2,fma"))) inline __m256 load_weights(const KernelArgs& a, size_t at) {
+  if constexpr (Q8) {
+    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(a.q + at));
+    return _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(bytes));
+  } else {
+    return _mm256_loadu_ps(a.w + at);
+  }
+}
+
+template <int N, bool Q8>
+__attribute__((target("avx2,fma"))) void small_linear_rows(const KernelArgs& a, int row_begin,
+                                                           int row_end) {
   constexpr int R = N == 1 ? 4 : (N <= 4 ? 2 : 1);
+  const int in = a.in;
   const int vec_end = in - in % 8;
-  int o = row_begin;
   auto finish = [&](__m256 acc, int row, int j) {
     float sum = horizontal_sum(acc);
-    const float* wr = w + static_cast<size_t>(row) * in;
-    const float* xr = x + static_cast<size_t>(j) * in;
-    for (int k = vec_end; k < in; ++k) sum += wr[k] * xr[k];
-    y[static_cast<size_t>(j) * out + row] = b[row] + sum;
+    const size_t wr = static_cast<size_t>(row) * in;
+    const float* xr = a.x + static_cast<size_t>(j) * in;
+    for (int k = vec_end; k < in; ++k) sum += (Q8 ? a.q[wr + k] : a.w[wr + k]) * xr[k];
+    if constexpr (Q8) sum *= a.scale[row];
+    a.y[static_cast<size_t>(j) * a.out + row] = a.b[row] + sum;
   };
+  int o = row_begin;
   for (; o + R <= row_end; o += R) {
     __m256 acc[R][N];
     for (int r = 0; r < R; ++r)
       for (int j = 0; j < N; ++j) acc[r][j] = _mm256_setzero_ps();
     for (int k = 0; k < vec_end; k += 8) {
       for (int r = 0; r < R; ++r) {
-        const __m256 wv = _mm256_loadu_ps(w + static_cast<size_t>(o + r) * in + k);
+        const __m256 wv = load_weights<Q8>(a, static_cast<size_t>(o + r) * in + k);
         for (int j = 0; j < N; ++j)
-          acc[r][j] =
-              _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + static_cast<size_t>(j) * in + k), acc[r][j]);
+          acc[r][j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(a.x + static_cast<size_t>(j) * in + k),
+                                      acc[r][j]);
       }
     }
     for (int r = 0; r < R; ++r)
@@ -142,24 +166,26 @@ __attribute__((target("avx2,fma"))) void small_linear_rows(const float* x, const
     __m256 acc[N];
     for (int j = 0; j < N; ++j) acc[j] = _mm256_setzero_ps();
     for (int k = 0; k < vec_end; k += 8) {
-      const __m256 wv = _mm256_loadu_ps(w + static_cast<size_t>(o) * in + k);
+      const __m256 wv = load_weights<Q8>(a, static_cast<size_t>(o) * in + k);
       for (int j = 0; j < N; ++j)
-        acc[j] = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x + static_cast<size_t>(j) * in + k), acc[j]);
+        acc[j] =
+            _mm256_fmadd_ps(wv, _mm256_loadu_ps(a.x + static_cast<size_t>(j) * in + k), acc[j]);
     }
     for (int j = 0; j < N; ++j) finish(acc[j], o, j);
   }
 }
 
-using SmallKernel = void (*)(const float*, const float*, const float*, int, int, float*, int, int);
+using SmallKernel = void (*)(const KernelArgs&, int, int);
+template <bool Q8>
 constexpr SmallKernel kSmallKernels[kSmallRows + 1] = {nullptr,
-                                                       small_linear_rows<1>,
-                                                       small_linear_rows<2>,
-                                                       small_linear_rows<3>,
-                                                       small_linear_rows<4>,
-                                                       small_linear_rows<5>,
-                                                       small_linear_rows<6>,
-                                                       small_linear_rows<7>,
-                                                       small_linear_rows<8>};
+                                                       small_linear_rows<1, Q8>,
+                                                       small_linear_rows<2, Q8>,
+                                                       small_linear_rows<3, Q8>,
+                                                       small_linear_rows<4, Q8>,
+                                                       small_linear_rows<5, Q8>,
+                                                       small_linear_rows<6, Q8>,
+                                                       small_linear_rows<7, Q8>,
+                                                       small_linear_rows<8, Q8>};
 
 bool have_avx2_fma() {
   static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
@@ -169,13 +195,14 @@ bool have_avx2_fma() {
 // Threads for the small kernel (process-wide, like OpenBLAS's own setting).
 std::atomic<int> g_small_threads{1};
 
-void small_linear(const float* x, int n, const float* w, const float* b, int out, int in,
-                  float* y) {
-  const SmallKernel kernel = kSmallKernels[n];
+void small_linear(const Linear& l, const float* x, int n, float* y) {
+  const KernelArgs args{x, l.w, l.q, l.scale, l.b, l.out, l.in, y};
+  const SmallKernel kernel = l.q ? kSmallKernels<true>[n] : kSmallKernels<false>[n];
+  const int out = l.out;
   const int threads = std::max(1, g_small_threads.load(std::memory_order_relaxed));
-  // Helper threads only pay off for big matrices (the output projection, FFN layers).
-  if (threads == 1 || static_cast<size_t>(out) * in < (size_t{1} << 22)) {
-    kernel(x, w, b, out, in, y, 0, out);
+  // Helper threads only pay off for big matrices (the output projection).
+  if (threads == 1 || static_cast<size_t>(out) * l.in < (size_t{1} << 22)) {
+    kernel(args, 0, out);
     return;
   }
   const int chunk = (out / threads + 7) / 8 * 8;
@@ -184,9 +211,9 @@ void small_linear(const float* x, int n, const float* w, const float* b, int out
   for (int t = 1; t < threads; ++t) {
     const int begin = std::min(out, t * chunk);
     const int end = std::min(out, begin + chunk);
-    if (begin < end) helpers.emplace_back(kernel, x, w, b, out, in, y, begin, end);
+    if (begin < end) helpers.emplace_back(kernel, std::cref(args), begin, end);
   }
-  kernel(x, w, b, out, in, y, 0, std::min(out, chunk));
+  kernel(args, 0, std::min(out, chunk));
   for (auto& h : helpers) h.join();
 }
 
@@ -194,7 +221,7 @@ void small_linear(const float* x, int n, const float* w, const float* b, int out
 void linear(const Linear& l, const float* x, int n, float* y) {
   if (n <= 0) return;
   if (n <= kSmallRows && have_avx2_fma()) {
-    small_linear(x, n, l.w, l.b, l.out, l.in, y);
+    small_linear(l, x, n, y);
     return;
   }
   for (int i = 0; i < n; ++i) std::memcpy(y + static_cast<size_t>(i) * l.out, l.b, l.out * 4);
@@ -294,10 +321,11 @@ float half_to_float(uint16_t h) {
 
 struct MarianModel::Weights {
   std::vector<std::vector<float>> owned;  // converted / realigned tensors
-  const float* encoder_embed = nullptr;   // [vocab_size, d]
-  const float* decoder_embed = nullptr;   // [decoder_vocab_size, d]
-  Linear lm_head;                         // [decoder_vocab_size, d] + final_logits_bias
-  std::vector<float> positions;           // [max_position_embeddings, d]
+  std::vector<std::vector<int8_t>> owned_q;
+  const float* encoder_embed = nullptr;  // [vocab_size, d]
+  const float* decoder_embed = nullptr;  // [decoder_vocab_size, d]
+  Linear lm_head;                        // [decoder_vocab_size, d] + final_logits_bias
+  std::vector<float> positions;          // [max_position_embeddings, d]
   std::vector<EncoderLayerW> encoder;
   std::vector<DecoderLayerW> decoder;
   Act act = Act::kSwish;
@@ -435,6 +463,31 @@ std::shared_ptr<const MarianModel> MarianModel::load(const std::filesystem::path
     l.fc2 = bind.linear(p + "fc2", d, c.decoder_ffn_dim);
     l.final_ln = bind.layer_norm(p + "final_layer_norm", d);
     w.decoder.push_back(l);
+  }
+
+  if (options.int8) {
+    // Symmetric per-row int8 (scale = max|w| / 127). Used only where few rows are multiplied
+    // (decoding of small batches, memory-bound); larger products keep fp32 sgemm.
+    auto quantize = [&w](Linear& l) {
+      auto& q = w.owned_q.emplace_back(static_cast<size_t>(l.out) * l.in);
+      auto& scale = w.owned.emplace_back(static_cast<size_t>(l.out));
+      for (int o = 0; o < l.out; ++o) {
+        const float* row = l.w + static_cast<size_t>(o) * l.in;
+        float mx = 0.0f;
+        for (int k = 0; k < l.in; ++k) mx = std::max(mx, std::fabs(row[k]));
+        const float s = mx > 0.0f ? mx / 127.0f : 1.0f;
+        scale[o] = s;
+        for (int k = 0; k < l.in; ++k)
+          q[static_cast<size_t>(o) * l.in + k] = static_cast<int8_t>(std::lrint(row[k] / s));
+      }
+      l.q = q.data();
+      l.scale = scale.data();
+    };
+    for (auto& l : w.decoder)
+      for (Linear* lin :
+           {&l.self.q, &l.self.k, &l.self.v, &l.self.o, &l.cross.q, &l.cross.o, &l.fc1, &l.fc2})
+        quantize(*lin);
+    quantize(w.lm_head);
   }
 
   // Sinusoids as MarianSinusoidalPositionalEmbedding: sin half, then cos half (float64 math).
