@@ -26,7 +26,7 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$ROOT/bench/http"
 
-mode=embedded binary="" threads=4 sweep="" procs=1 workers=2
+mode=embedded binary="" schema="" threads=4 sweep="" procs=1 workers=2
 duration=10s connections=64 wrk_threads=2 seed=1000 dispatch=0 nginx=1 pairs=1 results=""
 scenarios="retrieve list stats patch mix create"
 while (($#)); do
@@ -83,6 +83,10 @@ cleanup() {
   stop_servers
   [ -n "$nginx_pid" ] && stop_pid "$nginx_pid"
   rm -rf "$work/data" "$work/nginx" "$work/seed.curl"
+  if [ -n "${schema:-}" ]; then  # production mode: the schema was only for this run
+    "${TRANSNOTES_TEST_PG_BIN:-/usr/bin}/psql" -q "$TRANSNOTES_TEST_DATABASE_URL" \
+      -c "DROP SCHEMA IF EXISTS \"$schema\" CASCADE" >/dev/null 2>&1 || true
+  fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
