@@ -468,26 +468,41 @@ std::shared_ptr<const MarianModel> MarianModel::load(const std::filesystem::path
   if (options.int8) {
     // Symmetric per-row int8 (scale = max|w| / 127). Used only where few rows are multiplied
     // (decoding of small batches, memory-bound); larger products keep fp32 sgemm.
-    auto quantize = [&w](Linear& l) {
-      auto& q = w.owned_q.emplace_back(static_cast<size_t>(l.out) * l.in);
-      auto& scale = w.owned.emplace_back(static_cast<size_t>(l.out));
-      for (int o = 0; o < l.out; ++o) {
-        const float* row = l.w + static_cast<size_t>(o) * l.in;
-        float mx = 0.0f;
-        for (int k = 0; k < l.in; ++k) mx = std::max(mx, std::fabs(row[k]));
-        const float s = mx > 0.0f ? mx / 127.0f : 1.0f;
-        scale[o] = s;
-        for (int k = 0; k < l.in; ++k)
-          q[static_cast<size_t>(o) * l.in + k] = static_cast<int8_t>(std::lrint(row[k] / s));
-      }
-      l.q = q.data();
-      l.scale = scale.data();
-    };
+    std::vector<Linear*> targets;
     for (auto& l : w.decoder)
       for (Linear* lin :
            {&l.self.q, &l.self.k, &l.self.v, &l.self.o, &l.cross.q, &l.cross.o, &l.fc1, &l.fc2})
-        quantize(*lin);
-    quantize(w.lm_head);
+        targets.push_back(lin);
+    targets.push_back(&w.lm_head);
+    for (Linear* l : targets) {  // storage first (sequentially), then fill in parallel
+      l->q = w.owned_q.emplace_back(static_cast<size_t>(l->out) * l->in).data();
+      l->scale = w.owned.emplace_back(static_cast<size_t>(l->out)).data();
+    }
+    auto quantize_rows = [](Linear* l, int row_begin, int row_end) {
+      auto* q = const_cast<int8_t*>(l->q);
+      auto* scale = const_cast<float*>(l->scale);
+      for (int o = row_begin; o < row_end; ++o) {
+        const float* row = l->w + static_cast<size_t>(o) * l->in;
+        float mx = 0.0f;
+        for (int k = 0; k < l->in; ++k) mx = std::max(mx, std::fabs(row[k]));
+        const float s = mx > 0.0f ? mx / 127.0f : 1.0f;
+        scale[o] = s;
+        for (int k = 0; k < l->in; ++k)
+          q[static_cast<size_t>(o) * l->in + k] = static_cast<int8_t>(std::lrint(row[k] / s));
+      }
+    };
+    const int threads = std::max(1, options.num_threads > 0
+                                        ? options.num_threads
+                                        : static_cast<int>(std::thread::hardware_concurrency()));
+    std::vector<std::thread> workers;
+    for (int t = 0; t < threads; ++t)
+      workers.emplace_back([&, t] {
+        for (Linear* l : targets) {
+          const int chunk = (l->out + threads - 1) / threads;
+          quantize_rows(l, std::min(l->out, t * chunk), std::min(l->out, (t + 1) * chunk));
+        }
+      });
+    for (auto& worker : workers) worker.join();
   }
 
   // Sinusoids as MarianSinusoidalPositionalEmbedding: sin half, then cos half (float64 math).
