@@ -230,7 +230,7 @@ http::Response Api::route(const http::Request& request) {
       json::array items;
       items.reserve(notes.size());
       for (const auto& note : notes) items.push_back(note_to_json(note));
-      auto res = json_response(200, items);
+      auto res = json_response(200, json::value(std::move(items)));
       std::string base = base_url(request) + std::string(kPrefix) + "/notes/";
       std::string links;
       if (has_next) {
@@ -283,7 +283,7 @@ http::Response Api::route(const http::Request& request) {
       if (options) return options_response({"GET"}, "Note Translations");
       json::array items;
       for (const auto& job : notes_.jobs_for_note(id)) items.push_back(job_to_json(job));
-      return json_response(200, items);
+      return json_response(200, json::value(std::move(items)));
     }
     throw NotFound();
   }

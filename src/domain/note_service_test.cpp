@@ -46,6 +46,9 @@ TEST(Languages, NormalizedToTrimmedLowerCase) {
 TEST(Timestamps, IsoWithMicrosecondsAndZ) {
   EXPECT_EQ(format_timestamp(0), "1970-01-01T00:00:00.000000Z");
   EXPECT_EQ(format_timestamp(1'700'000'000'123'456), "2023-11-14T22:13:20.123456Z");
+  EXPECT_EQ(format_timestamp(951'782'400'000'001), "2000-02-29T00:00:00.000001Z");  // leap day
+  EXPECT_EQ(format_timestamp(4'102'444'799'999'999), "2099-12-31T23:59:59.999999Z");
+  EXPECT_EQ(format_timestamp(-1), "1969-12-31T23:59:59.999999Z");
 }
 
 TEST(JobStatus, RoundTripsThroughStrings) {
