@@ -268,6 +268,19 @@ struct Migration {
   const char* sql;
 };
 
+// Pieces of the stats trigger (migration 2): add a delta to this backend's counter shard.
+#define TN_STATS_ACCUMULATE                           \
+  "ON CONFLICT (original_language, shard) DO UPDATE " \
+  "SET notes = s.notes + excluded.notes, translated = s.translated + excluded.translated;\n"
+#define TN_STATS_ADD_NEW                                                       \
+  "INSERT INTO note_stats AS s (original_language, shard, notes, translated) " \
+  "VALUES (NEW.original_language, shard_id, 1, (NEW.translated_text IS NOT "   \
+  "NULL)::int) " TN_STATS_ACCUMULATE
+#define TN_STATS_REMOVE_OLD                                                    \
+  "INSERT INTO note_stats AS s (original_language, shard, notes, translated) " \
+  "VALUES (OLD.original_language, shard_id, -1, -(OLD.translated_text IS NOT " \
+  "NULL)::int) " TN_STATS_ACCUMULATE
+
 constexpr Migration kMigrations[] = {
     {1, R"sql(
 CREATE TABLE notes (
@@ -304,6 +317,58 @@ CREATE TABLE translation_jobs (
 CREATE INDEX translation_jobs_claim ON translation_jobs (status, available_at);
 CREATE INDEX translation_jobs_note ON translation_jobs (note_id, target_language, id);
 )sql"},
+    // Stats counters kept by a trigger in the writing transaction, so stats() reads
+    // O(languages x shards) rows instead of scanning notes, and stays exactly consistent.
+    //  - Contention: each backend adds to its own shard (pid % 16), so concurrent writers from
+    //    different connections rarely wait on one counter row. A shard may go negative (created
+    //    on one connection, deleted on another); only the per-language sums mean anything.
+    //  - Deadlocks: a language change touches two counter rows; they are always locked in
+    //    language order, and every writer locks its note row before any counter row.
+    //  - The function pins the search_path it was created under, so a write from a session with
+    //    another search_path still counts into this schema's note_stats.
+    //  - The table lock keeps writers out between the backfill and the trigger's creation.
+    {2, R"sql(
+LOCK TABLE notes IN SHARE ROW EXCLUSIVE MODE;
+CREATE TABLE note_stats (
+  original_language TEXT NOT NULL,
+  shard INTEGER NOT NULL,
+  notes BIGINT NOT NULL,
+  translated BIGINT NOT NULL,
+  PRIMARY KEY (original_language, shard)
+);
+INSERT INTO note_stats (original_language, shard, notes, translated)
+  SELECT original_language, 0, count(*), count(translated_text) FROM notes
+  GROUP BY original_language;
+CREATE FUNCTION note_stats_track() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $fn$
+DECLARE
+  shard_id INTEGER := pg_backend_pid() % 16;
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    )sql" TN_STATS_ADD_NEW R"sql(
+  ELSIF TG_OP = 'DELETE' THEN
+    )sql" TN_STATS_REMOVE_OLD R"sql(
+  ELSIF OLD.original_language = NEW.original_language THEN
+    INSERT INTO note_stats AS s (original_language, shard, notes, translated)
+    VALUES (NEW.original_language, shard_id, 0,
+            (NEW.translated_text IS NOT NULL)::int - (OLD.translated_text IS NOT NULL)::int)
+    )sql" TN_STATS_ACCUMULATE R"sql(
+  ELSIF OLD.original_language COLLATE "C" < NEW.original_language COLLATE "C" THEN
+    )sql" TN_STATS_REMOVE_OLD TN_STATS_ADD_NEW R"sql(
+  ELSE
+    )sql" TN_STATS_ADD_NEW TN_STATS_REMOVE_OLD R"sql(
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER note_stats_after_insert_or_delete AFTER INSERT OR DELETE ON notes
+  FOR EACH ROW EXECUTE FUNCTION note_stats_track();
+CREATE TRIGGER note_stats_after_update AFTER UPDATE OF original_language, translated_text ON notes
+  FOR EACH ROW
+  WHEN (OLD.original_language IS DISTINCT FROM NEW.original_language
+        OR (OLD.translated_text IS NULL) <> (NEW.translated_text IS NULL))
+  EXECUTE FUNCTION note_stats_track();
+)sql"},
 };
 
 // timestamptz <-> int64 microseconds since the epoch.
@@ -338,11 +403,11 @@ constexpr StatementDef kUpdateNote{
     "updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond'), "
     "version = version + 1 WHERE id = $1 RETURNING " TN_NOTE_COLUMNS};
 constexpr StatementDef kDeleteNote{"delete_note", "DELETE FROM notes WHERE id = $1"};
-constexpr StatementDef kCountNotes{"count_notes",
-                                   "SELECT count(*), count(translated_text) FROM notes"};
-constexpr StatementDef kLanguageBreakdown{
-    "language_breakdown",
-    "SELECT original_language, count(*) AS n FROM notes GROUP BY original_language "
+// Sums the trigger-maintained shards; languages whose notes all went away are hidden.
+constexpr StatementDef kLanguageStats{
+    "language_stats",
+    "SELECT original_language, sum(notes)::int8 AS n, sum(translated)::int8 FROM note_stats "
+    "GROUP BY original_language HAVING sum(notes) > 0 "
     "ORDER BY n DESC, original_language COLLATE \"C\" ASC"};
 // Locks the note so a concurrent delete waits (and keeps the note-then-job lock order).
 constexpr StatementDef kLockNote{"lock_note", "SELECT 1 FROM notes WHERE id = $1 FOR UPDATE"};
@@ -569,18 +634,17 @@ class PostgresStore final : public Store {
   }
 
   Stats stats() override {
-    return transaction([&](Pool::Lease& conn) {
-      Stats stats;
-      auto counts = conn->run(kCountNotes, Params());
-      stats.total_notes = Row(counts.get(), 0).int64(0);
-      stats.total_translations = Row(counts.get(), 0).int64(1);
-      auto breakdown = conn->run(kLanguageBreakdown, Params());
-      for (int i = 0; i < PQntuples(breakdown.get()); ++i) {
-        Row row(breakdown.get(), i);
-        stats.language_breakdown.push_back({row.text(0), row.int64(1)});
-      }
-      return stats;
-    });
+    // One autocommit statement: a single snapshot of the counters. Totals are the sums of the
+    // returned rows (a hidden zero-note language also has 0 translated).
+    auto result = single(kLanguageStats, Params());
+    Stats stats;
+    for (int i = 0; i < PQntuples(result.get()); ++i) {
+      Row row(result.get(), i);
+      stats.total_notes += row.int64(1);
+      stats.total_translations += row.int64(2);
+      stats.language_breakdown.push_back({row.text(0), row.int64(1)});
+    }
+    return stats;
   }
 
   std::optional<TranslationJob> create_job(std::int64_t note_id, const std::string& source_language,

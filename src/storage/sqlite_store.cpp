@@ -308,6 +308,49 @@ CREATE TABLE translation_jobs (
 CREATE INDEX translation_jobs_claim ON translation_jobs (status, available_at);
 CREATE INDEX translation_jobs_note ON translation_jobs (note_id, target_language, id);
 )sql"},
+    // Stats counters kept by triggers, so stats() reads O(languages) rows instead of scanning
+    // notes. The triggers run inside the writing statement's transaction, so the counters are
+    // exactly as consistent as the notes themselves. One shard: SQLite has one writer anyway.
+    // The migration runs in one BEGIN IMMEDIATE transaction, so no write slips in between the
+    // backfill and the triggers.
+    {2, R"sql(
+CREATE TABLE note_stats (
+  original_language TEXT NOT NULL,
+  shard INTEGER NOT NULL,
+  notes INTEGER NOT NULL,
+  translated INTEGER NOT NULL,
+  PRIMARY KEY (original_language, shard)
+) WITHOUT ROWID;
+INSERT INTO note_stats (original_language, shard, notes, translated)
+  SELECT original_language, 0, count(*), count(translated_text) FROM notes
+  GROUP BY original_language;
+CREATE TRIGGER note_stats_after_insert AFTER INSERT ON notes BEGIN
+  INSERT INTO note_stats (original_language, shard, notes, translated)
+    VALUES (NEW.original_language, 0, 1, NEW.translated_text IS NOT NULL)
+    ON CONFLICT (original_language, shard) DO UPDATE
+    SET notes = notes + excluded.notes, translated = translated + excluded.translated;
+END;
+CREATE TRIGGER note_stats_after_delete AFTER DELETE ON notes BEGIN
+  INSERT INTO note_stats (original_language, shard, notes, translated)
+    VALUES (OLD.original_language, 0, -1, -(OLD.translated_text IS NOT NULL))
+    ON CONFLICT (original_language, shard) DO UPDATE
+    SET notes = notes + excluded.notes, translated = translated + excluded.translated;
+END;
+CREATE TRIGGER note_stats_after_update
+  AFTER UPDATE OF original_language, translated_text ON notes
+  WHEN OLD.original_language IS NOT NEW.original_language
+    OR (OLD.translated_text IS NULL) <> (NEW.translated_text IS NULL)
+BEGIN
+  INSERT INTO note_stats (original_language, shard, notes, translated)
+    VALUES (OLD.original_language, 0, -1, -(OLD.translated_text IS NOT NULL))
+    ON CONFLICT (original_language, shard) DO UPDATE
+    SET notes = notes + excluded.notes, translated = translated + excluded.translated;
+  INSERT INTO note_stats (original_language, shard, notes, translated)
+    VALUES (NEW.original_language, 0, 1, NEW.translated_text IS NOT NULL)
+    ON CONFLICT (original_language, shard) DO UPDATE
+    SET notes = notes + excluded.notes, translated = translated + excluded.translated;
+END;
+)sql"},
 };
 
 Note read_note(const Statement& row) {
@@ -368,10 +411,11 @@ constexpr const char* kUpdateNote =
     "updated_at = MAX(?5, updated_at + 1), version = version + 1 "
     "WHERE id = ?1 RETURNING " TN_NOTE_COLUMNS;
 constexpr const char* kDeleteNote = "DELETE FROM notes WHERE id = ?1";
-constexpr const char* kCountNotes = "SELECT count(*), count(translated_text) FROM notes";
-constexpr const char* kLanguageBreakdown =
-    "SELECT original_language, count(*) AS n FROM notes GROUP BY original_language "
-    "ORDER BY n DESC, original_language ASC";
+// Languages whose notes all went away keep a zero row; HAVING hides them. BINARY collation
+// orders like Postgres' "C".
+constexpr const char* kLanguageStats =
+    "SELECT original_language, sum(notes) AS n, sum(translated) FROM note_stats "
+    "GROUP BY original_language HAVING sum(notes) > 0 ORDER BY n DESC, original_language ASC";
 constexpr const char* kNoteExists = "SELECT 1 FROM notes WHERE id = ?1";
 constexpr const char* kInsertJob =
     "INSERT INTO translation_jobs (note_id, source_language, target_language, status, engine, "
@@ -434,15 +478,6 @@ class SqliteStore final : public Store {
     auto conn = pool_.acquire();
     std::lock_guard writer(write_mutex_);
     Transaction tx(conn, Transaction::Kind::kWrite);
-    auto result = body(conn);
-    tx.commit();
-    return result;
-  }
-  // Runs `body` in a read transaction, so several statements see one snapshot.
-  template <class Body>
-  auto read_snapshot(Body&& body) {
-    auto conn = pool_.acquire();
-    Transaction tx(conn, Transaction::Kind::kRead);
     auto result = body(conn);
     tx.commit();
     return result;
@@ -531,18 +566,15 @@ class SqliteStore final : public Store {
   }
 
   Stats stats() override {
-    return read_snapshot([&](Pool::Lease& conn) {
+    // One statement over the trigger-maintained counters: a consistent snapshot on its own.
+    // Totals are the sums of the returned rows (a hidden zero-note language has 0 translated).
+    return read([&](Pool::Lease& conn) {
       Stats stats;
-      {
-        auto count = conn->prepare(kCountNotes);
-        if (count.step()) {
-          stats.total_notes = count.int64(0);
-          stats.total_translations = count.int64(1);
-        }
-      }
-      auto breakdown = conn->prepare(kLanguageBreakdown);
-      while (breakdown.step()) {
-        stats.language_breakdown.push_back({breakdown.text(0), breakdown.int64(1)});
+      auto rows = conn->prepare(kLanguageStats);
+      while (rows.step()) {
+        stats.total_notes += rows.int64(1);
+        stats.total_translations += rows.int64(2);
+        stats.language_breakdown.push_back({rows.text(0), rows.int64(1)});
       }
       return stats;
     });

@@ -2,6 +2,7 @@
 // and PostgreSQL (a fresh schema in $TRANSNOTES_TEST_DATABASE_URL; skipped when unset).
 #include <gtest/gtest.h>
 #include <libpq-fe.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,6 +13,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <random>
 #include <set>
 #include <string>
 #include <thread>
@@ -95,6 +97,60 @@ class StoreContract : public ::testing::TestWithParam<std::string> {
 
   Note make_note(const std::string& title = "Title", const std::string& language = "en") {
     return store_->create_note(fields(title, "Text of " + title, language));
+  }
+
+  // Runs SQL directly on this test's database (outside the store), failing the test on error.
+  // Postgres: in a separate session whose search_path is this test's schema.
+  void exec_direct(const std::string& sql) {
+    if (GetParam() == "sqlite") {
+      sqlite3* db = nullptr;
+      ASSERT_EQ(sqlite3_open(url_.substr(std::string("sqlite://").size()).c_str(), &db), SQLITE_OK);
+      char* error = nullptr;
+      int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+      std::string message = error != nullptr ? error : "";
+      sqlite3_free(error);
+      sqlite3_close(db);
+      ASSERT_EQ(rc, SQLITE_OK) << message << "\n" << sql;
+      return;
+    }
+    PGconn* conn = PQconnectdb(test_postgres_url());
+    ASSERT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
+    const std::string full =
+        "SET client_min_messages = warning; SET search_path TO " + pg_schemas_.front() + "; " + sql;
+    PGresult* result = PQexec(conn, full.c_str());
+    const ExecStatusType status = PQresultStatus(result);
+    const std::string message = PQresultErrorMessage(result);
+    PQclear(result);
+    PQfinish(conn);
+    ASSERT_TRUE(status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) << message << "\n" << sql;
+  }
+
+  // Stats recomputed from every note (the definition stats() must match).
+  Stats recount() {
+    std::map<std::string, std::int64_t> per_language;
+    Stats stats;
+    for (const Note& note : store_->list_notes({1'000'000, 0})) {
+      ++stats.total_notes;
+      if (note.translated_text) ++stats.total_translations;
+      ++per_language[note.original_language];
+    }
+    for (const auto& [language, count] : per_language) {
+      stats.language_breakdown.push_back({language, count});
+    }
+    std::stable_sort(
+        stats.language_breakdown.begin(), stats.language_breakdown.end(),
+        [](const LanguageCount& a, const LanguageCount& b) { return a.count > b.count; });
+    return stats;
+  }
+
+  // Gives `note_id` a translation through the job path (create, claim, complete).
+  void translate(std::int64_t note_id, const std::string& target, const std::string& text) {
+    auto job = store_->create_job(note_id, "en", target, "apertium", 3);
+    ASSERT_TRUE(job);
+    ASSERT_TRUE(store_->claim_job("translator", 30s, job->id));
+    auto done = store_->complete_job(job->id, "translator", text, "apertium");
+    ASSERT_TRUE(done.applied);
+    ASSERT_TRUE(done.note_version.has_value());
   }
 
   std::unique_ptr<Store> store_;
@@ -217,6 +273,165 @@ TEST_P(StoreContract, StatsCountsAndOrdersLanguages) {
   EXPECT_EQ(stats.language_breakdown[2].language, "de");
   EXPECT_EQ(stats.language_breakdown[3].language, "fr");
   EXPECT_EQ(stats.language_breakdown[3].count, 1);
+}
+
+// Renders stats as one comparable string, so a mismatch shows both sides whole.
+std::string describe(const Stats& stats) {
+  std::string out = "notes=" + std::to_string(stats.total_notes) +
+                    " translated=" + std::to_string(stats.total_translations) + " [";
+  for (const auto& entry : stats.language_breakdown) {
+    out += entry.language + ":" + std::to_string(entry.count) + " ";
+  }
+  return out + "]";
+}
+
+TEST_P(StoreContract, StatsFollowCreateDeleteAndLanguageChange) {
+  Note en = make_note("en note", "en");
+  Note fr = make_note("fr note", "fr");
+  Note translated = make_note("translated en note", "en");
+  translate(translated.id, "es", "traducido");
+  EXPECT_EQ(describe(store_->stats()), "notes=3 translated=1 [en:2 fr:1 ]");
+
+  ASSERT_TRUE(store_->delete_note(translated.id));  // a translated note takes its count along
+  EXPECT_EQ(describe(store_->stats()), "notes=2 translated=0 [en:1 fr:1 ]");
+
+  NoteFields to_german;
+  to_german.original_language = "de";
+  ASSERT_TRUE(store_->update_note(fr.id, to_german));  // fr drops to 0 and leaves the breakdown
+  EXPECT_EQ(describe(store_->stats()), "notes=2 translated=0 [de:1 en:1 ]");
+
+  NoteFields title_only;
+  title_only.title = "renamed";
+  ASSERT_TRUE(store_->update_note(en.id, title_only));
+  ASSERT_TRUE(store_->update_note(fr.id, to_german));  // same language again: no change
+  EXPECT_EQ(describe(store_->stats()), "notes=2 translated=0 [de:1 en:1 ]");
+
+  translate(fr.id, "en", "translated");
+  NoteFields back_to_english;
+  back_to_english.original_language = "en";
+  ASSERT_TRUE(store_->update_note(fr.id, back_to_english));  // moves its translation along
+  EXPECT_EQ(describe(store_->stats()), "notes=2 translated=1 [en:2 ]");
+
+  ASSERT_TRUE(store_->delete_note(en.id));
+  ASSERT_TRUE(store_->delete_note(fr.id));
+  EXPECT_EQ(describe(store_->stats()), "notes=0 translated=0 []");
+  Note again = make_note("fr again", "fr");
+  EXPECT_EQ(describe(store_->stats()), "notes=1 translated=0 [fr:1 ]");
+  EXPECT_EQ(describe(store_->stats()), describe(recount()));
+  EXPECT_GT(again.id, 0);
+}
+
+TEST_P(StoreContract, StatsCountATranslatedNoteOnceWhateverItsJobs) {
+  Note note = make_note("multi", "en");
+  make_note("plain", "en");
+  translate(note.id, "es", "hola");
+  translate(note.id, "fr", "bonjour");  // translated_text was already set: still one
+  EXPECT_EQ(describe(store_->stats()), "notes=2 translated=1 [en:2 ]");
+
+  // A job completed after its note was deleted changes nothing.
+  Note doomed = make_note("doomed", "ca");
+  auto job = store_->create_job(doomed.id, "ca", "es", "apertium", 3);
+  ASSERT_TRUE(job);
+  ASSERT_TRUE(store_->claim_job("w", 30s, job->id));
+  ASSERT_TRUE(store_->delete_note(doomed.id));
+  EXPECT_FALSE(store_->complete_job(job->id, "w", "late", "apertium").note_version);
+  EXPECT_EQ(describe(store_->stats()), "notes=2 translated=1 [en:2 ]");
+}
+
+TEST_P(StoreContract, StatsMatchARecountAfterConcurrentWrites) {
+  const std::vector<std::string> languages = {"en", "es", "fr", "de", "ca"};
+  std::atomic<int> errors{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 random(static_cast<unsigned>(1000 + t));
+      const std::string worker = std::string("w").append(std::to_string(t));
+      auto pick = [&] { return languages[random() % languages.size()]; };
+      try {
+        for (int i = 0; i < 25; ++i) {  // 200 notes in all
+          Note note = make_note(std::string("t").append(std::to_string(t * 100 + i)), pick());
+          if (i % 4 == 0) {
+            auto job = store_->create_job(note.id, note.original_language, "en", "apertium", 3);
+            if (!job || !store_->claim_job(worker, 30s, job->id) ||
+                !store_->complete_job(job->id, worker, "x", "apertium").applied) {
+              throw std::runtime_error("translation path failed");
+            }
+          }
+          if (i % 5 == 1) {  // language changes in both directions contend on counter rows
+            NoteFields change;
+            change.original_language = pick();
+            if (!store_->update_note(note.id, change)) throw std::runtime_error("update failed");
+          }
+          if (i % 3 == 2 && !store_->delete_note(note.id)) throw std::runtime_error("delete");
+          if (i % 7 == 0) store_->stats();
+        }
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+        ++errors;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  ASSERT_EQ(errors.load(), 0);
+  Stats stats = store_->stats();
+  EXPECT_EQ(stats.total_notes, 200 - 8 * 8);  // i % 3 == 2 for 8 of each thread's 25
+  EXPECT_EQ(describe(stats), describe(recount()));
+}
+
+TEST_P(StoreContract, StatsMigrationBackfillsExistingNotes) {
+  make_note("a", "es");
+  make_note("b", "en");
+  Note translated = make_note("c", "es");
+  translate(translated.id, "en", "translated");
+  make_note("d", "fr");
+  // Turn the database back into one from before the stats migration (notes, no counters), then
+  // migrate again: the migration must count the notes already there.
+  if (GetParam() == "sqlite") {
+    exec_direct(
+        "DROP TRIGGER note_stats_after_insert; DROP TRIGGER note_stats_after_delete; "
+        "DROP TRIGGER note_stats_after_update; DROP TABLE note_stats; "
+        "DELETE FROM schema_migrations WHERE version = 2");
+  } else {
+    exec_direct(
+        "DROP FUNCTION note_stats_track() CASCADE; DROP TABLE note_stats; "
+        "DELETE FROM schema_migrations WHERE version = 2");
+  }
+  exec_direct(
+      "INSERT INTO notes (title, original_text, original_language, created_at, updated_at) "
+      "VALUES ('old', 'written before the migration', 'de', " +
+      std::string(GetParam() == "sqlite" ? "1, 1" : "now(), now()") + ")");
+  auto migrator = open_url(url_);
+  migrator->migrate();
+  EXPECT_EQ(describe(store_->stats()), "notes=5 translated=1 [es:2 de:1 en:1 fr:1 ]");
+  EXPECT_EQ(describe(store_->stats()), describe(recount()));
+
+  make_note("e", "fr");  // and counting goes on after the backfill
+  EXPECT_EQ(describe(migrator->stats()), "notes=6 translated=1 [es:2 fr:2 de:1 en:1 ]");
+  EXPECT_EQ(describe(store_->stats()), describe(recount()));
+}
+
+TEST_P(StoreContract, StatsCountWritesMadeOutsideTheStore) {
+  // Another session (another search_path for Postgres) writing notes directly still counts into
+  // this database's counters.
+  make_note("kept", "en");
+  Note gone = make_note("gone", "fr");
+  exec_direct("DELETE FROM notes WHERE id = " + std::to_string(gone.id));
+  exec_direct("UPDATE notes SET translated_text = 'x', original_language = 'it'");
+  if (GetParam() == "postgres") {
+    PGconn* conn = PQconnectdb(test_postgres_url());
+    ASSERT_EQ(PQstatus(conn), CONNECTION_OK);
+    const std::string sql = "INSERT INTO " + pg_schemas_.front() +
+                            ".notes (title, original_text, original_language, created_at, "
+                            "updated_at) VALUES ('t', 'x', 'it', now(), now())";
+    PGresult* result = PQexec(conn, sql.c_str());
+    EXPECT_EQ(PQresultStatus(result), PGRES_COMMAND_OK) << PQresultErrorMessage(result);
+    PQclear(result);
+    PQfinish(conn);
+    EXPECT_EQ(describe(store_->stats()), "notes=2 translated=1 [it:2 ]");
+  } else {
+    EXPECT_EQ(describe(store_->stats()), "notes=1 translated=1 [it:1 ]");
+  }
+  EXPECT_EQ(describe(store_->stats()), describe(recount()));
 }
 
 TEST_P(StoreContract, CreateJobOnMissingNoteReturnsNullopt) {
