@@ -169,6 +169,22 @@ http::Response Api::handle(const http::Request& request) {
   return response;
 }
 
+std::optional<http::Response> Api::try_cached(const http::Request& request) {
+  if (request.method != "GET") return std::nullopt;
+  std::string_view target = request.target;
+  constexpr std::string_view kNotes = "/api/v1/notes/";
+  if (!target.starts_with(kNotes)) return std::nullopt;
+  target.remove_prefix(kNotes.size());
+  if (target.ends_with('/')) target.remove_suffix(1);
+  auto id = parse_id(target);  // rejects anything but digits, so no query string and no subpath
+  if (!id) return std::nullopt;
+  auto body = notes_.cached_rendered(*id);
+  if (!body) return std::nullopt;
+  counters_.requests.fetch_add(1, std::memory_order_relaxed);
+  counters_.responses_2xx.fetch_add(1, std::memory_order_relaxed);
+  return http::Response{200, std::move(*body), "application/json", {}};
+}
+
 http::Response Api::route(const http::Request& request) {
   auto url = boost::urls::parse_origin_form(request.target);
   if (!url) throw NotFound();

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "domain/model.h"
@@ -29,6 +30,9 @@ class Api {
   Api(NoteService& notes, ApiOptions options);
   // Never throws: every failure becomes a JSON error response.
   http::Response handle(const http::Request& request);
+  // Answers a note retrieve from the cache without touching the database; nullopt for
+  // everything else (see http::FastHandler).
+  std::optional<http::Response> try_cached(const http::Request& request);
 
   // Counters for /metrics.
   struct Counters {

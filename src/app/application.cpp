@@ -194,6 +194,8 @@ int run_serve(const Config& config) {
   server_options.port = static_cast<std::uint16_t>(config.port);
   server_options.threads = config.http_threads;
   server_options.max_body_bytes = config.max_body_bytes;
+  server_options.handler_threads = config.resolved_handler_threads();
+  server_options.fast_handler = [&api](const http::Request& r) { return api.try_cached(r); };
   http::Server server(server_options, [&api](const http::Request& r) { return api.handle(r); });
 
   std::unique_ptr<WorkerPool> workers;

@@ -67,6 +67,8 @@ void Config::validate() const {
   if (port < 0 || port > 65535)
     throw ConfigError("port must be in 0..65535, got " + std::to_string(port));
   if (http_threads < 1 || http_threads > 256) throw ConfigError("http threads must be in 1..256");
+  if (handler_threads < -1 || handler_threads > 1024)
+    throw ConfigError("handler threads must be in 0..1024");
   if (workers < 0 || workers > 256) throw ConfigError("workers must be in 0..256");
   if (max_attempts < 1 || max_attempts > 100) throw ConfigError("max attempts must be in 1..100");
   if (lease_seconds < 1) throw ConfigError("lease seconds must be at least 1");

@@ -17,14 +17,17 @@ class ConfigError : public std::runtime_error {
 
 struct Config {
   // HTTP (serve)
-  std::string host = "127.0.0.1";        // TRANSNOTES_HOST
-  int port = 8000;                       // TRANSNOTES_PORT (or PORT)
-  int http_threads = 4;                  // TRANSNOTES_HTTP_THREADS
+  std::string host = "127.0.0.1";  // TRANSNOTES_HOST
+  int port = 8000;                 // TRANSNOTES_PORT (or PORT)
+  int http_threads = 4;            // TRANSNOTES_HTTP_THREADS
+  // TRANSNOTES_HANDLER_THREADS: threads that run requests which may block on the database;
+  // -1 picks: 0 (run on the event loop) for SQLite, the pool size for PostgreSQL.
+  int handler_threads = -1;
   std::size_t max_body_bytes = 1 << 20;  // TRANSNOTES_MAX_BODY_BYTES
   // Storage
   std::string data_dir = "./data";  // TRANSNOTES_DATA_DIR: SQLite file lives here
   std::string database_url;         // DATABASE_URL; else POSTGRES_*; else SQLite in data_dir
-  int db_pool_size = 8;             // TRANSNOTES_DB_POOL_SIZE
+  int db_pool_size = 16;            // TRANSNOTES_DB_POOL_SIZE
   // Redis: cache (db 1 by default, as the original) and job bus (db 0)
   std::string redis_url;        // REDIS_URL; else REDIS_HOST/REDIS_PORT
   int redis_cache_db = 1;       // REDIS_CACHE_DB
@@ -48,6 +51,11 @@ struct Config {
   std::string resolved_database_url() const;
   // The database URL with any password replaced by "***", for logs.
   std::string redacted_database_url() const;
+  bool uses_postgres() const { return !resolved_database_url().starts_with("sqlite"); }
+  int resolved_handler_threads() const {
+    if (handler_threads >= 0) return handler_threads;
+    return uses_postgres() ? db_pool_size : 0;
+  }
   bool uses_redis() const { return !redis_url.empty(); }
   std::vector<std::string> engine_order() const;
   // Throws ConfigError describing the first bad value.

@@ -69,6 +69,10 @@ int main(int argc, char** argv) {
       ->envname("TRANSNOTES_PORT");
   serve->add_option("--threads", config.http_threads, "HTTP threads")
       ->envname("TRANSNOTES_HTTP_THREADS");
+  serve
+      ->add_option("--handler-threads", config.handler_threads,
+                   "Threads for requests that may block on the database (-1: auto)")
+      ->envname("TRANSNOTES_HANDLER_THREADS");
   serve->add_option("--max-body-bytes", config.max_body_bytes, "Largest request body")
       ->envname("TRANSNOTES_MAX_BODY_BYTES");
   serve->add_option("--workers", config.workers, "In-process worker threads (0: none)")

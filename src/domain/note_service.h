@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,8 @@ class NoteService {
 
   // The rendered note, from the cache when present (cache-aside). Throws NotFound.
   std::string get_rendered(std::int64_t id);
+  // The rendered note if the cache holds it; never touches the database.
+  std::optional<std::string> cached_rendered(std::int64_t id) { return cache_.get(id); }
   Note create(NoteFields fields);
   // PUT (partial=false) or PATCH (partial=true). Throws NotFound, ValidationError.
   Note update(std::int64_t id, NoteFields fields, bool partial);

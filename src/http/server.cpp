@@ -5,7 +5,10 @@
 
 #include <atomic>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
+#include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/version.hpp>
@@ -37,12 +40,20 @@ struct Server::Impl {
   std::vector<std::thread> threads;
   std::atomic<bool> stopping{false};
   std::atomic<int> in_flight{0};
+  std::unique_ptr<asio::thread_pool> handler_pool;  // set when options.handler_threads > 0
+  // Keeps the event loop running while a request is away on the handler pool and nothing else
+  // is pending (after stop() closed the acceptor); stop() ends the loop explicitly.
+  asio::executor_work_guard<asio::io_context::executor_type> keep_running{ioc.get_executor()};
 
   Impl(ServerOptions opts, Handler h)
       : options(std::move(opts)),
         handler(std::move(h)),
         ioc(options.threads),
-        acceptor(asio::make_strand(ioc)) {}
+        acceptor(asio::make_strand(ioc)) {
+    if (options.handler_threads > 0) {
+      handler_pool = std::make_unique<asio::thread_pool>(options.handler_threads);
+    }
+  }
 
   void do_accept();
 };
@@ -178,14 +189,35 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     req.body = std::move(msg.body());
 
-    Response out;
+    if (server_.options.fast_handler) {
+      std::optional<Response> quick;
+      try {
+        quick = server_.options.fast_handler(req);
+      } catch (const std::exception& e) {
+        spdlog::warn("fast handler threw for {} {}: {}", req.method, req.target, e.what());
+      }
+      if (quick) return respond(std::move(*quick));
+    }
+    if (!server_.handler_pool) return respond(run_handler(server_.handler, req));
+    // Handlers may block on the database: run them off the event loop, answer on it.
+    asio::post(*server_.handler_pool, [self = shared_from_this(), req = std::move(req)] {
+      Response out = run_handler(self->server_.handler, req);
+      asio::post(self->stream_.get_executor(),
+                 [self, out = std::move(out)]() mutable { self->respond(std::move(out)); });
+    });
+  }
+
+  static Response run_handler(const Handler& handler, const Request& req) {
     try {
-      out = server_.handler(req);
+      return handler(req);
     } catch (const std::exception& e) {
       spdlog::error("handler threw for {} {}: {}", req.method, req.target, e.what());
-      out = Response{500, R"({"detail":"A server error occurred."})", "application/json", {}};
+      return Response{500, R"({"detail":"A server error occurred."})", "application/json", {}};
     }
+  }
 
+  void respond(Response out) {
+    auto& msg = parser_->get();
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
     res->result(static_cast<unsigned>(out.status));
     res->version(msg.version());
@@ -282,6 +314,7 @@ void Server::stop(std::chrono::milliseconds grace) {
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
+  if (impl_->handler_pool) impl_->handler_pool->join();
 }
 
 }  // namespace transnotes::http

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -30,13 +31,20 @@ struct Response {
   std::vector<std::pair<std::string, std::string>> headers;
 };
 
-// Called on a server thread for every request; must not throw (the server answers 500 if it does).
+// Called for every request; should not throw (the server answers 500 if it does).
 using Handler = std::function<Response(const Request&)>;
+// Tried first, on the event loop: answers what it can answer without blocking (a cache hit),
+// nullopt for everything else, which then goes to the Handler.
+using FastHandler = std::function<std::optional<Response>(const Request&)>;
 
 struct ServerOptions {
-  std::string host = "127.0.0.1";                  // address to bind
-  std::uint16_t port = 8000;                       // 0 picks a free port (see Server::port)
-  int threads = 4;                                 // threads running the event loop and the handler
+  std::string host = "127.0.0.1";  // address to bind
+  std::uint16_t port = 8000;       // 0 picks a free port (see Server::port)
+  int threads = 4;                 // threads running the event loop
+  // > 0: the Handler runs on a pool of this many threads, so requests that block on the
+  // database do not stall the event loop; 0: it runs on the event-loop thread.
+  int handler_threads = 0;
+  FastHandler fast_handler;                        // optional, see FastHandler
   std::size_t max_body_bytes = 1 << 20;            // larger bodies get 413
   std::chrono::milliseconds read_timeout{30'000};  // a started request must arrive by then
   std::chrono::milliseconds idle_timeout{75'000};  // keep-alive connections idle longer close

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <boost/asio.hpp>
 #include <string>
 
@@ -88,6 +89,51 @@ TEST_F(ServerTest, SlowClientIsDisconnected) {
   auto out = exchange("GET / HTTP/1.1\r\nHo");
   EXPECT_TRUE(out.empty()) << out;
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+}
+
+TEST(ServerPools, HandlerPoolAndFastPathBothAnswer) {
+  ServerOptions options;
+  options.port = 0;
+  options.threads = 1;
+  options.handler_threads = 3;
+  options.fast_handler = [](const Request& r) -> std::optional<Response> {
+    if (r.target == "/fast") return Response{200, "fast", "text/plain", {}};
+    return std::nullopt;
+  };
+  std::atomic<int> on_pool{0};
+  Server server(options, [&](const Request& r) {
+    on_pool++;
+    return Response{200, "slow " + r.target, "text/plain", {}};
+  });
+  server.start();
+  asio::io_context ioc;
+  tcp::socket socket(ioc);
+  socket.connect({asio::ip::make_address("127.0.0.1"), server.port()});
+  std::string requests;
+  for (int i = 0; i < 20; ++i) {
+    requests += std::string("GET ") + (i % 2 ? "/fast" : "/slow") + " HTTP/1.1\r\nHost: x\r\n\r\n";
+  }
+  asio::write(socket, asio::buffer(requests));
+  std::string out;
+  char buf[4096];
+  boost::system::error_code ec;
+  auto count = [&](const std::string& needle) {
+    std::size_t n = 0;
+    for (auto pos = out.find(needle); pos != std::string::npos; pos = out.find(needle, pos + 1))
+      ++n;
+    return n;
+  };
+  while (count("HTTP/1.1 200") < 20) {
+    std::size_t n = socket.read_some(asio::buffer(buf), ec);
+    if (ec) break;
+    out.append(buf, n);
+  }
+  // Pipelined answers come back in order, whichever thread produced them.
+  EXPECT_EQ(count("\r\n\r\nfast"), 10u);
+  EXPECT_EQ(count("\r\n\r\nslow /slow"), 10u);
+  EXPECT_EQ(on_pool.load(), 10);
+  EXPECT_LT(out.find("slow /slow"), out.find("fast"));
+  server.stop();
 }
 
 }  // namespace
