@@ -13,7 +13,7 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   apertium apertium-en-es
   postgresql redis-server
-  wrk curl
+  wrk curl python3
 )
 
 missing=()
