@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <sstream>
 
+#include "redis/redis_client.h"
 #include "storage/storage.h"
 
 namespace transnotes::app {
@@ -76,6 +77,13 @@ void Config::validate() const {
   if (max_body_bytes < 1024) throw ConfigError("max body bytes must be at least 1024");
   if (cache_capacity < 16) throw ConfigError("cache capacity must be at least 16");
   if (cache_ttl_seconds < 1) throw ConfigError("cache TTL must be at least 1 second");
+  if (!redis_url.empty()) {
+    try {
+      redis::parse_redis_url(redis_url);
+    } catch (const std::exception& e) {
+      throw ConfigError(std::string("bad REDIS_URL: ") + e.what());
+    }
+  }
   for (const auto& e : engine_order()) {
     if (e != "marian" && e != "apertium") {
       throw ConfigError("unknown engine '" + e + "' in engine list (known: marian, apertium)");
