@@ -49,6 +49,12 @@ TEST(Cli, BadConfigurationIsOneLineAndExitCode2) {
   EXPECT_NE(r.output.find("port"), std::string::npos);
   r = run("TRANSNOTES_WORKERS=-3 " + kBinary + " serve");
   EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = run("REDIS_URL=foo://x " + kBinary + " serve --data-dir /nonexistent/never-created");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("REDIS_URL"), std::string::npos) << r.output;
+  r = run(kBinary + " serve --database-url postgresql://nobody@127.0.0.1:1/none");
+  EXPECT_EQ(r.exit_code, 3) << r.output;  // unreachable database at start: one line, no crash
+  EXPECT_NE(r.output.find("database unavailable"), std::string::npos) << r.output;
   r = run(kBinary + " migrate --database-url mysql://x/y");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
