@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "domain/errors.h"
+#include "storage/row_mapping.h"
 
 namespace transnotes::storage {
 
@@ -476,37 +477,6 @@ constexpr StatementDef kNextDue{
                         "WHERE status = 'queued'), (SELECT min(lease_expires_at) FROM "
                         "translation_jobs WHERE status = 'running' AND attempts < max_attempts))")};
 
-Note read_note(const Row& row) {
-  Note note;
-  note.id = row.int64(0);
-  note.title = row.text(1);
-  note.original_text = row.text(2);
-  note.original_language = row.text(3);
-  note.translated_text = row.optional_text(4);
-  note.translated_language = row.optional_text(5);
-  note.created_at = row.int64(6);
-  note.updated_at = row.int64(7);
-  note.version = row.int64(8);
-  return note;
-}
-
-TranslationJob read_job(const Row& row) {
-  TranslationJob job;
-  job.id = row.int64(0);
-  job.note_id = row.int64(1);
-  job.source_language = row.text(2);
-  job.target_language = row.text(3);
-  job.status = job_status_from_string(row.text(4)).value_or(JobStatus::kFailed);
-  job.text = row.optional_text(5);
-  job.error = row.optional_text(6);
-  job.engine = row.text(7);
-  job.attempts = static_cast<int>(row.int64(8));
-  job.max_attempts = static_cast<int>(row.int64(9));
-  job.created_at = row.int64(10);
-  job.started_at = row.optional_int64(11);
-  job.finished_at = row.optional_int64(12);
-  return job;
-}
 
 std::int64_t affected(const Result& result) {
   const char* tuples = PQcmdTuples(result.get());

@@ -16,6 +16,7 @@
 #include <utility>
 
 #include "domain/errors.h"
+#include "storage/row_mapping.h"
 
 namespace transnotes::storage {
 
@@ -353,37 +354,6 @@ END;
 )sql"},
 };
 
-Note read_note(const Statement& row) {
-  Note note;
-  note.id = row.int64(0);
-  note.title = row.text(1);
-  note.original_text = row.text(2);
-  note.original_language = row.text(3);
-  note.translated_text = row.optional_text(4);
-  note.translated_language = row.optional_text(5);
-  note.created_at = row.int64(6);
-  note.updated_at = row.int64(7);
-  note.version = row.int64(8);
-  return note;
-}
-
-TranslationJob read_job(const Statement& row) {
-  TranslationJob job;
-  job.id = row.int64(0);
-  job.note_id = row.int64(1);
-  job.source_language = row.text(2);
-  job.target_language = row.text(3);
-  job.status = job_status_from_string(row.text(4)).value_or(JobStatus::kFailed);
-  job.text = row.optional_text(5);
-  job.error = row.optional_text(6);
-  job.engine = row.text(7);
-  job.attempts = static_cast<int>(row.int64(8));
-  job.max_attempts = static_cast<int>(row.int64(9));
-  job.created_at = row.int64(10);
-  job.started_at = row.optional_int64(11);
-  job.finished_at = row.optional_int64(12);
-  return job;
-}
 
 #define TN_JOB_COLUMNS                                                                     \
   "id, note_id, source_language, target_language, status, text, error, engine, attempts, " \
