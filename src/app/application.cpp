@@ -159,6 +159,25 @@ WorkerOptions worker_options(const Config& config, int threads) {
   return options;
 }
 
+// What serve and worker processes share: the store (migrated), cache, bus and engines.
+struct Backends {
+  std::unique_ptr<Store> store;
+  RedisClients redis;
+  std::unique_ptr<NoteCache> cache;
+  std::unique_ptr<JobBus> bus;
+  std::unique_ptr<EngineRegistry> translator;
+};
+
+Backends open_backends(const Config& config, int engine_pipelines) {
+  Backends b;
+  b.store = open_and_migrate(config);
+  b.redis = connect_redis(config);
+  b.cache = make_cache(config, b.redis.cache);
+  b.bus = make_bus(b.redis.broker);
+  b.translator = build_translator(config, engine_pipelines);
+  return b;
+}
+
 }  // namespace
 
 int run_migrate(const Config& config) {
@@ -169,16 +188,12 @@ int run_migrate(const Config& config) {
 
 int run_serve(const Config& config) {
   sigset_t signals = block_shutdown_signals();
-  auto store = open_and_migrate(config);
-  auto redis = connect_redis(config);
-  auto cache = make_cache(config, redis.cache);
-  auto bus = make_bus(redis.broker);
-  auto translator = build_translator(config, std::max(1, config.workers));
-
-  NoteService notes(*store, *cache, *bus, *translator, api::render_note, config.max_attempts);
+  Backends b = open_backends(config, std::max(1, config.workers));
+  NoteService notes(*b.store, *b.cache, *b.bus, *b.translator, api::render_note,
+                    config.max_attempts);
   api::ApiOptions api_options;
   api_options.max_body_bytes = config.max_body_bytes;
-  Store* store_ptr = store.get();
+  Store* store_ptr = b.store.get();
   api_options.readiness_check = [store_ptr]() -> std::string {
     try {
       store_ptr->stats();
@@ -200,7 +215,7 @@ int run_serve(const Config& config) {
 
   std::unique_ptr<WorkerPool> workers;
   if (config.workers > 0) {
-    workers = std::make_unique<WorkerPool>(*store, *bus, *translator, *cache,
+    workers = std::make_unique<WorkerPool>(*b.store, *b.bus, *b.translator, *b.cache,
                                            worker_options(config, config.workers));
     workers->start();
   }
@@ -221,13 +236,9 @@ int run_serve(const Config& config) {
 
 int run_worker(const Config& config) {
   sigset_t signals = block_shutdown_signals();
-  auto store = open_and_migrate(config);
-  auto redis = connect_redis(config);
-  auto cache = make_cache(config, redis.cache);
-  auto bus = make_bus(redis.broker);
   int threads = std::max(1, config.workers);
-  auto translator = build_translator(config, threads);
-  WorkerPool workers(*store, *bus, *translator, *cache, worker_options(config, threads));
+  Backends b = open_backends(config, threads);
+  WorkerPool workers(*b.store, *b.bus, *b.translator, *b.cache, worker_options(config, threads));
   workers.start();
   spdlog::info("transnotes worker running {} threads", threads);
   std::cout << "worker ready" << std::endl;
