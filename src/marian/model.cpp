@@ -9,7 +9,9 @@
 #include <cstring>
 #include <thread>
 
+#include "marian/parallel.h"
 #include "marian/safetensors.h"
+#include "marian/simd.h"
 
 namespace transnotes::marian {
 
@@ -61,11 +63,24 @@ Act activation_of(const std::string& a) {
   throw ModelLoadError("unknown activation_function '" + a + "'");
 }
 
-void apply_activation(Act act, float* x, size_t n) {
+__attribute__((target("avx2,fma"))) size_t swish_avx2(float* x, size_t n) {
+  size_t i = 0;
+  const __m256 one = _mm256_set1_ps(1.0f);
+  for (; i + 8 <= n; i += 8) {
+    const __m256 v = _mm256_loadu_ps(x + i);
+    const __m256 e = simd::exp256(_mm256_sub_ps(_mm256_setzero_ps(), v));
+    _mm256_storeu_ps(x + i, _mm256_div_ps(v, _mm256_add_ps(one, e)));
+  }
+  return i;
+}
+
+void apply_activation_serial(Act act, float* x, size_t n) {
   switch (act) {
-    case Act::kSwish:
-      for (size_t i = 0; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-x[i]));
+    case Act::kSwish: {
+      size_t i = simd::have_avx2_fma() ? swish_avx2(x, n) : 0;
+      for (; i < n; ++i) x[i] = x[i] / (1.0f + std::exp(-x[i]));
       break;
+    }
     case Act::kGelu:
       for (size_t i = 0; i < n; ++i)
         x[i] = 0.5f * x[i] * (1.0f + std::erf(x[i] * 0.70710678118654752f));
@@ -99,18 +114,22 @@ void apply_activation(Act act, float* x, size_t n) {
   }
 }
 
+// Element-wise activation over `rows` rows of `cols`, rows split across the worker pool.
+void apply_activation(Act act, float* x, int rows, int cols) {
+  if (act == Act::kLinear) return;
+  parallel_for(rows, 1, [&](int begin, int end) {
+    apply_activation_serial(act, x + static_cast<size_t>(begin) * cols,
+                            static_cast<size_t>(end - begin) * cols);
+  });
+}
+
 // Few rows (greedy/beam search on one sentence, small batches): OpenBLAS sgemm would repack
 // the whole weight matrix on every call (costlier than the multiply) and its threads spin on
 // small problems. This kernel streams each weight row once and dots it with all N (<= 8) input
 // rows held in cache; R weight rows at a time give independent FMA chains.
 constexpr int kSmallRows = 8;
 
-__attribute__((target("avx2,fma"))) inline float horizontal_sum(__m256 acc) {
-  __m128 lo = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-  lo = _mm_hadd_ps(lo, lo);
-  lo = _mm_hadd_ps(lo, lo);
-  return _mm_cvtss_f32(lo);
-}
+using simd::horizontal_sum;
 
 struct KernelArgs {
   const float* x;      // [n, in]
@@ -132,20 +151,27 @@ __attribute__((target("avx2,fma"))) inline __m256 load_weights(const KernelArgs&
   }
 }
 
+// y[j, row] = b[row] + (sum of acc lanes + the in % 8 tail) (* scale[row]).
+template <bool Q8>
+__attribute__((target("avx2,fma"), always_inline)) inline void finish_dot(const KernelArgs& a,
+                                                                          __m256 acc, int row,
+                                                                          int j, int vec_end) {
+  float sum = horizontal_sum(acc);
+  const size_t wr = static_cast<size_t>(row) * a.in;
+  const float* xr = a.x + static_cast<size_t>(j) * a.in;
+  for (int k = vec_end; k < a.in; ++k) sum += (Q8 ? a.q[wr + k] : a.w[wr + k]) * xr[k];
+  if constexpr (Q8) sum *= a.scale[row];
+  a.y[static_cast<size_t>(j) * a.out + row] = a.b[row] + sum;
+}
+
 template <int N, bool Q8>
 __attribute__((target("avx2,fma"))) void small_linear_rows(const KernelArgs& a, int row_begin,
                                                            int row_end) {
-  constexpr int R = N == 1 ? 4 : (N <= 4 ? 2 : 1);
+  // R x N accumulators (<= 12 of the 16 ymm registers); more weight rows per pass means fewer
+  // loads per FMA.
+  constexpr int R = N <= 3 ? 4 : (N == 4 ? 3 : (N <= 6 ? 2 : 1));
   const int in = a.in;
   const int vec_end = in - in % 8;
-  auto finish = [&](__m256 acc, int row, int j) {
-    float sum = horizontal_sum(acc);
-    const size_t wr = static_cast<size_t>(row) * in;
-    const float* xr = a.x + static_cast<size_t>(j) * in;
-    for (int k = vec_end; k < in; ++k) sum += (Q8 ? a.q[wr + k] : a.w[wr + k]) * xr[k];
-    if constexpr (Q8) sum *= a.scale[row];
-    a.y[static_cast<size_t>(j) * a.out + row] = a.b[row] + sum;
-  };
   int o = row_begin;
   for (; o + R <= row_end; o += R) {
     __m256 acc[R][N];
@@ -160,7 +186,7 @@ __attribute__((target("avx2,fma"))) void small_linear_rows(const KernelArgs& a, 
       }
     }
     for (int r = 0; r < R; ++r)
-      for (int j = 0; j < N; ++j) finish(acc[r][j], o + r, j);
+      for (int j = 0; j < N; ++j) finish_dot<Q8>(a, acc[r][j], o + r, j, vec_end);
   }
   for (; o < row_end; ++o) {
     __m256 acc[N];
@@ -171,7 +197,7 @@ __attribute__((target("avx2,fma"))) void small_linear_rows(const KernelArgs& a, 
         acc[j] =
             _mm256_fmadd_ps(wv, _mm256_loadu_ps(a.x + static_cast<size_t>(j) * in + k), acc[j]);
     }
-    for (int j = 0; j < N; ++j) finish(acc[j], o, j);
+    for (int j = 0; j < N; ++j) finish_dot<Q8>(a, acc[j], o, j, vec_end);
   }
 }
 
@@ -187,34 +213,42 @@ constexpr SmallKernel kSmallKernels[kSmallRows + 1] = {nullptr,
                                                        small_linear_rows<7, Q8>,
                                                        small_linear_rows<8, Q8>};
 
-bool have_avx2_fma() {
-  static const bool ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return ok;
-}
-
-// Threads for the small kernel (process-wide, like OpenBLAS's own setting).
-std::atomic<int> g_small_threads{1};
+using simd::have_avx2_fma;
 
 void small_linear(const Linear& l, const float* x, int n, float* y) {
   const KernelArgs args{x, l.w, l.q, l.scale, l.b, l.out, l.in, y};
   const SmallKernel kernel = l.q ? kSmallKernels<true>[n] : kSmallKernels<false>[n];
-  const int out = l.out;
-  const int threads = std::max(1, g_small_threads.load(std::memory_order_relaxed));
-  // Helper threads only pay off for big matrices (the output projection).
-  if (threads == 1 || static_cast<size_t>(out) * l.in < (size_t{1} << 22)) {
-    kernel(args, 0, out);
+  // The pool's hand-off costs a few microseconds: worth it from ~64k weights on.
+  if (static_cast<size_t>(l.out) * l.in < (size_t{1} << 16)) {
+    kernel(args, 0, l.out);
     return;
   }
-  const int chunk = (out / threads + 7) / 8 * 8;
-  std::vector<std::thread> helpers;
-  helpers.reserve(threads - 1);
-  for (int t = 1; t < threads; ++t) {
-    const int begin = std::min(out, t * chunk);
-    const int end = std::min(out, begin + chunk);
-    if (begin < end) helpers.emplace_back(kernel, std::cref(args), begin, end);
-  }
-  kernel(args, 0, std::min(out, chunk));
-  for (auto& h : helpers) h.join();
+  parallel_for(l.out, 8, [&](int begin, int end) { kernel(args, begin, end); });
+}
+
+// Medium row counts (batched decoding): OpenBLAS would repack the whole weight matrix on every
+// call, which costs more than the multiply for the output projection. Instead each block of
+// weight rows (sized to stay in L2) is streamed from memory once and all input rows pass over
+// it, 8 at a time, with the few-rows kernel.
+constexpr int kTiledMaxRows = 64;
+constexpr size_t kTileBytes = size_t{128} << 10;
+constexpr int kTiledGroup = 4;  // input rows per pass: the 4 x 3 register tile
+
+void tiled_linear(const Linear& l, const float* x, int n, float* y) {
+  const size_t row_bytes = static_cast<size_t>(l.in) * (l.q ? 1 : 4);
+  const int block = static_cast<int>(std::max<size_t>(8, kTileBytes / row_bytes / 8 * 8));
+  parallel_for(l.out, block, [&](int begin, int end) {
+    for (int b0 = begin; b0 < end; b0 += block) {
+      const int b1 = std::min(end, b0 + block);
+      for (int j = 0; j < n; j += kTiledGroup) {
+        const int g = std::min(kTiledGroup, n - j);
+        const KernelArgs args{
+            x + static_cast<size_t>(j) * l.in, l.w, l.q, l.scale, l.b, l.out, l.in,
+            y + static_cast<size_t>(j) * l.out};
+        (l.q ? kSmallKernels<true>[g] : kSmallKernels<false>[g])(args, b0, b1);
+      }
+    }
+  });
 }
 
 // y[n, out] = x[n, in] W^T + b
@@ -222,6 +256,10 @@ void linear(const Linear& l, const float* x, int n, float* y) {
   if (n <= 0) return;
   if (n <= kSmallRows && have_avx2_fma()) {
     small_linear(l, x, n, y);
+    return;
+  }
+  if (n <= kTiledMaxRows && have_avx2_fma()) {
+    tiled_linear(l, x, n, y);
     return;
   }
   for (int i = 0; i < n; ++i) std::memcpy(y + static_cast<size_t>(i) * l.out, l.b, l.out * 4);
@@ -268,11 +306,47 @@ void softmax_inplace(float* s, int n) {
   for (int i = 0; i < n; ++i) s[i] *= inv;
 }
 
-// One query row (head slice, already scaled) against keys [len, stride] -> out (head slice).
-void attend_one(const float* q, const float* k, const float* v, int len, int stride, int hd,
-                float* scores, float* out) {
+// One query row (head slice, already scaled) against `len` keys/values: key t is row
+// (rows ? rows[t] : t) of k / v, rows `stride` floats apart -> out (head slice). scores: len
+// floats.
+__attribute__((target("avx2,fma"))) void attend_one_avx2(const float* q, const float* k,
+                                                         const float* v, const int* rows, int len,
+                                                         int stride, int hd, float* scores,
+                                                         float* out) {
+  float mx = -INFINITY;
   for (int t = 0; t < len; ++t) {
-    const float* kt = k + static_cast<size_t>(t) * stride;
+    const size_t at = static_cast<size_t>(rows ? rows[t] : t) * stride;
+    const float* kt = k + at;
+    __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(kt));
+    for (int j = 8; j < hd; j += 8)
+      acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), _mm256_loadu_ps(kt + j), acc);
+    scores[t] = simd::horizontal_sum(acc);
+    mx = std::max(mx, scores[t]);
+  }
+  float sum = 0.0f;
+  for (int t = 0; t < len; ++t) {
+    scores[t] = std::exp(scores[t] - mx);
+    sum += scores[t];
+  }
+  const float inv = 1.0f / sum;
+  for (int j = 0; j < hd; j += 8) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int t = 0; t < len; ++t) {
+      const size_t at = static_cast<size_t>(rows ? rows[t] : t) * stride;
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(scores[t]), _mm256_loadu_ps(v + at + j), acc);
+    }
+    _mm256_storeu_ps(out + j, _mm256_mul_ps(acc, _mm256_set1_ps(inv)));
+  }
+}
+
+void attend_one(const float* q, const float* k, const float* v, const int* rows, int len,
+                int stride, int hd, float* scores, float* out) {
+  if (hd % 8 == 0 && have_avx2_fma()) {
+    attend_one_avx2(q, k, v, rows, len, stride, hd, scores, out);
+    return;
+  }
+  for (int t = 0; t < len; ++t) {
+    const float* kt = k + static_cast<size_t>(rows ? rows[t] : t) * stride;
     float s = 0.0f;
     for (int j = 0; j < hd; ++j) s += q[j] * kt[j];
     scores[t] = s;
@@ -280,7 +354,7 @@ void attend_one(const float* q, const float* k, const float* v, int len, int str
   softmax_inplace(scores, len);
   for (int j = 0; j < hd; ++j) out[j] = 0.0f;
   for (int t = 0; t < len; ++t) {
-    const float* vt = v + static_cast<size_t>(t) * stride;
+    const float* vt = v + static_cast<size_t>(rows ? rows[t] : t) * stride;
     const float p = scores[t];
     for (int j = 0; j < hd; ++j) out[j] += p * vt[j];
   }
@@ -519,9 +593,9 @@ std::shared_ptr<const MarianModel> MarianModel::load(const std::filesystem::path
   }
   if (options.num_threads > 0) {
     openblas_set_num_threads(options.num_threads);
-    g_small_threads.store(options.num_threads);
+    set_parallel_threads(options.num_threads);
   } else {
-    g_small_threads.store(std::max(1, openblas_get_num_threads()));
+    set_parallel_threads(std::max(1, openblas_get_num_threads()));
   }
   return m;
 }
@@ -565,32 +639,32 @@ std::shared_ptr<const EncoderOutput> MarianModel::encode(
     layer_outputs->push_back(x);
   }
   std::vector<float> q(x.size()), k(x.size()), v(x.size()), attn(x.size()), tmp(x.size());
-  std::vector<float> scores(static_cast<size_t>(src_len) * src_len);
+  std::vector<float> scores(static_cast<size_t>(out->batch) * heads * src_len);
   int ffn = c.encoder_ffn_dim;
   std::vector<float> hidden(static_cast<size_t>(rows) * ffn);
   for (const auto& l : w.encoder) {
     linear(l.self.q, x.data(), rows, q.data());
     linear(l.self.k, x.data(), rows, k.data());
     linear(l.self.v, x.data(), rows, v.data());
-    for (int b = 0; b < out->batch; ++b) {
-      const int len = out->lengths[b];
-      const size_t base = static_cast<size_t>(b) * src_len * d;
-      for (int h = 0; h < heads; ++h) {
-        const float* qb = q.data() + base + h * hd;
-        const float* kb = k.data() + base + h * hd;
-        const float* vb = v.data() + base + h * hd;
-        // scores[S, len] = q k^T * scaling over valid keys only (padding masked out).
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, src_len, len, hd, scaling, qb, d, kb,
-                    d, 0.0f, scores.data(), len);
-        for (int t = 0; t < src_len; ++t) softmax_inplace(scores.data() + t * len, len);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, src_len, hd, len, 1.0f,
-                    scores.data(), len, vb, d, 0.0f, attn.data() + base + h * hd, d);
+    for (float& value : q) value *= scaling;
+    // Every query (incl. padded positions) attends to the row's valid keys only.
+    parallel_for(out->batch * heads, 1, [&](int begin, int end) {
+      for (int task = begin; task < end; ++task) {
+        const int b = task / heads, h = task % heads;
+        const int len = out->lengths[b];
+        const size_t base = static_cast<size_t>(b) * src_len * d + h * hd;
+        float* sc = scores.data() + static_cast<size_t>(task) * src_len;
+        for (int t = 0; t < src_len; ++t) {
+          const size_t at = base + static_cast<size_t>(t) * d;
+          attend_one(q.data() + at, k.data() + base, v.data() + base, nullptr, len, d, hd, sc,
+                     attn.data() + at);
+        }
       }
-    }
+    });
     linear(l.self.o, attn.data(), rows, tmp.data());
     add_layer_norm(x.data(), tmp.data(), rows, d, l.self_ln);  // x = LN(x + attn)
     linear(l.fc1, x.data(), rows, hidden.data());
-    apply_activation(w.act, hidden.data(), hidden.size());
+    apply_activation(w.act, hidden.data(), rows, ffn);
     linear(l.fc2, hidden.data(), rows, tmp.data());
     add_layer_norm(x.data(), tmp.data(), rows, d, l.final_ln);
     if (layer_outputs) layer_outputs->push_back(x);
@@ -621,6 +695,8 @@ std::unique_ptr<DecoderState> MarianModel::start_decoder(
   }
   for (int r : source_row)
     if (r < 0 || r >= encoder->batch) throw TranslationFailed("marian: bad source row");
+  s->slots = static_cast<int>(source_row.size());
+  s->cache_rows.assign(source_row.size() * s->capacity, 0);
   s->source_row = std::move(source_row);
   s->encoder = std::move(encoder);
   return s;
@@ -644,7 +720,11 @@ void MarianModel::decoder_step(DecoderState& s, std::span<const int> tokens, flo
   ensure(s.q, nd * 3);
   ensure(s.attn, nd);
   ensure(s.ffn, static_cast<size_t>(n) * c.decoder_ffn_dim);
-  ensure(s.scores, static_cast<size_t>(std::max(src_len, pos + 1)));
+  const size_t score_stride = static_cast<size_t>(std::max(src_len, pos + 1));
+  ensure(s.scores, static_cast<size_t>(n) * heads * score_stride);
+  // This step's keys/values go to cache rows pos * slots + i.
+  for (int i = 0; i < n; ++i)
+    s.cache_rows[static_cast<size_t>(i) * s.capacity + pos] = pos * s.slots + i;
   float* x = s.x.data();
   for (int i = 0; i < n; ++i) {
     int id = tokens[i];
@@ -656,7 +736,6 @@ void MarianModel::decoder_step(DecoderState& s, std::span<const int> tokens, flo
   float* q = s.q.data();
   float* kn = q + nd;
   float* vn = kn + nd;
-  const size_t cap_stride = static_cast<size_t>(s.capacity) * d;
   for (size_t li = 0; li < w.decoder.size(); ++li) {
     const auto& l = w.decoder[li];
     // Causal self-attention: the new token attends to all cached positions and itself.
@@ -665,15 +744,18 @@ void MarianModel::decoder_step(DecoderState& s, std::span<const int> tokens, flo
     linear(l.self.v, x, n, vn);
     float* kc = s.self_k[li].data();
     float* vc = s.self_v[li].data();
-    for (int i = 0; i < n; ++i) {
-      std::memcpy(kc + i * cap_stride + static_cast<size_t>(pos) * d, kn + i * d, d * 4);
-      std::memcpy(vc + i * cap_stride + static_cast<size_t>(pos) * d, vn + i * d, d * 4);
-    }
+    const size_t step_base = static_cast<size_t>(pos) * s.slots * d;
+    std::memcpy(kc + step_base, kn, nd * 4);
+    std::memcpy(vc + step_base, vn, nd * 4);
     for (size_t j = 0; j < nd; ++j) q[j] *= scaling;
-    for (int i = 0; i < n; ++i)
-      for (int h = 0; h < heads; ++h)
-        attend_one(q + i * d + h * hd, kc + i * cap_stride + h * hd, vc + i * cap_stride + h * hd,
-                   pos + 1, d, hd, s.scores.data(), s.attn.data() + i * d + h * hd);
+    parallel_for(n * heads, 1, [&](int begin, int end) {
+      for (int task = begin; task < end; ++task) {
+        const int i = task / heads, h = task % heads;
+        attend_one(q + i * d + h * hd, kc + h * hd, vc + h * hd,
+                   s.cache_rows.data() + static_cast<size_t>(i) * s.capacity, pos + 1, d, hd,
+                   s.scores.data() + task * score_stride, s.attn.data() + i * d + h * hd);
+      }
+    });
     linear(l.self.o, s.attn.data(), n, s.tmp.data());
     add_layer_norm(x, s.tmp.data(), n, d, l.self_ln);
     // Cross-attention over the hypothesis' source row (valid positions only).
@@ -681,18 +763,20 @@ void MarianModel::decoder_step(DecoderState& s, std::span<const int> tokens, flo
     for (size_t j = 0; j < nd; ++j) q[j] *= scaling;
     const float* ck = s.cross_k[li].data();
     const float* cv = s.cross_v[li].data();
-    for (int i = 0; i < n; ++i) {
-      const int row = s.source_row[i];
-      const int len = s.encoder->lengths[row];
-      const size_t base = static_cast<size_t>(row) * src_len * d;
-      for (int h = 0; h < heads; ++h)
-        attend_one(q + i * d + h * hd, ck + base + h * hd, cv + base + h * hd, len, d, hd,
-                   s.scores.data(), s.attn.data() + i * d + h * hd);
-    }
+    parallel_for(n * heads, 1, [&](int begin, int end) {
+      for (int task = begin; task < end; ++task) {
+        const int i = task / heads, h = task % heads;
+        const int row = s.source_row[i];
+        const int len = s.encoder->lengths[row];
+        const size_t base = static_cast<size_t>(row) * src_len * d + h * hd;
+        attend_one(q + i * d + h * hd, ck + base, cv + base, nullptr, len, d, hd,
+                   s.scores.data() + task * score_stride, s.attn.data() + i * d + h * hd);
+      }
+    });
     linear(l.cross.o, s.attn.data(), n, s.tmp.data());
     add_layer_norm(x, s.tmp.data(), n, d, l.cross_ln);
     linear(l.fc1, x, n, s.ffn.data());
-    apply_activation(w.act, s.ffn.data(), static_cast<size_t>(n) * c.decoder_ffn_dim);
+    apply_activation(w.act, s.ffn.data(), n, c.decoder_ffn_dim);
     linear(l.fc2, s.ffn.data(), n, s.tmp.data());
     add_layer_norm(x, s.tmp.data(), n, d, l.final_ln);
   }
@@ -701,23 +785,18 @@ void MarianModel::decoder_step(DecoderState& s, std::span<const int> tokens, flo
 }
 
 void MarianModel::select_hypotheses(DecoderState& s, std::span<const int> keep) const {
-  const int d = config_.d_model;
-  const size_t cap_stride = static_cast<size_t>(s.capacity) * d;
-  const size_t used = static_cast<size_t>(s.steps) * d;
   const int n = static_cast<int>(keep.size());
   bool identity = n == s.num_hyps();
   for (int i = 0; i < n && identity; ++i) identity = keep[i] == i;
   if (identity) return;
+  if (n > s.slots) throw TranslationFailed("marian: more hypotheses than the decoder state holds");
   for (int k : keep)
     if (k < 0 || k >= s.num_hyps()) throw TranslationFailed("marian: bad hypothesis index");
-  auto reorder = [&](std::vector<float>& cache) {
-    ensure(s.tmp, static_cast<size_t>(n) * cap_stride);
-    for (int i = 0; i < n; ++i)
-      std::memcpy(s.tmp.data() + i * cap_stride, cache.data() + keep[i] * cap_stride, used * 4);
-    cache.swap(s.tmp);
-  };
-  for (auto& c : s.self_k) reorder(c);
-  for (auto& c : s.self_v) reorder(c);
+  const size_t cap = static_cast<size_t>(s.capacity);
+  s.cache_rows_spare.resize(s.cache_rows.size());
+  for (int i = 0; i < n; ++i)
+    std::copy_n(s.cache_rows.data() + keep[i] * cap, s.steps, s.cache_rows_spare.data() + i * cap);
+  s.cache_rows.swap(s.cache_rows_spare);
   std::vector<int> rows(n);
   for (int i = 0; i < n; ++i) rows[i] = s.source_row[keep[i]];
   s.source_row = std::move(rows);

@@ -43,8 +43,13 @@ struct DecoderState {
   int steps = 0;                                     // tokens fed so far (same for all hypotheses)
   int capacity = 0;                                  // max steps the cache can hold
   std::vector<std::vector<float>> cross_k, cross_v;  // [layer][batch*src_len*d]
-  std::vector<std::vector<float>> self_k, self_v;    // [layer][hyp*capacity*d]
-  std::vector<float> x, tmp, q, attn, ffn, scores;   // scratch
+  // Self-attention cache: [layer][(step * slots + slot) * d]. Hypothesis i's key/value of step
+  // t is in row cache_rows[i * capacity + t], so reordering hypotheses (beam search) moves only
+  // these indices, never the cached vectors.
+  int slots = 0;
+  std::vector<std::vector<float>> self_k, self_v;
+  std::vector<int> cache_rows, cache_rows_spare;    // [hyp * capacity]
+  std::vector<float> x, tmp, q, attn, ffn, scores;  // scratch
   int num_hyps() const { return static_cast<int>(source_row.size()); }
 };
 
