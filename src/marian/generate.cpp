@@ -8,6 +8,8 @@
 #include <numeric>
 
 #include "domain/errors.h"
+#include "marian/parallel.h"
+#include "marian/simd.h"
 
 namespace transnotes::marian {
 
@@ -46,6 +48,22 @@ int effective_max_length(const MarianModel& model, const GenerateOptions& o) {
   return std::max(max_length, 1);
 }
 
+__attribute__((target("avx2,fma"))) float row_max_avx2(const float* x, int n) {
+  __m256 mx = _mm256_set1_ps(kNegInf);
+  int t = 0;
+  for (; t + 8 <= n; t += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(x + t));
+  float m = simd::horizontal_max(mx);
+  for (; t < n; ++t) m = std::max(m, x[t]);
+  return m;
+}
+
+// Index of the first maximum (std::max_element semantics; logits hold no NaN).
+int first_argmax(const float* x, int n) {
+  if (!simd::have_avx2_fma()) return static_cast<int>(std::max_element(x, x + n) - x);
+  const float m = row_max_avx2(x, n);
+  return static_cast<int>(std::find(x, x + n, m) - x);
+}
+
 std::vector<GenerateResult> greedy(const MarianModel& model,
                                    const std::vector<std::vector<int>>& input_ids,
                                    const GenerateOptions& o) {
@@ -71,16 +89,19 @@ std::vector<GenerateResult> greedy(const MarianModel& model,
     model.decoder_step(*state, std::span<const int>(tokens.data(), n), logits.data());
     keep.clear();
     for (int i = 0; i < n; ++i) {
-      auto& ids = results[active[i]].ids;
-      int next = proc.apply(ids, cur_len, banned);
-      if (next < 0) {
+      tokens[i] = proc.apply(results[active[i]].ids, cur_len, banned);
+      if (tokens[i] < 0) {
         float* row = logits.data() + static_cast<size_t>(i) * V;
         for (int b : banned) row[b] = kNegInf;
-        next = static_cast<int>(std::max_element(row, row + V) - row);  // first maximum
       }
-      ids.push_back(next);
-      tokens[i] = next;
-      if (next != eos) keep.push_back(i);
+    }
+    parallel_for(n, 1, [&](int begin, int end) {
+      for (int i = begin; i < end; ++i)
+        if (tokens[i] < 0) tokens[i] = first_argmax(logits.data() + static_cast<size_t>(i) * V, V);
+    });
+    for (int i = 0; i < n; ++i) {
+      results[active[i]].ids.push_back(tokens[i]);
+      if (tokens[i] != eos) keep.push_back(i);
     }
     if (static_cast<int>(keep.size()) != n) {
       std::vector<int> still;
@@ -178,6 +199,116 @@ struct BeamHypotheses {
   }
 };
 
+struct TopEntry {
+  float logit;
+  int token;
+};
+
+// Keeps the k largest (logit, token) seen, earliest token first among equal logits (a min-heap
+// on logit; a later equal logit never displaces an earlier one).
+struct TopK {
+  TopEntry* heap;
+  int k;
+  int size = 0;
+  static bool greater(const TopEntry& a, const TopEntry& b) { return a.logit > b.logit; }
+  float threshold() const { return heap[0].logit; }
+  void push(float logit, int token) {
+    if (size < k) {
+      heap[size++] = {logit, token};
+      std::push_heap(heap, heap + size, greater);
+    } else if (logit > heap[0].logit) {
+      std::pop_heap(heap, heap + size, greater);
+      heap[size - 1] = {logit, token};
+      std::push_heap(heap, heap + size, greater);
+    }
+  }
+};
+
+// Max and top-k of row[from, n) for a full heap (top.size == k): one pass, vectorised compare
+// against the heap's threshold so that only the rare improving logits take the scalar path.
+__attribute__((target("avx2,fma"))) float max_and_topk_avx2(const float* row, int from, int n,
+                                                            TopK& top, float mx) {
+  int t = from;
+  for (; t < n && t % 8 != 0; ++t) {
+    mx = std::max(mx, row[t]);
+    top.push(row[t], t);
+  }
+  __m256 vmax = _mm256_set1_ps(mx);
+  __m256 thr = _mm256_set1_ps(top.threshold());
+  for (; t + 8 <= n; t += 8) {
+    const __m256 v = _mm256_loadu_ps(row + t);
+    vmax = _mm256_max_ps(vmax, v);
+    int mask = _mm256_movemask_ps(_mm256_cmp_ps(v, thr, _CMP_GT_OQ));
+    if (mask == 0) continue;
+    while (mask) {
+      const int lane = __builtin_ctz(mask);
+      mask &= mask - 1;
+      top.push(row[t + lane], t + lane);
+    }
+    thr = _mm256_set1_ps(top.threshold());
+  }
+  mx = std::max(mx, simd::horizontal_max(vmax));
+  for (; t < n; ++t) {
+    mx = std::max(mx, row[t]);
+    top.push(row[t], t);
+  }
+  return mx;
+}
+
+// Beam-search scores of one row of raw logits: log_softmax over all ids, processors (banned ids
+// -inf), then (renormalize) log_softmax again, i.e. score = logit - offset with offset the
+// logsumexp over allowed ids (renormalize) or over all ids. Writes offset and the (up to) k best
+// allowed tokens (unordered). Sets the banned logits to -inf.
+void score_row(float* row, int V, const std::vector<int>& banned, int k, bool renormalize,
+               float& offset, TopEntry* top_out, int& top_count) {
+  // Save and mask the banned logits (they count for the max and the unnormalised sum).
+  float banned_max = kNegInf;
+  float banned_values[8];
+  int n_banned = 0;
+  std::vector<std::pair<int, float>> many;  // only when more than 8 bans
+  for (int t : banned) {
+    if (row[t] == kNegInf) continue;  // repeated ban (or already -inf)
+    banned_max = std::max(banned_max, row[t]);
+    if (n_banned < 8) {
+      banned_values[n_banned++] = row[t];
+    } else {
+      many.emplace_back(t, row[t]);
+    }
+    row[t] = kNegInf;
+  }
+  TopK top{top_out, k};
+  // Fill the heap with the first k allowed ids (whatever their logits), then scan the rest.
+  int t = 0;
+  float mx = kNegInf;
+  for (; t < V && top.size < k; ++t) {
+    mx = std::max(mx, row[t]);
+    if (row[t] == kNegInf && std::find(banned.begin(), banned.end(), t) != banned.end()) continue;
+    top.push(row[t], t);
+  }
+  if (top.size == k) {
+    if (simd::have_avx2_fma()) {
+      mx = max_and_topk_avx2(row, t, V, top, mx);
+    } else {
+      for (; t < V; ++t) {
+        mx = std::max(mx, row[t]);
+        top.push(row[t], t);
+      }
+    }
+  }
+  top_count = top.size;
+  mx = std::max(mx, banned_max);
+  double sum_banned = 0.0;
+  for (int i = 0; i < n_banned; ++i)
+    sum_banned += std::exp(static_cast<double>(banned_values[i] - mx));
+  for (const auto& [token, value] : many) sum_banned += std::exp(static_cast<double>(value - mx));
+  const double sum_allowed = sum_exp(row, V, mx);
+  if (renormalize) {
+    offset = mx + static_cast<float>(std::log(sum_allowed));
+  } else {
+    offset = mx + static_cast<float>(std::log(sum_allowed + sum_banned));
+  }
+}
+
 struct Candidate {
   float score;
   int beam;  // within the sentence
@@ -218,9 +349,11 @@ std::vector<GenerateResult> beam_search(const MarianModel& model,
     if (i % beams != 0) beam_scores[i] = -1e9f;
   std::vector<float> logits(total * V);
   std::vector<int> tokens(total, gen.decoder_start_token_id);
-  std::vector<int> banned;
-  std::vector<Candidate> row_top, cands;
-  std::vector<char> is_banned(V, 0);
+  std::vector<Candidate> cands;
+  std::vector<std::vector<int>> row_banned(total);
+  std::vector<int> forced(total), top_counts(total);
+  std::vector<float> offsets(total);
+  std::vector<TopEntry> tops(total * k);
 
   int cur_len = 1;
   for (; cur_len < max_length && !active.empty(); ++cur_len) {
@@ -229,65 +362,33 @@ std::vector<GenerateResult> beam_search(const MarianModel& model,
     std::vector<int> next_active, keep, next_tokens;
     std::vector<float> next_scores;
     std::vector<std::vector<int>> next_seqs;
+    // Processors per row (sequential: they read the histories), then every row's scores in
+    // parallel: offset (log-softmax normaliser) and its k best allowed tokens.
+    for (int r = 0; r < n; ++r) forced[r] = proc.apply(seqs[r], cur_len, row_banned[r]);
+    parallel_for(n, 1, [&](int begin, int end) {
+      for (int r = begin; r < end; ++r) {
+        if (forced[r] >= 0) continue;
+        score_row(logits.data() + static_cast<size_t>(r) * V, V, row_banned[r], k,
+                  gen.renormalize_logits, offsets[r], tops.data() + static_cast<size_t>(r) * k,
+                  top_counts[r]);
+      }
+    });
     for (size_t si = 0; si < active.size(); ++si) {
       const int sent = active[si];
       cands.clear();
       for (int b = 0; b < beams; ++b) {
         const int r = static_cast<int>(si) * beams + b;
-        const float* row = logits.data() + static_cast<size_t>(r) * V;
         const float base = beam_scores[r];
-        int forced = proc.apply(seqs[r], cur_len, banned);
-        if (forced >= 0) {
+        if (forced[r] >= 0) {
           // Every logit -inf except the forced one, which is 0 (also after renormalising).
-          cands.push_back({base + 0.0f, b, forced});
+          cands.push_back({base + 0.0f, b, forced[r]});
           for (int t = 0, added = 0; t < V && added < k - 1; ++t)
-            if (t != forced) cands.push_back({kNegInf, b, t}), ++added;
+            if (t != forced[r]) cands.push_back({kNegInf, b, t}), ++added;
           continue;
         }
-        for (int t : banned) is_banned[t] = 1;
-        // log_softmax over all ids, processors (-inf), then (renormalize) log_softmax again:
-        // the result equals x - logsumexp(x over allowed ids).
-        float* mrow = logits.data() + static_cast<size_t>(r) * V;
-        float mx = kNegInf;
-        for (int t = 0; t < V; ++t) mx = std::max(mx, row[t]);
-        double sum_banned = 0.0;
-        for (int t : banned) {
-          if (mrow[t] == kNegInf) continue;  // repeated ban
-          sum_banned += std::exp(static_cast<double>(mrow[t] - mx));
-          mrow[t] = kNegInf;
-        }
-        const double sum_allowed = sum_exp(row, V, mx);
-        const double sum_all = sum_allowed + sum_banned;
-        const float lse_all = mx + static_cast<float>(std::log(sum_all));
-        float offset;  // score = logit - offset
-        if (gen.renormalize_logits) {
-          offset = mx + static_cast<float>(std::log(sum_allowed));
-        } else {
-          offset = lse_all;
-        }
-        // Top-k allowed logits of this row.
-        row_top.clear();
-        for (int t = 0; t < V; ++t) {
-          if (is_banned[t]) continue;
-          const float v = row[t];
-          if (static_cast<int>(row_top.size()) < k) {
-            row_top.push_back({v, b, t});
-            std::push_heap(
-                row_top.begin(), row_top.end(),
-                [](const Candidate& a, const Candidate& c) { return a.score > c.score; });
-          } else if (v > row_top.front().score) {
-            std::pop_heap(row_top.begin(), row_top.end(),
-                          [](const Candidate& a, const Candidate& c) { return a.score > c.score; });
-            row_top.back() = {v, b, t};
-            std::push_heap(
-                row_top.begin(), row_top.end(),
-                [](const Candidate& a, const Candidate& c) { return a.score > c.score; });
-          }
-        }
-        for (int t : banned) is_banned[t] = 0;
-        for (auto c : row_top) {
-          c.score = (c.score - offset) + base;
-          cands.push_back(c);
+        for (int j = 0; j < top_counts[r]; ++j) {
+          const TopEntry& e = tops[static_cast<size_t>(r) * k + j];
+          cands.push_back({(e.logit - offsets[r]) + base, b, e.token});
         }
       }
       std::sort(cands.begin(), cands.end(), [V](const Candidate& a, const Candidate& c) {
