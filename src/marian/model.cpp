@@ -230,7 +230,7 @@ void small_linear(const Linear& l, const float* x, int n, float* y) {
 // call, which costs more than the multiply for the output projection. Instead each block of
 // weight rows (sized to stay in L2) is streamed from memory once and all input rows pass over
 // it, 8 at a time, with the few-rows kernel.
-constexpr int kTiledMaxRows = 64;
+constexpr int kTiledMaxRows = 128;
 constexpr size_t kTileBytes = size_t{128} << 10;
 constexpr int kTiledGroup = 4;  // input rows per pass: the 4 x 3 register tile
 
