@@ -26,12 +26,12 @@ TEST(Validation, LengthsCountCharactersNotBytes) {
   NoteFields fields;
   fields.title = std::string();
   for (int i = 0; i < 200; ++i) fields.title->append("ñ");  // 400 bytes, 200 characters
-  fields.original_text = "x";
+  fields.original_text.emplace("x");
   EXPECT_TRUE(validate_note_fields(fields, false).empty());
   fields.title->append("a");
   EXPECT_EQ(validate_note_fields(fields, false)["title"],
             std::vector<std::string>{"Ensure this field has no more than 200 characters."});
-  fields.title = "ok";
+  fields.title.emplace("ok");
   fields.original_language = std::string(51, 'x');
   EXPECT_EQ(validate_note_fields(fields, false)["original_language"],
             std::vector<std::string>{"Ensure this field has no more than 50 characters."});

@@ -182,7 +182,7 @@ TEST_P(ApiTest, RetrieveUpdatePatchDelete) {
 }
 
 TEST_P(ApiTest, ListIsNewestFirstAndPaginated) {
-  for (int i = 0; i < 5; ++i) create("n" + std::to_string(i), "text");
+  for (int i = 0; i < 5; ++i) create(std::string("n").append(std::to_string(i)), "text");
   auto res = request(port_, "GET", "/api/v1/notes/");
   ASSERT_EQ(res.status, 200);
   auto items = res.json().as_array();
