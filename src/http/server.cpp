@@ -4,8 +4,8 @@
 #include <strings.h>
 
 #include <atomic>
-#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -102,6 +102,21 @@ class Session : public std::enable_shared_from_this<Session> {
     if (parser_->is_done()) return handle();
     auto length = parser_->content_length();
     if (length && *length > server_.options.max_body_bytes) return send_plain_error(413);
+    // Clients such as curl ask before sending a larger body and would otherwise wait a second.
+    if (beast::iequals(parser_->get()[bhttp::field::expect], "100-continue")) {
+      auto go_on = std::make_shared<bhttp::response<bhttp::empty_body>>(bhttp::status::continue_,
+                                                                        parser_->get().version());
+      stream_.expires_after(server_.options.read_timeout);
+      return bhttp::async_write(
+          stream_, *go_on, [self = shared_from_this(), go_on](beast::error_code ec, std::size_t) {
+            if (ec) return self->on_read_error(ec);
+            self->read_body();
+          });
+    }
+    read_body();
+  }
+
+  void read_body() {
     stream_.expires_after(server_.options.read_timeout);
     bhttp::async_read(stream_, buffer_, *parser_,
                       beast::bind_front_handler(&Session::on_body, shared_from_this()));

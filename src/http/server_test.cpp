@@ -65,6 +65,27 @@ TEST_F(ServerTest, AnswersAndKeepsTheConnectionAlive) {
   EXPECT_NE(out.find("X-Reply: yes"), std::string::npos) << out;
 }
 
+TEST_F(ServerTest, ExpectContinueGetsAnInterimAnswer) {
+  asio::io_context ioc;
+  tcp::socket socket(ioc);
+  socket.connect({asio::ip::make_address("127.0.0.1"), server_->port()});
+  asio::write(socket,
+              asio::buffer(std::string("POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                                       "Content-Length: 4\r\n\r\n")));
+  char buf[256];
+  std::size_t n = socket.read_some(asio::buffer(buf));
+  EXPECT_EQ(std::string(buf, n).rfind("HTTP/1.1 100 Continue", 0), 0u) << std::string(buf, n);
+  asio::write(socket, asio::buffer(std::string("data")));
+  std::string out;
+  boost::system::error_code ec;
+  while (out.find("POST /up data") == std::string::npos) {
+    n = socket.read_some(asio::buffer(buf), ec);
+    if (ec) break;
+    out.append(buf, n);
+  }
+  EXPECT_NE(out.find("HTTP/1.1 200"), std::string::npos) << out;
+}
+
 TEST_F(ServerTest, OversizeBodyIs413) {
   auto out = exchange("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" +
                       std::string(5000, 'a'));
