@@ -185,6 +185,20 @@ __attribute__((target("avx2,fma"))) void small_linear_rows(const KernelArgs& a, 
                                       acc[r][j]);
       }
     }
+    if constexpr (R == 4) {
+      if (vec_end == in) {
+        // Four rows' sums at once: two rounds of hadd, then the two 128-bit halves.
+        for (int j = 0; j < N; ++j) {
+          const __m256 s = _mm256_hadd_ps(_mm256_hadd_ps(acc[0][j], acc[1][j]),
+                                          _mm256_hadd_ps(acc[2][j], acc[3][j]));
+          __m128 sum = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+          if constexpr (Q8) sum = _mm_mul_ps(sum, _mm_loadu_ps(a.scale + o));
+          _mm_storeu_ps(a.y + static_cast<size_t>(j) * a.out + o,
+                        _mm_add_ps(_mm_loadu_ps(a.b + o), sum));
+        }
+        continue;
+      }
+    }
     for (int r = 0; r < R; ++r)
       for (int j = 0; j < N; ++j) finish_dot<Q8>(a, acc[r][j], o + r, j, vec_end);
   }
@@ -232,7 +246,7 @@ void small_linear(const Linear& l, const float* x, int n, float* y) {
 // it, 8 at a time, with the few-rows kernel.
 constexpr int kTiledMaxRows = 128;
 constexpr size_t kTileBytes = size_t{128} << 10;
-constexpr int kTiledGroup = 4;  // input rows per pass: the 4 x 3 register tile
+constexpr int kTiledGroup = 3;  // input rows per pass: the 3 x 4 register tile
 
 void tiled_linear(const Linear& l, const float* x, int n, float* y) {
   const size_t row_bytes = static_cast<size_t>(l.in) * (l.q ? 1 : 4);
