@@ -323,33 +323,66 @@ void softmax_inplace(float* s, int n) {
 // One query row (head slice, already scaled) against `len` keys/values: key t is row
 // (rows ? rows[t] : t) of k / v, rows `stride` floats apart -> out (head slice). scores: len
 // floats.
+// Value accumulators per pass of attend_one_avx2 (8 x 8 lanes = head_dim 64 of OPUS-MT base).
+constexpr int kValueBlocks = 8;
+
 __attribute__((target("avx2,fma"))) void attend_one_avx2(const float* q, const float* k,
                                                          const float* v, const int* rows, int len,
                                                          int stride, int hd, float* scores,
                                                          float* out) {
-  float mx = -INFINITY;
-  for (int t = 0; t < len; ++t) {
-    const size_t at = static_cast<size_t>(rows ? rows[t] : t) * stride;
-    const float* kt = k + at;
-    __m256 acc = _mm256_mul_ps(_mm256_loadu_ps(q), _mm256_loadu_ps(kt));
-    for (int j = 8; j < hd; j += 8)
+  auto row_of = [rows, stride](int t) { return static_cast<size_t>(rows ? rows[t] : t) * stride; };
+  int t = 0;
+  // Four keys at a time: independent FMA chains, one hadd reduction for four scores.
+  for (; t + 4 <= len; t += 4) {
+    const float* k0 = k + row_of(t);
+    const float* k1 = k + row_of(t + 1);
+    const float* k2 = k + row_of(t + 2);
+    const float* k3 = k + row_of(t + 3);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (int j = 0; j < hd; j += 8) {
+      const __m256 qv = _mm256_loadu_ps(q + j);
+      a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + j), a0);
+      a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k1 + j), a1);
+      a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k2 + j), a2);
+      a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k3 + j), a3);
+    }
+    const __m256 s4 = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
+    _mm_storeu_ps(scores + t, _mm_add_ps(_mm256_castps256_ps128(s4), _mm256_extractf128_ps(s4, 1)));
+  }
+  for (; t < len; ++t) {
+    const float* kt = k + row_of(t);
+    __m256 acc = _mm256_setzero_ps();
+    for (int j = 0; j < hd; j += 8)
       acc = _mm256_fmadd_ps(_mm256_loadu_ps(q + j), _mm256_loadu_ps(kt + j), acc);
     scores[t] = simd::horizontal_sum(acc);
-    mx = std::max(mx, scores[t]);
   }
+  float mx = -INFINITY;
+  for (t = 0; t < len; ++t) mx = std::max(mx, scores[t]);
   float sum = 0.0f;
-  for (int t = 0; t < len; ++t) {
+  for (t = 0; t < len; ++t) {
     scores[t] = std::exp(scores[t] - mx);
     sum += scores[t];
   }
-  const float inv = 1.0f / sum;
-  for (int j = 0; j < hd; j += 8) {
-    __m256 acc = _mm256_setzero_ps();
-    for (int t = 0; t < len; ++t) {
-      const size_t at = static_cast<size_t>(rows ? rows[t] : t) * stride;
-      acc = _mm256_fmadd_ps(_mm256_set1_ps(scores[t]), _mm256_loadu_ps(v + at + j), acc);
+  const __m256 inv = _mm256_set1_ps(1.0f / sum);
+  int j = 0;
+  // kValueBlocks x 8 output lanes at a time in as many accumulators (one pass over the values).
+  for (; j + 8 * kValueBlocks <= hd; j += 8 * kValueBlocks) {
+    __m256 acc[kValueBlocks];
+    for (int b = 0; b < kValueBlocks; ++b) acc[b] = _mm256_setzero_ps();
+    for (t = 0; t < len; ++t) {
+      const float* vt = v + row_of(t) + j;
+      const __m256 p = _mm256_set1_ps(scores[t]);
+      for (int b = 0; b < kValueBlocks; ++b)
+        acc[b] = _mm256_fmadd_ps(p, _mm256_loadu_ps(vt + 8 * b), acc[b]);
     }
-    _mm256_storeu_ps(out + j, _mm256_mul_ps(acc, _mm256_set1_ps(inv)));
+    for (int b = 0; b < kValueBlocks; ++b)
+      _mm256_storeu_ps(out + j + 8 * b, _mm256_mul_ps(acc[b], inv));
+  }
+  for (; j < hd; j += 8) {
+    __m256 acc = _mm256_setzero_ps();
+    for (t = 0; t < len; ++t)
+      acc = _mm256_fmadd_ps(_mm256_set1_ps(scores[t]), _mm256_loadu_ps(v + row_of(t) + j), acc);
+    _mm256_storeu_ps(out + j, _mm256_mul_ps(acc, inv));
   }
 }
 
