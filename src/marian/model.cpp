@@ -245,11 +245,15 @@ void small_linear(const Linear& l, const float* x, int n, float* y) {
 // weight rows (sized to stay in L2) is streamed from memory once and all input rows pass over
 // it, 8 at a time, with the few-rows kernel.
 constexpr int kTiledMaxRows = 128;
+constexpr int kTiledMaxInt8Rows = 64;
 constexpr size_t kTileBytes = size_t{128} << 10;
 constexpr int kTiledGroup = 3;  // input rows per pass: the 3 x 4 register tile
 
 void tiled_linear(const Linear& l, const float* x, int n, float* y) {
-  const size_t row_bytes = static_cast<size_t>(l.in) * (l.q ? 1 : 4);
+  // int8 weights halve the memory traffic but cost two conversions per 8 weights: with many
+  // input rows the kernel is compute-bound and the fp32 weights are faster.
+  const bool q8 = l.q && n <= kTiledMaxInt8Rows;
+  const size_t row_bytes = static_cast<size_t>(l.in) * (q8 ? 1 : 4);
   const int block = static_cast<int>(std::max<size_t>(8, kTileBytes / row_bytes / 8 * 8));
   parallel_for(l.out, block, [&](int begin, int end) {
     for (int b0 = begin; b0 < end; b0 += block) {
@@ -257,9 +261,9 @@ void tiled_linear(const Linear& l, const float* x, int n, float* y) {
       for (int j = 0; j < n; j += kTiledGroup) {
         const int g = std::min(kTiledGroup, n - j);
         const KernelArgs args{
-            x + static_cast<size_t>(j) * l.in, l.w, l.q, l.scale, l.b, l.out, l.in,
+            x + static_cast<size_t>(j) * l.in, l.w, q8 ? l.q : nullptr, l.scale, l.b, l.out, l.in,
             y + static_cast<size_t>(j) * l.out};
-        (l.q ? kSmallKernels<true>[g] : kSmallKernels<false>[g])(args, b0, b1);
+        (q8 ? kSmallKernels<true>[g] : kSmallKernels<false>[g])(args, b0, b1);
       }
     }
   });
@@ -587,8 +591,8 @@ std::shared_ptr<const MarianModel> MarianModel::load(const std::filesystem::path
   }
 
   if (options.int8) {
-    // Symmetric per-row int8 (scale = max|w| / 127). Used only where few rows are multiplied
-    // (decoding of small batches, memory-bound); larger products keep fp32 sgemm.
+    // Symmetric per-row int8 (scale = max|w| / 127). Used only where <= 64 rows are multiplied
+    // (decoding of small/medium batches); larger products keep the fp32 weights.
     std::vector<Linear*> targets;
     for (auto& l : w.decoder)
       for (Linear* lin :

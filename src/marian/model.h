@@ -20,9 +20,9 @@ struct ModelOptions {
   // OpenBLAS threads (process-wide setting); 0 = leave as is.
   int num_threads = 0;
   // Adds an int8 copy (symmetric, per-row scales) of the decoder linear layers and the output
-  // projection, used when <= 8 rows are multiplied (decoding of small batches, which is
-  // memory-bound); bigger products keep fp32 sgemm. Costs quantization time at load and ~1/4 of
-  // the decoder weights in RAM. Off by default.
+  // projection, used when <= 64 rows are multiplied (decoding of small and medium batches,
+  // where streaming the weights dominates); bigger products keep the fp32 weights. Costs
+  // quantization time at load and ~1/4 of the decoder weights in RAM. Off by default.
   bool int8 = false;
 };
 
