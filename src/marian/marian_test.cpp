@@ -1,4 +1,5 @@
 // Oracle tests against the tiny-en-es fixture (expected.json from HF transformers 4.46.3).
+#include <cblas.h>
 #include <gtest/gtest.h>
 
 #include <boost/json.hpp>
@@ -11,6 +12,7 @@
 #include "marian/generate.h"
 #include "marian/marian_engine.h"
 #include "marian/model.h"
+#include "marian/parallel.h"
 #include "marian/safetensors.h"
 #include "marian/tokenizer.h"
 #include "marian/translator.h"
@@ -214,6 +216,61 @@ TEST(MarianGenerate, BeamMatchesHfExactly) {
     EXPECT_EQ(result[0].ids, ints(b.at("output_ids")));
     EXPECT_EQ(tokenizer().decode(result[0].ids), std::string(b.at("text").as_string()));
     EXPECT_NEAR(result[0].score, b.at("sequences_score").to_number<double>(), 1e-3);
+  }
+}
+
+// Two threads (the engine's worker pool splits linear layers, attention, activations and the
+// beam-search scoring) must give exactly the single-threaded HF results, fp32 and int8.
+TEST(MarianGenerate, WorkerPoolMatchesHf) {
+  REQUIRE_FIXTURE();
+  // Back to the single thread the other tests use (the setting is process-wide), also when an
+  // assertion ends the test early.
+  struct RestoreOneThread {
+    ~RestoreOneThread() {
+      set_parallel_threads(1);
+      openblas_set_num_threads(1);
+    }
+  } restore;
+  auto fp32 = MarianModel::load(fixture_dir(), ModelOptions{2, false});
+  auto int8 = MarianModel::load(fixture_dir(), ModelOptions{2, true});
+  EXPECT_EQ(parallel_threads(), 2);
+  for (const auto& cv : expected().at("cases").as_array()) {
+    const auto& c = cv.as_object();
+    SCOPED_TRACE(std::string(c.at("id").as_string()));
+    for (const char* kind : {"greedy", "beam"}) {
+      SCOPED_TRACE(kind);
+      const auto& k = c.at(kind).as_object();
+      auto result = generate(*fp32, {ints(c.at("input_ids"))},
+                             options_from(k.at("kwargs").as_object(), *fp32));
+      ASSERT_EQ(result.size(), 1u);
+      EXPECT_EQ(result[0].ids, ints(k.at("output_ids")));
+    }
+    const auto& g = c.at("greedy").as_object();
+    auto result =
+        generate(*int8, {ints(c.at("input_ids"))}, options_from(g.at("kwargs").as_object(), *int8));
+    EXPECT_EQ(result[0].ids, ints(g.at("output_ids")));
+  }
+  // A padded batch: beam search then multiplies 12 rows (the L2-tiled kernel, split by rows).
+  const auto& bc = expected().at("batch_case").as_object();
+  std::vector<std::vector<int>> inputs;
+  const auto& masks = bc.at("attention_mask").as_array();
+  const auto& rows = bc.at("input_ids").as_array();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    auto ids = ints(rows[i]);
+    auto mask = ints(masks[i]);
+    std::vector<int> row;
+    for (size_t t = 0; t < ids.size(); ++t)
+      if (mask[t]) row.push_back(ids[t]);
+    inputs.push_back(row);
+  }
+  for (const char* kind : {"greedy", "beam"}) {
+    SCOPED_TRACE(kind);
+    const auto& k = bc.at(kind).as_object();
+    auto result = generate(*fp32, inputs, options_from(k.at("kwargs").as_object(), *fp32));
+    const auto& want = k.at("output_ids").as_array();
+    ASSERT_EQ(result.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_EQ(result[i].ids, strip_padding(ints(want[i]), fp32->config().pad_token_id));
   }
 }
 

@@ -254,7 +254,10 @@ void tiled_linear(const Linear& l, const float* x, int n, float* y) {
   // input rows the kernel is compute-bound and the fp32 weights are faster.
   const bool q8 = l.q && n <= kTiledMaxInt8Rows;
   const size_t row_bytes = static_cast<size_t>(l.in) * (q8 ? 1 : 4);
-  const int block = static_cast<int>(std::max<size_t>(8, kTileBytes / row_bytes / 8 * 8));
+  // At least ~4 blocks per matrix so that small matrices still split across the threads.
+  const size_t quarter = (static_cast<size_t>(l.out) / 4 + 7) / 8 * 8;
+  const int block =
+      static_cast<int>(std::max<size_t>(8, std::min(kTileBytes / row_bytes / 8 * 8, quarter)));
   parallel_for(l.out, block, [&](int begin, int end) {
     for (int b0 = begin; b0 < end; b0 += block) {
       const int b1 = std::min(end, b0 + block);
