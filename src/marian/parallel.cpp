@@ -54,7 +54,7 @@ class Pool {
       return;
     }
     const int grains = (n + grain - 1) / grain;
-    const int chunks = std::min(grains, 4 * threads);
+    const int chunks = std::min({grains, 4 * threads, 0xffff});
     chunk_ = (grains + chunks - 1) / chunks * grain;
     chunks_ = (n + chunk_ - 1) / chunk_;
     n_ = n;
@@ -62,7 +62,8 @@ class Pool {
     context_ = context;
     done_.store(0, std::memory_order_relaxed);
     const uint32_t job = job_.load(std::memory_order_relaxed) + 1;
-    claim_.store(static_cast<uint64_t>(job) << 32, std::memory_order_release);
+    claim_.store(static_cast<uint64_t>(job) << 32 | static_cast<uint64_t>(chunks_) << 16,
+                 std::memory_order_release);
     job_.store(job, std::memory_order_release);
     job_.notify_all();
     help(job);
@@ -81,10 +82,12 @@ class Pool {
     for (;;) {
       uint64_t state = claim_.load(std::memory_order_acquire);
       if (static_cast<uint32_t>(state >> 32) != job) return;
-      const int chunk = static_cast<int>(state & 0xffffffffu);
-      if (chunk >= chunks_) return;
+      // The chunk count travels in the same word, so a claim never reads another job's fields.
+      const int chunks = static_cast<int>((state >> 16) & 0xffffu);
+      const int chunk = static_cast<int>(state & 0xffffu);
+      if (chunk >= chunks) return;
       if (!claim_.compare_exchange_weak(state, state + 1, std::memory_order_acq_rel)) continue;
-      // The job cannot finish (and be replaced) before this chunk is counted done.
+      // Claimed: the job cannot finish (and its fields be replaced) before this chunk is done.
       const int begin = chunk * chunk_;
       fn_(context_, begin, std::min(n_, begin + chunk_));
       done_.fetch_add(1, std::memory_order_release);
@@ -112,7 +115,7 @@ class Pool {
   std::vector<std::thread> helpers_;
   std::atomic<int> threads_{1};
   std::atomic<uint32_t> job_{0};    // id of the latest job (helpers sleep on it)
-  std::atomic<uint64_t> claim_{0};  // job id << 32 | next unclaimed chunk
+  std::atomic<uint64_t> claim_{0};  // job id << 32 | chunks << 16 | next unclaimed chunk
   std::atomic<int> done_{0};        // chunks of the current job finished
   std::atomic<bool> stop_{false};
   // The current job; written before claim_/job_ are published (release).
