@@ -5,13 +5,13 @@
 #include <optional>
 #include <sstream>
 
+#include "marian/json_file.h"
+
 namespace transnotes::marian {
 
 namespace json = boost::json;
 
-namespace {
-
-json::object read_json_object(const std::filesystem::path& path) {
+json::object read_json_object(const std::filesystem::path& path, const char* expected) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw ModelLoadError(path.string() + ": missing or unreadable");
   std::stringstream buffer;
@@ -22,9 +22,11 @@ json::object read_json_object(const std::filesystem::path& path) {
   } catch (const std::exception& e) {
     throw ModelLoadError(path.string() + ": malformed JSON: " + e.what());
   }
-  if (!v.is_object()) throw ModelLoadError(path.string() + ": expected a JSON object");
+  if (!v.is_object()) throw ModelLoadError(path.string() + ": expected " + expected);
   return v.as_object();
 }
+
+namespace {
 
 // Reads an integer field; missing or null -> fallback (or error when required).
 int get_int(const json::object& o, const char* key, const std::filesystem::path& path,

@@ -3,10 +3,9 @@
 #include <sentencepiece_processor.h>
 
 #include <boost/json.hpp>
-#include <fstream>
-#include <sstream>
 
 #include "marian/checkpoint.h"
+#include "marian/json_file.h"
 
 namespace transnotes::marian {
 
@@ -15,19 +14,9 @@ namespace json = boost::json;
 namespace {
 
 std::unordered_map<std::string, int> read_vocab(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ModelLoadError(path.string() + ": missing or unreadable");
-  std::stringstream buffer;
-  buffer << in.rdbuf();
-  json::value v;
-  try {
-    v = json::parse(buffer.str());
-  } catch (const std::exception& e) {
-    throw ModelLoadError(path.string() + ": malformed JSON: " + e.what());
-  }
-  if (!v.is_object()) throw ModelLoadError(path.string() + ": expected piece -> id object");
+  const json::object vocab_json = read_json_object(path, "piece -> id object");
   std::unordered_map<std::string, int> vocab;
-  for (const auto& [piece, id] : v.as_object()) {
+  for (const auto& [piece, id] : vocab_json) {
     if (!id.is_int64() || id.as_int64() < 0)
       throw ModelLoadError(path.string() + ": id of '" + std::string(piece) + "' is not valid");
     vocab.emplace(std::string(piece), static_cast<int>(id.as_int64()));
