@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <filesystem>
 #include <mutex>
+#include <thread>
 #include <unordered_map>
 #include <utility>
 
@@ -126,7 +127,7 @@ class Connection {
     sqlite3_extended_result_codes(db_, 1);
     try {
       sqlite3_busy_timeout(db_, static_cast<int>(busy_timeout.count()));
-      exec("PRAGMA journal_mode=WAL");
+      enable_wal(busy_timeout);
       exec("PRAGMA synchronous=NORMAL");
       exec("PRAGMA foreign_keys=ON");
     } catch (...) {
@@ -139,6 +140,23 @@ class Connection {
   ~Connection() {
     for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
     sqlite3_close_v2(db_);
+  }
+
+  // Switching a new database file to WAL needs it to itself for a moment, and SQLite answers
+  // SQLITE_BUSY at once (without the busy handler) when another connection is opening it at the
+  // same time; so retry for as long as any other lock wait may take. Once the file is in WAL mode
+  // (which persists), this returns at the first try.
+  void enable_wal(std::chrono::milliseconds busy_timeout) {
+    const auto deadline = std::chrono::steady_clock::now() + busy_timeout;
+    for (;;) {
+      try {
+        exec("PRAGMA journal_mode=WAL");
+        return;
+      } catch (const Unavailable&) {
+        if (std::chrono::steady_clock::now() >= deadline) throw;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      }
+    }
   }
 
   // Runs one or more statements without results.
@@ -353,7 +371,6 @@ BEGIN
 END;
 )sql"},
 };
-
 
 #define TN_JOB_COLUMNS                                                                     \
   "id, note_id, source_language, target_language, status, text, error, engine, attempts, " \
