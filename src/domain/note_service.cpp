@@ -36,6 +36,11 @@ void check_text(ValidationError::FieldErrors& errors, const char* field,
     errors[field].push_back("Ensure this field has no more than " + std::to_string(max_length) +
                             " characters.");
   }
+  // DRF's CharField rejects U+0000 (ProhibitNullCharactersValidator), after the length check.
+  // PostgreSQL text cannot hold it either, so it must never reach a store.
+  if (value->find('\0') != std::string::npos) {
+    errors[field].push_back("Null characters are not allowed.");
+  }
 }
 
 std::string trim(const std::string& s) {

@@ -37,6 +37,19 @@ TEST(Validation, LengthsCountCharactersNotBytes) {
             std::vector<std::string>{"Ensure this field has no more than 50 characters."});
 }
 
+TEST(Validation, NullCharactersAreRejectedLikeDrf) {
+  NoteFields fields;
+  fields.title = std::string("a\0b", 3);
+  fields.original_text = std::string("text\0", 5);
+  fields.original_language = std::string(50, 'x') + std::string(1, '\0');
+  auto errors = validate_note_fields(fields, /*partial=*/false);
+  EXPECT_EQ(errors["title"], std::vector<std::string>{"Null characters are not allowed."});
+  EXPECT_EQ(errors["original_text"], std::vector<std::string>{"Null characters are not allowed."});
+  EXPECT_EQ(errors["original_language"],
+            (std::vector<std::string>{"Ensure this field has no more than 50 characters.",
+                                      "Null characters are not allowed."}));
+}
+
 TEST(Languages, NormalizedToTrimmedLowerCase) {
   EXPECT_EQ(normalize_language(" EN "), "en");
   EXPECT_EQ(normalize_language("es"), "es");
