@@ -15,11 +15,14 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <span>
+#include <unordered_map>
 #include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "domain/errors.h"
+#include "storage/batcher.h"
 #include "storage/row_mapping.h"
 
 namespace transnotes::storage {
@@ -391,6 +394,43 @@ constexpr StatementDef kInsertNote{
     "INSERT INTO notes (title, original_text, original_language, created_at, updated_at, version) "
     "SELECT $1, $2, $3, t, t, 1 FROM (SELECT clock_timestamp() AS t) now "
     "RETURNING " TN_NOTE_COLUMNS};
+// Concurrent creates are inserted together (group commit): one statement, one transaction,
+// one WAL flush for up to kMaxCreateBatch notes. Statements for each batch size are built once.
+constexpr std::size_t kMaxCreateBatch = 64;
+
+class BatchInsertStatements {
+ public:
+  BatchInsertStatements() {
+    names_.resize(kMaxCreateBatch + 1);
+    sqls_.resize(kMaxCreateBatch + 1);
+    for (std::size_t n = 2; n <= kMaxCreateBatch; ++n) {
+      names_[n] = "insert_notes_" + std::to_string(n);
+      // clock_timestamp() in the inner query's target list is evaluated per row, and both
+      // timestamps of a row come from that one value.
+      std::string sql =
+          "INSERT INTO notes (title, original_text, original_language, created_at, updated_at, "
+          "version) SELECT title, body, lang, t, t, 1 FROM (SELECT v.title, v.body, v.lang, "
+          "clock_timestamp() AS t FROM (VALUES ";
+      for (std::size_t i = 0; i < n; ++i) {
+        const std::size_t p = i * 3;
+        sql += (i ? ", ($" : "($") + std::to_string(p + 1) + "::text, $" + std::to_string(p + 2) +
+               "::text, $" + std::to_string(p + 3) + "::text)";
+      }
+      sql += ") AS v (title, body, lang)) AS input RETURNING " TN_NOTE_COLUMNS;
+      sqls_[n] = std::move(sql);
+    }
+  }
+  StatementDef get(std::size_t n) const { return {names_.at(n).c_str(), sqls_.at(n).c_str()}; }
+
+ private:
+  std::vector<std::string> names_, sqls_;
+};
+
+const BatchInsertStatements& batch_insert_statements() {
+  static const BatchInsertStatements statements;
+  return statements;
+}
+
 constexpr StatementDef kSelectNote{"select_note",
                                    "SELECT " TN_NOTE_COLUMNS " FROM notes WHERE id = $1"};
 constexpr StatementDef kListNotes{"list_notes", "SELECT " TN_NOTE_COLUMNS
@@ -477,7 +517,6 @@ constexpr StatementDef kNextDue{
                         "WHERE status = 'queued'), (SELECT min(lease_expires_at) FROM "
                         "translation_jobs WHERE status = 'running' AND attempts < max_attempts))")};
 
-
 std::int64_t affected(const Result& result) {
   const char* tuples = PQcmdTuples(result.get());
   std::int64_t n = 0;
@@ -509,6 +548,69 @@ class PostgresStore final : public Store {
       }
     }
   }
+  using CreateBatcher = Batcher<NoteFields, Note>;
+
+  static void add_insert_params(Params& params, const NoteFields& fields) {
+    params.add(fields.title.value_or(""))
+        .add(fields.original_text.value_or(""))
+        .add(fields.original_language.value_or(kDefaultLanguage));
+  }
+  Note insert_one(const NoteFields& fields) {
+    Params params;
+    add_insert_params(params, fields);
+    auto result = single(kInsertNote, params);
+    return read_note(Row(result.get(), 0));
+  }
+
+  // Inserts the batch's notes with one multi-row INSERT (autocommit: one durable commit). If it
+  // fails for a reason other than the database being down (e.g. one note's invalid UTF-8), the
+  // notes are inserted one by one so that only the bad one fails.
+  void insert_notes(std::span<CreateBatcher::Slot*> slots) {
+    if (slots.size() == 1) {
+      slots[0]->output = insert_one(*slots[0]->input);
+      return;
+    }
+    Params params;
+    for (auto* slot : slots) add_insert_params(params, *slot->input);
+    Result result;
+    try {
+      result = single(batch_insert_statements().get(slots.size()), params);
+    } catch (const Unavailable&) {
+      throw;
+    } catch (const std::exception&) {
+      for (auto* slot : slots) {
+        try {
+          slot->output = insert_one(*slot->input);
+        } catch (...) {
+          slot->error = std::current_exception();
+        }
+      }
+      return;
+    }
+    // RETURNING's row order is not specified, so each caller takes a row with its own content;
+    // notes with identical content are interchangeable (each gets a distinct one).
+    auto key = [](const std::string& title, const std::string& text, const std::string& lang) {
+      return std::to_string(title.size()) + ':' + title + std::to_string(text.size()) + ':' + text +
+             lang;
+    };
+    std::unordered_multimap<std::string, int> rows;
+    for (int i = 0; i < PQntuples(result.get()); ++i) {
+      Note note = read_note(Row(result.get(), i));
+      rows.emplace(key(note.title, note.original_text, note.original_language), i);
+    }
+    for (auto* slot : slots) {
+      const NoteFields& f = *slot->input;
+      auto it = rows.find(key(f.title.value_or(""), f.original_text.value_or(""),
+                              f.original_language.value_or(kDefaultLanguage)));
+      if (it == rows.end()) {
+        slot->error = std::make_exception_ptr(Error("batched insert returned no row for a note"));
+        continue;
+      }
+      slot->output = read_note(Row(result.get(), it->second));
+      rows.erase(it);
+    }
+  }
+
   static void rollback(Pool::Lease& conn) {
     if (conn->broken()) return;
     try {
@@ -526,7 +628,11 @@ class PostgresStore final : public Store {
 
  public:
   PostgresStore(std::string url, std::optional<std::string> schema, const StorageConfig& config)
-      : schema_(schema), pool_(std::move(url), std::move(schema), config) {}
+      : schema_(schema),
+        pool_(std::move(url), std::move(schema), config),
+        // A quarter of the connections may run insert batches at once; the rest stay free for
+        // reads and other writes. Latency is unchanged when idle: a lone create leads at once.
+        create_batcher_(kMaxCreateBatch, std::max(1, config.pool_size / 4)) {}
 
   void migrate() override {
     auto conn = pool_.acquire();
@@ -567,12 +673,8 @@ class PostgresStore final : public Store {
   }
 
   Note create_note(const NoteFields& fields) override {
-    auto result =
-        single(kInsertNote, Params()
-                                .add(fields.title.value_or(""))
-                                .add(fields.original_text.value_or(""))
-                                .add(fields.original_language.value_or(kDefaultLanguage)));
-    return read_note(Row(result.get(), 0));
+    return create_batcher_.submit(
+        fields, [this](std::span<CreateBatcher::Slot*> slots) { insert_notes(slots); });
   }
 
   std::optional<Note> get_note(std::int64_t id) override {
@@ -710,6 +812,7 @@ class PostgresStore final : public Store {
  private:
   std::optional<std::string> schema_;
   Pool pool_;
+  CreateBatcher create_batcher_;
 };
 
 bool valid_schema_name(const std::string& name) {

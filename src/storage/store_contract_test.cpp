@@ -750,6 +750,45 @@ TEST_P(StoreContract, ConcurrentCreatesGetDistinctIds) {
   EXPECT_EQ(store_->stats().total_notes, 50);
 }
 
+// Concurrent creates may be committed as one batch (Postgres group commit). One note the
+// database rejects must fail alone; every other caller gets its own row, identical bodies
+// included.
+TEST_P(StoreContract, ConcurrentCreatesWithOneBadNoteFailOnlyThatOne) {
+  const std::string invalid = std::string("bad \xff bytes", 11);
+  std::atomic<int> created{0};
+  std::atomic<int> ready{0};
+  for (int round = 0; round < 3; ++round) {
+    std::vector<std::thread> threads;
+    ready = 0;
+    for (int t = 0; t < 24; ++t) {
+      threads.emplace_back([&, t, round] {
+        const bool bad = t == 7;
+        const std::string title =
+            t % 4 == 0 ? "same" : "r" + std::to_string(round) + "t" + std::to_string(t);
+        ++ready;
+        while (ready < 24) std::this_thread::yield();
+        try {
+          Note note = store_->create_note(fields(title, bad ? invalid : "body"));
+          EXPECT_EQ(note.title, title);
+          EXPECT_EQ(note.original_text, bad ? invalid : "body");
+          auto fetched = store_->get_note(note.id);
+          ASSERT_TRUE(fetched);
+          EXPECT_EQ(fetched->title, title);
+          ++created;
+        } catch (const BadRequest&) {
+          EXPECT_TRUE(bad) << "a valid note was rejected along with the bad one";
+        } catch (const std::exception& e) {
+          ADD_FAILURE() << e.what();
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+  }
+  EXPECT_GE(created.load(), 3 * 23);
+  EXPECT_EQ(store_->stats().total_notes, created.load());
+  EXPECT_EQ(store_->list_notes({1000, 0}).size(), static_cast<std::size_t>(created.load()));
+}
+
 TEST_P(StoreContract, UnicodeAndLargeTextRoundTrip) {
   std::string unicode =
       "Ünïcödé — 日本語テキスト 🚀 \"quotes\" 'single' \\backslash; DROP TABLE notes;";
