@@ -48,6 +48,7 @@ std::unique_ptr<Store> open_and_migrate(const Config& config) {
   StorageConfig storage;
   storage.database_url = config.resolved_database_url();
   storage.pool_size = config.db_pool_size;
+  storage.write_batch = config.db_write_batch;
   if (storage.database_url.starts_with("sqlite")) {
     std::filesystem::create_directories(config.data_dir);
   }

@@ -23,6 +23,9 @@ void add_storage_options(CLI::App& cmd, Config& config) {
       ->envname("DATABASE_URL");
   cmd.add_option("--db-pool-size", config.db_pool_size, "Database connections per process")
       ->envname("TRANSNOTES_DB_POOL_SIZE");
+  cmd.add_option("--db-write-batch", config.db_write_batch,
+                 "PostgreSQL: most concurrent creates committed together (1 = one commit each)")
+      ->envname("TRANSNOTES_DB_WRITE_BATCH");
 }
 
 void add_engine_options(CLI::App& cmd, Config& config) {

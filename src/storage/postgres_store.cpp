@@ -11,6 +11,7 @@
 #include <libpq-fe.h>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <charconv>
 #include <condition_variable>
 #include <cstring>
@@ -632,7 +633,8 @@ class PostgresStore final : public Store {
         pool_(std::move(url), std::move(schema), config),
         // A quarter of the connections may run insert batches at once; the rest stay free for
         // reads and other writes. Latency is unchanged when idle: a lone create leads at once.
-        create_batcher_(kMaxCreateBatch, std::max(1, config.pool_size / 4)) {}
+        create_batcher_(std::clamp<std::size_t>(config.write_batch, 1, kMaxCreateBatch),
+                        std::max(1, config.pool_size / 4)) {}
 
   void migrate() override {
     auto conn = pool_.acquire();

@@ -17,6 +17,9 @@ struct StorageConfig {
   std::string database_url;
   // Most connections held open at once (Postgres pool size; SQLite connection pool size).
   int pool_size = 8;
+  // Postgres: concurrent creates are inserted together, up to this many per statement and
+  // commit (group commit; 1 = one commit per note). 1..64.
+  int write_batch = 64;
   // Bound on establishing a connection (Postgres rounds up to whole seconds, minimum 2 s).
   std::chrono::milliseconds connect_timeout{3000};
   // SQLite: how long a writer waits for another process's write lock before Unavailable.

@@ -49,6 +49,9 @@ TEST(Cli, BadConfigurationIsOneLineAndExitCode2) {
   EXPECT_NE(r.output.find("port"), std::string::npos);
   r = run("TRANSNOTES_WORKERS=-3 " + kBinary + " serve");
   EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = run(kBinary + " serve --db-write-batch 0");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("write batch"), std::string::npos) << r.output;
   r = run("REDIS_URL=foo://x " + kBinary + " serve --data-dir /nonexistent/never-created");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("REDIS_URL"), std::string::npos) << r.output;
