@@ -550,6 +550,22 @@ class PostgresStore final : public Store {
     }
   }
   using CreateBatcher = Batcher<NoteFields, Note>;
+  struct StatsRequest {};
+  using StatsBatcher = Batcher<StatsRequest, Stats>;
+
+  // One autocommit statement: a single snapshot of the counters. Totals are the sums of the
+  // returned rows (a hidden zero-note language also has 0 translated).
+  Stats query_stats() {
+    auto result = single(kLanguageStats, Params());
+    Stats stats;
+    for (int i = 0; i < PQntuples(result.get()); ++i) {
+      Row row(result.get(), i);
+      stats.total_notes += row.int64(1);
+      stats.total_translations += row.int64(2);
+      stats.language_breakdown.push_back({row.text(0), row.int64(1)});
+    }
+    return stats;
+  }
 
   static void add_insert_params(Params& params, const NoteFields& fields) {
     params.add(fields.title.value_or(""))
@@ -708,17 +724,13 @@ class PostgresStore final : public Store {
   }
 
   Stats stats() override {
-    // One autocommit statement: a single snapshot of the counters. Totals are the sums of the
-    // returned rows (a hidden zero-note language also has 0 translated).
-    auto result = single(kLanguageStats, Params());
-    Stats stats;
-    for (int i = 0; i < PQntuples(result.get()); ++i) {
-      Row row(result.get(), i);
-      stats.total_notes += row.int64(1);
-      stats.total_translations += row.int64(2);
-      stats.language_breakdown.push_back({row.text(0), row.int64(1)});
-    }
-    return stats;
+    // Callers that arrive while a stats query runs share the next one: it starts after they
+    // arrived, so each still sees every write that finished before its call.
+    const StatsRequest request;
+    return stats_batcher_.submit(request, [this](std::span<StatsBatcher::Slot*> slots) {
+      Stats stats = query_stats();
+      for (auto* slot : slots) slot->output = stats;
+    });
   }
 
   std::optional<TranslationJob> create_job(std::int64_t note_id, const std::string& source_language,
@@ -815,6 +827,7 @@ class PostgresStore final : public Store {
   std::optional<std::string> schema_;
   Pool pool_;
   CreateBatcher create_batcher_;
+  StatsBatcher stats_batcher_{1024, 1};
 };
 
 bool valid_schema_name(const std::string& name) {

@@ -789,6 +789,30 @@ TEST_P(StoreContract, ConcurrentCreatesWithOneBadNoteFailOnlyThatOne) {
   EXPECT_EQ(store_->list_notes({1000, 0}).size(), static_cast<std::size_t>(created.load()));
 }
 
+// Concurrent stats calls may share one query (Postgres): a call must still see every create
+// that had returned before the call started.
+TEST_P(StoreContract, ConcurrentStatsSeeEveryEarlierWrite) {
+  std::atomic<int> finished_creates{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 15; ++i) {
+        try {
+          store_->create_note(fields(std::string("s").append(std::to_string(t)), "body"));
+          ++finished_creates;
+          const int at_least = finished_creates.load();
+          const Stats stats = store_->stats();
+          EXPECT_GE(stats.total_notes, at_least);
+        } catch (const std::exception& e) {
+          ADD_FAILURE() << e.what();
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(store_->stats().total_notes, 8 * 15);
+}
+
 TEST_P(StoreContract, UnicodeAndLargeTextRoundTrip) {
   std::string unicode =
       "Ünïcödé — 日本語テキスト 🚀 \"quotes\" 'single' \\backslash; DROP TABLE notes;";
