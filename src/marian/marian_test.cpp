@@ -305,6 +305,60 @@ TEST(MarianGenerate, PaddedBatchMatchesHf) {
   }
 }
 
+// int8 mode on a CPU with AVX-512 VNNI also quantizes the activations (int8 GEMM) for
+// products of several rows: beam search (4 rows) and batches go through it. Every fixture beam
+// output and the padded batch (greedy and beam) must still be exactly HF's.
+TEST(MarianGenerate, Int8BeamMatchesHf) {
+  REQUIRE_FIXTURE();
+  auto int8_model = MarianModel::load(fixture_dir(), ModelOptions{1, true});
+  for (const auto& cv : expected().at("cases").as_array()) {
+    const auto& c = cv.as_object();
+    SCOPED_TRACE(std::string(c.at("id").as_string()));
+    const auto& b = c.at("beam").as_object();
+    auto result = generate(*int8_model, {ints(c.at("input_ids"))},
+                           options_from(b.at("kwargs").as_object(), *int8_model));
+    ASSERT_EQ(result.size(), 1u);
+    EXPECT_EQ(result[0].ids, ints(b.at("output_ids")));
+  }
+}
+
+TEST(MarianGenerate, Int8PaddedBatchMatchesHf) {
+  REQUIRE_FIXTURE();
+  for (int threads : {1, 2}) {
+    SCOPED_TRACE("threads " + std::to_string(threads));
+    struct RestoreOneThread {
+      ~RestoreOneThread() {
+        set_parallel_threads(1);
+        openblas_set_num_threads(1);
+      }
+    } restore;
+    auto int8_model = MarianModel::load(fixture_dir(), ModelOptions{threads, true});
+    const auto& bc = expected().at("batch_case").as_object();
+    const int pad = int8_model->config().pad_token_id;
+    std::vector<std::vector<int>> inputs;
+    const auto& masks = bc.at("attention_mask").as_array();
+    const auto& rows = bc.at("input_ids").as_array();
+    for (size_t i = 0; i < rows.size(); ++i) {
+      auto ids = ints(rows[i]);
+      auto mask = ints(masks[i]);
+      std::vector<int> row;
+      for (size_t t = 0; t < ids.size(); ++t)
+        if (mask[t]) row.push_back(ids[t]);
+      inputs.push_back(row);
+    }
+    for (const char* kind : {"greedy", "beam"}) {
+      SCOPED_TRACE(kind);
+      const auto& k = bc.at(kind).as_object();
+      auto result =
+          generate(*int8_model, inputs, options_from(k.at("kwargs").as_object(), *int8_model));
+      const auto& want = k.at("output_ids").as_array();
+      ASSERT_EQ(result.size(), want.size());
+      for (size_t i = 0; i < want.size(); ++i)
+        EXPECT_EQ(result[i].ids, strip_padding(ints(want[i]), pad));
+    }
+  }
+}
+
 TEST(MarianGenerate, MinAndMaxNewTokensGiveExactLength) {
   REQUIRE_FIXTURE();
   auto input = tokenizer().encode("The cat is on the table.");

@@ -2,13 +2,17 @@
 
 #include <cblas.h>
 #include <immintrin.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <cstring>
 #include <thread>
+#include <unordered_set>
 
+#include "marian/int8_gemm.h"
 #include "marian/parallel.h"
 #include "marian/safetensors.h"
 #include "marian/simd.h"
@@ -25,6 +29,9 @@ struct Linear {
   // Optional int8 copy (ModelOptions::int8), used by the few-rows kernel: w ~= q * scale[row].
   const int8_t* q = nullptr;
   const float* scale = nullptr;
+  // Packed int8 copy for the AVX-512 VNNI kernel (ModelOptions::int8 on CPUs with VNNI; then
+  // q/scale stay null and w is not read): activations are quantized too, at every row count.
+  const int8::PackedWeights* packed = nullptr;
 };
 struct LayerNormW {
   const float* gamma = nullptr;
@@ -275,6 +282,10 @@ void tiled_linear(const Linear& l, const float* x, int n, float* y) {
 // y[n, out] = x[n, in] W^T + b
 void linear(const Linear& l, const float* x, int n, float* y) {
   if (n <= 0) return;
+  if (l.packed) {  // int8 mode on a CPU with VNNI: faster than the fp32 paths at every n
+    int8::linear(*l.packed, x, n, y);
+    return;
+  }
   if (n <= kSmallRows && have_avx2_fma()) {
     small_linear(l, x, n, y);
     return;
@@ -450,10 +461,11 @@ float half_to_float(uint16_t h) {
 struct MarianModel::Weights {
   std::vector<std::vector<float>> owned;  // converted / realigned tensors
   std::vector<std::vector<int8_t>> owned_q;
-  const float* encoder_embed = nullptr;  // [vocab_size, d]
-  const float* decoder_embed = nullptr;  // [decoder_vocab_size, d]
-  Linear lm_head;                        // [decoder_vocab_size, d] + final_logits_bias
-  std::vector<float> positions;          // [max_position_embeddings, d]
+  std::vector<int8::PackedWeights> packed;  // int8 mode with VNNI: one per linear layer
+  const float* encoder_embed = nullptr;     // [vocab_size, d]
+  const float* decoder_embed = nullptr;     // [decoder_vocab_size, d]
+  Linear lm_head;                           // [decoder_vocab_size, d] + final_logits_bias
+  std::vector<float> positions;             // [max_position_embeddings, d]
   std::vector<EncoderLayerW> encoder;
   std::vector<DecoderLayerW> decoder;
   Act act = Act::kSwish;
@@ -485,8 +497,11 @@ class Binder {
     }
     const size_t n = static_cast<size_t>(t->elements());
     if (t->dtype == DType::kF32) {
-      if (reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0)
-        return reinterpret_cast<const float*>(t->data);
+      if (reinterpret_cast<uintptr_t>(t->data) % alignof(float) == 0) {
+        const auto* mapped = reinterpret_cast<const float*>(t->data);
+        mapped_.insert(mapped);
+        return mapped;
+      }
       auto& buf = w_.owned.emplace_back(n);
       std::memcpy(buf.data(), t->data, n * 4);
       return buf.data();
@@ -512,6 +527,9 @@ class Binder {
   Linear linear(const std::string& prefix, int out, int in) {
     return Linear{get(prefix + ".weight", {out, in}), get(prefix + ".bias", {out}), out, in};
   }
+  // Whether p was returned by get() as a pointer into the read-only file mapping (rather than a
+  // converted copy). Safe to call from several threads once binding is done.
+  bool is_mapped(const float* p) const { return mapped_.count(p) != 0; }
   LayerNormW layer_norm(const std::string& prefix, int d) {
     return LayerNormW{get(prefix + ".weight", {d}), get(prefix + ".bias", {d})};
   }
@@ -528,7 +546,19 @@ class Binder {
   }
   const SafetensorsFile& file_;
   MarianModel::Weights& w_;
+  std::unordered_set<const float*> mapped_;
 };
+
+// Drops the resident pages wholly inside [p, p + bytes) of the read-only, privately mapped
+// weights file: RSS falls, and a later read faults the data in again from the page cache.
+// Best effort (errors ignored).
+void release_pages(const void* p, size_t bytes) {
+  const auto page = static_cast<uintptr_t>(::sysconf(_SC_PAGESIZE));
+  const auto at = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t begin = (at + page - 1) / page * page;
+  const uintptr_t end = (at + bytes) / page * page;
+  if (end > begin) ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_DONTNEED);
+}
 
 }  // namespace
 
@@ -593,9 +623,42 @@ std::shared_ptr<const MarianModel> MarianModel::load(const std::filesystem::path
     w.decoder.push_back(l);
   }
 
-  if (options.int8) {
-    // Symmetric per-row int8 (scale = max|w| / 127). Used only where <= 64 rows are multiplied
-    // (decoding of small/medium batches); larger products keep the fp32 weights.
+  const int load_threads =
+      std::max(1, options.num_threads > 0 ? options.num_threads
+                                          : static_cast<int>(std::thread::hardware_concurrency()));
+  if (options.int8 && int8::have_vnni()) {
+    // Every linear layer gets packed int8 weights for the VNNI kernel, which then serves all
+    // row counts; the fp32 weights of those layers are never read again.
+    std::vector<Linear*> targets;
+    for (auto& l : w.encoder)
+      for (Linear* lin : {&l.self.q, &l.self.k, &l.self.v, &l.self.o, &l.fc1, &l.fc2})
+        targets.push_back(lin);
+    for (auto& l : w.decoder)
+      for (Linear* lin : {&l.self.q, &l.self.k, &l.self.v, &l.self.o, &l.cross.q, &l.cross.k,
+                          &l.cross.v, &l.cross.o, &l.fc1, &l.fc2})
+        targets.push_back(lin);
+    targets.push_back(&w.lm_head);
+    w.packed.resize(targets.size());
+    std::atomic<size_t> next{0};
+    std::vector<std::thread> packers;
+    for (int t = 0; t < load_threads; ++t)
+      packers.emplace_back([&] {
+        for (size_t i; (i = next.fetch_add(1)) < targets.size();) {
+          const Linear& l = *targets[i];
+          w.packed[i] = int8::PackedWeights::pack(l.w, l.b, l.out, l.in);
+          // The fp32 tensor's pages go back to the page cache right away, so that RSS never
+          // holds both copies (a tied embedding's rows are faulted in again one by one when
+          // looked up).
+          if (bind.is_mapped(l.w))
+            release_pages(l.w, static_cast<size_t>(l.out) * l.in * sizeof(float));
+        }
+      });
+    for (auto& packer : packers) packer.join();
+    for (size_t i = 0; i < targets.size(); ++i) targets[i]->packed = &w.packed[i];
+  } else if (options.int8) {
+    // Without VNNI: symmetric per-row int8 copies of the decoder linear layers and the output
+    // projection for the AVX2 few-rows kernels (weight-only quantization), used where <= 64 rows
+    // are multiplied; larger products keep the fp32 weights.
     std::vector<Linear*> targets;
     for (auto& l : w.decoder)
       for (Linear* lin :
@@ -619,14 +682,11 @@ std::shared_ptr<const MarianModel> MarianModel::load(const std::filesystem::path
           q[static_cast<size_t>(o) * l->in + k] = static_cast<int8_t>(std::lrint(row[k] / s));
       }
     };
-    const int threads = std::max(1, options.num_threads > 0
-                                        ? options.num_threads
-                                        : static_cast<int>(std::thread::hardware_concurrency()));
     std::vector<std::thread> workers;
-    for (int t = 0; t < threads; ++t)
+    for (int t = 0; t < load_threads; ++t)
       workers.emplace_back([&, t] {
         for (Linear* l : targets) {
-          const int chunk = (l->out + threads - 1) / threads;
+          const int chunk = (l->out + load_threads - 1) / load_threads;
           quantize_rows(l, std::min(l->out, t * chunk), std::min(l->out, (t + 1) * chunk));
         }
       });

@@ -19,10 +19,12 @@ class SafetensorsFile;
 struct ModelOptions {
   // OpenBLAS threads (process-wide setting); 0 = leave as is.
   int num_threads = 0;
-  // Adds an int8 copy (symmetric, per-row scales) of the decoder linear layers and the output
-  // projection, used when <= 64 rows are multiplied (decoding of small and medium batches,
-  // where streaming the weights dominates); bigger products keep the fp32 weights. Costs
-  // quantization time at load and ~1/4 of the decoder weights in RAM. Off by default.
+  // int8 inference. On CPUs with AVX-512 VNNI every linear layer (encoder, decoder, output
+  // projection) is quantized at load (symmetric int8 per output row, packed for vpdpbusd) and
+  // multiplied with per-row uint8-quantized activations (marian/int8_gemm.h); the fp32 pages of
+  // those weights are then released from RSS. Elsewhere: weight-only int8 copies of the decoder
+  // linears and the output projection, used by the AVX2 kernels when <= 64 rows are multiplied.
+  // Results differ slightly from fp32 (not bit-exact). Off by default.
   bool int8 = false;
 };
 

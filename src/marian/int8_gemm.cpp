@@ -1,0 +1,334 @@
+#include "marian/int8_gemm.h"
+
+// GCC 12 reports its own AVX-512 intrinsics (their _mm512_undefined_* self-initialization) as
+// uninitialized once they are inlined here; the warning is a known false positive.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <utility>
+#include <vector>
+
+#include "marian/parallel.h"
+
+namespace transnotes::marian::int8 {
+
+namespace {
+
+constexpr size_t kAlign = 64;
+constexpr int kPanelBlocks = 4;                   // blocks per register tile (4 x 16 outputs)
+constexpr int kMaxRows = 6;                       // input rows per register tile
+constexpr size_t kTileBytes = size_t{192} << 10;  // packed weights per L2 tile
+
+template <class T>
+T* alloc_aligned(size_t count) {
+  const size_t bytes = std::max<size_t>(kAlign, (count * sizeof(T) + kAlign - 1) / kAlign * kAlign);
+  void* p = std::aligned_alloc(kAlign, bytes);
+  if (!p) throw std::bad_alloc();
+  std::memset(p, 0, bytes);
+  return static_cast<T*>(p);
+}
+
+// Per-row activation quantization parameters from the row's min and max, shared by the scalar
+// reference and the AVX-512 path so that both compute them identically. The range always
+// includes 0; x ~= sa * (q - zp). Returns 1 / sa (0 for an all-zero row).
+float row_quantization(float lo, float hi, float* sa, int32_t* zp) {
+  lo = std::min(lo, 0.0f);
+  hi = std::max(hi, 0.0f);
+  const float range = hi - lo;
+  if (!(range > 0.0f)) {
+    *sa = 1.0f;
+    *zp = 0;
+    return 0.0f;
+  }
+  *sa = range / 255.0f;
+  const float inv = 255.0f / range;
+  *zp = static_cast<int32_t>(std::lrint(-lo * inv));
+  return inv;
+}
+
+struct GemmArgs {
+  const int8_t* w;  // packed weights
+  int quads;        // in_padded / 4
+  const uint8_t* q;
+  int ldq;            // bytes between quantized input rows
+  const float* sa;    // [n] activation scales
+  const int32_t* zp;  // [n] activation zero points
+  const float* scale;
+  const int32_t* row_sum;
+  const float* bias;
+  int out;
+  float* y;    // [n, out] (float output), or
+  int32_t* c;  // [n, out] (raw output)
+};
+
+#define TN_VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni")))
+
+// acc += u8 x s8 dot products of 4 bytes per int32 lane. Inline asm because GCC 12 copies the
+// accumulator to another register around every _mm512_dpbusd_epi32 in the unrolled tile.
+TN_VNNI_TARGET inline __m512i dpbusd(__m512i acc, __m512i u8, __m512i s8) {
+  asm("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(u8), "v"(s8));
+  return acc;
+}
+
+// The zero point's share: c = sum_k (q - zp) * qw = acc - zp * row_sum (exact in int32).
+TN_VNNI_TARGET inline __m512i remove_zero_point(__m512i acc, int32_t zp, __m512i row_sum) {
+  return _mm512_sub_epi32(acc, _mm512_mullo_epi32(_mm512_set1_epi32(zp), row_sum));
+}
+
+// q = clamp(round(v * inv) + zp, 0, 255) for 16 values.
+TN_VNNI_TARGET inline __m128i quantize16(__m512 v, __m512 inv, __m512i zp) {
+  const __m512i i = _mm512_add_epi32(_mm512_cvtps_epi32(_mm512_mul_ps(v, inv)), zp);
+  return _mm512_cvtepi32_epi8(
+      _mm512_min_epi32(_mm512_max_epi32(i, _mm512_setzero_si512()), _mm512_set1_epi32(255)));
+}
+
+// Register tile: MB blocks (16 outputs each) x NR input rows of int32 accumulators.
+template <int MB, int NR, bool kRaw>
+TN_VNNI_TARGET void micro_kernel(const GemmArgs& a, int block0, int row0) {
+  __m512i acc[MB][NR];
+  for (int m = 0; m < MB; ++m)
+    for (int r = 0; r < NR; ++r) acc[m][r] = _mm512_setzero_si512();
+  const int8_t* wp = a.w + static_cast<size_t>(block0) * a.quads * 64;
+  const size_t block_stride = static_cast<size_t>(a.quads) * 64;
+  const uint8_t* xp = a.q + static_cast<size_t>(row0) * a.ldq;
+  for (int g = 0; g < a.quads; ++g) {
+    __m512i wv[MB];
+    for (int m = 0; m < MB; ++m)
+      wv[m] = _mm512_load_si512(reinterpret_cast<const void*>(wp + m * block_stride + g * 64));
+    for (int r = 0; r < NR; ++r) {
+      int32_t four;
+      std::memcpy(&four, xp + static_cast<size_t>(r) * a.ldq + 4 * g, 4);
+      const __m512i xv = _mm512_set1_epi32(four);
+      for (int m = 0; m < MB; ++m) acc[m][r] = dpbusd(acc[m][r], xv, wv[m]);
+    }
+  }
+  for (int m = 0; m < MB; ++m) {
+    const int o0 = (block0 + m) * kBlockRows;
+    const int valid = std::min(kBlockRows, a.out - o0);
+    const __mmask16 mask = valid >= kBlockRows ? __mmask16(0xffff) : __mmask16((1u << valid) - 1);
+    const __m512i row_sum = _mm512_load_si512(reinterpret_cast<const void*>(a.row_sum + o0));
+    if constexpr (kRaw) {
+      for (int r = 0; r < NR; ++r)
+        _mm512_mask_storeu_epi32(a.c + static_cast<size_t>(row0 + r) * a.out + o0, mask,
+                                 remove_zero_point(acc[m][r], a.zp[row0 + r], row_sum));
+    } else {
+      const __m512 scale = _mm512_load_ps(a.scale + o0);
+      const __m512 bias = _mm512_load_ps(a.bias + o0);
+      for (int r = 0; r < NR; ++r) {
+        const __m512 c = _mm512_cvtepi32_ps(remove_zero_point(acc[m][r], a.zp[row0 + r], row_sum));
+        const __m512 s = _mm512_mul_ps(scale, _mm512_set1_ps(a.sa[row0 + r]));
+        _mm512_mask_storeu_ps(a.y + static_cast<size_t>(row0 + r) * a.out + o0, mask,
+                              _mm512_fmadd_ps(c, s, bias));
+      }
+    }
+  }
+}
+
+using MicroKernel = void (*)(const GemmArgs&, int, int);
+
+template <bool kRaw, int MB, size_t... R>
+constexpr auto kernel_row(std::index_sequence<R...>) {
+  return std::array<MicroKernel, kMaxRows>{micro_kernel<MB, static_cast<int>(R) + 1, kRaw>...};
+}
+
+template <bool kRaw>
+constexpr std::array<std::array<MicroKernel, kMaxRows>, kPanelBlocks> kKernels = {
+    kernel_row<kRaw, 1>(std::make_index_sequence<kMaxRows>()),
+    kernel_row<kRaw, 2>(std::make_index_sequence<kMaxRows>()),
+    kernel_row<kRaw, 3>(std::make_index_sequence<kMaxRows>()),
+    kernel_row<kRaw, 4>(std::make_index_sequence<kMaxRows>())};
+
+// Each L2 tile of packed weight blocks is loaded once and every input row passes over it.
+template <bool kRaw>
+void run_gemm(const GemmArgs& a, int blocks, int n) {
+  const size_t block_bytes = static_cast<size_t>(a.quads) * 64;
+  size_t tile = std::max<size_t>(1, kTileBytes / block_bytes);
+  // At least ~4 tiles per matrix so that small matrices still split across the threads.
+  const size_t quarter = (static_cast<size_t>(blocks) + 3) / 4;
+  tile = std::min(tile, quarter);
+  if (tile > kPanelBlocks) tile = tile / kPanelBlocks * kPanelBlocks;
+  const int tile_blocks = static_cast<int>(std::max<size_t>(1, tile));
+  parallel_for(blocks, tile_blocks, [&](int begin, int end) {
+    for (int t0 = begin; t0 < end; t0 += tile_blocks) {
+      const int t1 = std::min(end, t0 + tile_blocks);
+      for (int row0 = 0; row0 < n; row0 += kMaxRows) {
+        const int nr = std::min(kMaxRows, n - row0);
+        for (int b = t0; b < t1; b += kPanelBlocks) {
+          const int mb = std::min(kPanelBlocks, t1 - b);
+          kKernels<kRaw>[mb - 1][nr - 1](a, b, row0);
+        }
+      }
+    }
+  });
+}
+
+TN_VNNI_TARGET void quantize_rows_avx512(const float* x, int rows, int in, int in_padded,
+                                         uint8_t* q, float* sa, int32_t* zp) {
+  for (int j = 0; j < rows; ++j) {
+    const float* row = x + static_cast<size_t>(j) * in;
+    __m512 lo = _mm512_setzero_ps(), hi = lo;
+    int k = 0;
+    for (; k + 16 <= in; k += 16) {
+      const __m512 v = _mm512_loadu_ps(row + k);
+      lo = _mm512_min_ps(lo, v);
+      hi = _mm512_max_ps(hi, v);
+    }
+    const __mmask16 tail = static_cast<__mmask16>((1u << (in - k)) - 1);
+    if (k < in) {
+      const __m512 v = _mm512_maskz_loadu_ps(tail, row + k);  // zeros do not change the range
+      lo = _mm512_min_ps(lo, v);
+      hi = _mm512_max_ps(hi, v);
+    }
+    const float inv =
+        row_quantization(_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi), sa + j, zp + j);
+    const __m512 vinv = _mm512_set1_ps(inv);
+    const __m512i zero_point = _mm512_set1_epi32(zp[j]);
+    uint8_t* dst = q + static_cast<size_t>(j) * in_padded;
+    for (k = 0; k + 16 <= in; k += 16)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + k),
+                       quantize16(_mm512_loadu_ps(row + k), vinv, zero_point));
+    if (k < in)
+      _mm_mask_storeu_epi8(dst + k, tail,
+                           quantize16(_mm512_maskz_loadu_ps(tail, row + k), vinv, zero_point));
+    for (int p = in; p < in_padded; ++p) dst[p] = static_cast<uint8_t>(zp[j]);
+  }
+}
+
+GemmArgs make_args(const PackedWeights& w) {
+  GemmArgs a{};
+  a.w = w.data();
+  a.quads = w.in_padded() / 4;
+  a.ldq = w.in_padded();
+  a.scale = w.scale();
+  a.row_sum = w.row_sum();
+  a.bias = w.bias();
+  a.out = w.out();
+  return a;
+}
+
+}  // namespace
+
+bool have_vnni() {
+  static const bool ok = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                         __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512vnni");
+  return ok;
+}
+
+void PackedWeights::FreeAligned::operator()(void* p) const { std::free(p); }
+
+size_t PackedWeights::bytes() const {
+  const size_t rows = static_cast<size_t>(blocks_) * kBlockRows;
+  return rows * in_padded_ + rows * (4 + 4 + 4);
+}
+
+PackedWeights PackedWeights::pack(const float* w, const float* bias, int out, int in) {
+  PackedWeights p;
+  p.out_ = out;
+  p.in_ = in;
+  p.in_padded_ = (in + 3) / 4 * 4;
+  p.blocks_ = (out + kBlockRows - 1) / kBlockRows;
+  const size_t rows = static_cast<size_t>(p.blocks_) * kBlockRows;
+  p.data_.reset(alloc_aligned<int8_t>(rows * p.in_padded_));
+  p.scale_.reset(alloc_aligned<float>(rows));
+  p.row_sum_.reset(alloc_aligned<int32_t>(rows));
+  p.bias_.reset(alloc_aligned<float>(rows));
+  const int quads = p.in_padded_ / 4;
+  for (int o = 0; o < out; ++o) {
+    const float* row = w + static_cast<size_t>(o) * in;
+    float mx = 0.0f;
+    for (int k = 0; k < in; ++k) mx = std::max(mx, std::fabs(row[k]));
+    const float s = mx > 0.0f ? mx / 127.0f : 1.0f;
+    p.scale_[o] = s;
+    p.bias_[o] = bias ? bias[o] : 0.0f;
+    int8_t* block = p.data_.get() + static_cast<size_t>(o / kBlockRows) * quads * 64;
+    const int r = o % kBlockRows;
+    int32_t sum = 0;
+    for (int k = 0; k < in; ++k) {
+      const auto v = static_cast<int8_t>(std::lrint(row[k] / s));
+      block[(static_cast<size_t>(k / 4) * kBlockRows + r) * 4 + k % 4] = v;
+      sum += v;
+    }
+    p.row_sum_[o] = sum;
+  }
+  return p;
+}
+
+int8_t weight_at(const PackedWeights& w, int o, int k) {
+  const int quads = w.in_padded() / 4;
+  return w.data()[((static_cast<size_t>(o / kBlockRows) * quads + k / 4) * kBlockRows +
+                   o % kBlockRows) *
+                      4 +
+                  k % 4];
+}
+
+void quantize_rows_reference(const float* x, int n, int in, int in_padded, uint8_t* q, float* sa,
+                             int32_t* zp) {
+  for (int j = 0; j < n; ++j) {
+    const float* row = x + static_cast<size_t>(j) * in;
+    float lo = 0.0f, hi = 0.0f;
+    for (int k = 0; k < in; ++k) {
+      lo = std::min(lo, row[k]);
+      hi = std::max(hi, row[k]);
+    }
+    const float inv = row_quantization(lo, hi, sa + j, zp + j);
+    uint8_t* dst = q + static_cast<size_t>(j) * in_padded;
+    for (int k = 0; k < in; ++k) {
+      const long v = std::lrint(row[k] * inv) + zp[j];
+      dst[k] = static_cast<uint8_t>(std::clamp<long>(v, 0, 255));
+    }
+    for (int k = in; k < in_padded; ++k) dst[k] = static_cast<uint8_t>(zp[j]);
+  }
+}
+
+void linear(const PackedWeights& w, const float* x, int n, float* y) {
+  if (n <= 0) return;
+  thread_local std::vector<uint8_t> q;
+  thread_local std::vector<float> sa;
+  thread_local std::vector<int32_t> zp;
+  const size_t ld = static_cast<size_t>(w.in_padded());
+  if (q.size() < static_cast<size_t>(n) * ld) q.resize(static_cast<size_t>(n) * ld);
+  if (sa.size() < static_cast<size_t>(n)) {
+    sa.resize(n);
+    zp.resize(n);
+  }
+  uint8_t* qp = q.data();
+  float* sp = sa.data();
+  int32_t* zpp = zp.data();
+  const int in = w.in();
+  auto quantize = [&](int begin, int end) {
+    quantize_rows_avx512(x + static_cast<size_t>(begin) * in, end - begin, in, w.in_padded(),
+                         qp + begin * ld, sp + begin, zpp + begin);
+  };
+  // The pool's hand-off costs a few microseconds: worth it for ~32k values and more.
+  if (static_cast<size_t>(n) * in >= (size_t{1} << 15)) {
+    parallel_for(n, 4, quantize);
+  } else {
+    quantize(0, n);
+  }
+  GemmArgs a = make_args(w);
+  a.q = qp;
+  a.sa = sp;
+  a.zp = zpp;
+  a.y = y;
+  run_gemm<false>(a, w.blocks(), n);
+}
+
+void gemm_int32(const PackedWeights& w, const uint8_t* q, const int32_t* zp, int n, int32_t* c) {
+  if (n <= 0) return;
+  GemmArgs a = make_args(w);
+  a.q = q;
+  a.zp = zp;
+  a.c = c;
+  run_gemm<true>(a, w.blocks(), n);
+}
+
+}  // namespace transnotes::marian::int8
