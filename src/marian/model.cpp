@@ -303,26 +303,35 @@ void linear(const Linear& l, const float* x, int n, float* y) {
   }
 }
 
-// x = LayerNorm(x + r) row-wise, eps 1e-5.
+// x = LayerNorm(x + r) row-wise, eps 1e-5. Rows are split across the worker pool; each row's
+// arithmetic is the same whichever thread does it.
 void add_layer_norm(float* x, const float* r, int rows, int d, const LayerNormW& ln) {
-  for (int i = 0; i < rows; ++i) {
-    float* row = x + static_cast<size_t>(i) * d;
-    const float* res = r + static_cast<size_t>(i) * d;
-    double mean = 0.0;
-    for (int j = 0; j < d; ++j) {
-      row[j] += res[j];
-      mean += row[j];
+  auto norm_rows = [&](int begin, int end) {
+    for (int i = begin; i < end; ++i) {
+      float* row = x + static_cast<size_t>(i) * d;
+      const float* res = r + static_cast<size_t>(i) * d;
+      double mean = 0.0;
+      for (int j = 0; j < d; ++j) {
+        row[j] += res[j];
+        mean += row[j];
+      }
+      mean /= d;
+      double var = 0.0;
+      for (int j = 0; j < d; ++j) {
+        double c = row[j] - mean;
+        var += c * c;
+      }
+      var /= d;
+      const float inv = static_cast<float>(1.0 / std::sqrt(var + 1e-5));
+      const float m = static_cast<float>(mean);
+      for (int j = 0; j < d; ++j) row[j] = (row[j] - m) * inv * ln.gamma[j] + ln.beta[j];
     }
-    mean /= d;
-    double var = 0.0;
-    for (int j = 0; j < d; ++j) {
-      double c = row[j] - mean;
-      var += c * c;
-    }
-    var /= d;
-    const float inv = static_cast<float>(1.0 / std::sqrt(var + 1e-5));
-    const float m = static_cast<float>(mean);
-    for (int j = 0; j < d; ++j) row[j] = (row[j] - m) * inv * ln.gamma[j] + ln.beta[j];
+  };
+  // The pool's hand-off costs a few microseconds: only worth it for more than a few rows.
+  if (static_cast<size_t>(rows) * d < (size_t{1} << 13)) {
+    norm_rows(0, rows);
+  } else {
+    parallel_for(rows, 4, norm_rows);
   }
 }
 
