@@ -203,6 +203,41 @@ TN_VNNI_TARGET void quantize_rows_avx512(const float* x, int rows, int in, int i
   }
 }
 
+float max_abs(const float* row, int in) {
+  float mx = 0.0f;
+  for (int k = 0; k < in; ++k) mx = std::max(mx, std::fabs(row[k]));
+  return mx;
+}
+
+TN_VNNI_TARGET float max_abs_avx512(const float* row, int in) {
+  __m512 mx = _mm512_setzero_ps();
+  int k = 0;
+  for (; k + 16 <= in; k += 16) mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(row + k)));
+  float m = _mm512_reduce_max_ps(mx);
+  for (; k < in; ++k) m = std::max(m, std::fabs(row[k]));
+  return m;
+}
+
+// Weight quantization of columns [0, in rounded down to 16): q = round(w / s) (the same as
+// std::lrint(w / s): IEEE division, round to nearest even), written to dst + (k / 4) * 64 +
+// k % 4; adds the q to *sum. Returns the first column not done.
+TN_VNNI_TARGET int quantize_weight_row_avx512(const float* row, int in, float s, int8_t* dst,
+                                              int32_t* sum) {
+  const __m512 vs = _mm512_set1_ps(s);
+  __m512i acc = _mm512_setzero_si512();
+  int k = 0;
+  for (; k + 16 <= in; k += 16) {
+    const __m512i q = _mm512_cvtps_epi32(_mm512_div_ps(_mm512_loadu_ps(row + k), vs));
+    acc = _mm512_add_epi32(acc, q);
+    const __m128i bytes = _mm512_cvtepi32_epi8(q);
+    int32_t quad[4];
+    std::memcpy(quad, &bytes, 16);
+    for (int i = 0; i < 4; ++i) std::memcpy(dst + static_cast<size_t>(k / 4 + i) * 64, &quad[i], 4);
+  }
+  *sum += _mm512_reduce_add_epi32(acc);
+  return k;
+}
+
 GemmArgs make_args(const PackedWeights& w) {
   GemmArgs a{};
   a.w = w.data();
@@ -242,19 +277,22 @@ PackedWeights PackedWeights::pack(const float* w, const float* bias, int out, in
   p.row_sum_.reset(alloc_aligned<int32_t>(rows));
   p.bias_.reset(alloc_aligned<float>(rows));
   const int quads = p.in_padded_ / 4;
+  const bool vector = have_vnni();
   for (int o = 0; o < out; ++o) {
     const float* row = w + static_cast<size_t>(o) * in;
-    float mx = 0.0f;
-    for (int k = 0; k < in; ++k) mx = std::max(mx, std::fabs(row[k]));
+    const float mx = vector ? max_abs_avx512(row, in) : max_abs(row, in);
     const float s = mx > 0.0f ? mx / 127.0f : 1.0f;
     p.scale_[o] = s;
     p.bias_[o] = bias ? bias[o] : 0.0f;
-    int8_t* block = p.data_.get() + static_cast<size_t>(o / kBlockRows) * quads * 64;
-    const int r = o % kBlockRows;
+    // Row o's quad g lives at block + (g * 16 + r) * 4.
+    int8_t* dst =
+        p.data_.get() + static_cast<size_t>(o / kBlockRows) * quads * 64 + (o % kBlockRows) * 4;
+    int k = 0;
     int32_t sum = 0;
-    for (int k = 0; k < in; ++k) {
+    if (vector) k = quantize_weight_row_avx512(row, in, s, dst, &sum);
+    for (; k < in; ++k) {
       const auto v = static_cast<int8_t>(std::lrint(row[k] / s));
-      block[(static_cast<size_t>(k / 4) * kBlockRows + r) * 4 + k % 4] = v;
+      dst[static_cast<size_t>(k / 4) * 64 + k % 4] = v;
       sum += v;
     }
     p.row_sum_[o] = sum;
