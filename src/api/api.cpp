@@ -169,14 +169,35 @@ http::Response Api::handle(const http::Request& request) {
   return response;
 }
 
-std::optional<http::Response> Api::try_cached(const http::Request& request) {
+namespace {
+
+// The note id of a plain `GET /api/v1/notes/{id}/` (the only cacheable request), else nullopt.
+std::optional<std::int64_t> cacheable_note_id(const http::Request& request) {
   if (request.method != "GET") return std::nullopt;
   std::string_view target = request.target;
   constexpr std::string_view kNotes = "/api/v1/notes/";
   if (!target.starts_with(kNotes)) return std::nullopt;
   target.remove_prefix(kNotes.size());
   if (target.ends_with('/')) target.remove_suffix(1);
-  auto id = parse_id(target);  // rejects anything but digits, so no query string and no subpath
+  return parse_id(target);  // rejects anything but digits, so no query string and no subpath
+}
+
+}  // namespace
+
+bool Api::try_cached_async(const http::Request& request, http::AsyncDone done) {
+  auto id = cacheable_note_id(request);
+  if (!id) return false;
+  return notes_.cached_rendered_async(
+      *id, [this, done = std::move(done)](std::optional<std::string> body) {
+        if (!body) return done(std::nullopt);
+        counters_.requests.fetch_add(1, std::memory_order_relaxed);
+        counters_.responses_2xx.fetch_add(1, std::memory_order_relaxed);
+        done(http::Response{200, std::move(*body), "application/json", {}});
+      });
+}
+
+std::optional<http::Response> Api::try_cached(const http::Request& request) {
+  auto id = cacheable_note_id(request);
   if (!id) return std::nullopt;
   auto body = notes_.cached_rendered(*id);
   if (!body) return std::nullopt;

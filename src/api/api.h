@@ -33,6 +33,9 @@ class Api {
   // Answers a note retrieve from the cache without touching the database; nullopt for
   // everything else (see http::FastHandler).
   std::optional<http::Response> try_cached(const http::Request& request);
+  // The same as an http::AsyncFastHandler: answers a note retrieve from a cache that can be
+  // read without blocking; false when the request is not such a read or the cache declines.
+  bool try_cached_async(const http::Request& request, http::AsyncDone done);
 
   // Counters for /metrics.
   struct Counters {

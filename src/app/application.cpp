@@ -119,11 +119,17 @@ std::unique_ptr<JobBus> make_bus(std::shared_ptr<redis::RedisClient> client) {
   return std::make_unique<MemoryJobBus>();
 }
 
+// The API's event loop reads cached notes through a few non-blocking, pipelined Redis
+// connections (NoteCache::get_async); everything else uses the blocking client.
+constexpr int kAsyncCacheConnections = 2;
+
 std::unique_ptr<NoteCache> make_cache(const Config& config,
-                                      std::shared_ptr<redis::RedisClient> client) {
+                                      std::shared_ptr<redis::RedisClient> client,
+                                      bool serves_http) {
   if (client) {
     RedisNoteCacheOptions options;
     options.ttl = std::chrono::seconds(config.cache_ttl_seconds);
+    options.async_connections = serves_http ? kAsyncCacheConnections : 0;
     return std::make_unique<RedisNoteCache>(client, options);
   }
   MemoryNoteCacheOptions options;
@@ -169,11 +175,11 @@ struct Backends {
   std::unique_ptr<EngineRegistry> translator;
 };
 
-Backends open_backends(const Config& config, int engine_pipelines) {
+Backends open_backends(const Config& config, int engine_pipelines, bool serves_http) {
   Backends b;
   b.store = open_and_migrate(config);
   b.redis = connect_redis(config);
-  b.cache = make_cache(config, b.redis.cache);
+  b.cache = make_cache(config, b.redis.cache, serves_http);
   b.bus = make_bus(b.redis.broker);
   b.translator = build_translator(config, engine_pipelines);
   return b;
@@ -189,7 +195,7 @@ int run_migrate(const Config& config) {
 
 int run_serve(const Config& config) {
   sigset_t signals = block_shutdown_signals();
-  Backends b = open_backends(config, std::max(1, config.workers));
+  Backends b = open_backends(config, std::max(1, config.workers), /*serves_http=*/true);
   NoteService notes(*b.store, *b.cache, *b.bus, *b.translator, api::render_note,
                     config.max_attempts);
   api::ApiOptions api_options;
@@ -212,6 +218,11 @@ int run_serve(const Config& config) {
   server_options.max_body_bytes = config.max_body_bytes;
   server_options.handler_threads = config.resolved_handler_threads();
   server_options.fast_handler = [&api](const http::Request& r) { return api.try_cached(r); };
+  if (config.uses_redis()) {
+    server_options.async_fast_handler = [&api](const http::Request& r, http::AsyncDone done) {
+      return api.try_cached_async(r, std::move(done));
+    };
+  }
   http::Server server(server_options, [&api](const http::Request& r) { return api.handle(r); });
 
   std::unique_ptr<WorkerPool> workers;
@@ -238,7 +249,7 @@ int run_serve(const Config& config) {
 int run_worker(const Config& config) {
   sigset_t signals = block_shutdown_signals();
   int threads = std::max(1, config.workers);
-  Backends b = open_backends(config, threads);
+  Backends b = open_backends(config, threads, /*serves_http=*/false);
   WorkerPool workers(*b.store, *b.bus, *b.translator, *b.cache, worker_options(config, threads));
   workers.start();
   spdlog::info("transnotes worker running {} threads", threads);

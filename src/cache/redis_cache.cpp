@@ -41,7 +41,11 @@ RedisNoteCache::RedisNoteCache(std::shared_ptr<redis::RedisClient> client,
                                RedisNoteCacheOptions options)
     : client_(std::move(client)),
       options_(std::move(options)),
-      ttl_ms_(std::to_string(std::max<long long>(1, options_.ttl.count()))) {}
+      ttl_ms_(std::to_string(std::max<long long>(1, options_.ttl.count()))) {
+  if (options_.async_connections > 0) {
+    async_ = std::make_unique<redis::AsyncGetClient>(client_->config(), options_.async_connections);
+  }
+}
 
 std::string RedisNoteCache::key_for(std::int64_t note_id) const {
   return options_.key_prefix + std::to_string(note_id);
@@ -74,6 +78,28 @@ std::optional<std::string> RedisNoteCache::get(std::int64_t note_id) {
   return std::nullopt;
 }
 
+bool RedisNoteCache::get_async(std::int64_t note_id, GetCallback done) {
+  // Remembered invalidations must be replayed before anything is served from Redis; get() does
+  // that (blocking), so leave those reads to it.
+  if (!async_ || has_pending_.load(std::memory_order_acquire)) return false;
+  using Outcome = redis::AsyncGetClient::Outcome;
+  return async_->get(key_for(note_id),
+                     [this, done = std::move(done)](Outcome outcome, std::string value) {
+                       if (outcome == Outcome::kValue && !value.empty() && value[0] == 'v') {
+                         auto newline = value.find('\n');
+                         if (newline != std::string::npos) {
+                           hits_.fetch_add(1, std::memory_order_relaxed);
+                           value.erase(0, newline + 1);
+                           return done(std::move(value));
+                         }
+                       }
+                       if (outcome == Outcome::kFailed)
+                         record_error("note cache get failed", value);
+                       misses_.fetch_add(1, std::memory_order_relaxed);
+                       done(std::nullopt);
+                     });
+}
+
 void RedisNoteCache::put(std::int64_t note_id, std::int64_t version, std::string_view body) {
   if (has_pending_.load(std::memory_order_acquire) && !replay_pending()) return;
   try {
@@ -99,6 +125,18 @@ void RedisNoteCache::invalidate(std::int64_t note_id, std::int64_t min_version) 
   } catch (const Unavailable& error) {
     record_error("note cache unavailable (invalidation queued for replay)", error.what());
     remember_failed_invalidation(note_id, min_version);
+  }
+}
+
+void RedisNoteCache::refresh(std::int64_t note_id, std::int64_t version, std::string_view body) {
+  try {
+    const std::string version_text = std::to_string(version);
+    redis::Reply reply =
+        client_->eval(kPutScript, {key_for(note_id)}, {version_text, body, ttl_ms_});
+    if (reply.is_error()) throw Unavailable("note cache refresh failed: " + reply.str);
+  } catch (const Unavailable& error) {
+    record_error("note cache unavailable (invalidation queued for replay)", error.what());
+    remember_failed_invalidation(note_id, version);
   }
 }
 

@@ -37,6 +37,7 @@
 #include <unordered_map>
 
 #include "domain/ports.h"
+#include "redis/async_get_client.h"
 #include "redis/rate_limited_log.h"
 #include "redis/redis_client.h"
 
@@ -46,6 +47,9 @@ struct RedisNoteCacheOptions {
   std::string key_prefix = "transnotes:note:";
   std::chrono::milliseconds ttl = std::chrono::seconds(300);
   std::size_t max_pending_invalidations = 100000;
+  // > 0: get_async() reads through this many non-blocking, pipelined connections (for the
+  // API's event loop); 0: get_async() always declines and callers use get().
+  int async_connections = 0;
 };
 
 struct RedisNoteCacheStats {
@@ -62,8 +66,11 @@ class RedisNoteCache final : public NoteCache {
                           RedisNoteCacheOptions options = {});
 
   std::optional<std::string> get(std::int64_t note_id) override;
+  bool get_async(std::int64_t note_id, GetCallback done) override;
   void put(std::int64_t note_id, std::int64_t version, std::string_view body) override;
   void invalidate(std::int64_t note_id, std::int64_t min_version) override;
+  // One versioned put: it also blocks every older version, as invalidate() does.
+  void refresh(std::int64_t note_id, std::int64_t version, std::string_view body) override;
 
   RedisNoteCacheStats stats() const;
   std::string key_for(std::int64_t note_id) const;
@@ -90,6 +97,8 @@ class RedisNoteCache final : public NoteCache {
   std::unordered_map<std::int64_t, std::int64_t> pending_;
   bool purge_needed_ = false;
   std::mutex replay_mutex_;  // one replayer at a time; others just miss meanwhile
+  // Last member: destroyed first, answering its outstanding gets while the rest still exists.
+  std::unique_ptr<redis::AsyncGetClient> async_;
 };
 
 }  // namespace transnotes

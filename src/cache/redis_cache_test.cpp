@@ -4,7 +4,9 @@
 
 #include <atomic>
 #include <climits>
+#include <future>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -164,6 +166,96 @@ TEST(RedisNoteCacheOutage, DownMeansMissesNeverThrowsThenRecovers) {
   }));
 }
 
+TEST_F(RedisNoteCacheTest, RefreshCachesTheWrittenVersionAndBlocksOlderOnes) {
+  auto cache = make_cache();
+  cache->put(8, 1, "v1");
+  cache->refresh(8, 2, "v2");
+  EXPECT_EQ(cache->get(8), "v2");
+  cache->put(8, 1, "v1");  // a reader that loaded v1 before the write
+  EXPECT_EQ(cache->get(8), "v2");
+  cache->refresh(8, 3, "v3");
+  cache->refresh(8, 2, "v2");  // a slower writer of an older version
+  EXPECT_EQ(cache->get(8), "v3");
+  cache->invalidate(8, INT64_MAX);
+  cache->refresh(8, 4, "v4");  // after the delete
+  EXPECT_EQ(cache->get(8), std::nullopt);
+  EXPECT_EQ(cache->stats().errors, 0u);
+}
+
+// get_async() through the non-blocking client, retried while that client is still dialing
+// (it declines then). nullopt inside: a miss; outer nullopt: it never accepted.
+std::optional<std::optional<std::string>> get_async_when_ready(RedisNoteCache& cache,
+                                                               std::int64_t id) {
+  std::optional<std::optional<std::string>> answer;
+  eventually([&] {
+    auto promise = std::make_shared<std::promise<std::optional<std::string>>>();
+    auto future = promise->get_future();
+    if (!cache.get_async(id, [promise](std::optional<std::string> body) {
+          promise->set_value(std::move(body));
+        })) {
+      return false;
+    }
+    answer = future.get();
+    return true;
+  });
+  return answer;
+}
+
+TEST_F(RedisNoteCacheTest, GetAsyncAnswersLikeGet) {
+  options_.async_connections = 2;
+  auto cache = make_cache();
+  std::string body("{\"title\":\"a\nb\0c\"}", 17);
+  cache->put(1, 3, body);
+  auto hit = get_async_when_ready(*cache, 1);
+  ASSERT_TRUE(hit);
+  EXPECT_EQ(*hit, body);
+  auto miss = get_async_when_ready(*cache, 2);
+  ASSERT_TRUE(miss);
+  EXPECT_EQ(*miss, std::nullopt);
+  cache->invalidate(1, 4);  // a tombstone is a miss too
+  auto after = get_async_when_ready(*cache, 1);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(*after, std::nullopt);
+  EXPECT_GE(cache->stats().hits, 1u);
+}
+
+TEST_F(RedisNoteCacheTest, GetAsyncDeclinesWithoutAsyncConnections) {
+  auto cache = make_cache();
+  EXPECT_FALSE(cache->get_async(
+      1, [](std::optional<std::string>) { ADD_FAILURE() << "a declined get must not answer"; }));
+}
+
+// While an invalidation that failed during an outage waits for replay, the non-blocking path
+// declines (the blocking get() replays first): a stale body is never served from it either.
+TEST(RedisNoteCacheOutage, GetAsyncNeverServesAnEntryAwaitingReplay) {
+  ThrowawayRedis server;
+  auto client = throwaway_client(server);
+  RedisNoteCacheOptions options = throwaway_options();
+  options.async_connections = 1;
+  RedisNoteCache cache(client, options);
+  cache.put(1, 1, "v1");
+  auto before = get_async_when_ready(cache, 1);
+  ASSERT_TRUE(before);
+  ASSERT_EQ(*before, "v1");
+  ASSERT_EQ(client->command({"SAVE"}).str, "OK");
+  server.stop();
+  cache.invalidate(1, 2);  // fails: remembered for replay
+  ASSERT_EQ(cache.stats().pending_invalidations, 1u);
+  server.start();
+  // The restarted server has the stale v1 entry again, yet get_async never returns it.
+  for (int i = 0; i < 50; ++i) {
+    std::promise<std::optional<std::string>> promise;
+    if (cache.get_async(1, [&](std::optional<std::string> body) { promise.set_value(body); })) {
+      EXPECT_NE(promise.get_future().get(), std::optional<std::string>("v1"));
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(cache.get(1), std::nullopt);  // replays
+  auto after = get_async_when_ready(cache, 1);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(*after, std::nullopt);
+}
+
 TEST(RedisNoteCacheOutage, InvalidationFailedDuringOutageIsReplayedOnRecovery) {
   ThrowawayRedis server;
   auto client = throwaway_client(server);
@@ -196,6 +288,33 @@ TEST(RedisNoteCacheOutage, InvalidationFailedDuringOutageIsReplayedOnRecovery) {
   EXPECT_EQ(cache.get(1), std::nullopt);
   cache.put(1, 2, "v2");
   EXPECT_EQ(cache.get(1), "v2");
+}
+
+// A refresh that cannot reach Redis is remembered as an invalidation: the stale entry that
+// comes back with Redis is never served.
+TEST(RedisNoteCacheOutage, RefreshFailedDuringOutageIsReplayedAsInvalidation) {
+  ThrowawayRedis server;
+  auto client = throwaway_client(server);
+  RedisNoteCache cache(client, throwaway_options());
+  cache.put(1, 1, "v1");
+  ASSERT_EQ(client->command({"SAVE"}).str, "OK");
+  server.stop();
+  EXPECT_NO_THROW(cache.refresh(1, 2, "v2"));
+  EXPECT_EQ(cache.stats().pending_invalidations, 1u);
+  server.start();
+  auto raw = throwaway_client(server);
+  ASSERT_TRUE(eventually([&] {
+    try {
+      return raw->command({"GET", "transnotes:note:1"}).str == "v1\nv1";
+    } catch (const Unavailable&) {
+      return false;
+    }
+  }));
+  EXPECT_TRUE(
+      eventually([&] { return cache.stats().pending_invalidations == 0 || !cache.get(1); }));
+  EXPECT_EQ(cache.get(1), std::nullopt);
+  cache.put(1, 1, "v1");
+  EXPECT_EQ(cache.get(1), std::nullopt);
 }
 
 TEST(RedisNoteCacheOutage, TooManyFailedInvalidationsPurgeThePrefix) {

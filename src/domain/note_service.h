@@ -35,6 +35,10 @@ class NoteService {
   std::string get_rendered(std::int64_t id);
   // The rendered note if the cache holds it; never touches the database.
   std::optional<std::string> cached_rendered(std::int64_t id) { return cache_.get(id); }
+  // The same without blocking, when the cache supports it (see NoteCache::get_async).
+  bool cached_rendered_async(std::int64_t id, NoteCache::GetCallback done) {
+    return cache_.get_async(id, std::move(done));
+  }
   Note create(NoteFields fields);
   // PUT (partial=false) or PATCH (partial=true). Throws NotFound, ValidationError.
   Note update(std::int64_t id, NoteFields fields, bool partial);

@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -78,11 +79,23 @@ class NoteCache {
  public:
   virtual ~NoteCache() = default;
   virtual std::optional<std::string> get(std::int64_t note_id) = 0;
+  // get() for callers that must not block (HTTP event-loop threads). False: this cache cannot
+  // answer without blocking right now (use get() where blocking is fine). True: `done` will be
+  // called exactly once, from any thread, with what get() would have returned.
+  using GetCallback = std::function<void(std::optional<std::string>)>;
+  virtual bool get_async(std::int64_t /*note_id*/, GetCallback /*done*/) { return false; }
   // Stores `body` for the note unless an invalidation or a put with a higher version came first.
   virtual void put(std::int64_t note_id, std::int64_t version, std::string_view body) = 0;
   // Drops the entry; later puts with version < min_version are ignored (closes the
   // reader/writer race of cache-aside). Deletion uses INT64_MAX.
   virtual void invalidate(std::int64_t note_id, std::int64_t min_version) = 0;
+  // After a write: caches `body` as version `version`, keeping the guarantees of
+  // invalidate(note_id, version) (older versions are never served or stored again), so the next
+  // read needs no database round trip. When the body cannot be stored, it still invalidates.
+  virtual void refresh(std::int64_t note_id, std::int64_t version, std::string_view body) {
+    invalidate(note_id, version);
+    put(note_id, version, body);
+  }
 };
 
 // Carries "job N is ready" to workers for low latency. The database stays the source of truth:

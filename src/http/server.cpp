@@ -40,6 +40,8 @@ struct Server::Impl {
   std::vector<std::thread> threads;
   std::atomic<bool> stopping{false};
   std::atomic<int> in_flight{0};
+  // AsyncFastHandler callbacks not yet delivered; stop() waits for them, since they post to ioc.
+  std::atomic<int> async_pending{0};
   std::unique_ptr<asio::thread_pool> handler_pool;  // set when options.handler_threads > 0
   // Keeps the event loop running while a request is away on the handler pool and nothing else
   // is pending (after stop() closed the acceptor); stop() ends the loop explicitly.
@@ -204,6 +206,29 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     req.body = std::move(msg.body());
 
+    if (server_.options.async_fast_handler) {
+      auto pending = std::make_shared<Request>(std::move(req));
+      ++server_.async_pending;
+      bool accepted = false;
+      try {
+        accepted = server_.options.async_fast_handler(
+            *pending, [self = shared_from_this(), pending](std::optional<Response> answer) {
+              auto& server = self->server_;
+              asio::post(self->stream_.get_executor(),
+                         [self, pending, answer = std::move(answer)]() mutable {
+                           if (answer) return self->respond(std::move(*answer));
+                           self->dispatch(std::move(*pending));
+                         });
+              --server.async_pending;
+            });
+      } catch (const std::exception& e) {
+        spdlog::warn("async fast handler threw for {} {}: {}", pending->method, pending->target,
+                     e.what());
+      }
+      if (accepted) return;
+      --server_.async_pending;
+      req = std::move(*pending);
+    }
     if (server_.options.fast_handler) {
       std::optional<Response> quick;
       try {
@@ -213,6 +238,11 @@ class Session : public std::enable_shared_from_this<Session> {
       }
       if (quick) return respond(std::move(*quick));
     }
+    dispatch(std::move(req));
+  }
+
+  // Runs the Handler: on the handler pool when there is one, answering on the event loop.
+  void dispatch(Request req) {
     if (!server_.handler_pool) return respond(run_handler(server_.handler, req));
     // Handlers may block on the database: run them off the event loop, answer on it.
     asio::post(*server_.handler_pool, [self = shared_from_this(), req = std::move(req)] {
@@ -325,6 +355,12 @@ void Server::stop(std::chrono::milliseconds grace) {
   auto deadline = std::chrono::steady_clock::now() + grace;
   while (impl_->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  // Answers still owed by an AsyncFastHandler will post to ioc: let them land first (their
+  // sources answer within their own timeouts).
+  auto async_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (impl_->async_pending.load() > 0 && std::chrono::steady_clock::now() < async_deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();

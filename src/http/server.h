@@ -36,6 +36,13 @@ using Handler = std::function<Response(const Request&)>;
 // Tried first, on the event loop: answers what it can answer without blocking (a cache hit),
 // nullopt for everything else, which then goes to the Handler.
 using FastHandler = std::function<std::optional<Response>(const Request&)>;
+// Like FastHandler, for answers that arrive later without blocking the event loop (a cache read
+// over the network). Returns false when it will not answer: the request goes on as if there
+// were none. Returns true when it will call `done` exactly once, from any thread, with the
+// response, or with nullopt to pass the request on to the Handler. Must not throw after it
+// decided to return true.
+using AsyncDone = std::function<void(std::optional<Response>)>;
+using AsyncFastHandler = std::function<bool(const Request&, AsyncDone done)>;
 
 struct ServerOptions {
   std::string host = "127.0.0.1";  // address to bind
@@ -45,6 +52,7 @@ struct ServerOptions {
   // database do not stall the event loop; 0: it runs on the event-loop thread.
   int handler_threads = 0;
   FastHandler fast_handler;                        // optional, see FastHandler
+  AsyncFastHandler async_fast_handler;             // optional, tried first; see AsyncFastHandler
   std::size_t max_body_bytes = 1 << 20;            // larger bodies get 413
   std::chrono::milliseconds read_timeout{30'000};  // a started request must arrive by then
   std::chrono::milliseconds idle_timeout{75'000};  // keep-alive connections idle longer close

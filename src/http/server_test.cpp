@@ -5,7 +5,10 @@
 
 #include <atomic>
 #include <boost/asio.hpp>
+#include <mutex>
 #include <string>
+#include <thread>
+#include <vector>
 
 namespace transnotes::http {
 namespace {
@@ -155,6 +158,75 @@ TEST(ServerPools, HandlerPoolAndFastPathBothAnswer) {
   EXPECT_EQ(on_pool.load(), 10);
   EXPECT_LT(out.find("slow /slow"), out.find("fast"));
   server.stop();
+}
+
+// The async fast path answers from another thread later; nullopt passes the request on to the
+// Handler, and a refusal (false) lets it go through the synchronous paths. Pipelined answers
+// still come back in request order.
+TEST(ServerPools, AsyncFastPathAnswersLaterFromAnotherThread) {
+  ServerOptions options;
+  options.port = 0;
+  options.threads = 1;
+  options.handler_threads = 2;
+  std::mutex mutex;
+  std::vector<std::thread> answerers;
+  options.async_fast_handler = [&](const Request& r, AsyncDone done) {
+    if (r.target == "/refuse") return false;
+    std::lock_guard lock(mutex);
+    answerers.emplace_back([target = r.target, done = std::move(done)] {
+      std::this_thread::sleep_for(std::chrono::milliseconds(target == "/async/1" ? 50 : 1));
+      if (target.starts_with("/async")) {
+        done(Response{200, "async " + target, "text/plain", {}});
+      } else {
+        done(std::nullopt);
+      }
+    });
+    return true;
+  };
+  std::atomic<int> on_pool{0};
+  Server server(options, [&](const Request& r) {
+    on_pool++;
+    return Response{200, "handler " + r.target, "text/plain", {}};
+  });
+  server.start();
+  asio::io_context ioc;
+  tcp::socket socket(ioc);
+  socket.connect({asio::ip::make_address("127.0.0.1"), server.port()});
+  const std::string requests =
+      "GET /async/1 HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /miss HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /refuse HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /async/2 HTTP/1.1\r\nHost: x\r\n\r\n";
+  asio::write(socket, asio::buffer(requests));
+  std::string out;
+  char buf[4096];
+  boost::system::error_code ec;
+  auto count = [&](const std::string& needle) {
+    std::size_t n = 0;
+    for (auto pos = out.find(needle); pos != std::string::npos; pos = out.find(needle, pos + 1))
+      ++n;
+    return n;
+  };
+  while (count("HTTP/1.1 200") < 4) {
+    std::size_t n = socket.read_some(asio::buffer(buf), ec);
+    if (ec) break;
+    out.append(buf, n);
+  }
+  const auto first = out.find("async /async/1");
+  const auto miss = out.find("handler /miss");
+  const auto refuse = out.find("handler /refuse");
+  const auto second = out.find("async /async/2");
+  ASSERT_NE(first, std::string::npos) << out;
+  ASSERT_NE(miss, std::string::npos) << out;
+  ASSERT_NE(refuse, std::string::npos) << out;
+  ASSERT_NE(second, std::string::npos) << out;
+  EXPECT_LT(first, miss);
+  EXPECT_LT(miss, refuse);
+  EXPECT_LT(refuse, second);
+  EXPECT_EQ(on_pool.load(), 2);
+  server.stop();
+  std::lock_guard lock(mutex);
+  for (auto& t : answerers) t.join();
 }
 
 }  // namespace
