@@ -60,6 +60,21 @@ TEST(MemoryNoteCache, InvalidateKeepsHigherCachedVersionAsFloor) {
   EXPECT_EQ(cache.get(3), std::nullopt);
 }
 
+TEST(MemoryNoteCache, RefreshCachesTheWrittenVersionAndBlocksOlderOnes) {
+  MemoryNoteCache cache;
+  cache.put(8, 1, "v1");
+  cache.refresh(8, 2, "v2");
+  EXPECT_EQ(cache.get(8), "v2");
+  cache.put(8, 1, "v1");  // a reader that loaded v1 before the write
+  EXPECT_EQ(cache.get(8), "v2");
+  cache.refresh(8, 3, "v3");
+  cache.refresh(8, 2, "v2");  // a slower writer of an older version
+  EXPECT_NE(cache.get(8), std::optional<std::string>("v2"));
+  cache.invalidate(8, INT64_MAX);
+  cache.refresh(8, 4, "v4");  // after the delete
+  EXPECT_EQ(cache.get(8), std::nullopt);
+}
+
 TEST(MemoryNoteCache, DeletionTombstoneBlocksEverything) {
   MemoryNoteCache cache;
   cache.put(4, 1, "v1");

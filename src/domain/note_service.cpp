@@ -105,7 +105,8 @@ Note NoteService::update(std::int64_t id, NoteFields fields, bool partial) {
   if (!errors.empty()) throw ValidationError(std::move(errors));
   auto note = store_.update_note(id, fields);
   if (!note) throw NotFound();
-  cache_.invalidate(id, note->version);
+  // Write-through: readers of this note after the PATCH need not go to the database.
+  cache_.refresh(id, note->version, render_(*note));
   return *note;
 }
 
