@@ -217,6 +217,7 @@ int main(int argc, char** argv) {
   }
   const double load_seconds = seconds(load_start);
   const long rss_after_load = proc_status_kb("VmRSS");
+  const long peak_rss_load = proc_status_kb("VmHWM");  // e.g. int8 packing's transient pages
   const auto& config = model->config();
   // The engine maps model.safetensors lazily: the first generate() pages every weight in (the
   // output projection reads the whole embedding), so "load + first token" is what compares
@@ -284,6 +285,11 @@ int main(int argc, char** argv) {
   if (wants("c")) one_by_one("(c) batch 1, greedy", 1);
   if (wants("d")) one_by_one("(d) batch 1, beam 4", 4);
   const long peak_rss = proc_status_kb("VmHWM");  // before the bandwidth buffers below
+  // Where the RSS is at the end: file-backed = pages of the mapped model.safetensors (fp32
+  // weights), anonymous = converted/int8 weights, caches and buffers (incl. freed-but-kept
+  // malloc arenas).
+  const long rss_anon = proc_status_kb("RssAnon");
+  const long rss_file = proc_status_kb("RssFile");
 
   std::cout << "| scenario | work per run | median s | min s | max s | throughput |\n"
             << "| --- | --- | ---: | ---: | ---: | ---: |\n";
@@ -299,7 +305,10 @@ int main(int argc, char** argv) {
   std::cout << "\nload: " << std::setprecision(2) << load_seconds << " s (RSS "
             << mb(rss_after_load) << ")  load + first token: " << load_seconds + first_token_seconds
             << " s (RSS " << mb(rss_after_first_token) << ")  peak RSS (VmHWM): " << mb(peak_rss)
-            << "\n";
+            << "\n"
+            << "peak RSS by the end of load: " << mb(peak_rss_load)
+            << "  RSS after the scenarios: anonymous " << mb(rss_anon) << ", file-backed "
+            << mb(rss_file) << "\n";
 
   if (limits) {
     std::cout << "\nmachine limits (same process, after the scenarios):\n";

@@ -27,6 +27,7 @@ constexpr size_t kAlign = 64;
 constexpr int kPanelBlocks = 4;                   // blocks per register tile (4 x 16 outputs)
 constexpr int kMaxRows = 6;                       // input rows per register tile
 constexpr size_t kTileBytes = size_t{192} << 10;  // packed weights per L2 tile
+constexpr int kRowsPerProgress = 256;             // pack(): rows between rows_done calls
 
 template <class T>
 T* alloc_aligned(size_t count) {
@@ -265,7 +266,8 @@ size_t PackedWeights::bytes() const {
   return rows * in_padded_ + rows * (4 + 4 + 4);
 }
 
-PackedWeights PackedWeights::pack(const float* w, const float* bias, int out, int in) {
+PackedWeights PackedWeights::pack(const float* w, const float* bias, int out, int in,
+                                  const std::function<void(int rows_done)>& rows_done) {
   PackedWeights p;
   p.out_ = out;
   p.in_ = in;
@@ -296,6 +298,7 @@ PackedWeights PackedWeights::pack(const float* w, const float* bias, int out, in
       sum += v;
     }
     p.row_sum_[o] = sum;
+    if (rows_done && ((o + 1) % kRowsPerProgress == 0 || o + 1 == out)) rows_done(o + 1);
   }
   return p;
 }

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <memory>
 
 namespace transnotes::marian::int8 {
@@ -26,8 +27,11 @@ constexpr int kBlockRows = 16;  // output rows per packed block (one zmm of int3
 class PackedWeights {
  public:
   PackedWeights() = default;
-  // Quantizes w [out, in] (row-major) and packs it; bias [out] may be null (then 0).
-  static PackedWeights pack(const float* w, const float* bias, int out, int in);
+  // Quantizes w [out, in] (row-major) and packs it; bias [out] may be null (then 0). If given,
+  // rows_done(r) is called from time to time once rows [0, r) of w have been read for the last
+  // time (so that the caller can drop them from memory), last with r = out.
+  static PackedWeights pack(const float* w, const float* bias, int out, int in,
+                            const std::function<void(int rows_done)>& rows_done = {});
 
   int out() const { return out_; }
   int in() const { return in_; }

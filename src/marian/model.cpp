@@ -9,6 +9,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <thread>
 #include <unordered_set>
 
@@ -654,12 +655,19 @@ std::shared_ptr<const MarianModel> MarianModel::load(const std::filesystem::path
       packers.emplace_back([&] {
         for (size_t i; (i = next.fetch_add(1)) < targets.size();) {
           const Linear& l = *targets[i];
-          w.packed[i] = int8::PackedWeights::pack(l.w, l.b, l.out, l.in);
-          // The fp32 tensor's pages go back to the page cache right away, so that RSS never
-          // holds both copies (a tied embedding's rows are faulted in again one by one when
-          // looked up).
-          if (bind.is_mapped(l.w))
-            release_pages(l.w, static_cast<size_t>(l.out) * l.in * sizeof(float));
+          // The fp32 tensor's pages go back to the page cache as soon as they are packed, so
+          // that RSS never holds both copies of a tensor (a tied embedding's pages are faulted
+          // in again as rows are looked up).
+          const size_t row_bytes = static_cast<size_t>(l.in) * sizeof(float);
+          int released = 0;
+          auto release_packed_rows = [&](int rows_done) {
+            release_pages(l.w + static_cast<size_t>(released) * l.in,
+                          (rows_done - released) * row_bytes);
+            released = rows_done;
+          };
+          w.packed[i] = int8::PackedWeights::pack(
+              l.w, l.b, l.out, l.in,
+              bind.is_mapped(l.w) ? std::function<void(int)>(release_packed_rows) : nullptr);
         }
       });
     for (auto& packer : packers) packer.join();
