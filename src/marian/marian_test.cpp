@@ -322,6 +322,49 @@ TEST(MarianGenerate, Int8BeamMatchesHf) {
   }
 }
 
+// The weight-only int8 path (CPUs without VNNI; forced here with int8_vnni = false so that it is
+// tested on every machine): greedy and beam outputs, single and padded batch, are HF's.
+TEST(MarianGenerate, Int8WeightOnlyPathMatchesHf) {
+  REQUIRE_FIXTURE();
+  ModelOptions options{1, true};
+  options.int8_vnni = false;
+  auto int8_model = MarianModel::load(fixture_dir(), options);
+  for (const auto& cv : expected().at("cases").as_array()) {
+    const auto& c = cv.as_object();
+    SCOPED_TRACE(std::string(c.at("id").as_string()));
+    for (const char* kind : {"greedy", "beam"}) {
+      SCOPED_TRACE(kind);
+      const auto& k = c.at(kind).as_object();
+      auto result = generate(*int8_model, {ints(c.at("input_ids"))},
+                             options_from(k.at("kwargs").as_object(), *int8_model));
+      ASSERT_EQ(result.size(), 1u);
+      EXPECT_EQ(result[0].ids, ints(k.at("output_ids")));
+    }
+  }
+  const auto& bc = expected().at("batch_case").as_object();
+  std::vector<std::vector<int>> inputs;
+  const auto& masks = bc.at("attention_mask").as_array();
+  const auto& rows = bc.at("input_ids").as_array();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    auto ids = ints(rows[i]);
+    auto mask = ints(masks[i]);
+    std::vector<int> row;
+    for (size_t t = 0; t < ids.size(); ++t)
+      if (mask[t]) row.push_back(ids[t]);
+    inputs.push_back(row);
+  }
+  for (const char* kind : {"greedy", "beam"}) {
+    SCOPED_TRACE(kind);
+    const auto& k = bc.at(kind).as_object();
+    auto result =
+        generate(*int8_model, inputs, options_from(k.at("kwargs").as_object(), *int8_model));
+    const auto& want = k.at("output_ids").as_array();
+    ASSERT_EQ(result.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_EQ(result[i].ids, strip_padding(ints(want[i]), int8_model->config().pad_token_id));
+  }
+}
+
 TEST(MarianGenerate, Int8PaddedBatchMatchesHf) {
   REQUIRE_FIXTURE();
   for (int threads : {1, 2}) {

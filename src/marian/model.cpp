@@ -636,7 +636,7 @@ std::shared_ptr<const MarianModel> MarianModel::load(const std::filesystem::path
   const int load_threads =
       std::max(1, options.num_threads > 0 ? options.num_threads
                                           : static_cast<int>(std::thread::hardware_concurrency()));
-  if (options.int8 && int8::have_vnni()) {
+  if (options.int8 && options.int8_vnni && int8::have_vnni()) {
     // Every linear layer gets packed int8 weights for the VNNI kernel, which then serves all
     // row counts; the fp32 weights of those layers are never read again.
     std::vector<Linear*> targets;

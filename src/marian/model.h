@@ -26,6 +26,9 @@ struct ModelOptions {
   // linears and the output projection, used by the AVX2 kernels when <= 64 rows are multiplied.
   // Results differ slightly from fp32 (not bit-exact). Off by default.
   bool int8 = false;
+  // int8 mode only: use the AVX-512 VNNI kernel where the CPU has it. false selects the
+  // weight-only int8 path of CPUs without VNNI (for comparisons and tests of that path).
+  bool int8_vnni = true;
 };
 
 // Encoder output for a batch of unpadded source rows (padded internally to src_len).
