@@ -14,6 +14,8 @@
 #include <cstdlib>
 #include <cstring>
 #include <new>
+#include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -268,6 +270,10 @@ size_t PackedWeights::bytes() const {
 
 PackedWeights PackedWeights::pack(const float* w, const float* bias, int out, int in,
                                   const std::function<void(int rows_done)>& rows_done) {
+  // int32 accumulators: |sum_k (q - zp) * qw| <= 255 * 127 * in must stay below 2^31.
+  if (in <= 0 || in > kMaxIn || out <= 0)
+    throw std::invalid_argument("int8 GEMM: unsupported weight shape [" + std::to_string(out) +
+                                ", " + std::to_string(in) + "]");
   PackedWeights p;
   p.out_ = out;
   p.in_ = in;

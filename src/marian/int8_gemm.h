@@ -23,11 +23,13 @@ namespace transnotes::marian::int8 {
 bool have_vnni();
 
 constexpr int kBlockRows = 16;  // output rows per packed block (one zmm of int32)
+constexpr int kMaxIn = 65536;   // longest input row the int32 accumulators allow
 
 class PackedWeights {
  public:
   PackedWeights() = default;
-  // Quantizes w [out, in] (row-major) and packs it; bias [out] may be null (then 0). If given,
+  // Quantizes w [out, in] (row-major) and packs it; bias [out] may be null (then 0). Throws
+  // std::invalid_argument unless 0 < in <= kMaxIn and out > 0. If given,
   // rows_done(r) is called from time to time once rows [0, r) of w have been read for the last
   // time (so that the caller can drop them from memory), last with r = out.
   static PackedWeights pack(const float* w, const float* bias, int out, int in,

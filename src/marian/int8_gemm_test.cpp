@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdint>
 #include <random>
+#include <stdexcept>
 #include <vector>
 
 #include "marian/parallel.h"
@@ -147,6 +148,17 @@ TEST(Int8Gemm, ReferenceQuantizationContract) {
   int8::quantize_rows_reference(zeros, 1, 3, 4, q, &sa, &zp);
   EXPECT_EQ(sa, 1.0f);
   for (int k = 0; k < 4; ++k) EXPECT_EQ(q[k], zp);
+}
+
+// Rows longer than the int32 accumulators allow are refused rather than silently overflowing.
+TEST(Int8Gemm, PackRejectsRowsTooLongForInt32Sums) {
+  std::vector<float> w(int8::kMaxIn + 1, 0.5f);
+  EXPECT_THROW(int8::PackedWeights::pack(w.data(), nullptr, 1, int8::kMaxIn + 1),
+               std::invalid_argument);
+  EXPECT_THROW(int8::PackedWeights::pack(w.data(), nullptr, 0, 4), std::invalid_argument);
+  const auto ok = int8::PackedWeights::pack(w.data(), nullptr, 1, int8::kMaxIn);
+  EXPECT_EQ(ok.in_padded(), int8::kMaxIn);
+  EXPECT_EQ(int8::weight_at(ok, 0, int8::kMaxIn - 1), 127);
 }
 
 }  // namespace

@@ -636,18 +636,21 @@ std::shared_ptr<const MarianModel> MarianModel::load(const std::filesystem::path
   const int load_threads =
       std::max(1, options.num_threads > 0 ? options.num_threads
                                           : static_cast<int>(std::thread::hardware_concurrency()));
-  if (options.int8 && options.int8_vnni && int8::have_vnni()) {
+  std::vector<Linear*> all_linears;
+  for (auto& l : w.encoder)
+    for (Linear* lin : {&l.self.q, &l.self.k, &l.self.v, &l.self.o, &l.fc1, &l.fc2})
+      all_linears.push_back(lin);
+  for (auto& l : w.decoder)
+    for (Linear* lin : {&l.self.q, &l.self.k, &l.self.v, &l.self.o, &l.cross.q, &l.cross.k,
+                        &l.cross.v, &l.cross.o, &l.fc1, &l.fc2})
+      all_linears.push_back(lin);
+  all_linears.push_back(&w.lm_head);
+  const bool vnni_shapes = std::all_of(all_linears.begin(), all_linears.end(),
+                                       [](const Linear* l) { return l->in <= int8::kMaxIn; });
+  if (options.int8 && options.int8_vnni && int8::have_vnni() && vnni_shapes) {
     // Every linear layer gets packed int8 weights for the VNNI kernel, which then serves all
     // row counts; the fp32 weights of those layers are never read again.
-    std::vector<Linear*> targets;
-    for (auto& l : w.encoder)
-      for (Linear* lin : {&l.self.q, &l.self.k, &l.self.v, &l.self.o, &l.fc1, &l.fc2})
-        targets.push_back(lin);
-    for (auto& l : w.decoder)
-      for (Linear* lin : {&l.self.q, &l.self.k, &l.self.v, &l.self.o, &l.cross.q, &l.cross.k,
-                          &l.cross.v, &l.cross.o, &l.fc1, &l.fc2})
-        targets.push_back(lin);
-    targets.push_back(&w.lm_head);
+    const std::vector<Linear*>& targets = all_linears;
     w.packed.resize(targets.size());
     std::atomic<size_t> next{0};
     std::vector<std::thread> packers;
