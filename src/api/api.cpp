@@ -235,6 +235,7 @@ http::Response Api::route(const http::Request& request) {
     body += "# TYPE transnotes_translations_requested_total counter\n";
     body += "transnotes_translations_requested_total " +
             std::to_string(counters_.translations_requested.load()) + "\n";
+    if (options_.extra_metrics) body += options_.extra_metrics();
     return http::Response{200, std::move(body), "text/plain; version=0.0.4", {}};
   }
 

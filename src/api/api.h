@@ -19,6 +19,8 @@ struct ApiOptions {
   std::size_t max_body_bytes = 1 << 20;  // mentioned in 413 answers (the server enforces it)
   // Answers /health/ and /ready/: returns an empty string when healthy, else the problem.
   std::function<std::string()> readiness_check;
+  // Appended to /metrics: more metric families in Prometheus text format (e.g. the cache's).
+  std::function<std::string()> extra_metrics;
 };
 
 // Renders a note exactly as the original's NoteSerializer did.

@@ -209,6 +209,9 @@ int run_serve(const Config& config) {
       return e.what();
     }
   };
+  if (const auto* redis_cache = dynamic_cast<const RedisNoteCache*>(b.cache.get())) {
+    api_options.extra_metrics = [redis_cache] { return render_prometheus(redis_cache->stats()); };
+  }
   api::Api api(notes, api_options);
 
   http::ServerOptions server_options;

@@ -206,7 +206,33 @@ RedisNoteCacheStats RedisNoteCache::stats() const {
     std::lock_guard lock(pending_mutex_);
     stats.pending_invalidations = pending_.size();
   }
+  if (async_) {
+    const auto async = async_->stats();
+    stats.async_sent = async.sent;
+    stats.async_refused = async.refused;
+  }
   return stats;
+}
+
+std::string render_prometheus(const RedisNoteCacheStats& stats) {
+  std::string out;
+  auto line = [&out](std::string_view name, std::uint64_t value) {
+    out.append(name);
+    out += ' ';
+    out += std::to_string(value);
+    out += '\n';
+  };
+  out += "# TYPE transnotes_cache_lookups_total counter\n";
+  line("transnotes_cache_lookups_total{result=\"hit\"}", stats.hits);
+  line("transnotes_cache_lookups_total{result=\"miss\"}", stats.misses);
+  out += "# TYPE transnotes_cache_errors_total counter\n";
+  line("transnotes_cache_errors_total", stats.errors);
+  out += "# TYPE transnotes_cache_pending_invalidations gauge\n";
+  line("transnotes_cache_pending_invalidations", stats.pending_invalidations);
+  out += "# TYPE transnotes_cache_async_reads_total counter\n";
+  line("transnotes_cache_async_reads_total{outcome=\"sent\"}", stats.async_sent);
+  line("transnotes_cache_async_reads_total{outcome=\"declined\"}", stats.async_refused);
+  return out;
 }
 
 }  // namespace transnotes

@@ -57,7 +57,12 @@ struct RedisNoteCacheStats {
   std::uint64_t misses = 0;
   std::uint64_t errors = 0;                 // Redis calls that failed (unreachable/timeout/error)
   std::uint64_t pending_invalidations = 0;  // failed invalidations waiting to be replayed
+  std::uint64_t async_sent = 0;             // get_async reads sent on the pipelined connections
+  std::uint64_t async_refused = 0;          // get_async calls declined (no connection up)
 };
+
+// The stats in Prometheus text format (counters and a gauge), for /metrics.
+std::string render_prometheus(const RedisNoteCacheStats& stats);
 
 class RedisNoteCache final : public NoteCache {
  public:

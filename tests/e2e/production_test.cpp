@@ -564,6 +564,23 @@ TEST(ProductionTopology, TwoApisAndTwoWorkersServeTheSameNotes) {
     EXPECT_EQ(finished["attempts"], 1);
   }
 
+  // Cached reads go through the pipelined (non-blocking) Redis reads, and /metrics shows it.
+  auto metric = [&](const std::string& name) -> long long {
+    const std::string text = request(a, "GET", "/metrics").body;
+    const auto at = text.find("\n" + name + " ");
+    if (at == std::string::npos) return -1;
+    return std::stoll(text.substr(at + name.size() + 2));
+  };
+  bool sent = false;
+  for (int i = 0; i < 200 && !sent; ++i) {
+    EXPECT_EQ(get_object(a, note_path(id))["title"], "Put via A");
+    sent = metric("transnotes_cache_async_reads_total{outcome=\"sent\"}") > 0;
+    if (!sent) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  EXPECT_TRUE(sent);
+  EXPECT_GT(metric("transnotes_cache_lookups_total{result=\"hit\"}"), 0);
+  EXPECT_EQ(metric("transnotes_cache_errors_total"), 0);
+
   EXPECT_EQ(request(b, "DELETE", note_path(id)).status, 204);
   EXPECT_EQ(request(a, "GET", note_path(id)).status, 404);
   EXPECT_EQ(request(b, "GET", note_path(id)).status, 404);
