@@ -115,6 +115,27 @@ TEST_F(ServerTest, SlowClientIsDisconnected) {
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
 }
 
+std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+// Reads from `socket` until `answers` 200 responses arrived or the connection ends.
+std::string read_answers(tcp::socket& socket, std::size_t answers) {
+  std::string out;
+  char buf[4096];
+  boost::system::error_code ec;
+  while (count_of(out, "HTTP/1.1 200") < answers) {
+    std::size_t n = socket.read_some(asio::buffer(buf), ec);
+    if (ec) break;
+    out.append(buf, n);
+  }
+  return out;
+}
+
 TEST(ServerPools, HandlerPoolAndFastPathBothAnswer) {
   ServerOptions options;
   options.port = 0;
@@ -138,23 +159,10 @@ TEST(ServerPools, HandlerPoolAndFastPathBothAnswer) {
     requests += std::string("GET ") + (i % 2 ? "/fast" : "/slow") + " HTTP/1.1\r\nHost: x\r\n\r\n";
   }
   asio::write(socket, asio::buffer(requests));
-  std::string out;
-  char buf[4096];
-  boost::system::error_code ec;
-  auto count = [&](const std::string& needle) {
-    std::size_t n = 0;
-    for (auto pos = out.find(needle); pos != std::string::npos; pos = out.find(needle, pos + 1))
-      ++n;
-    return n;
-  };
-  while (count("HTTP/1.1 200") < 20) {
-    std::size_t n = socket.read_some(asio::buffer(buf), ec);
-    if (ec) break;
-    out.append(buf, n);
-  }
+  const std::string out = read_answers(socket, 20);
   // Pipelined answers come back in order, whichever thread produced them.
-  EXPECT_EQ(count("\r\n\r\nfast"), 10u);
-  EXPECT_EQ(count("\r\n\r\nslow /slow"), 10u);
+  EXPECT_EQ(count_of(out, "\r\n\r\nfast"), 10u);
+  EXPECT_EQ(count_of(out, "\r\n\r\nslow /slow"), 10u);
   EXPECT_EQ(on_pool.load(), 10);
   EXPECT_LT(out.find("slow /slow"), out.find("fast"));
   server.stop();
@@ -198,20 +206,7 @@ TEST(ServerPools, AsyncFastPathAnswersLaterFromAnotherThread) {
       "GET /refuse HTTP/1.1\r\nHost: x\r\n\r\n"
       "GET /async/2 HTTP/1.1\r\nHost: x\r\n\r\n";
   asio::write(socket, asio::buffer(requests));
-  std::string out;
-  char buf[4096];
-  boost::system::error_code ec;
-  auto count = [&](const std::string& needle) {
-    std::size_t n = 0;
-    for (auto pos = out.find(needle); pos != std::string::npos; pos = out.find(needle, pos + 1))
-      ++n;
-    return n;
-  };
-  while (count("HTTP/1.1 200") < 4) {
-    std::size_t n = socket.read_some(asio::buffer(buf), ec);
-    if (ec) break;
-    out.append(buf, n);
-  }
+  const std::string out = read_answers(socket, 4);
   const auto first = out.find("async /async/1");
   const auto miss = out.find("handler /miss");
   const auto refuse = out.find("handler /refuse");

@@ -169,6 +169,54 @@ TEST(MarianModel, EncoderHiddenStatesAndLogits) {
   EXPECT_EQ(checked, 3);
 }
 
+// Every fixture case, greedy and beam, one sentence at a time: ids exactly HF's.
+void expect_single_cases_match(const MarianModel& m) {
+  for (const auto& cv : expected().at("cases").as_array()) {
+    const auto& c = cv.as_object();
+    SCOPED_TRACE(std::string(c.at("id").as_string()));
+    for (const char* kind : {"greedy", "beam"}) {
+      SCOPED_TRACE(kind);
+      const auto& k = c.at(kind).as_object();
+      auto result =
+          generate(m, {ints(c.at("input_ids"))}, options_from(k.at("kwargs").as_object(), m));
+      ASSERT_EQ(result.size(), 1u);
+      EXPECT_EQ(result[0].ids, ints(k.at("output_ids")));
+    }
+  }
+}
+
+// The fixture's padded batch case, its padding removed (what the engine is given).
+std::vector<std::vector<int>> batch_case_inputs() {
+  const auto& bc = expected().at("batch_case").as_object();
+  std::vector<std::vector<int>> inputs;
+  const auto& masks = bc.at("attention_mask").as_array();
+  const auto& rows = bc.at("input_ids").as_array();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    auto ids = ints(rows[i]);
+    auto mask = ints(masks[i]);
+    std::vector<int> row;
+    for (size_t t = 0; t < ids.size(); ++t)
+      if (mask[t]) row.push_back(ids[t]);
+    inputs.push_back(row);
+  }
+  return inputs;
+}
+
+// Generates the padded batch case with `m`, greedy and beam, and checks every row's ids.
+void expect_batch_case_matches(const MarianModel& m) {
+  const auto& bc = expected().at("batch_case").as_object();
+  const auto inputs = batch_case_inputs();
+  for (const char* kind : {"greedy", "beam"}) {
+    SCOPED_TRACE(kind);
+    const auto& k = bc.at(kind).as_object();
+    auto result = generate(m, inputs, options_from(k.at("kwargs").as_object(), m));
+    const auto& want = k.at("output_ids").as_array();
+    ASSERT_EQ(result.size(), want.size());
+    for (size_t i = 0; i < want.size(); ++i)
+      EXPECT_EQ(result[i].ids, strip_padding(ints(want[i]), m.config().pad_token_id));
+  }
+}
+
 TEST(MarianGenerate, GreedyMatchesHfExactly) {
   REQUIRE_FIXTURE();
   for (const auto& cv : expected().at("cases").as_array()) {
@@ -234,63 +282,24 @@ TEST(MarianGenerate, WorkerPoolMatchesHf) {
   auto fp32 = MarianModel::load(fixture_dir(), ModelOptions{2, false});
   auto int8 = MarianModel::load(fixture_dir(), ModelOptions{2, true});
   EXPECT_EQ(parallel_threads(), 2);
+  expect_single_cases_match(*fp32);
   for (const auto& cv : expected().at("cases").as_array()) {
     const auto& c = cv.as_object();
     SCOPED_TRACE(std::string(c.at("id").as_string()));
-    for (const char* kind : {"greedy", "beam"}) {
-      SCOPED_TRACE(kind);
-      const auto& k = c.at(kind).as_object();
-      auto result = generate(*fp32, {ints(c.at("input_ids"))},
-                             options_from(k.at("kwargs").as_object(), *fp32));
-      ASSERT_EQ(result.size(), 1u);
-      EXPECT_EQ(result[0].ids, ints(k.at("output_ids")));
-    }
     const auto& g = c.at("greedy").as_object();
     auto result =
         generate(*int8, {ints(c.at("input_ids"))}, options_from(g.at("kwargs").as_object(), *int8));
     EXPECT_EQ(result[0].ids, ints(g.at("output_ids")));
   }
   // A padded batch: beam search then multiplies 12 rows (the L2-tiled kernel, split by rows).
-  const auto& bc = expected().at("batch_case").as_object();
-  std::vector<std::vector<int>> inputs;
-  const auto& masks = bc.at("attention_mask").as_array();
-  const auto& rows = bc.at("input_ids").as_array();
-  for (size_t i = 0; i < rows.size(); ++i) {
-    auto ids = ints(rows[i]);
-    auto mask = ints(masks[i]);
-    std::vector<int> row;
-    for (size_t t = 0; t < ids.size(); ++t)
-      if (mask[t]) row.push_back(ids[t]);
-    inputs.push_back(row);
-  }
-  for (const char* kind : {"greedy", "beam"}) {
-    SCOPED_TRACE(kind);
-    const auto& k = bc.at(kind).as_object();
-    auto result = generate(*fp32, inputs, options_from(k.at("kwargs").as_object(), *fp32));
-    const auto& want = k.at("output_ids").as_array();
-    ASSERT_EQ(result.size(), want.size());
-    for (size_t i = 0; i < want.size(); ++i)
-      EXPECT_EQ(result[i].ids, strip_padding(ints(want[i]), fp32->config().pad_token_id));
-  }
+  expect_batch_case_matches(*fp32);
 }
 
 TEST(MarianGenerate, PaddedBatchMatchesHf) {
   REQUIRE_FIXTURE();
   const auto& bc = expected().at("batch_case").as_object();
   const int pad = model().config().pad_token_id;
-  std::vector<std::vector<int>> inputs;
-  const auto& masks = bc.at("attention_mask").as_array();
-  const auto& rows = bc.at("input_ids").as_array();
-  for (size_t i = 0; i < rows.size(); ++i) {
-    auto ids = ints(rows[i]);
-    auto mask = ints(masks[i]);
-    std::vector<int> row;
-    for (size_t t = 0; t < ids.size(); ++t)
-      if (mask[t]) row.push_back(ids[t]);
-    inputs.push_back(row);
-  }
-  const auto& srcs = bc.at("src");
-  (void)srcs;
+  const auto inputs = batch_case_inputs();
   for (const char* kind : {"greedy", "beam"}) {
     SCOPED_TRACE(kind);
     const auto& k = bc.at(kind).as_object();
@@ -329,40 +338,8 @@ TEST(MarianGenerate, Int8WeightOnlyPathMatchesHf) {
   ModelOptions options{1, true};
   options.int8_vnni = false;
   auto int8_model = MarianModel::load(fixture_dir(), options);
-  for (const auto& cv : expected().at("cases").as_array()) {
-    const auto& c = cv.as_object();
-    SCOPED_TRACE(std::string(c.at("id").as_string()));
-    for (const char* kind : {"greedy", "beam"}) {
-      SCOPED_TRACE(kind);
-      const auto& k = c.at(kind).as_object();
-      auto result = generate(*int8_model, {ints(c.at("input_ids"))},
-                             options_from(k.at("kwargs").as_object(), *int8_model));
-      ASSERT_EQ(result.size(), 1u);
-      EXPECT_EQ(result[0].ids, ints(k.at("output_ids")));
-    }
-  }
-  const auto& bc = expected().at("batch_case").as_object();
-  std::vector<std::vector<int>> inputs;
-  const auto& masks = bc.at("attention_mask").as_array();
-  const auto& rows = bc.at("input_ids").as_array();
-  for (size_t i = 0; i < rows.size(); ++i) {
-    auto ids = ints(rows[i]);
-    auto mask = ints(masks[i]);
-    std::vector<int> row;
-    for (size_t t = 0; t < ids.size(); ++t)
-      if (mask[t]) row.push_back(ids[t]);
-    inputs.push_back(row);
-  }
-  for (const char* kind : {"greedy", "beam"}) {
-    SCOPED_TRACE(kind);
-    const auto& k = bc.at(kind).as_object();
-    auto result =
-        generate(*int8_model, inputs, options_from(k.at("kwargs").as_object(), *int8_model));
-    const auto& want = k.at("output_ids").as_array();
-    ASSERT_EQ(result.size(), want.size());
-    for (size_t i = 0; i < want.size(); ++i)
-      EXPECT_EQ(result[i].ids, strip_padding(ints(want[i]), int8_model->config().pad_token_id));
-  }
+  expect_single_cases_match(*int8_model);
+  expect_batch_case_matches(*int8_model);
 }
 
 TEST(MarianGenerate, Int8PaddedBatchMatchesHf) {
@@ -376,29 +353,7 @@ TEST(MarianGenerate, Int8PaddedBatchMatchesHf) {
       }
     } restore;
     auto int8_model = MarianModel::load(fixture_dir(), ModelOptions{threads, true});
-    const auto& bc = expected().at("batch_case").as_object();
-    const int pad = int8_model->config().pad_token_id;
-    std::vector<std::vector<int>> inputs;
-    const auto& masks = bc.at("attention_mask").as_array();
-    const auto& rows = bc.at("input_ids").as_array();
-    for (size_t i = 0; i < rows.size(); ++i) {
-      auto ids = ints(rows[i]);
-      auto mask = ints(masks[i]);
-      std::vector<int> row;
-      for (size_t t = 0; t < ids.size(); ++t)
-        if (mask[t]) row.push_back(ids[t]);
-      inputs.push_back(row);
-    }
-    for (const char* kind : {"greedy", "beam"}) {
-      SCOPED_TRACE(kind);
-      const auto& k = bc.at(kind).as_object();
-      auto result =
-          generate(*int8_model, inputs, options_from(k.at("kwargs").as_object(), *int8_model));
-      const auto& want = k.at("output_ids").as_array();
-      ASSERT_EQ(result.size(), want.size());
-      for (size_t i = 0; i < want.size(); ++i)
-        EXPECT_EQ(result[i].ids, strip_padding(ints(want[i]), pad));
-    }
+    expect_batch_case_matches(*int8_model);
   }
 }
 

@@ -11,6 +11,7 @@
 #include <future>
 #include <mutex>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -47,6 +48,29 @@ std::optional<Answer> get_when_connected(AsyncGetClient& client, const std::stri
   });
   return answer;
 }
+
+// A loopback TCP listener that accepts (through the kernel's backlog) and never answers.
+class SilentPeer {
+ public:
+  SilentPeer() : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof(address);
+    if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+        ::listen(fd_, 16) != 0 ||
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+      throw std::runtime_error("cannot open a loopback listener");
+    }
+    port_ = ntohs(address.sin_port);
+  }
+  ~SilentPeer() { ::close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_;
+  int port_ = 0;
+};
 
 TEST(AsyncGetClient, ValuesMissesAndBinaryData) {
   ThrowawayRedis server;
@@ -180,17 +204,10 @@ TEST(AsyncGetClient, RecoversAfterRedisRestarts) {
 
 // A peer that accepts but never answers: gets fail after the command timeout.
 TEST(AsyncGetClient, SilentServerTimesOut) {
-  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  ASSERT_EQ(::listen(listener, 16), 0);
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  SilentPeer peer;
 
   RedisConfig config;
-  config.port = ntohs(address.sin_port);
+  config.port = peer.port();
   config.command_timeout = std::chrono::milliseconds(200);
   {
     AsyncGetClient client(config, 1);
@@ -199,7 +216,6 @@ TEST(AsyncGetClient, SilentServerTimesOut) {
     EXPECT_EQ(answer->outcome, Outcome::kFailed);
     EXPECT_NE(answer->value.find("no reply"), std::string::npos) << answer->value;
   }
-  ::close(listener);
 }
 
 TEST(AsyncGetClient, NothingListeningMeansRefusedNotHanging) {
@@ -220,16 +236,9 @@ TEST(AsyncGetClient, NothingListeningMeansRefusedNotHanging) {
 
 // Destroying the client answers everything still outstanding.
 TEST(AsyncGetClient, DestructionCompletesOutstandingGets) {
-  int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in address{};
-  address.sin_family = AF_INET;
-  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(address);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof(address)), 0);
-  ASSERT_EQ(::listen(listener, 16), 0);
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length), 0);
+  SilentPeer peer;
   RedisConfig config;
-  config.port = ntohs(address.sin_port);
+  config.port = peer.port();
   config.command_timeout = std::chrono::seconds(60);
   std::atomic<int> failed{0};
   int accepted = 0;
@@ -250,7 +259,6 @@ TEST(AsyncGetClient, DestructionCompletesOutstandingGets) {
   }
   EXPECT_EQ(accepted, 11);
   EXPECT_EQ(failed.load(), accepted);
-  ::close(listener);
 }
 
 }  // namespace
