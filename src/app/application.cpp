@@ -98,6 +98,7 @@ std::unique_ptr<EngineRegistry> build_translator(const Config& config, int pipel
       } else if (name == "marian") {
         MarianEngineOptions options;
         options.num_threads = config.engine_threads;
+        options.int8 = config.marian_int8;
         engine = make_marian(config, options);
       }
       if (engine) {
@@ -279,6 +280,7 @@ int run_translate(const Config& config, const TranslateOptions& options, std::is
   if (options.engine == "marian" || !options.model_dir.empty()) {
     MarianEngineOptions marian;
     marian.num_threads = config.engine_threads;
+    marian.int8 = config.marian_int8;
     marian.num_beams = options.beams;
     marian.max_length = options.max_length;
     engine = make_marian(config, marian, options.model_dir, EnginePair{options.from, options.to});

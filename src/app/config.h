@@ -42,7 +42,8 @@ struct Config {
   std::string engines = "marian,apertium";  // TRANSNOTES_ENGINES: priority order
   std::string models_dir = "./models";      // MODELS_DIR
   std::string apertium_modes_dir = "/usr/share/apertium/modes";  // APERTIUM_MODES_DIR
-  int engine_threads = 2;  // TRANSNOTES_ENGINE_THREADS: BLAS threads
+  int engine_threads = 2;    // TRANSNOTES_ENGINE_THREADS: BLAS threads
+  bool marian_int8 = false;  // TRANSNOTES_MARIAN_INT8: int8 MarianMT weights (and products)
   // Misc (from the original's .env)
   std::string secret_key;          // SECRET_KEY
   bool debug = false;              // DEBUG

@@ -150,7 +150,8 @@ MarianEngine::MarianEngine(const std::vector<MarianModelDir>& models,
     auto key = std::make_pair(m.pair.source, m.pair.target);
     if (translators_.count(key)) continue;
     translators_[key] = std::make_shared<const marian::Translator>(m.dir, t);
-    spdlog::info("marian: loaded {}-{} from {}", m.pair.source, m.pair.target, m.dir.string());
+    spdlog::info("marian: loaded {}-{} from {} ({})", m.pair.source, m.pair.target, m.dir.string(),
+                 options.int8 ? "int8" : "float32");
   }
 }
 

@@ -77,20 +77,31 @@ TEST(MarianCli, LinesModeMatchesTransformersGenerate) {
   ASSERT_GT(greedy.size(), 5u);
   fs::path in_file = fs::path(e2e::make_temp_dir("transnotes-cli")) / "in.txt";
   std::ofstream(in_file) << input;
-  std::string command = std::string(TRANSNOTES_BINARY) + " translate --from en --to es --model " +
-                        (kFixture).string() + " --beams 1 --lines < " + in_file.string();
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  std::array<char, 4096> buf{};
-  std::size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) output.append(buf.data(), n);
-  ASSERT_EQ(WEXITSTATUS(pclose(pipe)), 0) << output;
-  std::vector<std::string> lines;
-  std::stringstream ss(output);
-  std::string line;
-  while (std::getline(ss, line)) lines.push_back(line);
-  EXPECT_EQ(lines, greedy);
+  const fs::path log_file = in_file.parent_path() / "log.txt";
+  // float32, and int8 (the fixture's greedy outputs are unchanged by it, as the engine's oracle
+  // tests check).
+  for (const std::string flags : {"", " --marian-int8"}) {
+    SCOPED_TRACE("flags:" + flags);
+    std::string command = "LOG_LEVEL=info " + std::string(TRANSNOTES_BINARY) +
+                          " translate --from en --to es --model " + kFixture.string() +
+                          " --beams 1 --lines" + flags + " < " + in_file.string() + " 2> " +
+                          log_file.string();
+    FILE* pipe = popen(command.c_str(), "r");
+    ASSERT_NE(pipe, nullptr);
+    std::string output;
+    std::array<char, 4096> buf{};
+    std::size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) output.append(buf.data(), n);
+    ASSERT_EQ(WEXITSTATUS(pclose(pipe)), 0) << output;
+    std::vector<std::string> lines;
+    std::stringstream ss(output);
+    std::string line;
+    while (std::getline(ss, line)) lines.push_back(line);
+    EXPECT_EQ(lines, greedy);
+    std::ifstream log(log_file);
+    const std::string logged((std::istreambuf_iterator<char>(log)), {});
+    EXPECT_NE(logged.find(flags.empty() ? "(float32)" : "(int8)"), std::string::npos) << logged;
+  }
 }
 
 }  // namespace
