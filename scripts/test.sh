@@ -8,8 +8,14 @@ cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 
 export TRANSNOTES_SERVICES_DIR="${TRANSNOTES_SERVICES_DIR:-$(mktemp -d /tmp/transnotes-services.XXXXXX)}"
-eval "$(bash scripts/services.sh start)"
 trap 'bash scripts/services.sh stop' EXIT
+# A failed start must stop the run: without the services the integration tests would skip.
+services_env="$(bash scripts/services.sh start)"
+eval "$services_env"
+if [ -z "${TRANSNOTES_TEST_DATABASE_URL:-}" ] || [ -z "${TRANSNOTES_TEST_REDIS_URL:-}" ]; then
+  echo "test.sh: PostgreSQL/Redis for the tests did not start" >&2
+  exit 1
+fi
 
 jobs="$(nproc)"
 echo "== Release build"
