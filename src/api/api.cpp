@@ -296,8 +296,11 @@ http::Response Api::route(const http::Request& request) {
         return http::Response{204, "", "", {}};
       }
       bool partial = request.method == "PATCH";
-      Note note = notes_.update(id, read_note_fields(parse_body(request)), partial);
-      return json_response(200, note_to_json(note));
+      return http::Response{
+          200,
+          notes_.update_rendered(id, read_note_fields(parse_body(request)), partial),
+          "application/json",
+          {}};
     }
     if (parts.size() == 3 && parts[2] == "translate") {
       require_method(request, {"POST"});

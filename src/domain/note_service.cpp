@@ -99,15 +99,16 @@ Note NoteService::create(NoteFields fields) {
   return store_.create_note(fields);
 }
 
-Note NoteService::update(std::int64_t id, NoteFields fields, bool partial) {
+std::string NoteService::update_rendered(std::int64_t id, NoteFields fields, bool partial) {
   trim_fields(fields);
   auto errors = validate_note_fields(fields, partial);
   if (!errors.empty()) throw ValidationError(std::move(errors));
   auto note = store_.update_note(id, fields);
   if (!note) throw NotFound();
   // Write-through: readers of this note after the PATCH need not go to the database.
-  cache_.refresh(id, note->version, render_(*note));
-  return *note;
+  std::string body = render_(*note);
+  cache_.refresh(id, note->version, body);
+  return body;
 }
 
 void NoteService::remove(std::int64_t id) {

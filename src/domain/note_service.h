@@ -40,8 +40,9 @@ class NoteService {
     return cache_.get_async(id, std::move(done));
   }
   Note create(NoteFields fields);
-  // PUT (partial=false) or PATCH (partial=true). Throws NotFound, ValidationError.
-  Note update(std::int64_t id, NoteFields fields, bool partial);
+  // PUT (partial=false) or PATCH (partial=true); returns the updated note rendered, the body
+  // the cache now holds. Throws NotFound, ValidationError.
+  std::string update_rendered(std::int64_t id, NoteFields fields, bool partial);
   void remove(std::int64_t id);
   std::vector<Note> list(const ListQuery& query);
   Stats stats();
