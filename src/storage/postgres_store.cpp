@@ -610,10 +610,11 @@ class PostgresStore final : public Store {
       return std::to_string(title.size()) + ':' + title + std::to_string(text.size()) + ':' + text +
              lang;
     };
-    std::unordered_multimap<std::string, int> rows;
+    std::unordered_multimap<std::string, Note> rows;
     for (int i = 0; i < PQntuples(result.get()); ++i) {
       Note note = read_note(Row(result.get(), i));
-      rows.emplace(key(note.title, note.original_text, note.original_language), i);
+      std::string row_key = key(note.title, note.original_text, note.original_language);
+      rows.emplace(std::move(row_key), std::move(note));
     }
     for (auto* slot : slots) {
       const NoteFields& f = *slot->input;
@@ -623,7 +624,7 @@ class PostgresStore final : public Store {
         slot->error = std::make_exception_ptr(Error("batched insert returned no row for a note"));
         continue;
       }
-      slot->output = read_note(Row(result.get(), it->second));
+      slot->output = std::move(it->second);
       rows.erase(it);
     }
   }
