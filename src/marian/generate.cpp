@@ -116,33 +116,15 @@ std::vector<GenerateResult> greedy(const MarianModel& model,
   return results;
 }
 
-// sum_t exp(x[t] - shift) for x[t] <= shift, accumulated in double. The AVX2 path uses a
-// Cephes-style expf polynomial (relative error ~1e-7), like vectorised framework kernels.
+// sum_t exp(x[t] - shift) for x[t] <= shift, accumulated in double. The AVX2 path uses the
+// engine's Cephes-style expf polynomial (simd::exp256, relative error ~1e-7).
 __attribute__((target("avx2,fma"))) double sum_exp_avx2(const float* x, int n, float shift) {
   const __m256 vshift = _mm256_set1_ps(shift);
-  const __m256 log2e = _mm256_set1_ps(1.44269504088896341f);
-  const __m256 ln2_hi = _mm256_set1_ps(0.693359375f);
-  const __m256 ln2_lo = _mm256_set1_ps(-2.12194440e-4f);
-  const __m256 lowest = _mm256_set1_ps(-87.3f);
-  const __m256 one = _mm256_set1_ps(1.0f);
   __m256d acc_lo = _mm256_setzero_pd();
   __m256d acc_hi = _mm256_setzero_pd();
   int t = 0;
   for (; t + 8 <= n; t += 8) {
-    __m256 v = _mm256_max_ps(_mm256_sub_ps(_mm256_loadu_ps(x + t), vshift), lowest);
-    __m256 k = _mm256_round_ps(_mm256_mul_ps(v, log2e), _MM_FROUND_TO_NEAREST_INT);
-    __m256 f = _mm256_fnmadd_ps(k, ln2_hi, v);
-    f = _mm256_fnmadd_ps(k, ln2_lo, f);
-    __m256 y = _mm256_set1_ps(1.9875691500e-4f);
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.3981999507e-3f));
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(8.3334519073e-3f));
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(4.1665795894e-2f));
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(1.6666665459e-1f));
-    y = _mm256_fmadd_ps(y, f, _mm256_set1_ps(5.0000001201e-1f));
-    y = _mm256_fmadd_ps(y, _mm256_mul_ps(f, f), _mm256_add_ps(f, one));
-    __m256i e =
-        _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
-    y = _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+    const __m256 y = simd::exp256(_mm256_sub_ps(_mm256_loadu_ps(x + t), vshift));
     acc_lo = _mm256_add_pd(acc_lo, _mm256_cvtps_pd(_mm256_castps256_ps128(y)));
     acc_hi = _mm256_add_pd(acc_hi, _mm256_cvtps_pd(_mm256_extractf128_ps(y, 1)));
   }
@@ -154,8 +136,7 @@ __attribute__((target("avx2,fma"))) double sum_exp_avx2(const float* x, int n, f
 }
 
 double sum_exp(const float* x, int n, float shift) {
-  static const bool avx2 = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  if (avx2) return sum_exp_avx2(x, n, shift);
+  if (simd::have_avx2_fma()) return sum_exp_avx2(x, n, shift);
   double sum = 0.0;
   for (int t = 0; t < n; ++t) sum += std::exp(static_cast<double>(x[t] - shift));
   return sum;
