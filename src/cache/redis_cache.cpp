@@ -103,13 +103,16 @@ bool RedisNoteCache::get_async(std::int64_t note_id, GetCallback done) {
 void RedisNoteCache::put(std::int64_t note_id, std::int64_t version, std::string_view body) {
   if (has_pending_.load(std::memory_order_acquire) && !replay_pending()) return;
   try {
-    std::string version_text = std::to_string(version);
-    redis::Reply reply =
-        client_->eval(kPutScript, {key_for(note_id)}, {version_text, body, ttl_ms_});
-    if (reply.is_error()) record_error("note cache put failed", reply.str);
+    run_put(note_id, version, body);
   } catch (const Unavailable& error) {
-    record_error("note cache unavailable (put dropped)", error.what());
+    record_error("note cache put dropped", error.what());
   }
+}
+
+void RedisNoteCache::run_put(std::int64_t note_id, std::int64_t version, std::string_view body) {
+  const std::string version_text = std::to_string(version);
+  redis::Reply reply = client_->eval(kPutScript, {key_for(note_id)}, {version_text, body, ttl_ms_});
+  if (reply.is_error()) throw Unavailable("note cache put failed: " + reply.str);
 }
 
 void RedisNoteCache::run_invalidate(std::int64_t note_id, std::int64_t min_version) {
@@ -130,10 +133,7 @@ void RedisNoteCache::invalidate(std::int64_t note_id, std::int64_t min_version) 
 
 void RedisNoteCache::refresh(std::int64_t note_id, std::int64_t version, std::string_view body) {
   try {
-    const std::string version_text = std::to_string(version);
-    redis::Reply reply =
-        client_->eval(kPutScript, {key_for(note_id)}, {version_text, body, ttl_ms_});
-    if (reply.is_error()) throw Unavailable("note cache refresh failed: " + reply.str);
+    run_put(note_id, version, body);
   } catch (const Unavailable& error) {
     record_error("note cache unavailable (invalidation queued for replay)", error.what());
     remember_failed_invalidation(note_id, version);

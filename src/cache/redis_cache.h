@@ -82,6 +82,8 @@ class RedisNoteCache final : public NoteCache {
 
  private:
   void run_invalidate(std::int64_t note_id, std::int64_t min_version);  // throws Unavailable
+  // The versioned put script; throws Unavailable (also for an error reply).
+  void run_put(std::int64_t note_id, std::int64_t version, std::string_view body);
   void remember_failed_invalidation(std::int64_t note_id, std::int64_t min_version);
   // Replays remembered invalidations; true when none are left. Never throws.
   bool replay_pending();
