@@ -30,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "marian/argmax_screen.h"
 #include "marian/generate.h"
 #include "marian/model.h"
 
@@ -183,6 +184,10 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--scenarios", scenarios, "subset of encoder,a,b,c,d")->delimiter(',');
   app.add_flag("--int8", int8, "int8 linear weights (engine option)");
+  bool screen = true, compare_screen = true;
+  app.add_flag("!--no-screen", screen, "fp32 greedy: compute every logit (engine option)");
+  app.add_flag("!--no-screen-compare", compare_screen,
+               "skip re-running (b)/(c) without the greedy screen after the RSS figures");
   app.add_flag("!--no-limits", limits, "skip the sgemm / memory bandwidth measurements");
   app.add_option("--seed", seed, "seed of the random input ids")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -199,7 +204,8 @@ int main(int argc, char** argv) {
   std::strftime(date, sizeof date, "%Y-%m-%d %H:%M UTC", std::gmtime(&now));
   std::cout << "# mt_bench " << date << "\n"
             << "model: " << model_dir << "\nthreads: " << threads << "  runs: " << runs
-            << " (median after 1 warm-up)  int8: " << (int8 ? "yes" : "no") << "\n"
+            << " (median after 1 warm-up)  int8: " << (int8 ? "yes" : "no")
+            << "  greedy screen: " << (screen && !int8 ? "on" : "off") << "\n"
             << "cpu: " << cpu_model() << "  online cpus: " << std::thread::hardware_concurrency()
             << "  loadavg at start: " << read_first_line("/proc/loadavg") << "\n\n";
 
@@ -207,6 +213,7 @@ int main(int argc, char** argv) {
   transnotes::marian::ModelOptions model_options;
   model_options.num_threads = threads;
   model_options.int8 = int8;
+  model_options.greedy_screen = screen;
   const auto load_start = Clock::now();
   std::shared_ptr<const MarianModel> model;
   try {
@@ -254,24 +261,27 @@ int main(int argc, char** argv) {
     return options;
   };
 
+  using Results = std::vector<transnotes::marian::GenerateResult>;
   std::vector<Row> rows;
-  const auto batched = [&](const std::string& name, int beams) {
+  const auto batched = [&](const MarianModel& m, const std::string& name, int beams) {
     const GenerateOptions options = options_for(beams);
-    std::vector<transnotes::marian::GenerateResult> last;
-    const Timing t = time_runs(runs, [&] { last = generate(*model, inputs, options); });
+    Results last;
+    const Timing t = time_runs(runs, [&] { last = generate(m, inputs, options); });
     rows.push_back({name, std::to_string(kBatch) + " seq x " + std::to_string(kNewTokens), t,
                     kBatch * kNewTokens / t.median, "tgt tok/s", check_lengths(last)});
+    return last;
   };
-  const auto one_by_one = [&](const std::string& name, int beams) {
+  const auto one_by_one = [&](const MarianModel& m, const std::string& name, int beams) {
     const GenerateOptions options = options_for(beams);
-    std::vector<transnotes::marian::GenerateResult> all;
+    Results all;
     const Timing t = time_runs(runs, [&] {
       all.clear();
-      for (const auto& row : singles) all.push_back(generate(*model, {row}, options).front());
+      for (const auto& row : singles) all.push_back(generate(m, {row}, options).front());
     });
     rows.push_back(
         {name, std::to_string(kSingleInputs) + " x (1 seq x " + std::to_string(kNewTokens) + ")", t,
          kSingleInputs * kNewTokens / t.median, "tgt tok/s", check_lengths(all)});
+    return all;
   };
 
   if (wants("encoder")) {
@@ -280,11 +290,36 @@ int main(int argc, char** argv) {
     rows.push_back({"encoder, batch 32", std::to_string(source_tokens) + " src tokens", t,
                     source_tokens / t.median, "src tok/s", ""});
   }
-  if (wants("a")) batched("(a) batch 32, beam 4", 4);
-  if (wants("b")) batched("(b) batch 32, greedy", 1);
-  if (wants("c")) one_by_one("(c) batch 1, greedy", 1);
-  if (wants("d")) one_by_one("(d) batch 1, beam 4", 4);
+  if (wants("a")) batched(*model, "(a) batch 32, beam 4", 4);
+  Results greedy_b, greedy_c;
+  if (wants("b")) greedy_b = batched(*model, "(b) batch 32, greedy", 1);
+  if (wants("c")) greedy_c = one_by_one(*model, "(c) batch 1, greedy", 1);
+  if (wants("d")) one_by_one(*model, "(d) batch 1, beam 4", 4);
   const long peak_rss = proc_status_kb("VmHWM");  // before the bandwidth buffers below
+  const auto* greedy_screen = model->greedy_screen();
+  const double candidates_per_row =
+      greedy_screen && greedy_screen->rows_screened()
+          ? static_cast<double>(greedy_screen->logits_verified()) / greedy_screen->rows_screened()
+          : 0.0;
+
+  // The same greedy scenarios with every logit in fp32, side by side, and whether the screen
+  // chose exactly the same tokens (after the RSS figures: the second model maps the same file).
+  std::string screen_check;
+  const auto same_ids = [](const Results& x, const Results& y) {
+    return std::equal(x.begin(), x.end(), y.begin(), y.end(),
+                      [](const auto& p, const auto& q) { return p.ids == q.ids; });
+  };
+  if (greedy_screen && compare_screen && (wants("b") || wants("c"))) {
+    auto all_logits_options = model_options;
+    all_logits_options.greedy_screen = false;
+    const auto all_logits = MarianModel::load(model_dir, all_logits_options);
+    bool same = true;
+    if (wants("b"))
+      same &= same_ids(batched(*all_logits, "(b) greedy, every logit fp32", 1), greedy_b);
+    if (wants("c"))
+      same &= same_ids(one_by_one(*all_logits, "(c) greedy, every logit fp32", 1), greedy_c);
+    screen_check = same ? "yes" : "NO";
+  }
   // Where the RSS is at the end: file-backed = pages of the mapped model.safetensors (fp32
   // weights), anonymous = converted/int8 weights, caches and buffers (incl. freed-but-kept
   // malloc arenas).
@@ -302,6 +337,12 @@ int main(int argc, char** argv) {
   for (const auto& r : rows) {
     if (!r.note.empty()) std::cout << r.scenario << ": " << r.note << "\n";
   }
+  if (greedy_screen)
+    std::cout << "greedy screen: " << std::setprecision(1) << candidates_per_row
+              << " fp32 logits per step and sequence (of " << config.decoder_vocab_size << ")"
+              << (screen_check.empty() ? ""
+                                       : "; same ids as with every logit in fp32: " + screen_check)
+              << "\n";
   std::cout << "\nload: " << std::setprecision(2) << load_seconds << " s (RSS "
             << mb(rss_after_load) << ")  load + first token: " << load_seconds + first_token_seconds
             << " s (RSS " << mb(rss_after_first_token) << ")  peak RSS (VmHWM): " << mb(peak_rss)

@@ -48,29 +48,12 @@ int effective_max_length(const MarianModel& model, const GenerateOptions& o) {
   return std::max(max_length, 1);
 }
 
-__attribute__((target("avx2,fma"))) float row_max_avx2(const float* x, int n) {
-  __m256 mx = _mm256_set1_ps(kNegInf);
-  int t = 0;
-  for (; t + 8 <= n; t += 8) mx = _mm256_max_ps(mx, _mm256_loadu_ps(x + t));
-  float m = simd::horizontal_max(mx);
-  for (; t < n; ++t) m = std::max(m, x[t]);
-  return m;
-}
-
-// Index of the first maximum (std::max_element semantics; logits hold no NaN).
-int first_argmax(const float* x, int n) {
-  if (!simd::have_avx2_fma()) return static_cast<int>(std::max_element(x, x + n) - x);
-  const float m = row_max_avx2(x, n);
-  return static_cast<int>(std::find(x, x + n, m) - x);
-}
-
 std::vector<GenerateResult> greedy(const MarianModel& model,
                                    const std::vector<std::vector<int>>& input_ids,
                                    const GenerateOptions& o) {
   const auto& gen = model.generation_config();
   const int max_length = effective_max_length(model, o);
   const int n_rows = static_cast<int>(input_ids.size());
-  const int V = model.decoder_vocab_size();
   const int eos = gen.eos_token_id;
   Processors proc{gen, max_length, o.min_new_tokens, eos};
   std::vector<GenerateResult> results(n_rows);
@@ -80,25 +63,17 @@ std::vector<GenerateResult> greedy(const MarianModel& model,
   std::vector<int> active(n_rows);
   std::iota(active.begin(), active.end(), 0);
   auto state = model.start_decoder(enc, active, max_length - 1);
-  std::vector<float> logits(static_cast<size_t>(n_rows) * V);
   std::vector<int> tokens(n_rows, gen.decoder_start_token_id);
-  std::vector<int> banned;
+  std::vector<int> chosen(n_rows);
+  std::vector<std::vector<int>> banned(n_rows);
   std::vector<int> keep;
   for (int cur_len = 1; cur_len < max_length && !active.empty(); ++cur_len) {
     const int n = static_cast<int>(active.size());
-    model.decoder_step(*state, std::span<const int>(tokens.data(), n), logits.data());
+    for (int i = 0; i < n; ++i) chosen[i] = proc.apply(results[active[i]].ids, cur_len, banned[i]);
+    model.decoder_step_greedy(*state, std::span<const int>(tokens.data(), n),
+                              std::span<const std::vector<int>>(banned.data(), n), chosen.data());
     keep.clear();
-    for (int i = 0; i < n; ++i) {
-      tokens[i] = proc.apply(results[active[i]].ids, cur_len, banned);
-      if (tokens[i] < 0) {
-        float* row = logits.data() + static_cast<size_t>(i) * V;
-        for (int b : banned) row[b] = kNegInf;
-      }
-    }
-    parallel_for(n, 1, [&](int begin, int end) {
-      for (int i = begin; i < end; ++i)
-        if (tokens[i] < 0) tokens[i] = first_argmax(logits.data() + static_cast<size_t>(i) * V, V);
-    });
+    std::copy_n(chosen.begin(), n, tokens.begin());
     for (int i = 0; i < n; ++i) {
       results[active[i]].ids.push_back(tokens[i]);
       if (tokens[i] != eos) keep.push_back(i);

@@ -336,7 +336,7 @@ void quantize_rows_reference(const float* x, int n, int in, int in_padded, uint8
   }
 }
 
-void linear(const PackedWeights& w, const float* x, int n, float* y) {
+void linear(const PackedWeights& w, const float* x, int n, float* y, double* activation_error) {
   if (n <= 0) return;
   thread_local std::vector<uint8_t> q;
   thread_local std::vector<float> sa;
@@ -354,6 +354,18 @@ void linear(const PackedWeights& w, const float* x, int n, float* y) {
   auto quantize = [&](int begin, int end) {
     quantize_rows_avx512(x + static_cast<size_t>(begin) * in, end - begin, in, w.in_padded(),
                          qp + begin * ld, sp + begin, zpp + begin);
+    if (!activation_error) return;
+    for (int j = begin; j < end; ++j) {
+      const float* row = x + static_cast<size_t>(j) * in;
+      const uint8_t* qr = qp + static_cast<size_t>(j) * ld;
+      const double scale = sp[j];
+      double sum = 0.0;
+      for (int k = 0; k < in; ++k) {
+        const double err = static_cast<double>(row[k]) - scale * (qr[k] - zpp[j]);
+        sum += err * err;
+      }
+      activation_error[j] = std::sqrt(sum);
+    }
   };
   // The pool's hand-off costs a few microseconds: worth it for ~32k values and more.
   if (static_cast<size_t>(n) * in >= (size_t{1} << 15)) {

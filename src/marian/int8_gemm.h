@@ -66,8 +66,11 @@ void quantize_rows_reference(const float* x, int n, int in, int in_padded, uint8
                              int32_t* zp);
 
 // y[n, out] = x[n, in] W^T + b through the VNNI kernel (requires have_vnni()); splits the
-// output rows across the worker pool.
-void linear(const PackedWeights& w, const float* x, int n, float* y);
+// output rows across the worker pool. If activation_error is given, it receives for each row j
+// the Euclidean norm ||x_j - sa_j * (q_j - zp_j)|| of that row's quantization error, computed in
+// double from the quantized row the kernel multiplied (ArgmaxScreen bounds the logits with it).
+void linear(const PackedWeights& w, const float* x, int n, float* y,
+            double* activation_error = nullptr);
 
 // Test hook: c[n, out] = sum_k q[j, k] * qw[o, k] - zp[j] * row_sum[o] with the VNNI kernel,
 // for already quantized rows q [n, in_padded] (requires have_vnni()).

@@ -149,9 +149,12 @@ MarianEngine::MarianEngine(const std::vector<MarianModelDir>& models,
   for (const auto& m : models) {
     auto key = std::make_pair(m.pair.source, m.pair.target);
     if (translators_.count(key)) continue;
-    translators_[key] = std::make_shared<const marian::Translator>(m.dir, t);
+    const auto& translator = translators_[key] =
+        std::make_shared<const marian::Translator>(m.dir, t);
     spdlog::info("marian: loaded {}-{} from {} ({})", m.pair.source, m.pair.target, m.dir.string(),
-                 options.int8 ? "int8" : "float32");
+                 options.int8                          ? "int8"
+                 : translator->model().greedy_screen() ? "float32, greedy argmax via int8 screen"
+                                                       : "float32");
   }
 }
 

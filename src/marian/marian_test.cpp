@@ -8,6 +8,7 @@
 #include <sstream>
 #include <thread>
 
+#include "marian/argmax_screen.h"
 #include "marian/checkpoint.h"
 #include "marian/generate.h"
 #include "marian/marian_engine.h"
@@ -217,18 +218,36 @@ void expect_batch_case_matches(const MarianModel& m) {
   }
 }
 
-TEST(MarianGenerate, GreedyMatchesHfExactly) {
-  REQUIRE_FIXTURE();
+void expect_greedy_cases_match(const MarianModel& m) {
   for (const auto& cv : expected().at("cases").as_array()) {
     const auto& c = cv.as_object();
     SCOPED_TRACE(std::string(c.at("id").as_string()));
     const auto& g = c.at("greedy").as_object();
-    auto result = generate(model(), {ints(c.at("input_ids"))},
-                           options_from(g.at("kwargs").as_object(), model()));
+    auto result =
+        generate(m, {ints(c.at("input_ids"))}, options_from(g.at("kwargs").as_object(), m));
     ASSERT_EQ(result.size(), 1u);
     EXPECT_EQ(result[0].ids, ints(g.at("output_ids")));
     EXPECT_EQ(tokenizer().decode(result[0].ids), std::string(g.at("text").as_string()));
   }
+}
+
+TEST(MarianGenerate, GreedyMatchesHfExactly) {
+  REQUIRE_FIXTURE();
+  const ArgmaxScreen* screen = model().greedy_screen();
+  const uint64_t screened_before = screen ? screen->rows_screened() : 0;
+  expect_greedy_cases_match(model());
+  // On CPUs with AVX-512 VNNI the default fp32 model picks greedy tokens through the screen.
+  EXPECT_EQ(screen != nullptr, ArgmaxScreen::supported());
+  if (screen) EXPECT_GT(screen->rows_screened(), screened_before);
+}
+
+TEST(MarianGenerate, GreedyWithEveryLogitMatchesHfExactly) {
+  REQUIRE_FIXTURE();
+  ModelOptions options{1, false};
+  options.greedy_screen = false;
+  const auto every_logit = MarianModel::load(fixture_dir(), options);
+  EXPECT_EQ(every_logit->greedy_screen(), nullptr);
+  expect_greedy_cases_match(*every_logit);
 }
 
 // int8 weights (per-row scales) are an engine option; on the fixture they must not change any

@@ -13,6 +13,7 @@
 #include <thread>
 #include <unordered_set>
 
+#include "marian/argmax_screen.h"
 #include "marian/int8_gemm.h"
 #include "marian/parallel.h"
 #include "marian/safetensors.h"
@@ -472,6 +473,7 @@ struct MarianModel::Weights {
   std::vector<std::vector<float>> owned;  // converted / realigned tensors
   std::vector<std::vector<int8_t>> owned_q;
   std::vector<int8::PackedWeights> packed;  // int8 mode with VNNI: one per linear layer
+  std::unique_ptr<ArgmaxScreen> screen;     // fp32 mode: greedy argmax over lm_head
   const float* encoder_embed = nullptr;     // [vocab_size, d]
   const float* decoder_embed = nullptr;     // [decoder_vocab_size, d]
   Linear lm_head;                           // [decoder_vocab_size, d] + final_logits_bias
@@ -712,6 +714,11 @@ std::shared_ptr<const MarianModel> MarianModel::load(const std::filesystem::path
       });
     for (auto& worker : workers) worker.join();
   }
+  if (!options.int8 && options.greedy_screen && ArgmaxScreen::supported() &&
+      w.lm_head.in <= int8::kMaxIn) {
+    w.screen =
+        std::make_unique<ArgmaxScreen>(w.lm_head.w, w.lm_head.b, w.lm_head.out, w.lm_head.in);
+  }
 
   // Sinusoids as MarianSinusoidalPositionalEmbedding: sin half, then cos half (float64 math).
   const int max_pos = std::max(c.max_position_embeddings, 1);
@@ -836,7 +843,7 @@ std::unique_ptr<DecoderState> MarianModel::start_decoder(
   return s;
 }
 
-void MarianModel::decoder_step(DecoderState& s, std::span<const int> tokens, float* logits) const {
+const float* MarianModel::decoder_hidden(DecoderState& s, std::span<const int> tokens) const {
   const auto& c = config_;
   const auto& w = *weights_;
   const int d = c.d_model;
@@ -914,9 +921,39 @@ void MarianModel::decoder_step(DecoderState& s, std::span<const int> tokens, flo
     linear(l.fc2, s.ffn.data(), n, s.tmp.data());
     add_layer_norm(x, s.tmp.data(), n, d, l.final_ln);
   }
-  linear(w.lm_head, x, n, logits);
   ++s.steps;
+  return x;
 }
+
+void MarianModel::decoder_step(DecoderState& s, std::span<const int> tokens, float* logits) const {
+  const float* x = decoder_hidden(s, tokens);
+  linear(weights_->lm_head, x, s.num_hyps(), logits);
+}
+
+void MarianModel::decoder_step_greedy(DecoderState& s, std::span<const int> tokens,
+                                      std::span<const std::vector<int>> banned, int* chosen) const {
+  const int n = s.num_hyps();
+  if (static_cast<int>(banned.size()) < n) throw TranslationFailed("marian: banned ids per row");
+  const float* x = decoder_hidden(s, tokens);
+  const int V = config_.decoder_vocab_size;
+  ensure(s.logits, static_cast<size_t>(n) * V);
+  const auto& w = *weights_;
+  if (w.screen) {
+    w.screen->argmax(x, n, banned, chosen, s.logits.data());
+    return;
+  }
+  linear(w.lm_head, x, n, s.logits.data());
+  parallel_for(n, 1, [&](int begin, int end) {
+    for (int i = begin; i < end; ++i) {
+      if (chosen[i] >= 0) continue;
+      float* row = s.logits.data() + static_cast<size_t>(i) * V;
+      for (int b : banned[i]) row[b] = -std::numeric_limits<float>::infinity();
+      chosen[i] = first_argmax(row, V);
+    }
+  });
+}
+
+const ArgmaxScreen* MarianModel::greedy_screen() const { return weights_->screen.get(); }
 
 void MarianModel::select_hypotheses(DecoderState& s, std::span<const int> keep) const {
   const int n = static_cast<int>(keep.size());

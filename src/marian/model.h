@@ -15,6 +15,7 @@
 namespace transnotes::marian {
 
 class SafetensorsFile;
+class ArgmaxScreen;
 
 struct ModelOptions {
   // OpenBLAS threads (process-wide setting); 0 = leave as is.
@@ -29,6 +30,11 @@ struct ModelOptions {
   // int8 mode only: use the AVX-512 VNNI kernel where the CPU has it. false selects the
   // weight-only int8 path of CPUs without VNNI (for comparisons and tests of that path).
   bool int8_vnni = true;
+  // fp32 mode on CPUs with AVX-512 VNNI: greedy steps pick each token through an ArgmaxScreen
+  // (marian/argmax_screen.h), i.e. the argmax of the fp32 logits with only the few logits that
+  // can be the largest (~30 of 58k in OPUS-MT-base) computed in fp32 after an int8 pass. Costs an
+  // int8 copy of the output projection (a quarter of its fp32 size). false: every logit in fp32.
+  bool greedy_screen = true;
 };
 
 // Encoder output for a batch of unpadded source rows (padded internally to src_len).
@@ -53,8 +59,8 @@ struct DecoderState {
   // these indices, never the cached vectors.
   int slots = 0;
   std::vector<std::vector<float>> self_k, self_v;
-  std::vector<int> cache_rows, cache_rows_spare;    // [hyp * capacity]
-  std::vector<float> x, tmp, q, attn, ffn, scores;  // scratch
+  std::vector<int> cache_rows, cache_rows_spare;            // [hyp * capacity]
+  std::vector<float> x, tmp, q, attn, ffn, scores, logits;  // scratch
   int num_hyps() const { return static_cast<int>(source_row.size()); }
 };
 
@@ -84,6 +90,14 @@ class MarianModel {
   // Feeds one token per hypothesis; writes raw logits (incl. final_logits_bias)
   // [num_hyps, decoder_vocab_size] to logits.
   void decoder_step(DecoderState& state, std::span<const int> tokens, float* logits) const;
+  // Greedy step: feeds tokens like decoder_step and sets chosen[i] (unless it is >= 0 already,
+  // a forced token) to the first id with the largest logit among the ids not in banned[i] (ids
+  // in range). With the screen (ModelOptions::greedy_screen) only the logits that can be the
+  // largest are computed in fp32; the choice is still that of the fp32 logits.
+  void decoder_step_greedy(DecoderState& state, std::span<const int> tokens,
+                           std::span<const std::vector<int>> banned, int* chosen) const;
+  // The greedy screen (for its counters), or nullptr when greedy steps compute every logit.
+  const ArgmaxScreen* greedy_screen() const;
   // Keeps hypotheses keep[0..n) (indices may repeat: beam reordering); state shrinks to n.
   void select_hypotheses(DecoderState& state, std::span<const int> keep) const;
 
@@ -95,6 +109,9 @@ class MarianModel {
 
  private:
   MarianModel() = default;
+  // Runs the decoder layers for one token per hypothesis and advances the state; returns the
+  // final hidden states [num_hyps, d_model] (in state.x).
+  const float* decoder_hidden(DecoderState& state, std::span<const int> tokens) const;
   std::filesystem::path dir_;
   MarianConfig config_;
   GenerationConfig generation_;

@@ -1,0 +1,208 @@
+// ArgmaxScreen: its bound holds for every logit, and its choice is the argmax of the fp32 logits
+// (brute force over every id) including ties, near-ties, banned and forced rows.
+#include "marian/argmax_screen.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "marian/parallel.h"
+
+using namespace transnotes::marian;
+
+namespace {
+
+#define REQUIRE_SCREEN()                      \
+  if (!ArgmaxScreen::supported())             \
+  GTEST_SKIP() << "this CPU lacks AVX-512 VNNI: " \
+                  "greedy search computes every logit in fp32 here, without the screen"
+
+struct Projection {
+  int out, in;
+  std::vector<float> w, b;
+};
+
+// Rows of different norms (like embeddings of frequent and rare words) with a few outliers.
+Projection make_projection(int out, int in, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  Projection p{out, in, std::vector<float>(static_cast<size_t>(out) * in), std::vector<float>(out)};
+  for (int o = 0; o < out; ++o) {
+    const float row_scale = 0.02f * (1 + o % 5);
+    for (int k = 0; k < in; ++k) p.w[static_cast<size_t>(o) * in + k] = row_scale * normal(rng);
+    if (o % 97 == 0) p.w[static_cast<size_t>(o) * in + o % in] = 1.5f;
+    p.b[o] = 0.1f * normal(rng);
+  }
+  return p;
+}
+
+// Hidden states: LayerNorm-like rows, a row with one huge activation, an all-zero row and a row
+// of tiny values.
+std::vector<float> make_rows(int n, int in, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> x(static_cast<size_t>(n) * in);
+  for (int j = 0; j < n; ++j)
+    for (int k = 0; k < in; ++k) {
+      float v = normal(rng);
+      if (j % 4 == 1 && k == 3) v = 40.0f;
+      if (j % 4 == 2) v = 0.0f;
+      if (j % 4 == 3) v *= 1e-6f;
+      x[static_cast<size_t>(j) * in + k] = v;
+    }
+  return x;
+}
+
+// The first o with the largest screen.logit among ids not banned (what greedy search wants).
+int brute_force(const ArgmaxScreen& screen, const float* x, const std::vector<int>& banned) {
+  int best = 0;
+  float best_logit = -std::numeric_limits<float>::infinity();
+  for (int o = 0; o < screen.out(); ++o) {
+    if (std::find(banned.begin(), banned.end(), o) != banned.end()) continue;
+    const float y = screen.logit(x, o);
+    if (y > best_logit) {
+      best_logit = y;
+      best = o;
+    }
+  }
+  return best;
+}
+
+TEST(ArgmaxScreen, BoundCoversEveryLogit) {
+  REQUIRE_SCREEN();
+  for (int in : {77, 512}) {
+    SCOPED_TRACE("in=" + std::to_string(in));
+    const Projection p = make_projection(3001, in, 7);
+    const ArgmaxScreen screen(p.w.data(), p.b.data(), p.out, p.in);
+    const int n = 8;
+    const auto x = make_rows(n, in, 11);
+    std::vector<float> approx(static_cast<size_t>(n) * p.out), radius(approx.size());
+    screen.bounds(x.data(), n, approx.data(), radius.data());
+    for (int j = 0; j < n; ++j) {
+      const float* xj = x.data() + static_cast<size_t>(j) * in;
+      double sum = 0, sum2 = 0, radius_sum = 0;
+      for (int o = 0; o < p.out; ++o) {
+        double exact = p.b[o];
+        for (int k = 0; k < in; ++k) exact += double{xj[k]} * p.w[static_cast<size_t>(o) * in + k];
+        const size_t at = static_cast<size_t>(j) * p.out + o;
+        ASSERT_LE(std::fabs(exact - approx[at]), radius[at]) << "j=" << j << " o=" << o;
+        ASSERT_LE(std::fabs(screen.logit(xj, o) - approx[at]), radius[at]) << "j=" << j << " o=" << o;
+        sum += exact;
+        sum2 += exact * exact;
+        radius_sum += radius[at];
+      }
+      // The bound must also be useful: well below the spread of the logits. One huge activation
+      // coarsens the row's uint8 quantization and widens it (more candidates, same answer); for
+      // the all-zero and the tiny rows it is about the rounding allowance alone.
+      const double spread = std::sqrt(sum2 / p.out - (sum / p.out) * (sum / p.out));
+      const double mean_radius = radius_sum / p.out;
+      const double limit[4] = {0.35 * spread, 0.8 * spread, 1e-5, 1e-5};
+      EXPECT_LT(mean_radius, limit[j % 4]) << "j=" << j;
+    }
+  }
+}
+
+TEST(ArgmaxScreen, ChoosesTheFp32ArgmaxWithTiesBansAndForcedRows) {
+  REQUIRE_SCREEN();
+  const int in = 96;
+  Projection p = make_projection(5000, in, 3);
+  auto row = [&](int o) { return p.w.data() + static_cast<size_t>(o) * in; };
+  // Exact ties: rows 4300 and 4999 repeat row 4200 (the first of them must win). A near-tie:
+  // row 2500 is row 1200 with one weight one ulp larger. Rows 600 and 601 are ranked one way by
+  // their int8 logits and the other way by their fp32 logits. These rows are made long enough
+  // for the hidden states aimed at them below to give them the largest logits.
+  for (int k = 0; k < in; ++k) {
+    row(600)[k] *= 5.0f;
+    row(1200)[k] *= 5.0f;
+    row(4200)[k] *= 8.0f;
+  }
+  std::copy_n(row(4200), in, row(4300));
+  std::copy_n(row(4200), in, row(4999));
+  p.b[4300] = p.b[4999] = p.b[4200];
+  std::copy_n(row(1200), in, row(2500));
+  row(2500)[5] = std::nextafter(row(2500)[5], 10.0f);
+  p.b[2500] = p.b[1200];
+  {
+    // Two weights k1, k2 of row 600 sit just past the middle of their quantization buckets in
+    // opposite directions; row 601 has them just before it. Row 601's int8 logit is one
+    // quantized step times x_k1 lower, its fp32 logit ~0.8 step times x higher.
+    float max_abs = 0.0f;
+    for (int k = 0; k < in; ++k) max_abs = std::max(max_abs, std::fabs(row(600)[k]));
+    const float step = max_abs / 127.0f;
+    auto inner = [&](int k) { return row(600)[k] >= 8 * step && row(600)[k] < max_abs - 8 * step; };
+    int k1 = 0;
+    while (!inner(k1)) ++k1;
+    int k2 = k1 + 1;
+    while (!inner(k2)) ++k2;
+    const float q1 = std::round(row(600)[k1] / step), q2 = std::round(row(600)[k2] / step);
+    std::copy_n(row(600), in, row(601));
+    row(600)[k1] = (q1 + 0.55f) * step;
+    row(601)[k1] = (q1 + 0.45f) * step;
+    row(600)[k2] = (q2 - 0.45f) * step;
+    row(601)[k2] = (q2 + 0.45f) * step;
+    p.b[601] = p.b[600];
+  }
+  const ArgmaxScreen screen(p.w.data(), p.b.data(), p.out, p.in);
+
+  const int n = 24;
+  auto x = make_rows(n, in, 5);
+  auto aim = [&](int j, int o) {
+    for (int k = 0; k < in; ++k) x[static_cast<size_t>(j) * in + k] = 60.0f * row(o)[k];
+  };
+  for (int j = 0; j < 3; ++j) aim(j, 600);
+  for (int j = 3; j < 6; ++j) aim(j, 1200);
+  aim(6, 4200);
+  aim(7, 4200);
+  std::vector<std::vector<int>> banned(n);
+  banned[7] = {4200};            // the tie's first id is banned: the next copy wins
+  banned[10] = {0, 1, 2, 3, 4};  // banned ids that are not the answer
+  for (int j = 8; j < 10; ++j) banned[j] = {brute_force(screen, x.data() + j * in, {})};
+  std::vector<int> chosen(n, -1);
+  chosen[12] = 4242;  // forced
+
+  for (int threads : {1, 2}) {
+    SCOPED_TRACE("threads=" + std::to_string(threads));
+    set_parallel_threads(threads);
+    std::vector<int> got = chosen;
+    std::vector<float> scratch(static_cast<size_t>(n) * p.out);
+    screen.argmax(x.data(), n, banned, got.data(), scratch.data());
+    int int8_alone_wrong = 0;
+    for (int j = 0; j < n; ++j) {
+      const int want = j == 12 ? 4242 : brute_force(screen, x.data() + j * in, banned[j]);
+      EXPECT_EQ(got[j], want) << "j=" << j;
+      // scratch holds the int8 logits (banned ids at -inf).
+      if (j != 12 && first_argmax(scratch.data() + static_cast<size_t>(j) * p.out, p.out) != want)
+        ++int8_alone_wrong;
+    }
+    // The case the fp32 recheck exists for did occur.
+    EXPECT_GT(int8_alone_wrong, 0);
+    EXPECT_EQ(got[0], 601);
+    EXPECT_EQ(got[6], 4200);
+    EXPECT_EQ(got[7], 4300);
+  }
+  set_parallel_threads(1);
+  // Far fewer fp32 logits than ids were computed.
+  EXPECT_GT(screen.rows_screened(), 0u);
+  EXPECT_LT(screen.logits_verified(), screen.rows_screened() * (p.out / 20));
+}
+
+TEST(ArgmaxScreen, AllBannedOrNonFiniteRowsStillGetAnAnswer) {
+  REQUIRE_SCREEN();
+  const Projection p = make_projection(300, 32, 9);
+  const ArgmaxScreen screen(p.w.data(), p.b.data(), p.out, p.in);
+  std::vector<float> x = make_rows(2, 32, 1);
+  x[5] = std::numeric_limits<float>::quiet_NaN();  // row 0
+  std::vector<std::vector<int>> banned(2);
+  for (int o = 0; o < p.out; ++o) banned[1].push_back(o);
+  std::vector<int> chosen(2, -1);
+  std::vector<float> scratch(2 * p.out);
+  screen.argmax(x.data(), 2, banned, chosen.data(), scratch.data());
+  EXPECT_GE(chosen[0], 0);
+  EXPECT_LT(chosen[0], p.out);
+  EXPECT_EQ(chosen[1], 0);  // as first_argmax over a row of -inf
+}
+
+}  // namespace
