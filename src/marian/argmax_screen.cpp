@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <stdexcept>
 
@@ -67,6 +68,36 @@ TN_AVX512_TARGET void collect_at_least(const float* y, int n, float threshold,
     if (y[o] >= threshold) out.push_back(o);
 }
 
+// Squared norms of a weight row w, of its quantized values scale * q and of the difference,
+// accumulated in double (exact products of floats; only the sums round, by ~1e-16 relative).
+struct RowNorms {
+  double exact2 = 0, quantized2 = 0, residual2 = 0;
+};
+
+TN_AVX512_TARGET RowNorms row_norms(const float* w, const int8_t* q, int in, float scale) {
+  const __m512d s = _mm512_set1_pd(scale);
+  __m512d exact2 = _mm512_setzero_pd(), quantized2 = exact2, residual2 = exact2;
+  int k = 0;
+  for (; k + 8 <= in; k += 8) {
+    const __m512d wv = _mm512_cvtps_pd(_mm256_loadu_ps(w + k));
+    const __m128i bytes = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(q + k));
+    const __m512d qv = _mm512_mul_pd(_mm512_cvtepi32_pd(_mm256_cvtepi8_epi32(bytes)), s);
+    const __m512d rv = _mm512_sub_pd(wv, qv);
+    exact2 = _mm512_fmadd_pd(wv, wv, exact2);
+    quantized2 = _mm512_fmadd_pd(qv, qv, quantized2);
+    residual2 = _mm512_fmadd_pd(rv, rv, residual2);
+  }
+  RowNorms n{_mm512_reduce_add_pd(exact2), _mm512_reduce_add_pd(quantized2),
+             _mm512_reduce_add_pd(residual2)};
+  for (; k < in; ++k) {
+    const double exact = w[k], quantized = static_cast<double>(scale) * q[k];
+    n.exact2 += exact * exact;
+    n.quantized2 += quantized * quantized;
+    n.residual2 += (exact - quantized) * (exact - quantized);
+  }
+  return n;
+}
+
 // Beyond this many candidates after the first cut, their own bounds are worth computing.
 constexpr size_t kFewCandidates = 4;
 
@@ -95,32 +126,19 @@ ArgmaxScreen::ArgmaxScreen(const float* w, const float* b, int out, int in)
   residual_.resize(out);
   quantized_.resize(out);
   const int quads = packed_.in_padded() / 4;
-  const int8_t* data = packed_.data();
-  const float* scale = packed_.scale();
-  // Walk the packed layout (block, column quad, row of block, column in quad) in memory order.
-  for (int block = 0; block < packed_.blocks(); ++block) {
-    double w2[int8::kBlockRows] = {}, q2[int8::kBlockRows] = {}, r2[int8::kBlockRows] = {};
-    const int o0 = block * int8::kBlockRows;
-    const int rows = std::min(int8::kBlockRows, out - o0);
-    for (int g = 0; g < quads; ++g) {
-      const int8_t* quad = data + (static_cast<size_t>(block) * quads + g) * 64;
-      for (int r = 0; r < rows; ++r) {
-        const float* wr = w + static_cast<size_t>(o0 + r) * in;
-        for (int i = 0; i < 4 && 4 * g + i < in; ++i) {
-          const double exact = wr[4 * g + i];
-          const double quantized = static_cast<double>(scale[o0 + r]) * quad[r * 4 + i];
-          w2[r] += exact * exact;
-          q2[r] += quantized * quantized;
-          r2[r] += (exact - quantized) * (exact - quantized);
-        }
-      }
-    }
-    for (int r = 0; r < rows; ++r) {
-      residual_[o0 + r] = std::sqrt(r2[r]) + dot_rounding * std::sqrt(w2[r]);
-      quantized_[o0 + r] = std::sqrt(q2[r]);
-      max_residual_ = std::max(max_residual_, residual_[o0 + r]);
-      max_quantized_ = std::max(max_quantized_, quantized_[o0 + r]);
-    }
+  std::vector<int8_t> q(packed_.in_padded());
+  for (int o = 0; o < out; ++o) {
+    // Row o's int8 values: 4 bytes per column quad, 64 bytes apart in its block.
+    const int8_t* packed_row = packed_.data() +
+                               static_cast<size_t>(o / int8::kBlockRows) * quads * 64 +
+                               (o % int8::kBlockRows) * 4;
+    for (int g = 0; g < quads; ++g) std::memcpy(q.data() + 4 * g, packed_row + g * 64, 4);
+    const RowNorms norms =
+        row_norms(w + static_cast<size_t>(o) * in, q.data(), in, packed_.scale()[o]);
+    residual_[o] = std::sqrt(norms.residual2) + dot_rounding * std::sqrt(norms.exact2);
+    quantized_[o] = std::sqrt(norms.quantized2);
+    max_residual_ = std::max(max_residual_, residual_[o]);
+    max_quantized_ = std::max(max_quantized_, quantized_[o]);
   }
   if (b)
     for (int o = 0; o < out; ++o) max_bias_ = std::max(max_bias_, std::fabs(double{b[o]}));
