@@ -152,9 +152,10 @@ MarianEngine::MarianEngine(const std::vector<MarianModelDir>& models,
     const auto& translator = translators_[key] =
         std::make_shared<const marian::Translator>(m.dir, t);
     spdlog::info("marian: loaded {}-{} from {} ({})", m.pair.source, m.pair.target, m.dir.string(),
-                 options.int8                          ? "int8"
-                 : translator->model().greedy_screen() ? "float32, greedy argmax via int8 screen"
-                                                       : "float32");
+                 options.int8 ? "int8"
+                 : translator->model().has_greedy_screen()
+                     ? "float32, greedy argmax via int8 screen"
+                     : "float32");
   }
 }
 

@@ -238,7 +238,9 @@ TEST(MarianGenerate, GreedyMatchesHfExactly) {
   expect_greedy_cases_match(model());
   // On CPUs with AVX-512 VNNI the default fp32 model picks greedy tokens through the screen.
   EXPECT_EQ(screen != nullptr, ArgmaxScreen::supported());
-  if (screen) EXPECT_GT(screen->rows_screened(), screened_before);
+  if (screen) {
+    EXPECT_GT(screen->rows_screened(), screened_before);
+  }
 }
 
 TEST(MarianGenerate, GreedyWithEveryLogitMatchesHfExactly) {

@@ -10,6 +10,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <mutex>
 #include <thread>
 #include <unordered_set>
 
@@ -473,11 +474,15 @@ struct MarianModel::Weights {
   std::vector<std::vector<float>> owned;  // converted / realigned tensors
   std::vector<std::vector<int8_t>> owned_q;
   std::vector<int8::PackedWeights> packed;  // int8 mode with VNNI: one per linear layer
-  std::unique_ptr<ArgmaxScreen> screen;     // fp32 mode: greedy argmax over lm_head
-  const float* encoder_embed = nullptr;     // [vocab_size, d]
-  const float* decoder_embed = nullptr;     // [decoder_vocab_size, d]
-  Linear lm_head;                           // [decoder_vocab_size, d] + final_logits_bias
-  std::vector<float> positions;             // [max_position_embeddings, d]
+  // fp32 mode: greedy argmax over lm_head, built by the first greedy step (beam search, the
+  // usual default, never needs its int8 copy of the output projection).
+  bool screen_enabled = false;
+  mutable std::once_flag screen_once;
+  mutable std::unique_ptr<ArgmaxScreen> screen;
+  const float* encoder_embed = nullptr;  // [vocab_size, d]
+  const float* decoder_embed = nullptr;  // [decoder_vocab_size, d]
+  Linear lm_head;                        // [decoder_vocab_size, d] + final_logits_bias
+  std::vector<float> positions;          // [max_position_embeddings, d]
   std::vector<EncoderLayerW> encoder;
   std::vector<DecoderLayerW> decoder;
   Act act = Act::kSwish;
@@ -714,11 +719,8 @@ std::shared_ptr<const MarianModel> MarianModel::load(const std::filesystem::path
       });
     for (auto& worker : workers) worker.join();
   }
-  if (!options.int8 && options.greedy_screen && ArgmaxScreen::supported() &&
-      w.lm_head.in <= int8::kMaxIn) {
-    w.screen =
-        std::make_unique<ArgmaxScreen>(w.lm_head.w, w.lm_head.b, w.lm_head.out, w.lm_head.in);
-  }
+  w.screen_enabled = !options.int8 && options.greedy_screen && ArgmaxScreen::supported() &&
+                     w.lm_head.in <= int8::kMaxIn;
 
   // Sinusoids as MarianSinusoidalPositionalEmbedding: sin half, then cos half (float64 math).
   const int max_pos = std::max(c.max_position_embeddings, 1);
@@ -938,8 +940,8 @@ void MarianModel::decoder_step_greedy(DecoderState& s, std::span<const int> toke
   const int V = config_.decoder_vocab_size;
   ensure(s.logits, static_cast<size_t>(n) * V);
   const auto& w = *weights_;
-  if (w.screen) {
-    w.screen->argmax(x, n, banned, chosen, s.logits.data());
+  if (const ArgmaxScreen* screen = greedy_screen()) {
+    screen->argmax(x, n, banned, chosen, s.logits.data());
     return;
   }
   linear(w.lm_head, x, n, s.logits.data());
@@ -953,7 +955,17 @@ void MarianModel::decoder_step_greedy(DecoderState& s, std::span<const int> toke
   });
 }
 
-const ArgmaxScreen* MarianModel::greedy_screen() const { return weights_->screen.get(); }
+bool MarianModel::has_greedy_screen() const { return weights_->screen_enabled; }
+
+const ArgmaxScreen* MarianModel::greedy_screen() const {
+  const auto& w = *weights_;
+  if (!w.screen_enabled) return nullptr;
+  std::call_once(w.screen_once, [&] {
+    w.screen =
+        std::make_unique<ArgmaxScreen>(w.lm_head.w, w.lm_head.b, w.lm_head.out, w.lm_head.in);
+  });
+  return w.screen.get();
+}
 
 void MarianModel::select_hypotheses(DecoderState& s, std::span<const int> keep) const {
   const int n = static_cast<int>(keep.size());

@@ -32,8 +32,9 @@ struct ModelOptions {
   bool int8_vnni = true;
   // fp32 mode on CPUs with AVX-512 VNNI: greedy steps pick each token through an ArgmaxScreen
   // (marian/argmax_screen.h), i.e. the argmax of the fp32 logits with only the few logits that
-  // can be the largest (~30 of 58k in OPUS-MT-base) computed in fp32 after an int8 pass. Costs an
-  // int8 copy of the output projection (a quarter of its fp32 size). false: every logit in fp32.
+  // can be the largest (1-2 of 58k in bench/mt) computed in fp32 after an int8 pass. Costs an
+  // int8 copy of the output projection (a quarter of its fp32 size), made by the first greedy
+  // step. false: every logit in fp32.
   bool greedy_screen = true;
 };
 
@@ -96,7 +97,10 @@ class MarianModel {
   // largest are computed in fp32; the choice is still that of the fp32 logits.
   void decoder_step_greedy(DecoderState& state, std::span<const int> tokens,
                            std::span<const std::vector<int>> banned, int* chosen) const;
-  // The greedy screen (for its counters), or nullptr when greedy steps compute every logit.
+  // Whether greedy steps go through the screen (fp32 mode, option on, CPU with VNNI).
+  bool has_greedy_screen() const;
+  // The greedy screen (built on first use, ~35 ms for OPUS-MT-base), or nullptr when greedy
+  // steps compute every logit.
   const ArgmaxScreen* greedy_screen() const;
   // Keeps hypotheses keep[0..n) (indices may repeat: beam reordering); state shrinks to n.
   void select_hypotheses(DecoderState& state, std::span<const int> keep) const;
