@@ -98,6 +98,9 @@ TN_AVX512_TARGET RowNorms row_norms(const float* w, const int8_t* q, int in, flo
   return n;
 }
 
+// Rows whose logits could come near FLT_MAX are not screened (see argmax()).
+constexpr double kMaxMagnitude = 1e30;
+
 // Beyond this many candidates after the first cut, their own bounds are worth computing.
 constexpr size_t kFewCandidates = 4;
 
@@ -200,15 +203,24 @@ void ArgmaxScreen::argmax(const float* x, int n, std::span<const std::vector<int
       const double x_norm = norm(xj, in());
       const float best_approx = row_max_avx2(approx, V);
       candidates.clear();
-      if (std::isfinite(x_norm) && std::isfinite(error[j]) && std::isfinite(best_approx)) {
+      // The bound assumes that the kernel's scaling, every fp32 dot product and the threshold
+      // below stay finite: all are at most about this magnitude (false for NaN).
+      const double magnitude = (x_norm + error[j]) * (max_quantized_ + max_residual_) + max_bias_;
+      if (magnitude < kMaxMagnitude && std::isfinite(best_approx)) {
         const double widest = radius(x_norm, error[j], max_residual_, max_quantized_, max_bias_);
         // Rounded down so that an id exactly at the threshold stays a candidate.
         const double threshold = best_approx - 2.0 * widest;
         collect_at_least(approx, V, std::nextafter(static_cast<float>(threshold), kNegInf),
                          candidates);
         if (candidates.size() > kFewCandidates) narrow(candidates, approx, x_norm, error[j]);
+        // Banned ids hold -inf and the threshold is finite: this only guards that reasoning.
+        if (!banned[j].empty())
+          std::erase_if(candidates, [&](int o) {
+            return std::find(banned[j].begin(), banned[j].end(), o) != banned[j].end();
+          });
       } else {
-        // Nothing can be ruled out (all ids banned, or non-finite activations): check all.
+        // Nothing can be ruled out (all ids banned, non-finite or astronomically large
+        // activations or weights): check all.
         for (int o = 0; o < V; ++o)
           if (std::find(banned[j].begin(), banned[j].end(), o) == banned[j].end())
             candidates.push_back(o);

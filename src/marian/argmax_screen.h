@@ -11,9 +11,12 @@
 // logit. If more than a few remain, each one's own bound narrows them further (an outlier weight
 // row widens only its own bound). The survivors are computed in fp32 and the first largest is the
 // answer. (A hidden state with one huge activation gets a coarse uint8 quantization and a wider
-// bound: more candidates, the same answer.) The result is therefore the argmax of fp32 logits, not
-// an approximation of it: what changes is that only 1-2 of 58k logits per row (in bench/mt) are
-// computed in fp32.
+// bound: more candidates, the same answer.) The result is therefore the argmax of fp32 logits,
+// each computed as one fp32 dot product (logit()), not an approximation: only 1-2 of 58k logits
+// per row (in bench/mt) are computed in fp32. decoder_step's logits for the same ids come from
+// other kernels and agree up to summation order (a few ulps), so only ids closer than that can be
+// ordered differently with the screen on and off. Rows whose logits could approach FLT_MAX are
+// not screened: every id is computed in fp32.
 //
 // Thread safety: immutable after construction; argmax() uses the worker pool (parallel.h) and
 // thread-local scratch, like int8::linear.

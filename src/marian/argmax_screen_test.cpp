@@ -15,8 +15,8 @@ using namespace transnotes::marian;
 
 namespace {
 
-#define REQUIRE_SCREEN()                      \
-  if (!ArgmaxScreen::supported())             \
+#define REQUIRE_SCREEN()                          \
+  if (!ArgmaxScreen::supported())                 \
   GTEST_SKIP() << "this CPU lacks AVX-512 VNNI: " \
                   "greedy search computes every logit in fp32 here, without the screen"
 
@@ -89,7 +89,8 @@ TEST(ArgmaxScreen, BoundCoversEveryLogit) {
         for (int k = 0; k < in; ++k) exact += double{xj[k]} * p.w[static_cast<size_t>(o) * in + k];
         const size_t at = static_cast<size_t>(j) * p.out + o;
         ASSERT_LE(std::fabs(exact - approx[at]), radius[at]) << "j=" << j << " o=" << o;
-        ASSERT_LE(std::fabs(screen.logit(xj, o) - approx[at]), radius[at]) << "j=" << j << " o=" << o;
+        ASSERT_LE(std::fabs(screen.logit(xj, o) - approx[at]), radius[at])
+            << "j=" << j << " o=" << o;
         sum += exact;
         sum2 += exact * exact;
         radius_sum += radius[at];
@@ -187,6 +188,77 @@ TEST(ArgmaxScreen, ChoosesTheFp32ArgmaxWithTiesBansAndForcedRows) {
   // Far fewer fp32 logits than ids were computed.
   EXPECT_GT(screen.rows_screened(), 0u);
   EXPECT_LT(screen.logits_verified(), screen.rows_screened() * (p.out / 20));
+}
+
+// Inputs near the ends of the float range (found in review): the answer must still be the
+// brute-force argmax over ArgmaxScreen::logit.
+TEST(ArgmaxScreen, ExtremeMagnitudesStillGiveTheFp32Argmax) {
+  REQUIRE_SCREEN();
+  struct Case {
+    const char* name;
+    int out, in;
+    std::vector<float> w, b, x;
+    std::vector<int> banned;
+  };
+  std::vector<Case> cases;
+  // The kernel's scale product overflows: an int8 logit would be NaN.
+  cases.push_back(
+      {"scale overflow", 2, 2, {0.f, 1.27e21f, 0.f, 0.f}, {0.f, -1.f}, {2.55e22f, 0.f}, {}});
+  {  // The threshold would round to -inf and let the banned id 0 in.
+    Case c{"banned id below -FLT_MAX threshold",
+           3,
+           17,
+           std::vector<float>(3 * 17, 0.f),
+           {0.f, 0.f, -1.f},
+           std::vector<float>(17, 0.f),
+           {0}};
+    for (int k = 0; k < 16; ++k) c.x[k] = 1e22f;
+    c.w[0] = 1.f;
+    c.w[17 + 16] = 1e21f;
+    cases.push_back(c);
+  }
+  {  // Subnormal weights: w / s can pass 127 (the packed int8 must be clamped).
+    const int in = 16;
+    Case c{"subnormal weights",         2, in, std::vector<float>(2 * in, 0.f), {0.f, 0.f},
+           std::vector<float>(in, 0.f), {}};
+    const float v = std::ldexp(190.0f, -149);
+    for (int k = 0; k < 8; ++k) {
+      c.x[k] = 1e37f;
+      c.w[k] = v;
+      c.w[in + k] = -v;
+    }
+    c.x[8] = -1e37f;
+    const ArgmaxScreen probe(c.w.data(), c.b.data(), 2, in);
+    c.b[1] = (probe.logit(c.x.data(), 0) - probe.logit(c.x.data(), 1)) * 0.999f;
+    cases.push_back(c);
+  }
+  {  // One fp32 dot product overflows to +inf although its exact value is 0.
+    const int in = 128;
+    Case c{"fp32 dot overflow",         2, in, std::vector<float>(2 * in, 0.f), {0.f, 0.f},
+           std::vector<float>(in, 0.f), {}};
+    c.x[0] = c.x[64] = 1e20f;
+    c.w[0] = 1e19f;
+    c.w[64] = -1e19f;
+    c.w[in] = 3e18f;
+    cases.push_back(c);
+  }
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.name);
+    const ArgmaxScreen screen(c.w.data(), c.b.data(), c.out, c.in);
+    std::vector<std::vector<int>> banned{c.banned};
+    std::vector<float> scratch(c.out);
+    int chosen = -1;
+    screen.argmax(c.x.data(), 1, banned, &chosen, scratch.data());
+    EXPECT_EQ(chosen, brute_force(screen, c.x.data(), c.banned));
+    std::vector<float> approx(c.out), radius(c.out);
+    screen.bounds(c.x.data(), 1, approx.data(), radius.data());
+    for (int o = 0; o < c.out; ++o) {
+      const float y = screen.logit(c.x.data(), o);
+      if (std::isfinite(y) && std::isfinite(approx[o]) && std::fabs(y) < 1e30f) {
+        EXPECT_LE(std::fabs(double{y} - approx[o]), radius[o]) << "o=" << o;
+      }
+    }
+  }
 }
 
 TEST(ArgmaxScreen, AllBannedOrNonFiniteRowsStillGetAnAnswer) {

@@ -222,15 +222,19 @@ TN_VNNI_TARGET float max_abs_avx512(const float* row, int in) {
 }
 
 // Weight quantization of columns [0, in rounded down to 16): q = round(w / s) (the same as
-// std::lrint(w / s): IEEE division, round to nearest even), written to dst + (k / 4) * 64 +
-// k % 4; adds the q to *sum. Returns the first column not done.
+// std::lrint(w / s): IEEE division, round to nearest even) clamped to [-127, 127] (only a
+// subnormal, inexact s = max|w| / 127 can push |w / s| past 127), written to
+// dst + (k / 4) * 64 + k % 4; adds the q to *sum. Returns the first column not done.
 TN_VNNI_TARGET int quantize_weight_row_avx512(const float* row, int in, float s, int8_t* dst,
                                               int32_t* sum) {
   const __m512 vs = _mm512_set1_ps(s);
+  const __m512i limit = _mm512_set1_epi32(127);
   __m512i acc = _mm512_setzero_si512();
   int k = 0;
   for (; k + 16 <= in; k += 16) {
-    const __m512i q = _mm512_cvtps_epi32(_mm512_div_ps(_mm512_loadu_ps(row + k), vs));
+    const __m512i q = _mm512_max_epi32(
+        _mm512_min_epi32(_mm512_cvtps_epi32(_mm512_div_ps(_mm512_loadu_ps(row + k), vs)), limit),
+        _mm512_sub_epi32(_mm512_setzero_si512(), limit));
     acc = _mm512_add_epi32(acc, q);
     const __m128i bytes = _mm512_cvtepi32_epi8(q);
     int32_t quad[4];
@@ -299,7 +303,7 @@ PackedWeights PackedWeights::pack(const float* w, const float* bias, int out, in
     int32_t sum = 0;
     if (vector) k = quantize_weight_row_avx512(row, in, s, dst, &sum);
     for (; k < in; ++k) {
-      const auto v = static_cast<int8_t>(std::lrint(row[k] / s));
+      const auto v = static_cast<int8_t>(std::clamp(std::lrint(row[k] / s), -127L, 127L));
       dst[static_cast<size_t>(k / 4) * 64 + k % 4] = v;
       sum += v;
     }

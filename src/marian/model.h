@@ -94,7 +94,8 @@ class MarianModel {
   // Greedy step: feeds tokens like decoder_step and sets chosen[i] (unless it is >= 0 already,
   // a forced token) to the first id with the largest logit among the ids not in banned[i] (ids
   // in range). With the screen (ModelOptions::greedy_screen) only the logits that can be the
-  // largest are computed in fp32; the choice is still that of the fp32 logits.
+  // largest are computed in fp32; the choice is still that of the fp32 logits (up to the few-ulp
+  // differences of summation order between kernels, see argmax_screen.h).
   void decoder_step_greedy(DecoderState& state, std::span<const int> tokens,
                            std::span<const std::vector<int>> banned, int* chosen) const;
   // Whether greedy steps go through the screen (fp32 mode, option on, CPU with VNNI).
