@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstring>
 #include <limits>
 #include <stdexcept>
 
@@ -128,14 +127,9 @@ ArgmaxScreen::ArgmaxScreen(const float* w, const float* b, int out, int in)
   const double dot_rounding = (in + 16) * std::ldexp(1.0, -23);
   residual_.resize(out);
   quantized_.resize(out);
-  const int quads = packed_.in_padded() / 4;
-  std::vector<int8_t> q(packed_.in_padded());
+  std::vector<int8_t> q(in);
   for (int o = 0; o < out; ++o) {
-    // Row o's int8 values: 4 bytes per column quad, 64 bytes apart in its block.
-    const int8_t* packed_row = packed_.data() +
-                               static_cast<size_t>(o / int8::kBlockRows) * quads * 64 +
-                               (o % int8::kBlockRows) * 4;
-    for (int g = 0; g < quads; ++g) std::memcpy(q.data() + 4 * g, packed_row + g * 64, 4);
+    int8::unpack_row(packed_, o, q.data());
     const RowNorms norms =
         row_norms(w + static_cast<size_t>(o) * in, q.data(), in, packed_.scale()[o]);
     residual_[o] = std::sqrt(norms.residual2) + dot_rounding * std::sqrt(norms.exact2);
@@ -152,8 +146,13 @@ double ArgmaxScreen::radius(double x_norm, double error_norm, double residual, d
   // The Cauchy-Schwarz bound, plus 1e-5 of the largest possible |logit| for the fp32 rounding of
   // the kernel's scaling and of the bias additions (each a few 2^-24), plus an absolute floor.
   const double dot = x_norm * residual + error_norm * quantized;
-  const double magnitude = (x_norm + error_norm) * (quantized + residual) + std::fabs(bias);
-  return (dot + 1e-5 * magnitude + 1e-6) * (1.0 + 1e-5);
+  return (dot + 1e-5 * magnitude(x_norm, error_norm, residual, quantized, bias) + 1e-6) *
+         (1.0 + 1e-5);
+}
+
+double ArgmaxScreen::magnitude(double x_norm, double error_norm, double residual, double quantized,
+                               double bias) {
+  return (x_norm + error_norm) * (quantized + residual) + std::fabs(bias);
 }
 
 void ArgmaxScreen::narrow(std::vector<int>& candidates, const float* approx, double x_norm,
@@ -205,8 +204,8 @@ void ArgmaxScreen::argmax(const float* x, int n, std::span<const std::vector<int
       candidates.clear();
       // The bound assumes that the kernel's scaling, every fp32 dot product and the threshold
       // below stay finite: all are at most about this magnitude (false for NaN).
-      const double magnitude = (x_norm + error[j]) * (max_quantized_ + max_residual_) + max_bias_;
-      if (magnitude < kMaxMagnitude && std::isfinite(best_approx)) {
+      const double largest = magnitude(x_norm, error[j], max_residual_, max_quantized_, max_bias_);
+      if (largest < kMaxMagnitude && std::isfinite(best_approx)) {
         const double widest = radius(x_norm, error[j], max_residual_, max_quantized_, max_bias_);
         // Rounded down so that an id exactly at the threshold stays a candidate.
         const double threshold = best_approx - 2.0 * widest;

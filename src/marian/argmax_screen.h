@@ -67,6 +67,9 @@ class ArgmaxScreen {
   // The bound for an id with the given weight figures (or their maxima, for all ids at once).
   static double radius(double x_norm, double error_norm, double residual, double quantized,
                        double bias);
+  // The largest |logit| (and |partial dot product|) the same figures allow.
+  static double magnitude(double x_norm, double error_norm, double residual, double quantized,
+                          double bias);
   // Drops the candidates whose own upper bound is below the best own lower bound.
   void narrow(std::vector<int>& candidates, const float* approx, double x_norm,
               double error_norm) const;

@@ -303,7 +303,7 @@ PackedWeights PackedWeights::pack(const float* w, const float* bias, int out, in
     int32_t sum = 0;
     if (vector) k = quantize_weight_row_avx512(row, in, s, dst, &sum);
     for (; k < in; ++k) {
-      const auto v = static_cast<int8_t>(std::clamp(std::lrint(row[k] / s), -127L, 127L));
+      const int8_t v = quantize_weight(row[k], s);
       dst[static_cast<size_t>(k / 4) * 64 + k % 4] = v;
       sum += v;
     }
@@ -319,6 +319,15 @@ int8_t weight_at(const PackedWeights& w, int o, int k) {
                    o % kBlockRows) *
                       4 +
                   k % 4];
+}
+
+void unpack_row(const PackedWeights& w, int o, int8_t* dst) {
+  // Row o's quad g (columns 4g..4g+3) is 4 bytes at block + g * 64 + (o % 16) * 4.
+  const int quads = w.in_padded() / 4;
+  const int8_t* src =
+      w.data() + static_cast<size_t>(o / kBlockRows) * quads * 64 + (o % kBlockRows) * 4;
+  for (int k = 0; k < w.in(); k += 4)
+    std::memcpy(dst + k, src + (k / 4) * 64, std::min(4, w.in() - k));
 }
 
 void quantize_rows_reference(const float* x, int n, int in, int in_padded, uint8_t* q, float* sa,

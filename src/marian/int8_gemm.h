@@ -12,6 +12,8 @@
 // the process-wide worker pool (parallel.h) and thread-local scratch.
 #pragma once
 
+#include <algorithm>
+#include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -77,5 +79,13 @@ void linear(const PackedWeights& w, const float* x, int n, float* y,
 void gemm_int32(const PackedWeights& w, const uint8_t* q, const int32_t* zp, int n, int32_t* c);
 // The int8 weight value of row o, column k (unpacked), for references.
 int8_t weight_at(const PackedWeights& w, int o, int k);
+// Copies row o's in() int8 weight values, unpacked, to dst.
+void unpack_row(const PackedWeights& w, int o, int8_t* dst);
+
+// Symmetric per-row weight quantization shared by every int8 path: round(w / scale) with
+// scale = max|w| / 127, clamped to [-127, 127] (only a subnormal, inexact scale can pass 127).
+inline int8_t quantize_weight(float w, float scale) {
+  return static_cast<int8_t>(std::clamp(std::lrint(w / scale), -127L, 127L));
+}
 
 }  // namespace transnotes::marian::int8

@@ -724,8 +724,7 @@ std::shared_ptr<const MarianModel> MarianModel::load(const std::filesystem::path
         const float s = mx > 0.0f ? mx / 127.0f : 1.0f;
         scale[o] = s;
         for (int k = 0; k < l->in; ++k)
-          q[static_cast<size_t>(o) * l->in + k] =
-              static_cast<int8_t>(std::clamp(std::lrint(row[k] / s), -127L, 127L));
+          q[static_cast<size_t>(o) * l->in + k] = int8::quantize_weight(row[k], s);
       }
     };
     std::vector<std::thread> workers;
