@@ -214,7 +214,7 @@ int main(int argc, char** argv) {
   uint64_t seed = 20240601;
   std::string spm_from;
 #ifdef TRANSNOTES_SOURCE_DIR
-  spm_from = std::string(TRANSNOTES_SOURCE_DIR) + "/../shared/fixtures/marian/tiny-en-es";
+  spm_from = std::string(TRANSNOTES_SOURCE_DIR) + "/tests/fixtures/marian/tiny-en-es";
 #endif
   app.add_option("--out", out_dir, "output folder (created)")->required();
   app.add_option("--seed", seed, "weight seed");

@@ -26,7 +26,7 @@ class RedisNoteCacheTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto url = redis::testing::shared_test_redis_url();
-    if (!url) GTEST_SKIP() << "TRANSNOTES_TEST_REDIS_URL is not set (run scripts/services.sh)";
+    if (!url) GTEST_FAIL() << "TRANSNOTES_TEST_REDIS_URL is not set (run scripts/services.sh)";
     client_ = std::make_shared<redis::RedisClient>(redis::parse_redis_url(*url));
     options_.key_prefix = unique_test_prefix("cache");
   }

@@ -20,7 +20,7 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 
 const fs::path kFixtureDir =
-    fs::path(TRANSNOTES_SOURCE_DIR) / ".." / "shared" / "fixtures" / "marian" / "tiny-en-es";
+    fs::path(TRANSNOTES_SOURCE_DIR) / "tests" / "fixtures" / "marian" / "tiny-en-es";
 const std::string kRepo = "Helsinki-NLP/opus-mt-en-es";
 const std::string kPrefix = "/" + kRepo + "/resolve/main/";
 
@@ -143,10 +143,8 @@ std::vector<std::string> entries(const fs::path& dir) {
 class ModelHubTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!fs::is_regular_file(kFixtureDir / "model.safetensors")) {
-      GTEST_SKIP() << "MarianMT fixture not found at " << kFixtureDir
-                   << " (expected shared/fixtures/marian/tiny-en-es beside the checkout)";
-    }
+    ASSERT_TRUE(fs::is_regular_file(kFixtureDir / "model.safetensors"))
+        << "MarianMT fixture not found at " << kFixtureDir;
     std::string pattern = (fs::temp_directory_path() / "model_hub_test-XXXXXX").string();
     ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
     root_ = pattern;

@@ -26,7 +26,7 @@ class RedisJobBusTest : public ::testing::Test {
  protected:
   void SetUp() override {
     auto url = redis::testing::shared_test_redis_url();
-    if (!url) GTEST_SKIP() << "TRANSNOTES_TEST_REDIS_URL is not set (run scripts/services.sh)";
+    if (!url) GTEST_FAIL() << "TRANSNOTES_TEST_REDIS_URL is not set (run scripts/services.sh)";
     client_ = std::make_shared<redis::RedisClient>(redis::parse_redis_url(*url));
     options_.stream = unique_test_prefix("bus") + "jobs";
     options_.max_block = milliseconds(100);

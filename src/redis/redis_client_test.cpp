@@ -21,7 +21,7 @@ using testing::unique_test_prefix;
 
 #define REQUIRE_TEST_REDIS(url_var)       \
   auto url_var = shared_test_redis_url(); \
-  if (!url_var) GTEST_SKIP() << "TRANSNOTES_TEST_REDIS_URL is not set (run scripts/services.sh)"
+  if (!url_var) GTEST_FAIL() << "TRANSNOTES_TEST_REDIS_URL is not set (run scripts/services.sh)"
 
 TEST(RedisUrl, ParsesFullUrl) {
   RedisConfig config = parse_redis_url("redis://:s3cret@cache.example:6380/1");

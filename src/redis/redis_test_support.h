@@ -1,5 +1,5 @@
 // Test helpers shared by the redis, cache and queue test suites (header-only, tests only).
-//  - shared_test_redis_url(): TRANSNOTES_TEST_REDIS_URL or nullopt (tests GTEST_SKIP then).
+//  - shared_test_redis_url(): TRANSNOTES_TEST_REDIS_URL or nullopt (tests fail then: scripts/test.sh starts one).
 //  - unique_test_prefix(): a key prefix no other test or process uses.
 //  - ThrowawayRedis: a private redis-server on a free loopback port that a test may stop and
 //    restart on the same port, to exercise outages.

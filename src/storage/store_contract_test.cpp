@@ -55,7 +55,7 @@ class StoreContract : public ::testing::TestWithParam<std::string> {
  protected:
   void SetUp() override {
     if (GetParam() == "postgres" && test_postgres_url() == nullptr) {
-      GTEST_SKIP() << "TRANSNOTES_TEST_DATABASE_URL is unset; start services with "
+      GTEST_FAIL() << "TRANSNOTES_TEST_DATABASE_URL is unset; start services with "
                       "eval \"$(scripts/services.sh start)\" to run the PostgreSQL contract tests";
     }
     store_ = open_fresh_store();
@@ -936,7 +936,7 @@ TEST(PostgresFailure, UnreachableServerThrowsUnavailableAndKeepsWorking) {
 }
 
 TEST(PostgresFailure, ReconnectsAfterConnectionsAreKilled) {
-  if (test_postgres_url() == nullptr) GTEST_SKIP() << "TRANSNOTES_TEST_DATABASE_URL is unset";
+  if (test_postgres_url() == nullptr) GTEST_FAIL() << "TRANSNOTES_TEST_DATABASE_URL is unset";
   const std::string schema = "tn_test_" + unique_suffix();
   const std::string app = "tn_kill_" + unique_suffix();
   std::string url = test_postgres_url();

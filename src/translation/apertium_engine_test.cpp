@@ -27,7 +27,7 @@ bool apertium_installed() {
 
 #define REQUIRE_APERTIUM()                                                                      \
   if (!apertium_installed()) {                                                                  \
-    GTEST_SKIP() << "apertium with eng-spa data is not installed (apt install apertium-en-es)"; \
+    GTEST_FAIL() << "apertium with eng-spa data is not installed (apt install apertium-en-es)"; \
   }
 
 // A private modes directory with hand-written pipelines, for protocol tests without Apertium.

@@ -1,5 +1,5 @@
 // The service and the CLI translating through a real MarianMT checkpoint (the Hugging Face
-// fixture in ../shared), found through MODELS_DIR like any installed model.
+// fixture in tests/fixtures), found through MODELS_DIR like any installed model.
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
@@ -16,7 +16,7 @@ namespace fs = std::filesystem;
 namespace json = boost::json;
 
 const fs::path kFixture =
-    fs::path(TRANSNOTES_SOURCE_DIR) / ".." / "shared" / "fixtures" / "marian" / "tiny-en-es";
+    fs::path(TRANSNOTES_SOURCE_DIR) / "tests" / "fixtures" / "marian" / "tiny-en-es";
 
 // A MODELS_DIR holding the fixture as opus-mt-en-es, the way `models pull` lays it out.
 std::string make_models_dir() {
@@ -33,8 +33,7 @@ json::value load_expected() {
 }
 
 TEST(MarianService, TranslatesANoteThroughTheModel) {
-  if (!fs::exists(kFixture / "model.safetensors"))
-    GTEST_SKIP() << "fixture not found at " << kFixture;
+  ASSERT_TRUE(fs::exists(kFixture / "model.safetensors")) << "fixture not found at " << kFixture;
   e2e::ServiceOptions options;
   options.env["MODELS_DIR"] = make_models_dir();
   options.env["TRANSNOTES_ENGINES"] = "marian,apertium";
@@ -61,8 +60,7 @@ TEST(MarianService, TranslatesANoteThroughTheModel) {
 }
 
 TEST(MarianCli, LinesModeMatchesTransformersGenerate) {
-  if (!fs::exists(kFixture / "model.safetensors"))
-    GTEST_SKIP() << "fixture not found at " << kFixture;
+  ASSERT_TRUE(fs::exists(kFixture / "model.safetensors")) << "fixture not found at " << kFixture;
   auto expected = load_expected();
   std::string input;
   std::vector<std::string> greedy;

@@ -31,13 +31,13 @@ using std::chrono::seconds;
 
 using Env = std::map<std::string, std::string>;
 
-// Skips the calling test (returns from it) when the shared PostgreSQL or redis-server is missing.
+// Fails the calling test (returns from it) when the shared PostgreSQL or redis-server is missing.
 #define REQUIRE_PRODUCTION_SERVICES()                                                       \
   do {                                                                                      \
     if (!std::getenv("TRANSNOTES_TEST_DATABASE_URL"))                                       \
-      GTEST_SKIP() << "TRANSNOTES_TEST_DATABASE_URL unset: production fault tests skipped"; \
+      GTEST_FAIL() << "TRANSNOTES_TEST_DATABASE_URL unset: the production fault tests need it"; \
     if (!faults::RedisServer::available())                                                  \
-      GTEST_SKIP() << "redis-server not installed: production fault tests skipped";         \
+      GTEST_FAIL() << "redis-server not installed: the production fault tests need it";         \
   } while (0)
 
 Env production_env(const std::string& database_url, const std::string& redis_url) {
@@ -308,7 +308,7 @@ TEST(ProductionFaults, TwoHundredTranslationsSurviveTwoRedisRestarts) {
 
 TEST(ProductionFaults, PostgresOutageAnswers503AndRecovers) {
   REQUIRE_PRODUCTION_SERVICES();
-  if (faults::PostgresServer::bin_dir().empty()) GTEST_SKIP() << "PostgreSQL not installed";
+  if (faults::PostgresServer::bin_dir().empty()) GTEST_FAIL() << "PostgreSQL not installed";
   faults::PostgresServer pg;
   faults::RedisServer redis;
   Env env = production_env(pg.url("outage"), redis.url());
