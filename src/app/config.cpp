@@ -5,7 +5,6 @@
 #include <sstream>
 
 #include "redis/redis_client.h"
-#include "storage/storage.h"
 
 namespace transnotes::app {
 
@@ -18,6 +17,62 @@ std::string env(const char* name) {
 
 }  // namespace
 
+std::string percent_encode(const std::string& text) {
+  static constexpr char kHex[] = "0123456789ABCDEF";
+  std::string out;
+  out.reserve(text.size());
+  for (unsigned char c : text) {
+    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                      c == '-' || c == '.' || c == '_' || c == '~';
+    if (unreserved) {
+      out.push_back(static_cast<char>(c));
+    } else {
+      out.push_back('%');
+      out.push_back(kHex[c >> 4]);
+      out.push_back(kHex[c & 0xF]);
+    }
+  }
+  return out;
+}
+
+std::string postgres_url_from_parts(const std::string& db, const std::string& user,
+                                    const std::string& password, const std::string& host,
+                                    const std::string& port) {
+  std::string url = "postgresql://";
+  if (!user.empty()) {
+    url += percent_encode(user);
+    if (!password.empty()) url.append(":").append(percent_encode(password));
+    url += "@";
+  }
+  const bool socket_dir = !host.empty() && host.front() == '/';
+  if (!host.empty() && !socket_dir) {
+    // An IPv6 literal must be bracketed; other hosts are plain names or addresses.
+    if (host.find(':') != std::string::npos) {
+      url.append("[").append(host).append("]");
+    } else {
+      url += percent_encode(host);
+    }
+  }
+  if (!port.empty()) url.append(":").append(percent_encode(port));
+  url.append("/").append(percent_encode(db));
+  if (socket_dir) url.append("?host=").append(percent_encode(host));
+  return url;
+}
+
+std::string redis_url_from_parts(const std::string& host, const std::string& port,
+                                 const std::string& db, const std::string& password) {
+  std::string url = "redis://";
+  if (!password.empty()) url.append(":").append(percent_encode(password)).append("@");
+  if (host.find(':') != std::string::npos) {
+    url.append("[").append(host).append("]");
+  } else {
+    url += percent_encode(host);
+  }
+  url.append(":").append(port.empty() ? "6379" : percent_encode(port));
+  url.append("/").append(db.empty() ? "0" : percent_encode(db));
+  return url;
+}
+
 void apply_environment_fallbacks(Config& config) {
   if (config.database_url.empty() && !env("POSTGRES_DB").empty()) {
     std::string host = env("POSTGRES_HOST");
@@ -26,13 +81,8 @@ void apply_environment_fallbacks(Config& config) {
                                 host.empty() ? "127.0.0.1" : host, env("POSTGRES_PORT"));
   }
   if (config.redis_url.empty() && !env("REDIS_HOST").empty()) {
-    std::string port = env("REDIS_PORT");
-    config.redis_url = "redis://" + env("REDIS_HOST") + ":" + (port.empty() ? "6379" : port) + "/0";
-    std::string password = env("REDIS_PASSWORD");
-    if (!password.empty()) {
-      config.redis_url = "redis://:" + percent_encode(password) + "@" + env("REDIS_HOST") + ":" +
-                         (port.empty() ? "6379" : port) + "/0";
-    }
+    config.redis_url = redis_url_from_parts(env("REDIS_HOST"), env("REDIS_PORT"), env("REDIS_DB"),
+                                            env("REDIS_PASSWORD"));
   }
   std::string debug = env("DEBUG");
   if (debug == "1" || debug == "true" || debug == "True" || debug == "yes") config.debug = true;
@@ -59,7 +109,9 @@ std::vector<std::string> Config::engine_order() const {
   std::stringstream in(engines);
   std::string name;
   while (std::getline(in, name, ',')) {
-    if (!name.empty()) order.push_back(name);
+    auto first = name.find_first_not_of(" \t");
+    if (first == std::string::npos) continue;
+    order.push_back(name.substr(first, name.find_last_not_of(" \t") - first + 1));
   }
   return order;
 }

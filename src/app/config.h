@@ -64,6 +64,21 @@ struct Config {
   void validate() const;
 };
 
+// Builds a PostgreSQL URL from the original deployment's POSTGRES_DB/USER/PASSWORD/HOST/PORT
+// values, percent-escaping each part. Empty user/password/host/port are left out; a host starting
+// with '/' (a Unix socket directory) is passed as the `host` query parameter.
+std::string postgres_url_from_parts(const std::string& db, const std::string& user,
+                                    const std::string& password, const std::string& host,
+                                    const std::string& port);
+
+// Builds a redis:// URL from REDIS_HOST/REDIS_PORT/REDIS_DB/REDIS_PASSWORD style values; empty
+// port and db mean 6379 and 0. The result is checked like any REDIS_URL by Config::validate().
+std::string redis_url_from_parts(const std::string& host, const std::string& port,
+                                 const std::string& db, const std::string& password);
+
+// Percent-escapes every byte except RFC 3986 unreserved characters.
+std::string percent_encode(const std::string& text);
+
 // Fills fields that come from the environment only (POSTGRES_*, REDIS_HOST/PORT) into `config`
 // where flags did not set them.
 void apply_environment_fallbacks(Config& config);

@@ -103,29 +103,6 @@ RedisConfig parse_redis_url(std::string_view url) {
   return config;
 }
 
-RedisConfig redis_config_from_parts(std::string_view host, std::string_view port,
-                                    std::string_view db, std::string_view password) {
-  RedisConfig config;
-  if (!host.empty()) config.host = host;
-  if (!port.empty()) config.port = parse_int(port, "port", 1, 65535);
-  if (!db.empty()) config.db = parse_int(db, "db", 0, 1 << 20);
-  config.password = password;
-  return config;
-}
-
-std::optional<RedisConfig> redis_config_from_environment() {
-  auto env = [](const char* name) -> std::string_view {
-    const char* value = std::getenv(name);
-    return value ? value : "";
-  };
-  if (!env("REDIS_URL").empty()) return parse_redis_url(env("REDIS_URL"));
-  if (!env("REDIS_HOST").empty()) {
-    return redis_config_from_parts(env("REDIS_HOST"), env("REDIS_PORT"), env("REDIS_DB"),
-                                   env("REDIS_PASSWORD"));
-  }
-  return std::nullopt;
-}
-
 LuaScript::LuaScript(std::string source) : source_(std::move(source)) {
   boost::uuids::detail::sha1 hasher;
   hasher.process_bytes(source_.data(), source_.size());

@@ -56,15 +56,6 @@ struct RedisConfig {
 // URL, another scheme (rediss:// TLS is not supported) or a bad port/db. Timeouts keep defaults.
 RedisConfig parse_redis_url(std::string_view url);
 
-// Builds a config from the REDIS_HOST / REDIS_PORT / REDIS_DB / REDIS_PASSWORD style parts; empty
-// strings keep the defaults. Throws std::invalid_argument on a bad port or db.
-RedisConfig redis_config_from_parts(std::string_view host, std::string_view port,
-                                    std::string_view db, std::string_view password);
-
-// Reads REDIS_URL if set, else REDIS_HOST/REDIS_PORT/REDIS_DB/REDIS_PASSWORD if REDIS_HOST is set;
-// nullopt if neither is configured.
-std::optional<RedisConfig> redis_config_from_environment();
-
 // A decoded Redis reply (owned copy, independent of hiredis memory).
 struct Reply {
   enum class Type { Nil, Status, Error, Integer, String, Array };

@@ -56,43 +56,6 @@ TEST(RedisUrl, RejectsBadUrls) {
   EXPECT_THROW(parse_redis_url("not a url"), std::invalid_argument);
 }
 
-TEST(RedisUrl, FromParts) {
-  RedisConfig config = redis_config_from_parts("redis", "6390", "3", "pw");
-  EXPECT_EQ(config.host, "redis");
-  EXPECT_EQ(config.port, 6390);
-  EXPECT_EQ(config.db, 3);
-  EXPECT_EQ(config.password, "pw");
-  RedisConfig defaults = redis_config_from_parts("", "", "", "");
-  EXPECT_EQ(defaults.host, "127.0.0.1");
-  EXPECT_EQ(defaults.port, 6379);
-  EXPECT_THROW(redis_config_from_parts("h", "x", "", ""), std::invalid_argument);
-  EXPECT_THROW(redis_config_from_parts("h", "", "-1", ""), std::invalid_argument);
-}
-
-TEST(RedisUrl, FromEnvironment) {
-  ::unsetenv("REDIS_URL");
-  ::unsetenv("REDIS_HOST");
-  EXPECT_FALSE(redis_config_from_environment().has_value());
-  ::setenv("REDIS_HOST", "redis-host", 1);
-  ::setenv("REDIS_PORT", "6400", 1);
-  ::setenv("REDIS_DB", "1", 1);
-  ::setenv("REDIS_PASSWORD", "pw", 1);
-  auto parts = redis_config_from_environment();
-  ASSERT_TRUE(parts);
-  EXPECT_EQ(parts->host, "redis-host");
-  EXPECT_EQ(parts->port, 6400);
-  EXPECT_EQ(parts->db, 1);
-  EXPECT_EQ(parts->password, "pw");
-  ::setenv("REDIS_URL", "redis://url-host:6500/4", 1);  // the URL wins
-  auto from_url = redis_config_from_environment();
-  ASSERT_TRUE(from_url);
-  EXPECT_EQ(from_url->host, "url-host");
-  EXPECT_EQ(from_url->db, 4);
-  for (const char* name : {"REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_DB", "REDIS_PASSWORD"}) {
-    ::unsetenv(name);
-  }
-}
-
 TEST(LuaScript, Sha1MatchesRedis) {
   // SHA1("return 1") as Redis computes it for SCRIPT LOAD.
   EXPECT_EQ(LuaScript("return 1").sha1(), "e0e1f9fabfc9d4800c877a703b823ac0578ff8db");

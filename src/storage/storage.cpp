@@ -46,46 +46,4 @@ std::unique_ptr<Store> open_store(const StorageConfig& config) {
               "' (expected sqlite: or postgresql://)");
 }
 
-std::string percent_encode(const std::string& text) {
-  static constexpr char kHex[] = "0123456789ABCDEF";
-  std::string out;
-  out.reserve(text.size());
-  for (unsigned char c : text) {
-    bool unreserved = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                      c == '-' || c == '.' || c == '_' || c == '~';
-    if (unreserved) {
-      out.push_back(static_cast<char>(c));
-    } else {
-      out.push_back('%');
-      out.push_back(kHex[c >> 4]);
-      out.push_back(kHex[c & 0xF]);
-    }
-  }
-  return out;
-}
-
-std::string postgres_url_from_parts(const std::string& db, const std::string& user,
-                                    const std::string& password, const std::string& host,
-                                    const std::string& port) {
-  std::string url = "postgresql://";
-  if (!user.empty()) {
-    url += percent_encode(user);
-    if (!password.empty()) url.append(":").append(percent_encode(password));
-    url += "@";
-  }
-  const bool socket_dir = !host.empty() && host.front() == '/';
-  if (!host.empty() && !socket_dir) {
-    // An IPv6 literal must be bracketed; other hosts are plain names or addresses.
-    if (host.find(':') != std::string::npos) {
-      url.append("[").append(host).append("]");
-    } else {
-      url += percent_encode(host);
-    }
-  }
-  if (!port.empty()) url.append(":").append(percent_encode(port));
-  url.append("/").append(percent_encode(db));
-  if (socket_dir) url.append("?host=").append(percent_encode(host));
-  return url;
-}
-
 }  // namespace transnotes

@@ -33,14 +33,4 @@ struct StorageConfig {
 // settings (unknown scheme, malformed URL, pool_size < 1). Call migrate() before use.
 std::unique_ptr<Store> open_store(const StorageConfig& config);
 
-// Builds a PostgreSQL URL from the original deployment's POSTGRES_DB/USER/PASSWORD/HOST/PORT
-// values, percent-escaping each part. Empty user/password/host/port are left out; a host starting
-// with '/' (a Unix socket directory) is passed as the `host` query parameter.
-std::string postgres_url_from_parts(const std::string& db, const std::string& user,
-                                    const std::string& password, const std::string& host,
-                                    const std::string& port);
-
-// Percent-escapes every byte except RFC 3986 unreserved characters.
-std::string percent_encode(const std::string& text);
-
 }  // namespace transnotes

@@ -894,30 +894,6 @@ TEST(OpenStore, SqliteRelativeUrlCreatesFile) {
   std::filesystem::remove_all(dir);
 }
 
-TEST(PostgresUrl, PartsArePercentEscapedAndParseBack) {
-  std::string url =
-      postgres_url_from_parts("my db/1", "us@er", "p:a/s?s#w%rd", "db.example", "6543");
-  EXPECT_EQ(url, "postgresql://us%40er:p%3Aa%2Fs%3Fs%23w%25rd@db.example:6543/my%20db%2F1");
-  char* error = nullptr;
-  PQconninfoOption* options = PQconninfoParse(url.c_str(), &error);
-  ASSERT_NE(options, nullptr) << (error ? error : "");
-  std::map<std::string, std::string> parsed;
-  for (auto* o = options; o->keyword != nullptr; ++o) {
-    if (o->val != nullptr) parsed[o->keyword] = o->val;
-  }
-  PQconninfoFree(options);
-  EXPECT_EQ(parsed["dbname"], "my db/1");
-  EXPECT_EQ(parsed["user"], "us@er");
-  EXPECT_EQ(parsed["password"], "p:a/s?s#w%rd");
-  EXPECT_EQ(parsed["host"], "db.example");
-  EXPECT_EQ(parsed["port"], "6543");
-
-  EXPECT_EQ(postgres_url_from_parts("db", "", "", "", ""), "postgresql:///db");
-  EXPECT_EQ(postgres_url_from_parts("db", "u", "", "::1", "5432"), "postgresql://u@[::1]:5432/db");
-  EXPECT_EQ(postgres_url_from_parts("db", "u", "", "/var/run/postgresql", ""),
-            "postgresql://u@/db?host=%2Fvar%2Frun%2Fpostgresql");
-}
-
 TEST(PostgresFailure, UnreachableServerThrowsUnavailableAndKeepsWorking) {
   StorageConfig config;
   config.database_url = "postgresql://postgres@127.0.0.1:1/transnotes";  // nothing listens there
