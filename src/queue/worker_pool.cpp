@@ -3,7 +3,9 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <random>
+#include <utility>
 
 #include "domain/errors.h"
 
@@ -32,37 +34,127 @@ WorkerPool::WorkerPool(Store& store, JobBus& bus, Translator& translator, NoteCa
 WorkerPool::~WorkerPool() { stop(); }
 
 void WorkerPool::start() {
-  for (int i = 0; i < options_.threads; ++i) {
-    threads_.emplace_back([this, i] { run_worker(i); });
+  {
+    std::lock_guard lock(mutex_);
+    running_workers_ = options_.threads;
   }
-  threads_.emplace_back([this] { run_lease_keeper(); });
-  threads_.emplace_back([this] { run_sweeper(); });
+  for (int i = 0; i < options_.threads; ++i) {
+    workers_.emplace_back([this, i] { run_worker(i); });
+  }
+  service_threads_.emplace_back([this] { run_lease_keeper(); });
+  service_threads_.emplace_back([this] { run_sweeper(); });
 }
 
-void WorkerPool::stop() {
-  if (threads_.empty()) return;
+void WorkerPool::begin_stopping() {
   {
     std::lock_guard lock(mutex_);
     stopping_ = true;
   }
   wake_.notify_all();
   bus_.close();
-  for (auto& t : threads_) t.join();
-  threads_.clear();
+}
+
+void WorkerPool::stop_service_threads() {
+  {
+    std::lock_guard lock(mutex_);
+    service_stopping_ = true;
+  }
+  wake_.notify_all();
+  for (auto& t : service_threads_) t.join();
+  service_threads_.clear();
+}
+
+void WorkerPool::join_workers() {
+  for (auto& t : workers_) t.join();
+  workers_.clear();
+}
+
+void WorkerPool::stop() {
+  if (workers_.empty() && service_threads_.empty()) return;
+  begin_stopping();
+  // Workers first: a translation that outlives its lease must still hold the job when it ends.
+  join_workers();
+  stop_service_threads();
+}
+
+bool WorkerPool::stop(std::chrono::milliseconds grace) {
+  if (workers_.empty() && service_threads_.empty()) return true;
+  begin_stopping();
+  bool finished = false;
+  {
+    std::unique_lock lock(mutex_);
+    finished = worker_exited_.wait_for(lock, grace, [this] { return running_workers_ == 0; });
+  }
+  if (!finished) {
+    abandon_running_tries();
+    if (options_.abandon_translations) options_.abandon_translations();
+  }
+  stop_service_threads();
+  if (finished) join_workers();
+  return finished;
+}
+
+void WorkerPool::abandon_running_tries() {
+  std::vector<std::pair<std::int64_t, std::string>> released;
+  {
+    std::lock_guard lock(mutex_);
+    for (auto& [job_id, held] : held_) {
+      if (held.abandoned) continue;
+      held.abandoned = true;
+      released.emplace_back(job_id, held.worker_id);
+    }
+  }
+  for (const auto& [job_id, worker_id] : released) {
+    try {
+      // Due at once: the next worker (here or in another process) takes it without waiting for
+      // the lease to lapse.
+      if (store_.fail_job(job_id, worker_id, "abandoned at shutdown", std::chrono::milliseconds(0)))
+        counters_.abandoned.fetch_add(1);
+      spdlog::warn("{}: job {} abandoned at shutdown; queued again", worker_id, job_id);
+    } catch (const std::exception& e) {
+      // Its lease is no longer renewed, so it lapses and the job is taken over anyway.
+      spdlog::error("{}: cannot re-queue job {}: {}", worker_id, job_id, e.what());
+    }
+  }
+}
+
+bool WorkerPool::abandoned(std::int64_t job_id) {
+  std::lock_guard lock(mutex_);
+  const auto found = held_.find(job_id);
+  return found != held_.end() && found->second.abandoned;
+}
+
+std::chrono::milliseconds retry_backoff(int attempts, std::chrono::milliseconds retry_base,
+                                        std::chrono::milliseconds retry_max, double jitter) {
+  double delay = static_cast<double>(retry_base.count()) *
+                 static_cast<double>(1LL << std::clamp(attempts - 1, 0, 20));
+  delay = std::min(delay, static_cast<double>(retry_max.count()));
+  return std::chrono::milliseconds(static_cast<std::int64_t>(delay * std::clamp(jitter, 0.5, 1.0)));
 }
 
 std::chrono::milliseconds WorkerPool::retry_delay(int attempts) {
-  thread_local std::mt19937 rng{std::random_device{}()};
-  double base = static_cast<double>(options_.retry_base.count());
-  double delay = base * static_cast<double>(1LL << std::min(attempts - 1, 20));
-  delay = std::min(delay, static_cast<double>(options_.retry_max.count()));
-  // Full jitter in [50%, 100%] keeps retries of many jobs from stampeding together.
-  std::uniform_real_distribution<double> jitter(0.5, 1.0);
-  return std::chrono::milliseconds(static_cast<std::int64_t>(delay * jitter(rng)));
+  double jitter = 1.0;
+  if (options_.jitter) {
+    jitter = options_.jitter();
+  } else {
+    thread_local std::mt19937 rng{std::random_device{}()};
+    jitter = std::uniform_real_distribution<double>(0.5, 1.0)(rng);
+  }
+  return retry_backoff(attempts, options_.retry_base, options_.retry_max, jitter);
 }
 
 void WorkerPool::run_worker(int index) {
   const std::string worker_id = id_prefix_ + "/" + std::to_string(index);
+  struct ExitNotice {
+    WorkerPool* pool;
+    ~ExitNotice() {
+      {
+        std::lock_guard lock(pool->mutex_);
+        --pool->running_workers_;
+      }
+      pool->worker_exited_.notify_all();
+    }
+  } exit_notice{this};
   while (!stopping_) {
     std::optional<std::int64_t> hint;
     try {
@@ -96,7 +188,7 @@ void WorkerPool::process(const ClaimedJob& claimed, const std::string& worker_id
   const auto& job = claimed.job;
   {
     std::lock_guard lock(mutex_);
-    held_[job.id] = worker_id;
+    held_[job.id] = Held{worker_id, false};
   }
   struct Release {
     WorkerPool* pool;
@@ -114,6 +206,11 @@ void WorkerPool::process(const ClaimedJob& claimed, const std::string& worker_id
   try {
     auto output =
         translator_.translate(claimed.note_language, job.target_language, claimed.note_text);
+    if (abandoned(job.id)) {
+      spdlog::info("{}: job {} finished after it was abandoned; result discarded", worker_id,
+                   job.id);
+      return;
+    }
     auto result = store_.complete_job(job.id, worker_id, output.text, output.engine);
     if (!result.applied) {
       counters_.lost_leases.fetch_add(1);
@@ -130,6 +227,7 @@ void WorkerPool::process(const ClaimedJob& claimed, const std::string& worker_id
   } catch (const std::exception& e) {
     error = e.what();
   }
+  if (abandoned(job.id)) return;  // already queued again; this failure is the abandonment's
   try {
     bool final = !retryable || job.attempts >= job.max_attempts;
     std::optional<std::chrono::milliseconds> retry;
@@ -152,9 +250,12 @@ void WorkerPool::process(const ClaimedJob& claimed, const std::string& worker_id
 void WorkerPool::run_lease_keeper() {
   auto period = std::max(options_.lease / 3, std::chrono::milliseconds(10));
   std::unique_lock lock(mutex_);
-  while (!stopping_) {
-    wake_.wait_for(lock, period, [this] { return stopping_.load(); });
-    auto held = held_;
+  while (!service_stopping_) {
+    wake_.wait_for(lock, period, [this] { return service_stopping_.load(); });
+    std::vector<std::pair<std::int64_t, std::string>> held;
+    for (const auto& [job_id, holder] : held_) {
+      if (!holder.abandoned) held.emplace_back(job_id, holder.worker_id);
+    }
     lock.unlock();
     for (const auto& [job_id, worker_id] : held) {
       try {

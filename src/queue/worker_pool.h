@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -25,13 +26,25 @@ struct WorkerOptions {
   std::chrono::milliseconds retry_max{60'000};      // cap on the retry delay
   std::chrono::milliseconds sweep_interval{5'000};  // re-publishes runnable jobs to the bus
   std::string name = "worker";                      // prefix of worker ids (host, pid added)
+  // Source of the backoff jitter factor, a value in [0.5, 1]. Unset: uniformly random, so the
+  // retries of many jobs that failed together do not stampede. Tests pin it to check timing.
+  std::function<double()> jitter;
+  // Called by stop(grace) when the grace runs out with translations still running: makes the
+  // engines give up their in-flight work (EngineRegistry::abandon) so the worker threads return.
+  std::function<void()> abandon_translations;
 };
+
+// Delay before the attempt after `attempts` failed ones: retry_base * 2^(attempts-1), at most
+// retry_max, scaled by `jitter` (clamped to [0.5, 1]).
+std::chrono::milliseconds retry_backoff(int attempts, std::chrono::milliseconds retry_base,
+                                        std::chrono::milliseconds retry_max, double jitter);
 
 struct WorkerCounters {
   std::atomic<std::uint64_t> succeeded{0};
   std::atomic<std::uint64_t> failed{0};
   std::atomic<std::uint64_t> retried{0};
   std::atomic<std::uint64_t> lost_leases{0};
+  std::atomic<std::uint64_t> abandoned{0};  // tries given up at shutdown, their jobs re-queued
 };
 
 class WorkerPool {
@@ -45,7 +58,14 @@ class WorkerPool {
 
   void start();
   // Stops taking jobs and waits for running translations to finish (their results are kept).
+  // Leases stay renewed until every worker has stopped.
   void stop();
+  // Like stop(), but waits at most `grace` for running translations. Tries still running then
+  // are abandoned: their jobs go back to queued, due at once, for the next worker; results they
+  // produce later are discarded; abandon_translations is called. Returns true when every
+  // translation finished within the grace. Threads still inside an engine are joined by stop()
+  // or the destructor.
+  bool stop(std::chrono::milliseconds grace);
   const WorkerCounters& counters() const { return counters_; }
 
  private:
@@ -54,6 +74,11 @@ class WorkerPool {
   void run_lease_keeper();
   void run_sweeper();
   std::chrono::milliseconds retry_delay(int attempts);
+  void begin_stopping();
+  void abandon_running_tries();
+  void stop_service_threads();
+  void join_workers();
+  bool abandoned(std::int64_t job_id);
 
   Store& store_;
   JobBus& bus_;
@@ -63,11 +88,20 @@ class WorkerPool {
   WorkerCounters counters_;
   std::string id_prefix_;
 
-  std::atomic<bool> stopping_{false};
-  std::vector<std::thread> threads_;
+  struct Held {
+    std::string worker_id;
+    bool abandoned = false;  // released at shutdown: no renewal, and the result is discarded
+  };
+
+  std::atomic<bool> stopping_{false};          // workers take no more jobs
+  std::atomic<bool> service_stopping_{false};  // lease keeper and sweeper end
+  std::vector<std::thread> workers_;
+  std::vector<std::thread> service_threads_;
   std::mutex mutex_;
   std::condition_variable wake_;
-  std::map<std::int64_t, std::string> held_;  // job id -> worker id, for lease renewal
+  std::condition_variable worker_exited_;
+  int running_workers_ = 0;
+  std::map<std::int64_t, Held> held_;  // job id -> holder, for lease renewal
 };
 
 }  // namespace transnotes

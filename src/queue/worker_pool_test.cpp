@@ -1,0 +1,440 @@
+// WorkerPool against a real SQLite store, the real in-process bus, cache and engine registry. The
+// engine is a scripted test engine: it is the pool's collaborator, not the thing under test.
+#include "queue/worker_pool.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <filesystem>
+#include <functional>
+#include <mutex>
+#include <random>
+#include <stdexcept>
+#include <thread>
+
+#include "cache/memory_cache.h"
+#include "domain/errors.h"
+#include "queue/memory_bus.h"
+#include "storage/storage.h"
+#include "translation/registry.h"
+
+namespace transnotes {
+namespace {
+
+using std::chrono::milliseconds;
+using Clock = std::chrono::steady_clock;
+
+// Runs `behaviour(call_number)` for every batch (call numbers start at 1); the behaviour throws
+// to fail a try, or returns the translation of the whole batch's first segment.
+class ScriptedEngine : public Engine {
+ public:
+  explicit ScriptedEngine(std::function<std::string(int)> behaviour)
+      : behaviour_(std::move(behaviour)) {}
+
+  std::string name() const override { return "scripted"; }
+  std::vector<EnginePair> pairs() const override { return {{"en", "es"}}; }
+  std::vector<std::string> translate_batch(const std::string&, const std::string&,
+                                           const std::vector<std::string>& segments) override {
+    const int call = ++calls_;
+    std::string first = behaviour_(call);
+    std::vector<std::string> out(segments.size(), first);
+    return out;
+  }
+  int calls() const { return calls_.load(); }
+
+ private:
+  std::function<std::string(int)> behaviour_;
+  std::atomic<int> calls_{0};
+};
+
+// A gate a stuck engine waits at; the test (or the abandon hook) opens it.
+class Gate {
+ public:
+  void wait_entered() {
+    std::unique_lock lock(mutex_);
+    ASSERT_TRUE(changed_.wait_for(lock, std::chrono::seconds(30), [this] { return entered_; }))
+        << "the engine was never called";
+  }
+  // Called by the engine: blocks until open() and returns whether it was abandoned.
+  bool enter_and_wait() {
+    std::unique_lock lock(mutex_);
+    entered_ = true;
+    changed_.notify_all();
+    changed_.wait(lock, [this] { return open_; });
+    return abandoned_;
+  }
+  void open(bool abandoned = false) {
+    {
+      std::lock_guard lock(mutex_);
+      open_ = true;
+      abandoned_ = abandoned;
+    }
+    changed_.notify_all();
+  }
+
+ private:
+  std::mutex mutex_;
+  std::condition_variable changed_;
+  bool entered_ = false;
+  bool open_ = false;
+  bool abandoned_ = false;
+};
+
+// Forwards to the real store and remembers every retry delay the pool asked for.
+class RecordingStore final : public Store {
+ public:
+  explicit RecordingStore(Store& store) : store_(store) {}
+  std::vector<milliseconds> retry_delays() {
+    std::lock_guard lock(mutex_);
+    return retry_delays_;
+  }
+
+  void migrate() override { store_.migrate(); }
+  Note create_note(const NoteFields& fields) override { return store_.create_note(fields); }
+  std::optional<Note> get_note(std::int64_t id) override { return store_.get_note(id); }
+  std::vector<Note> list_notes(const ListQuery& query) override { return store_.list_notes(query); }
+  std::optional<Note> update_note(std::int64_t id, const NoteFields& fields) override {
+    return store_.update_note(id, fields);
+  }
+  bool delete_note(std::int64_t id) override { return store_.delete_note(id); }
+  Stats stats() override { return store_.stats(); }
+  std::optional<TranslationJob> create_job(std::int64_t note_id, const std::string& source,
+                                           const std::string& target, const std::string& engine,
+                                           int max_attempts) override {
+    return store_.create_job(note_id, source, target, engine, max_attempts);
+  }
+  std::optional<TranslationJob> get_job(std::int64_t id) override { return store_.get_job(id); }
+  std::vector<TranslationJob> latest_jobs_for_note(std::int64_t note_id) override {
+    return store_.latest_jobs_for_note(note_id);
+  }
+  std::optional<ClaimedJob> claim_job(const std::string& worker_id, milliseconds lease,
+                                      std::optional<std::int64_t> preferred_id) override {
+    return store_.claim_job(worker_id, lease, preferred_id);
+  }
+  bool renew_lease(std::int64_t job_id, const std::string& worker_id, milliseconds lease) override {
+    return store_.renew_lease(job_id, worker_id, lease);
+  }
+  CompleteResult complete_job(std::int64_t job_id, const std::string& worker_id,
+                              const std::string& text, const std::string& engine) override {
+    return store_.complete_job(job_id, worker_id, text, engine);
+  }
+  bool fail_job(std::int64_t job_id, const std::string& worker_id, const std::string& error,
+                std::optional<milliseconds> retry_after) override {
+    if (retry_after) {
+      std::lock_guard lock(mutex_);
+      retry_delays_.push_back(*retry_after);
+    }
+    return store_.fail_job(job_id, worker_id, error, retry_after);
+  }
+  std::vector<std::int64_t> runnable_job_ids(int limit) override {
+    return store_.runnable_job_ids(limit);
+  }
+  std::optional<Timestamp> next_due_time() override { return store_.next_due_time(); }
+
+ private:
+  Store& store_;
+  std::mutex mutex_;
+  std::vector<milliseconds> retry_delays_;
+};
+
+class WorkerPoolTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::random_device random;
+    dir_ =
+        std::filesystem::temp_directory_path() /
+        ("transnotes_worker_pool_" + std::to_string(::getpid()) + "_" + std::to_string(random()));
+    StorageConfig config;
+    config.database_url = "sqlite://" + (dir_ / "db.sqlite3").string();
+    store_ = open_store(config);
+    store_->migrate();
+  }
+  void TearDown() override {
+    store_.reset();
+    std::filesystem::remove_all(dir_);
+  }
+
+  // A note and a queued en->es job for it, announced on `bus`.
+  TranslationJob queue_job(JobBus& bus, int max_attempts) {
+    NoteFields fields;
+    fields.title = "t";
+    fields.original_text = "Hello world.";
+    fields.original_language = "en";
+    const Note note = store_->create_note(fields);
+    auto job = store_->create_job(note.id, "en", "es", "scripted", max_attempts);
+    EXPECT_TRUE(job.has_value());
+    bus.publish(job->id);
+    return *job;
+  }
+
+  // Waits until the job reaches `status` (the event) or 30 s pass (a failure, not a pass).
+  TranslationJob wait_for_status(std::int64_t job_id, JobStatus status) {
+    const auto deadline = Clock::now() + std::chrono::seconds(30);
+    for (;;) {
+      auto job = store_->get_job(job_id);
+      if (job && job->status == status) return *job;
+      if (Clock::now() > deadline) {
+        ADD_FAILURE() << "job " << job_id << " never became " << to_string(status) << "; it is "
+                      << (job ? to_string(job->status) : "missing");
+        return job.value_or(TranslationJob{});
+      }
+      std::this_thread::sleep_for(milliseconds(5));
+    }
+  }
+
+  static WorkerOptions fast_options() {
+    WorkerOptions options;
+    options.threads = 1;
+    options.poll_interval = milliseconds(20);
+    options.retry_base = milliseconds(1);
+    options.retry_max = milliseconds(4);
+    options.jitter = [] { return 1.0; };
+    return options;
+  }
+
+  std::filesystem::path dir_;
+  std::unique_ptr<Store> store_;
+  MemoryJobBus bus_;
+  MemoryNoteCache cache_;
+};
+
+std::unique_ptr<EngineRegistry> registry_with(std::shared_ptr<Engine> engine) {
+  auto registry = std::make_unique<EngineRegistry>();
+  registry->add(std::move(engine));
+  return registry;
+}
+
+TEST(RetryBackoff, DoublesFromTheBaseUpToTheCapScaledByJitter) {
+  const milliseconds base(100), cap(1000);
+  EXPECT_EQ(retry_backoff(1, base, cap, 1.0), milliseconds(100));
+  EXPECT_EQ(retry_backoff(2, base, cap, 1.0), milliseconds(200));
+  EXPECT_EQ(retry_backoff(3, base, cap, 1.0), milliseconds(400));
+  EXPECT_EQ(retry_backoff(4, base, cap, 1.0), milliseconds(800));
+  EXPECT_EQ(retry_backoff(5, base, cap, 1.0), milliseconds(1000));
+  EXPECT_EQ(retry_backoff(60, base, cap, 1.0), milliseconds(1000));
+  EXPECT_EQ(retry_backoff(3, base, cap, 0.5), milliseconds(200));
+  // Jitter outside [0.5, 1] is clamped: a retry is never immediate nor later than the schedule.
+  EXPECT_EQ(retry_backoff(1, base, cap, 0.0), milliseconds(50));
+  EXPECT_EQ(retry_backoff(1, base, cap, 7.0), milliseconds(100));
+}
+
+TEST_F(WorkerPoolTest, EngineFailingTwiceThenSucceedingSucceedsOnTheThirdAttempt) {
+  auto engine = std::make_shared<ScriptedEngine>([](int call) -> std::string {
+    if (call <= 2) throw TranslationFailed("engine hiccup " + std::to_string(call));
+    return "Hola mundo.";
+  });
+  auto registry = registry_with(engine);
+  const auto job = queue_job(bus_, 3);
+  WorkerPool pool(*store_, bus_, *registry, cache_, fast_options());
+  pool.start();
+
+  const auto done = wait_for_status(job.id, JobStatus::kSucceeded);
+  EXPECT_EQ(done.attempts, 3);
+  EXPECT_EQ(done.text, "Hola mundo.");
+  EXPECT_EQ(engine->calls(), 3);
+  EXPECT_EQ(store_->get_note(job.note_id)->translated_text, "Hola mundo.");
+  pool.stop();
+  EXPECT_EQ(pool.counters().retried.load(), 2u);
+  EXPECT_EQ(pool.counters().succeeded.load(), 1u);
+  EXPECT_EQ(pool.counters().failed.load(), 0u);
+}
+
+TEST_F(WorkerPoolTest, AlwaysFailingEngineFailsTheJobAfterExactlyMaxAttempts) {
+  auto engine = std::make_shared<ScriptedEngine>(
+      [](int call) -> std::string { throw TranslationFailed("broken " + std::to_string(call)); });
+  auto registry = registry_with(engine);
+  const auto job = queue_job(bus_, 3);
+  WorkerPool pool(*store_, bus_, *registry, cache_, fast_options());
+  pool.start();
+
+  const auto failed = wait_for_status(job.id, JobStatus::kFailed);
+  pool.stop();  // nothing may run after the job failed
+  EXPECT_EQ(failed.attempts, 3);
+  EXPECT_EQ(engine->calls(), 3);
+  EXPECT_EQ(failed.error, "broken 3");
+  EXPECT_EQ(store_->get_note(job.note_id)->translated_text, std::nullopt);
+  EXPECT_EQ(pool.counters().failed.load(), 1u);
+  EXPECT_EQ(pool.counters().retried.load(), 2u);
+}
+
+TEST_F(WorkerPoolTest, SingleAttemptJobFailsWithoutRetry) {
+  auto engine = std::make_shared<ScriptedEngine>(
+      [](int) -> std::string { throw TranslationFailed("broken"); });
+  auto registry = registry_with(engine);
+  RecordingStore recording(*store_);
+  const auto job = queue_job(bus_, 1);
+  WorkerPool pool(recording, bus_, *registry, cache_, fast_options());
+  pool.start();
+
+  const auto failed = wait_for_status(job.id, JobStatus::kFailed);
+  pool.stop();
+  EXPECT_EQ(failed.attempts, 1);
+  EXPECT_EQ(engine->calls(), 1);
+  EXPECT_TRUE(recording.retry_delays().empty());
+}
+
+TEST_F(WorkerPoolTest, RetryDelaysFollowTheBackoffSchedule) {
+  auto engine = std::make_shared<ScriptedEngine>(
+      [](int) -> std::string { throw TranslationFailed("broken"); });
+  auto registry = registry_with(engine);
+  RecordingStore recording(*store_);
+  const auto job = queue_job(bus_, 5);
+  auto options = fast_options();
+  options.retry_base = milliseconds(2);
+  options.retry_max = milliseconds(6);
+  options.jitter = [] { return 0.75; };
+  WorkerPool pool(recording, bus_, *registry, cache_, options);
+  pool.start();
+
+  wait_for_status(job.id, JobStatus::kFailed);
+  pool.stop();
+  // 2, 4, 8 -> capped at 6, 16 -> 6; each scaled by the pinned jitter.
+  const std::vector<milliseconds> expected = {milliseconds(1), milliseconds(3), milliseconds(4),
+                                              milliseconds(4)};
+  EXPECT_EQ(recording.retry_delays(), expected);
+}
+
+TEST_F(WorkerPoolTest, FailedTryIsNotRetriedBeforeItsBackoff) {
+  auto engine = std::make_shared<ScriptedEngine>(
+      [](int) -> std::string { throw TranslationFailed("broken"); });
+  auto registry = registry_with(engine);
+  const auto job = queue_job(bus_, 3);
+  auto options = fast_options();
+  options.retry_base = std::chrono::minutes(10);
+  options.retry_max = std::chrono::minutes(10);
+  WorkerPool pool(*store_, bus_, *registry, cache_, options);
+  pool.start();
+
+  // The failure is recorded: queued again, with the error and one attempt used.
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  std::optional<TranslationJob> queued;
+  while (Clock::now() < deadline) {
+    queued = store_->get_job(job.id);
+    if (queued && queued->status == JobStatus::kQueued && queued->error) break;
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  ASSERT_TRUE(queued && queued->error) << "the failed try was never recorded";
+  EXPECT_EQ(queued->attempts, 1);
+  // Not due for ten minutes: neither the sweeper's query nor a claim may see it.
+  EXPECT_TRUE(store_->runnable_job_ids(100).empty());
+  EXPECT_EQ(store_->claim_job("other", milliseconds(1000), std::nullopt), std::nullopt);
+  pool.stop();
+  EXPECT_EQ(engine->calls(), 1);
+}
+
+TEST_F(WorkerPoolTest, QueuedJobIsClaimedWhateverItsAttemptCount) {
+  // A job re-queued after using all its attempts (as an abandoned last try is) still runs.
+  const auto job = queue_job(bus_, 1);
+  ASSERT_TRUE(store_->claim_job("previous", milliseconds(60000), job.id));
+  ASSERT_TRUE(store_->fail_job(job.id, "previous", "abandoned", milliseconds(0)));
+  ASSERT_EQ(store_->get_job(job.id)->attempts, 1);
+
+  auto engine = std::make_shared<ScriptedEngine>([](int) { return std::string("Hola."); });
+  auto registry = registry_with(engine);
+  WorkerPool pool(*store_, bus_, *registry, cache_, fast_options());
+  pool.start();
+  const auto done = wait_for_status(job.id, JobStatus::kSucceeded);
+  pool.stop();
+  EXPECT_EQ(done.text, "Hola.");
+  EXPECT_EQ(engine->calls(), 1);
+}
+
+TEST_F(WorkerPoolTest, LeaseIsRenewedUntilWorkersStopSoTheResultIsKept) {
+  Gate gate;
+  auto engine = std::make_shared<ScriptedEngine>([&gate](int) {
+    gate.enter_and_wait();
+    return std::string("Hola mundo.");
+  });
+  auto registry = registry_with(engine);
+  const auto job = queue_job(bus_, 3);
+  auto options = fast_options();
+  options.lease = milliseconds(500);
+  WorkerPool pool(*store_, bus_, *registry, cache_, options);
+  pool.start();
+  gate.wait_entered();
+
+  std::thread stopper([&pool] { pool.stop(); });
+  // While stop() waits for the translation, the lease must stay fresh: another worker trying to
+  // take the job over for several lease periods never gets it.
+  bool taken_over = false;
+  const auto until = Clock::now() + 4 * options.lease;
+  while (Clock::now() < until && !taken_over) {
+    taken_over = store_->claim_job("other-worker", options.lease, job.id).has_value();
+    std::this_thread::sleep_for(milliseconds(25));
+  }
+  gate.open();
+  stopper.join();
+
+  EXPECT_FALSE(taken_over) << "the lease lapsed while stop() waited for the translation";
+  const auto done = store_->get_job(job.id);
+  EXPECT_EQ(done->status, JobStatus::kSucceeded);
+  EXPECT_EQ(store_->get_note(job.note_id)->translated_text, "Hola mundo.");
+  EXPECT_EQ(pool.counters().lost_leases.load(), 0u);
+}
+
+TEST_F(WorkerPoolTest, StopWithGraceAbandonsAStuckTryAndQueuesItsJobForTheNextWorker) {
+  Gate gate;
+  auto stuck = std::make_shared<ScriptedEngine>([&gate](int) -> std::string {
+    if (gate.enter_and_wait()) throw TranslationFailed("abandoned");
+    return "late result";
+  });
+  auto stuck_registry = registry_with(stuck);
+  const auto job = queue_job(bus_, 3);
+  auto options = fast_options();
+  std::atomic<bool> abandon_called{false};
+  options.abandon_translations = [&] {
+    abandon_called = true;
+    gate.open(/*abandoned=*/true);
+  };
+  auto pool = std::make_unique<WorkerPool>(*store_, bus_, *stuck_registry, cache_, options);
+  pool->start();
+  gate.wait_entered();
+
+  const milliseconds grace(200);
+  const auto began = Clock::now();
+  EXPECT_FALSE(pool->stop(grace));
+  const auto took = Clock::now() - began;
+  EXPECT_GE(took, grace);
+  EXPECT_LT(took, grace + std::chrono::seconds(2));
+  EXPECT_TRUE(abandon_called);
+
+  const auto requeued = store_->get_job(job.id);
+  EXPECT_EQ(requeued->status, JobStatus::kQueued);
+  EXPECT_EQ(requeued->error, "abandoned at shutdown");
+  pool.reset();  // joins the worker the abandon hook released; it must not touch the job
+  EXPECT_EQ(store_->get_job(job.id)->status, JobStatus::kQueued);
+  EXPECT_EQ(stuck->calls(), 1);
+
+  MemoryJobBus next_bus;
+  auto healthy = std::make_shared<ScriptedEngine>([](int) { return std::string("Hola mundo."); });
+  auto healthy_registry = registry_with(healthy);
+  WorkerPool next(*store_, next_bus, *healthy_registry, cache_, fast_options());
+  next.start();
+  const auto done = wait_for_status(job.id, JobStatus::kSucceeded);
+  next.stop();
+  EXPECT_EQ(done.text, "Hola mundo.");
+  EXPECT_EQ(store_->get_note(job.note_id)->translated_text, "Hola mundo.");
+}
+
+TEST_F(WorkerPoolTest, StopWithGraceKeepsResultsThatArriveInTime) {
+  Gate gate;
+  auto engine = std::make_shared<ScriptedEngine>([&gate](int) {
+    gate.enter_and_wait();
+    return std::string("Hola.");
+  });
+  auto registry = registry_with(engine);
+  const auto job = queue_job(bus_, 3);
+  WorkerPool pool(*store_, bus_, *registry, cache_, fast_options());
+  pool.start();
+  gate.wait_entered();
+  std::thread opener([&gate] { gate.open(); });
+  EXPECT_TRUE(pool.stop(std::chrono::seconds(60)));
+  opener.join();
+  EXPECT_EQ(store_->get_job(job.id)->status, JobStatus::kSucceeded);
+  EXPECT_EQ(pool.counters().abandoned.load(), 0u);
+}
+
+}  // namespace
+}  // namespace transnotes
