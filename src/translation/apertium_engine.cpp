@@ -1,5 +1,6 @@
 #include "translation/apertium_engine.h"
 
+#include <signal.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -79,6 +80,36 @@ class ApertiumEngine::Pool {
   std::vector<std::unique_ptr<ApertiumPipeline>> idle_;
   std::size_t in_use_ = 0;
 };
+
+// The pipeline a translate_batch call is using, registered so abandon() can kill it. A pipeline
+// is untracked before it is destroyed, so abandon() never signals a reaped (reusable) group id.
+class ApertiumEngine::InFlight {
+ public:
+  explicit InFlight(ApertiumEngine& engine) : engine_(engine) {}
+  ~InFlight() { set(nullptr); }
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+
+  void set(const ApertiumPipeline* pipeline) {
+    std::lock_guard lock(engine_.in_flight_mutex_);
+    if (group_ > 0) engine_.in_flight_.erase(engine_.in_flight_.find(group_));
+    group_ = pipeline ? pipeline->process_group() : -1;
+    if (group_ <= 0) return;
+    engine_.in_flight_.insert(group_);
+    // Started after abandon() made its sweep: it must not run to completion either.
+    if (engine_.abandoned_) ::kill(-group_, SIGKILL);
+  }
+
+ private:
+  ApertiumEngine& engine_;
+  pid_t group_ = -1;
+};
+
+void ApertiumEngine::abandon() {
+  std::lock_guard lock(in_flight_mutex_);
+  abandoned_ = true;
+  for (const pid_t group : in_flight_) ::kill(-group, SIGKILL);
+}
 
 ApertiumEngine::ApertiumEngine(ApertiumOptions options) : options_(std::move(options)) {
   options_.pipelines_per_pair = std::max<std::size_t>(1, options_.pipelines_per_pair);
@@ -222,7 +253,19 @@ std::vector<std::string> ApertiumEngine::translate_batch(const std::string& sour
   }
   Pool& pool = *found->second;
   const std::string unknown_flag = options_.mark_unknown_words ? "-g" : "-n";
+  const auto refuse_if_abandoned = [&] {
+    if (abandoned_) {
+      throw TranslationFailed("apertium " + source + "->" + target + " abandoned at shutdown");
+    }
+  };
+  refuse_if_abandoned();
   std::unique_ptr<ApertiumPipeline> pipeline = pool.acquire();
+  InFlight in_flight(*this);
+  in_flight.set(pipeline.get());
+  const auto discard_pipeline = [&] {
+    in_flight.set(nullptr);
+    pipeline.reset();  // kills and reaps the whole process group
+  };
   std::vector<std::string> translated;
   translated.reserve(segments.size());
   try {
@@ -234,14 +277,17 @@ std::vector<std::string> ApertiumEngine::translate_batch(const std::string& sour
       const std::string block = encode_segment(segment);
       for (int attempt = 1;; ++attempt) {
         try {
+          refuse_if_abandoned();
           if (!pipeline || !pipeline->alive()) {
-            pipeline.reset();
+            discard_pipeline();
             pipeline = std::make_unique<ApertiumPipeline>(pool.command(), unknown_flag);
+            in_flight.set(pipeline.get());
           }
           translated.push_back(decode_segment(pipeline->exchange(block, options_.segment_timeout)));
           break;
         } catch (const PipelineError& error) {
-          pipeline.reset();  // kills the whole process group
+          discard_pipeline();
+          refuse_if_abandoned();
           spdlog::warn("apertium {}->{} pipeline failed (attempt {}): {}", source, target, attempt,
                        error.what());
           if (attempt >= 2) {
@@ -252,9 +298,12 @@ std::vector<std::string> ApertiumEngine::translate_batch(const std::string& sour
       }
     }
   } catch (...) {
+    if (abandoned_) discard_pipeline();
+    in_flight.set(nullptr);
     pool.release(std::move(pipeline));
     throw;
   }
+  in_flight.set(nullptr);
   pool.release(std::move(pipeline));
   return translated;
 }

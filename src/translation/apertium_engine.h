@@ -8,10 +8,13 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <map>
 #include <memory>
+#include <mutex>
+#include <set>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,6 +45,9 @@ class ApertiumEngine : public Engine {
   std::vector<std::string> translate_batch(const std::string& source, const std::string& target,
                                            const std::vector<std::string>& segments) override;
 
+  // Kills the pipelines translating now (their process groups), and refuses later batches.
+  void abandon() override;
+
   // Diagnostics / tests: process-group ids of the pair's currently idle pipelines.
   std::vector<pid_t> idle_pipeline_groups(const std::string& source,
                                           const std::string& target) const;
@@ -54,7 +60,11 @@ class ApertiumEngine : public Engine {
 
  private:
   class Pool;
+  class InFlight;
   ApertiumOptions options_;
+  std::atomic<bool> abandoned_{false};
+  std::mutex in_flight_mutex_;
+  std::multiset<pid_t> in_flight_;  // process groups of pipelines inside translate_batch
   std::map<std::pair<std::string, std::string>, std::unique_ptr<Pool>> pools_;  // fixed at start
 };
 

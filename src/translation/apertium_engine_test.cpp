@@ -2,15 +2,18 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "domain/errors.h"
+#include "translation/apertium_pipeline.h"
 #include "translation/registry.h"
 
 namespace transnotes {
@@ -184,6 +187,140 @@ TEST(ApertiumEngineReal, KilledPipelineIsRestartedTransparently) {
   const auto restarted = engine.idle_pipeline_groups("en", "es");
   ASSERT_EQ(restarted.size(), 1u);
   EXPECT_NE(restarted[0], groups[0]);
+}
+
+// A process whose parent is this test process, as /proc tells it.
+struct ChildProcess {
+  pid_t pid = 0;
+  char state = '?';  // 'Z': exited, never reaped (<defunct>)
+  pid_t group = 0;
+  std::string command;
+};
+
+std::vector<ChildProcess> children_of_this_process() {
+  std::vector<ChildProcess> children;
+  std::error_code error;
+  for (fs::directory_iterator it("/proc", error), end; !error && it != end; it.increment(error)) {
+    std::ifstream file(it->path() / "stat");
+    std::string stat;
+    if (!std::getline(file, stat)) continue;  // gone meanwhile, or not a process
+    // "pid (command) state ppid pgrp ...": the command may hold spaces and parentheses.
+    const auto open = stat.find('(');
+    const auto close = stat.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    ChildProcess child;
+    pid_t parent = 0;
+    std::istringstream rest(stat.substr(close + 1));
+    rest >> child.state >> parent >> child.group;
+    if (!rest || parent != getpid()) continue;
+    child.pid = static_cast<pid_t>(std::stol(stat.substr(0, open)));
+    child.command = stat.substr(open + 1, close - open - 1);
+    children.push_back(child);
+  }
+  return children;
+}
+
+std::string describe(const std::vector<ChildProcess>& children) {
+  std::string text;
+  for (const auto& child : children) {
+    text += std::to_string(child.pid) + " " + child.command + " state " + child.state + "; ";
+  }
+  return text;
+}
+
+// While alive, this process adopts orphaned descendants the way PID 1 in a container does, so
+// stages a pipeline leaves behind show up as its children (<defunct> once dead).
+class ActsAsInit {
+ public:
+  ActsAsInit() { EXPECT_EQ(::prctl(PR_SET_CHILD_SUBREAPER, 1), 0); }
+  ~ActsAsInit() { ::prctl(PR_SET_CHILD_SUBREAPER, 0); }
+};
+
+// Waits until the test process has at least `count` children, as a pipeline that started its
+// stages has.
+bool wait_for_children(std::size_t count) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (children_of_this_process().size() >= count) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  return false;
+}
+
+TEST(ApertiumPipelineReaping, StoppedPipelineLeavesNoChildBehind) {
+  ActsAsInit init;
+  ASSERT_TRUE(children_of_this_process().empty()) << describe(children_of_this_process());
+  {
+    ApertiumPipeline pipeline("cat | cat | cat", "-n");
+    EXPECT_EQ(pipeline.exchange("hello", std::chrono::seconds(30)), "hello");  // stages all up
+  }
+  const auto left = children_of_this_process();
+  EXPECT_TRUE(left.empty()) << "left behind: " << describe(left);
+}
+
+TEST(ApertiumPipelineReaping, KilledPipelineLeavesNoZombie) {
+  ActsAsInit init;
+  ApertiumPipeline pipeline("cat | sleep 600 | cat", "-n");
+  ASSERT_TRUE(wait_for_children(1));
+  // Someone kills the whole pipeline from outside; the engine notices and discards it.
+  ASSERT_EQ(::kill(-pipeline.process_group(), SIGKILL), 0);
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (pipeline.alive() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  EXPECT_FALSE(pipeline.alive());
+  const auto left = children_of_this_process();
+  EXPECT_TRUE(left.empty()) << "left behind: " << describe(left);
+}
+
+TEST(ApertiumEngineProtocol, HungPipelineLeavesNoZombies) {
+  ActsAsInit init;
+  ModesDir modes;
+  modes.write("eng-spa.mode", "cat | tail -z -f /dev/null");  // never answers: killed twice
+  {
+    ApertiumEngine engine(ApertiumOptions{.modes_dir = modes.path(),
+                                          .segment_timeout = std::chrono::milliseconds(100)});
+    EXPECT_THROW(engine.translate_batch("en", "es", {"x"}), TranslationFailed);
+    const auto left = children_of_this_process();
+    EXPECT_TRUE(left.empty()) << "left behind: " << describe(left);
+  }
+}
+
+TEST(ApertiumEngineProtocol, AbandonEndsAStuckTranslationAtOnce) {
+  ActsAsInit init;
+  ModesDir modes;
+  modes.write("eng-spa.mode", "cat | tail -z -f /dev/null");  // never answers
+  ApertiumEngine engine(
+      ApertiumOptions{.modes_dir = modes.path(), .segment_timeout = std::chrono::minutes(10)});
+  std::string outcome;
+  std::thread translating([&] {
+    try {
+      engine.translate_batch("en", "es", {"Hello."});
+      outcome = "translated";
+    } catch (const TranslationFailed& error) {
+      outcome = error.what();
+    }
+  });
+  ASSERT_TRUE(wait_for_children(1));  // the pipeline is up and the segment sent or on its way
+  const auto began = std::chrono::steady_clock::now();
+  engine.abandon();
+  translating.join();
+  EXPECT_LT(std::chrono::steady_clock::now() - began, std::chrono::seconds(5));
+  EXPECT_NE(outcome.find("abandoned"), std::string::npos) << outcome;
+  EXPECT_THROW(engine.translate_batch("en", "es", {"Hello."}), TranslationFailed);
+  const auto left = children_of_this_process();
+  EXPECT_TRUE(left.empty()) << "left behind: " << describe(left);
+}
+
+TEST(EngineRegistryAbandon, ReachesEveryEngine) {
+  ModesDir modes;
+  modes.write("eng-spa.mode", "sed -u s/Hello/Hola/");
+  auto engine = std::make_shared<ApertiumEngine>(ApertiumOptions{.modes_dir = modes.path()});
+  EngineRegistry registry;
+  registry.add(engine);
+  EXPECT_EQ(registry.translate("en", "es", "Hello.").text, "Hola.");
+  registry.abandon();
+  EXPECT_THROW(registry.translate("en", "es", "Hello."), TranslationFailed);
 }
 
 }  // namespace

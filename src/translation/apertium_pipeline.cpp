@@ -106,12 +106,21 @@ ApertiumPipeline::~ApertiumPipeline() { terminate(); }
 void ApertiumPipeline::terminate() {
   close_fd(to_child_);
   close_fd(from_child_);
-  if (pid_ > 0 && !reaped_) {
-    ::kill(-pid_, SIGKILL);
-    while (::waitpid(pid_, nullptr, 0) < 0 && errno == EINTR) {
-    }
-    reaped_ = true;
+  if (pid_ > 0 && !reaped_) reap_group();
+}
+
+void ApertiumPipeline::reap_group() {
+  ::kill(-pid_, SIGKILL);
+  // The stages are the shell's children. When this process is PID 1 (a container) or a child
+  // subreaper, the shell's death re-parents them here, so they must be waited for here or they
+  // stay <defunct>; otherwise waitpid soon answers ECHILD. Waiting on the group also reaps the
+  // shell, and cannot take a child of anybody else's.
+  for (;;) {
+    const pid_t reaped = ::waitpid(-pid_, nullptr, 0);
+    if (reaped > 0 || (reaped < 0 && errno == EINTR)) continue;
+    break;
   }
+  reaped_ = true;
 }
 
 bool ApertiumPipeline::alive() {
@@ -119,8 +128,7 @@ bool ApertiumPipeline::alive() {
   int status = 0;
   const pid_t result = ::waitpid(pid_, &status, WNOHANG);
   if (result == pid_) {
-    reaped_ = true;
-    ::kill(-pid_, SIGKILL);  // stages that outlived the shell
+    reap_group();  // stages that outlived the shell
     return false;
   }
   return result == 0;

@@ -24,7 +24,8 @@ class ApertiumPipeline {
   // Starts `/bin/sh -c shell_command sh <unknown_flag> ''` ($1 = generator flag, $2 = tagger
   // flag as in Apertium mode files). Throws PipelineError if it cannot be spawned.
   ApertiumPipeline(const std::string& shell_command, const std::string& unknown_flag);
-  // Kills the whole process group and reaps the shell.
+  // Kills the whole process group and reaps the shell, and every stage that was re-parented to
+  // this process (when it is PID 1 or a subreaper).
   ~ApertiumPipeline();
   ApertiumPipeline(const ApertiumPipeline&) = delete;
   ApertiumPipeline& operator=(const ApertiumPipeline&) = delete;
@@ -39,6 +40,7 @@ class ApertiumPipeline {
  private:
   void write_some(std::string_view payload, std::size_t& written);
   void terminate();
+  void reap_group();
 
   pid_t pid_ = -1;  // the shell; also the process group id
   int to_child_ = -1;

@@ -24,6 +24,10 @@ class Engine {
   virtual std::vector<std::string> translate_batch(const std::string& source,
                                                    const std::string& target,
                                                    const std::vector<std::string>& segments) = 0;
+  // Shutdown: in-flight and later translate_batch calls end promptly with TranslationFailed
+  // instead of running to completion. Irreversible. Engines whose batches end quickly on their
+  // own need not override it.
+  virtual void abandon() {}
 };
 
 }  // namespace transnotes

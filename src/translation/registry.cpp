@@ -54,6 +54,11 @@ std::vector<std::string> EngineRegistry::parse_priority(std::string_view list) {
   return names;
 }
 
+void EngineRegistry::abandon() {
+  std::shared_lock lock(mutex_);
+  for (const auto& engine : engines_) engine->abandon();
+}
+
 std::vector<std::string> EngineRegistry::engine_names() const {
   std::shared_lock lock(mutex_);
   std::vector<std::string> names;

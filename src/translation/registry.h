@@ -36,6 +36,10 @@ class EngineRegistry : public Translator {
   // Parses a comma-separated engine list ("marian, apertium") for set_priority.
   static std::vector<std::string> parse_priority(std::string_view list);
 
+  // Shutdown: every engine gives up its in-flight translations (Engine::abandon), so translate()
+  // calls end promptly with TranslationFailed. Irreversible.
+  void abandon();
+
   // Names of the engines, highest priority first.
   std::vector<std::string> engine_names() const;
 

@@ -107,17 +107,47 @@ std::vector<Range> sentence_ranges(std::string_view line) {
   return ranges;
 }
 
+bool is_utf8_continuation(char c) { return (static_cast<unsigned char>(c) & 0xC0) == 0x80; }
+
+// The sentences of one line, each longer one cut into pieces of at most `max_bytes`.
+std::vector<Range> bounded_ranges(std::string_view line, std::size_t max_bytes) {
+  max_bytes = std::max<std::size_t>(max_bytes, 4);
+  std::vector<Range> bounded;
+  for (auto [begin, end] : sentence_ranges(line)) {
+    while (end - begin > max_bytes) {
+      const std::size_t limit = begin + max_bytes;  // a piece may end here, exclusive
+      std::size_t cut = limit;
+      while (cut > begin && !is_blank(line[cut])) --cut;
+      std::size_t next = cut;
+      if (cut > begin) {
+        while (next < end && is_blank(line[next])) ++next;
+        while (cut > begin && is_blank(line[cut - 1])) --cut;
+      } else {
+        // No whitespace to cut at: cut between characters, never inside one.
+        cut = limit;
+        while (cut > begin && is_utf8_continuation(line[cut])) --cut;
+        if (cut == begin) cut = limit;  // not UTF-8: bytes are all we have
+        next = cut;
+      }
+      bounded.emplace_back(begin, cut);
+      begin = next;
+    }
+    bounded.emplace_back(begin, end);
+  }
+  return bounded;
+}
+
 }  // namespace
 
-std::vector<std::string> split_sentences(std::string_view line) {
+std::vector<std::string> split_sentences(std::string_view line, std::size_t max_segment_bytes) {
   std::vector<std::string> sentences;
-  for (const auto& [begin, end] : sentence_ranges(line)) {
+  for (const auto& [begin, end] : bounded_ranges(line, max_segment_bytes)) {
     sentences.emplace_back(line.substr(begin, end - begin));
   }
   return sentences;
 }
 
-Segmentation segment_text(std::string_view text) {
+Segmentation segment_text(std::string_view text, std::size_t max_segment_bytes) {
   Segmentation result;
   std::string separator;
   std::size_t line_start = 0;
@@ -126,7 +156,7 @@ Segmentation segment_text(std::string_view text) {
     while (line_end < text.size() && text[line_end] != '\n' && text[line_end] != '\r') ++line_end;
     const std::string_view line = text.substr(line_start, line_end - line_start);
     std::size_t consumed = 0;
-    for (const auto& [begin, end] : sentence_ranges(line)) {
+    for (const auto& [begin, end] : bounded_ranges(line, max_segment_bytes)) {
       separator.append(line.substr(consumed, begin - consumed));
       result.separators.push_back(std::move(separator));
       separator.clear();

@@ -124,3 +124,67 @@ TEST(SegmentText, LongTextIsNotTruncated) {
 
 }  // namespace
 }  // namespace transnotes
+
+namespace transnotes {
+namespace {
+
+void expect_bounded_round_trip(const std::string& text, std::size_t max_bytes) {
+  const Segmentation seg = segment_text(text, max_bytes);
+  ASSERT_EQ(seg.separators.size(), seg.segments.size() + 1);
+  EXPECT_EQ(reassemble(seg, seg.segments), text);
+  for (const auto& segment : seg.segments) {
+    EXPECT_FALSE(segment.empty());
+    EXPECT_LE(segment.size(), max_bytes) << segment;
+    EXPECT_NE(segment.front(), ' ');
+    EXPECT_NE(segment.back(), ' ');
+  }
+}
+
+TEST(SegmentBound, LongSentenceIsCutAtTheLastWhitespaceThatFits) {
+  const Segmentation seg = segment_text("aaaa bbbb cccc dddd. Short.", 10);
+  EXPECT_EQ(seg.segments, (Strings{"aaaa bbbb", "cccc dddd.", "Short."}));
+  EXPECT_EQ(seg.separators, (Strings{"", " ", " ", ""}));
+}
+
+TEST(SegmentBound, WhitespaceRightAtTheBoundKeepsAFullPiece) {
+  EXPECT_EQ(segment_text("abcd  efgh", 4).segments, (Strings{"abcd", "efgh"}));
+  EXPECT_EQ(segment_text("abcd  efgh", 4).separators, (Strings{"", "  ", ""}));
+}
+
+TEST(SegmentBound, RunWithoutWhitespaceIsCutHardBetweenCharacters) {
+  EXPECT_EQ(segment_text("abcdefghij", 4).segments, (Strings{"abcd", "efgh", "ij"}));
+  // "ñ" is two bytes: a cut never splits it.
+  const std::string enye = "\xC3\xB1";
+  EXPECT_EQ(segment_text("ab" + enye + enye, 5).segments, (Strings{"ab" + enye, enye}));
+  expect_bounded_round_trip(std::string(37, 'x') + enye + "\xE2\x80\xA6" + std::string(9, 'y'), 8);
+}
+
+TEST(SegmentBound, ShortSentencesAreUntouched) {
+  EXPECT_EQ(segment_text("Hello world. How are you?", 12).segments,
+            (Strings{"Hello world.", "How are you?"}));
+  EXPECT_EQ(split_sentences("one two three four", 9), (Strings{"one two", "three", "four"}));
+}
+
+TEST(SegmentBound, DefaultBoundCutsAHugeNoteWithoutSentenceBreaks) {
+  // The shape that kept lt-proc busy for 30 s a try: 200,000 characters, no sentence end.
+  std::string note;
+  while (note.size() < 200'000) note += "word ";
+  note += "end";
+  const Segmentation seg = segment_text(note);
+  EXPECT_GE(seg.segments.size(), 200'000 / kMaxSegmentBytes);
+  for (const auto& segment : seg.segments) EXPECT_LE(segment.size(), kMaxSegmentBytes);
+  EXPECT_EQ(reassemble(seg, seg.segments), note);
+  const Segmentation solid = segment_text(std::string(200'000, 'z'));
+  EXPECT_EQ(solid.segments.size(), 200'000 / kMaxSegmentBytes);
+}
+
+TEST(SegmentBound, RoundTripsAcrossBounds) {
+  const std::string text =
+      "Lorem ipsum dolor sit amet, consectetur adipiscing elit.\r\n\n  Sed do eiusmod\ttempor "
+      "incididunt ut labore et dolore magna aliqua!  Ut enim ad minim veniam… quis "
+      "\xC3\xB1\xC3\xB1\xC3\xB1\xC3\xB1\xC3\xB1\xC3\xB1 nostrud.";
+  for (std::size_t bound = 4; bound < 80; ++bound) expect_bounded_round_trip(text, bound);
+}
+
+}  // namespace
+}  // namespace transnotes
