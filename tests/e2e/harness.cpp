@@ -1,6 +1,7 @@
 #include "e2e/harness.h"
 
 #include <fcntl.h>
+#include <gtest/gtest.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -162,7 +163,30 @@ Service::Service(ServiceOptions options) : options_(std::move(options)) {
   throw std::runtime_error("transnotes did not start in time:\n" + log());
 }
 
+void Service::expect_no_server_errors() const {
+  if (pid_ <= 0 || port_ == 0 || options_.subcommand != "serve" || options_.allow_server_errors) {
+    return;
+  }
+  const std::string counter = "transnotes_http_responses_total{class=\"5xx\"} ";
+  HttpResult metrics;
+  try {
+    metrics = request(port_, "GET", "/metrics");
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << "could not read /metrics to count 5xx answers: " << e.what();
+    return;
+  }
+  auto at = metrics.body.find(counter);
+  if (at == std::string::npos) {
+    ADD_FAILURE() << "no 5xx counter in /metrics:\n" << metrics.body;
+    return;
+  }
+  auto count = std::stoll(metrics.body.substr(at + counter.size()));
+  EXPECT_EQ(count, 0) << "the service answered " << count << " request(s) with 5xx; its log:\n"
+                      << log();
+}
+
 Service::~Service() {
+  expect_no_server_errors();
   if (pid_ > 0) {
     ::kill(pid_, SIGTERM);
     for (int i = 0; i < 200; ++i) {
@@ -183,6 +207,7 @@ void Service::kill_hard() {
 
 int Service::terminate() {
   if (pid_ <= 0) return -1;
+  expect_no_server_errors();
   ::kill(pid_, SIGTERM);
   int status = 0;
   waitpid(pid_, &status, 0);

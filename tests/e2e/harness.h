@@ -33,6 +33,10 @@ struct ServiceOptions {
   std::map<std::string, std::string> env;  // added to the environment
   std::string data_dir;                    // default: a fresh temp dir
   std::string subcommand = "serve";
+  // A serve process must never answer 5xx: before it is stopped the harness reads its 5xx counter
+  // from /metrics and fails the test unless it is 0. Tests that cause outages on purpose (503)
+  // set this.
+  bool allow_server_errors = false;
 };
 
 class Service {
@@ -48,6 +52,8 @@ class Service {
   void kill_hard();         // SIGKILL, no cleanup (crash simulation)
   int terminate();          // SIGTERM and wait; returns the exit status
   std::string log() const;  // combined stderr so far
+  // Fails the current test when the service has answered any 5xx so far (see ServiceOptions).
+  void expect_no_server_errors() const;
 
  private:
   ServiceOptions options_;

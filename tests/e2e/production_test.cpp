@@ -312,7 +312,9 @@ TEST(ProductionFaults, PostgresOutageAnswers503AndRecovers) {
   faults::PostgresServer pg;
   faults::RedisServer redis;
   Env env = production_env(pg.url("outage"), redis.url());
-  e2e::Service api(api_process(env));
+  auto api_options = api_process(env);
+  api_options.allow_server_errors = true;  // the outage answers 503 on purpose
+  e2e::Service api(std::move(api_options));
   e2e::Service worker(worker_process(env, 1, 5));
   std::int64_t note = create_note(api.port(), "kept", "The dog is in the house.");
   ASSERT_GT(note, 0);
