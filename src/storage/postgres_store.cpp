@@ -24,6 +24,7 @@
 
 #include "domain/errors.h"
 #include "storage/batcher.h"
+#include "storage/connection_pool.h"
 #include "storage/row_mapping.h"
 
 namespace transnotes::storage {
@@ -173,100 +174,38 @@ class Connection {
   std::unordered_set<std::string> prepared_;
 };
 
-class Pool {
- public:
-  Pool(std::string url, std::optional<std::string> schema, const StorageConfig& config)
-      : url_(std::move(url)),
-        schema_(std::move(schema)),
-        max_size_(config.pool_size),
-        connect_timeout_(config.connect_timeout),
-        statement_timeout_(config.statement_timeout) {}
+using Pool = ConnectionPool<Connection>;
 
-  class Lease {
-   public:
-    Lease(Pool& pool, std::unique_ptr<Connection> conn) : pool_(pool), conn_(std::move(conn)) {}
-    Lease(const Lease&) = delete;
-    Lease& operator=(const Lease&) = delete;
-    ~Lease() { pool_.release(std::move(conn_)); }
-    Connection* operator->() { return conn_.get(); }
-
-   private:
-    Pool& pool_;
-    std::unique_ptr<Connection> conn_;
-  };
-
-  Lease acquire() {
-    std::unique_lock lock(mutex_);
-    const auto wait = connect_timeout_ + statement_timeout_ + std::chrono::seconds(5);
-    if (!available_.wait_for(lock, wait, [&] { return !idle_.empty() || open_ < max_size_; })) {
-      throw Unavailable("database unavailable: no free connection in the pool");
-    }
-    while (!idle_.empty()) {
-      auto conn = std::move(idle_.back());
-      idle_.pop_back();
-      if (!conn->broken()) return Lease(*this, std::move(conn));
-      --open_;
-    }
-    ++open_;
-    lock.unlock();
-    try {
-      return Lease(*this, connect());
-    } catch (...) {
-      release(nullptr);
-      throw;
-    }
+// Opens one PostgreSQL connection with the session settings every query relies on.
+std::unique_ptr<Connection> open_connection(const std::string& url,
+                                            const std::optional<std::string>& schema,
+                                            std::chrono::milliseconds connect_timeout,
+                                            std::chrono::milliseconds statement_timeout) {
+  // libpq takes whole seconds and treats values below 2 as 2.
+  const auto seconds = std::max<long long>(1, (connect_timeout.count() + 999) / 1000);
+  const std::string timeout = std::to_string(seconds);
+  const char* keywords[] = {"dbname",
+                            "connect_timeout",
+                            "keepalives",
+                            "keepalives_idle",
+                            "keepalives_interval",
+                            "keepalives_count",
+                            "fallback_application_name",
+                            nullptr};
+  const char* values[] = {url.c_str(), timeout.c_str(), "1",    "30", "10",
+                          "3",         "transnotes",    nullptr};
+  PGconn* raw = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
+  auto conn = std::make_unique<Connection>(raw);
+  if (raw == nullptr || PQstatus(raw) != CONNECTION_OK) {
+    throw Unavailable("database unavailable: " +
+                      first_line(raw != nullptr ? PQerrorMessage(raw) : "out of memory"));
   }
-
- private:
-  std::unique_ptr<Connection> connect() {
-    // libpq takes whole seconds and treats values below 2 as 2.
-    const auto seconds = std::max<long long>(1, (connect_timeout_.count() + 999) / 1000);
-    const std::string timeout = std::to_string(seconds);
-    const char* keywords[] = {"dbname",
-                              "connect_timeout",
-                              "keepalives",
-                              "keepalives_idle",
-                              "keepalives_interval",
-                              "keepalives_count",
-                              "fallback_application_name",
-                              nullptr};
-    const char* values[] = {url_.c_str(), timeout.c_str(), "1",    "30", "10",
-                            "3",          "transnotes",    nullptr};
-    PGconn* raw = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
-    auto conn = std::make_unique<Connection>(raw);
-    if (raw == nullptr || PQstatus(raw) != CONNECTION_OK) {
-      throw Unavailable("database unavailable: " +
-                        first_line(raw != nullptr ? PQerrorMessage(raw) : "out of memory"));
-    }
-    std::string setup = "SET statement_timeout = " + std::to_string(statement_timeout_.count()) +
-                        "; " + "SET TIME ZONE 'UTC'; SET client_min_messages = warning";
-    if (schema_) setup += "; SET search_path TO \"" + *schema_ + "\"";
-    conn->exec(setup.c_str());
-    return conn;
-  }
-
-  void release(std::unique_ptr<Connection> conn) {
-    {
-      std::lock_guard lock(mutex_);
-      if (conn && !conn->broken()) {
-        idle_.push_back(std::move(conn));
-      } else {
-        --open_;
-      }
-    }
-    available_.notify_one();
-  }
-
-  std::string url_;
-  std::optional<std::string> schema_;
-  int max_size_;
-  std::chrono::milliseconds connect_timeout_;
-  std::chrono::milliseconds statement_timeout_;
-  std::mutex mutex_;
-  std::condition_variable available_;
-  std::vector<std::unique_ptr<Connection>> idle_;
-  int open_ = 0;
-};
+  std::string setup = "SET statement_timeout = " + std::to_string(statement_timeout.count()) +
+                      "; " + "SET TIME ZONE 'UTC'; SET client_min_messages = warning";
+  if (schema) setup += "; SET search_path TO \"" + *schema + "\"";
+  conn->exec(setup.c_str());
+  return conn;
+}
 
 struct Migration {
   int version;
@@ -647,7 +586,14 @@ class PostgresStore final : public Store {
  public:
   PostgresStore(std::string url, std::optional<std::string> schema, const StorageConfig& config)
       : schema_(schema),
-        pool_(std::move(url), std::move(schema), config),
+        pool_(
+            {.max_size = config.pool_size, .wait = config.pool_wait},
+            [url = std::move(url), schema = std::move(schema),
+             connect_timeout = config.connect_timeout,
+             statement_timeout = config.statement_timeout] {
+              return open_connection(url, schema, connect_timeout, statement_timeout);
+            },
+            [](const Connection& conn) { return !conn.broken(); }),
         // A quarter of the connections may run insert batches at once; the rest stay free for
         // reads and other writes. Latency is unchanged when idle: a lone create leads at once.
         create_batcher_(std::clamp<std::size_t>(config.write_batch, 1, kMaxCreateBatch),

@@ -17,6 +17,7 @@
 #include <utility>
 
 #include "domain/errors.h"
+#include "storage/connection_pool.h"
 #include "storage/row_mapping.h"
 
 namespace transnotes::storage {
@@ -195,68 +196,11 @@ class Connection {
   std::unordered_map<const char*, sqlite3_stmt*> statements_;
 };
 
-// Hands out connections exclusively; creates them lazily up to `max_size`.
-class Pool {
- public:
-  Pool(std::string path, const StorageConfig& config)
-      : path_(std::move(path)), max_size_(config.pool_size), busy_timeout_(config.busy_timeout) {}
+using Pool = ConnectionPool<Connection>;
 
-  class Lease {
-   public:
-    Lease(Pool& pool, std::unique_ptr<Connection> conn) : pool_(pool), conn_(std::move(conn)) {}
-    Lease(const Lease&) = delete;
-    Lease& operator=(const Lease&) = delete;
-    ~Lease() { pool_.release(std::move(conn_), broken_); }
-    Connection* operator->() { return conn_.get(); }
-    Connection& operator*() { return *conn_; }
-    void mark_broken() { broken_ = true; }
-
-   private:
-    Pool& pool_;
-    std::unique_ptr<Connection> conn_;
-    bool broken_ = false;
-  };
-
-  Lease acquire() {
-    std::unique_lock lock(mutex_);
-    available_.wait(lock, [&] { return !idle_.empty() || open_ < max_size_; });
-    if (!idle_.empty()) {
-      auto conn = std::move(idle_.back());
-      idle_.pop_back();
-      return Lease(*this, std::move(conn));
-    }
-    ++open_;
-    lock.unlock();
-    try {
-      return Lease(*this, std::make_unique<Connection>(path_, busy_timeout_));
-    } catch (...) {
-      release(nullptr, true);
-      throw;
-    }
-  }
-
- private:
-  void release(std::unique_ptr<Connection> conn, bool broken) {
-    {
-      std::lock_guard lock(mutex_);
-      if (conn && !broken && !conn->in_transaction()) {
-        idle_.push_back(std::move(conn));
-      } else {
-        --open_;
-      }
-    }
-    available_.notify_one();
-    // A discarded connection is closed here, outside the lock.
-  }
-
-  std::string path_;
-  int max_size_;
-  std::chrono::milliseconds busy_timeout_;
-  std::mutex mutex_;
-  std::condition_variable available_;
-  std::vector<std::unique_ptr<Connection>> idle_;
-  int open_ = 0;
-};
+Pool::Policy pool_policy(const StorageConfig& config) {
+  return {.max_size = config.pool_size, .wait = config.pool_wait};
+}
 
 // BEGIN ... COMMIT; rolls back when destroyed uncommitted (including on exceptions).
 class Transaction {
@@ -480,7 +424,13 @@ class SqliteStore final : public Store {
   std::mutex write_mutex_;
 
  public:
-  SqliteStore(std::string path, const StorageConfig& config) : pool_(std::move(path), config) {}
+  SqliteStore(std::string path, const StorageConfig& config)
+      : pool_(
+            pool_policy(config),
+            [path = std::move(path), busy_timeout = config.busy_timeout] {
+              return std::make_unique<Connection>(path, busy_timeout);
+            },
+            [](const Connection& conn) { return !conn.in_transaction(); }) {}
 
   void migrate() override {
     write([&](Pool::Lease& conn) {

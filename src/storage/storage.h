@@ -17,6 +17,9 @@ struct StorageConfig {
   std::string database_url;
   // Most connections held open at once (Postgres pool size; SQLite connection pool size).
   int pool_size = 8;
+  // How long a caller waits for a free connection when all pool_size are in use, before the
+  // operation fails with Unavailable (the same policy for both stores).
+  std::chrono::milliseconds pool_wait{10'000};
   // Postgres: concurrent creates are inserted together, up to this many per statement and
   // commit (group commit; 1 = one commit per note). 1..64.
   int write_batch = 64;
