@@ -193,7 +193,12 @@ void RedisNoteCache::purge_prefix() {
     cursor = reply.elements[0].str;
     std::vector<std::string_view> unlink{"UNLINK"};
     for (const redis::Reply& key : reply.elements[1].elements) unlink.push_back(key.str);
-    if (unlink.size() > 1) client_->command(unlink);
+    if (unlink.size() > 1) {
+      // An error reply (a user without UNLINK, a read-only replica) deleted nothing: the purge
+      // must stay pending, or the stale entries it was for would be served.
+      const redis::Reply removed = client_->command(unlink);
+      if (removed.is_error()) throw Unavailable("note cache purge failed: " + removed.str);
+    }
   } while (cursor != "0");
 }
 

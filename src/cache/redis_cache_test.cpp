@@ -342,5 +342,41 @@ TEST(RedisNoteCacheOutage, TooManyFailedInvalidationsPurgeThePrefix) {
   EXPECT_EQ(raw->command({"GET", "other:key"}).str, "kept");
 }
 
+// A purge that Redis refuses (here a cache user without UNLINK) is a failed purge: it stays
+// pending and the stale entries are not served, until Redis accepts it.
+TEST(RedisNoteCacheOutage, RefusedPurgeStaysPendingAndStaleEntriesAreNotServed) {
+  ThrowawayRedis server({"--user", "default", "on", "nopass", "~*", "&*", "+@all", "-unlink"});
+  auto client = throwaway_client(server);
+  RedisNoteCacheOptions options = throwaway_options();
+  options.max_pending_invalidations = 2;
+  RedisNoteCache cache(client, options);
+  for (int id = 1; id <= 5; ++id) cache.put(id, 1, "v1");
+  ASSERT_EQ(client->command({"SAVE"}).str, "OK");
+  server.stop();
+  for (int id = 1; id <= 5; ++id) cache.invalidate(id, 2);  // ids 3..5 need the purge
+  server.start();
+  // The cache's own connection is back (the next cache call will try the purge).
+  ASSERT_TRUE(eventually([&] {
+    try {
+      return client->command({"PING"}).str == "PONG";
+    } catch (const Unavailable&) {
+      return false;
+    }
+  }));
+  auto raw = throwaway_client(server);
+  ASSERT_TRUE(raw->command({"UNLINK", "transnotes:note:5"}).is_error());  // really refused
+  const auto errors_before = cache.stats().errors;
+  for (int id = 3; id <= 5; ++id) EXPECT_EQ(cache.get(id), std::nullopt) << id;
+  EXPECT_GT(cache.stats().errors, errors_before);
+  EXPECT_EQ(raw->command({"GET", "transnotes:note:5"}).str, "v1\nv1");  // still there
+
+  ASSERT_EQ(raw->command({"ACL", "SETUSER", "default", "+unlink"}).str, "OK");
+  EXPECT_EQ(cache.get(5), std::nullopt);  // the purge runs now
+  EXPECT_EQ(cache.stats().pending_invalidations, 0u);
+  EXPECT_EQ(raw->command({"GET", "transnotes:note:5"}).type, redis::Reply::Type::Nil);
+  cache.put(5, 3, "v3");
+  EXPECT_EQ(cache.get(5), "v3");
+}
+
 }  // namespace
 }  // namespace transnotes
