@@ -3,9 +3,11 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <fstream>
 #include <set>
+
+#include "marian/model_hub.h"
+#include "marian/parallel.h"
 
 namespace transnotes {
 
@@ -102,14 +104,9 @@ std::vector<MarianModelDir> discover_marian_hub_models(const fs::path& hub_dir) 
 }
 
 std::vector<MarianModelDir> discover_marian_models_default(const fs::path& models_dir) {
-  auto out = discover_marian_models(models_dir);
-  fs::path hub;
-  if (const char* hf_home = std::getenv("HF_HOME"); hf_home && *hf_home) {
-    hub = fs::path(hf_home) / "hub";
-  } else if (const char* home = std::getenv("HOME"); home && *home) {
-    hub = fs::path(home) / ".cache" / "huggingface" / "hub";
-  }
-  for (auto& m : discover_marian_hub_models(hub)) add_unique(out, std::move(m));
+  const auto dirs = marian::model_search_dirs(models_dir);
+  auto out = discover_marian_models(dirs.models_dir);
+  for (auto& m : discover_marian_hub_models(dirs.hub_cache)) add_unique(out, std::move(m));
   return out;
 }
 
@@ -146,11 +143,19 @@ MarianEngine::MarianEngine(const std::vector<MarianModelDir>& models,
   t.num_beams = options.num_beams;
   t.max_length = options.max_length;
   t.max_batch_tokens = options.max_batch_tokens;
+  if (options.num_threads > 0) marian::set_inference_threads(options.num_threads);
   for (const auto& m : models) {
     auto key = std::make_pair(m.pair.source, m.pair.target);
     if (translators_.count(key)) continue;
-    const auto& translator = translators_[key] =
-        std::make_shared<const marian::Translator>(m.dir, t);
+    std::shared_ptr<const marian::Translator> translator;
+    try {
+      translator = std::make_shared<const marian::Translator>(m.dir, t);
+    } catch (const marian::ModelLoadError& e) {
+      if (!options.skip_invalid_models) throw;
+      spdlog::error("marian: {}-{} not loaded: {}", m.pair.source, m.pair.target, e.what());
+      continue;
+    }
+    translators_[key] = translator;
     spdlog::info("marian: loaded {}-{} from {} ({})", m.pair.source, m.pair.target, m.dir.string(),
                  options.int8 ? "int8"
                  : translator->model().has_greedy_screen()

@@ -28,21 +28,29 @@ std::optional<EnginePair> marian_pair_from_name(const std::string& folder_name);
 // dirs yield nothing. Results sorted by pair; the first occurrence of a pair wins.
 std::vector<MarianModelDir> discover_marian_models(const std::filesystem::path& models_dir);
 std::vector<MarianModelDir> discover_marian_hub_models(const std::filesystem::path& hub_dir);
-// models_dir (if non-empty) then $HF_HOME/hub (default ~/.cache/huggingface/hub).
+// models_dir (if non-empty) then the Hugging Face hub cache, both as marian::model_search_dirs
+// (model_hub.h) names them, so that `models list` and the engine look in the same places.
 std::vector<MarianModelDir> discover_marian_models_default(const std::filesystem::path& models_dir);
 
 struct MarianEngineOptions {
-  int num_threads = 2;            // OpenBLAS threads (process-wide)
+  // > 0: the engine sets the process-wide inference threads (OpenBLAS and the engine's pool,
+  // marian::set_inference_threads) to this when it is built; 0: it leaves them as they are.
+  int num_threads = 0;
   std::optional<int> num_beams;   // default: generation_config.json
   std::optional<int> max_length;  // default: generation_config.json
   int max_batch_tokens = 4096;    // token budget per batch (rows * longest row)
   bool int8 = false;
+  // true: a model folder that fails to load (corrupt or hostile checkpoint) is logged as one
+  // error line naming the file and field and left out; the engine serves the others. false: the
+  // first such folder throws its ModelLoadError (for a model the user named explicitly).
+  bool skip_invalid_models = true;
 };
 
 class MarianEngine : public Engine {
  public:
   // Loads every model folder (pair from its folder name, see marian_pair_from_name).
-  // Throws marian::ModelLoadError when a folder cannot be loaded or named.
+  // Throws marian::ModelLoadError when a folder cannot be named, or cannot be loaded and
+  // options.skip_invalid_models is false.
   explicit MarianEngine(const std::vector<std::filesystem::path>& model_dirs,
                         const MarianEngineOptions& options = {});
   explicit MarianEngine(const std::vector<MarianModelDir>& models,

@@ -299,6 +299,7 @@ TEST(MarianGenerate, WorkerPoolMatchesHf) {
       openblas_set_num_threads(1);
     }
   } restore;
+  set_inference_threads(2);
   auto fp32 = MarianModel::load(fixture_dir(), ModelOptions{2, false});
   auto int8 = MarianModel::load(fixture_dir(), ModelOptions{2, true});
   EXPECT_EQ(parallel_threads(), 2);
@@ -596,3 +597,117 @@ TEST(MarianErrors, MalformedConfigJson) {
 }
 
 }  // namespace
+
+// ---- long segments and process-wide settings ----
+
+namespace {
+
+// The text a run of source pieces stands for (sentencepiece's "▁" is a space).
+std::string text_of(const std::vector<std::string>& pieces) {
+  std::string joined;
+  for (const auto& piece : pieces) joined += piece;
+  std::string text;
+  const std::string space = "\xE2\x96\x81";
+  for (size_t i = 0; i < joined.size();) {
+    if (joined.compare(i, space.size(), space) == 0) {
+      text += ' ';
+      i += space.size();
+    } else {
+      text += joined[i++];
+    }
+  }
+  return text.substr(text.find_first_not_of(' '));
+}
+
+}  // namespace
+
+TEST(MarianTranslator, SplitSourcePiecesKeepsEveryPieceAndCutsAtWords) {
+  const std::string w = "\xE2\x96\x81";  // word start
+  const std::vector<std::string> pieces = {w + "The", w + "ca", "t",   w + "is", w + "on",
+                                           w + "the", w + "ta", "ble", "s",      "."};
+  // Fits (10 pieces + </s> = 11): one run, untouched.
+  EXPECT_EQ(split_source_pieces(pieces, 11), std::vector<std::vector<std::string>>{pieces});
+  // 7 pieces per run at most: the cut moves back before "▁ta" so that "▁ta ble s" stays whole.
+  const auto runs = split_source_pieces(pieces, 8);
+  EXPECT_EQ(runs, (std::vector<std::vector<std::string>>{
+                      {w + "The", w + "ca", "t", w + "is", w + "on", w + "the"},
+                      {w + "ta", "ble", "s", "."}}));
+  std::vector<std::string> rejoined;
+  for (const auto& run : split_source_pieces(pieces, 6)) {
+    EXPECT_LE(run.size() + 1, 6u);
+    EXPECT_EQ(run.front().rfind(w, 0), 0u) << run.front();
+    rejoined.insert(rejoined.end(), run.begin(), run.end());
+  }
+  EXPECT_EQ(rejoined, pieces);
+  // A word longer than a run is cut hard, still without losing a piece.
+  const std::vector<std::string> long_word = {w + "a", "b", "c", "d", "e", "f", "g"};
+  const auto hard = split_source_pieces(long_word, 4);
+  EXPECT_EQ(hard,
+            (std::vector<std::vector<std::string>>{{w + "a", "b", "c"}, {"d", "e", "f"}, {"g"}}));
+  // A target-language token heads every run.
+  const std::vector<std::string> coded = {">>es<<", w + "a", w + "b", w + "c", w + "d"};
+  EXPECT_EQ(split_source_pieces(coded, 4),
+            (std::vector<std::vector<std::string>>{{">>es<<", w + "a", w + "b"},
+                                                   {">>es<<", w + "c", w + "d"}}));
+  EXPECT_THROW(split_source_pieces(coded, 2), transnotes::TranslationFailed);
+}
+
+TEST(MarianTranslator, SegmentLongerThanThePositionTableIsSplitNotTruncated) {
+  REQUIRE_FIXTURE();
+  TranslatorOptions opts;
+  opts.num_beams = 1;
+  Translator t(fixture_dir(), opts);
+  const int positions = t.model().config().max_position_embeddings;  // 128 in the fixture
+  std::string text;
+  const char* words[] = {"the", "cat",     "is",    "on", "the", "table",   "and",
+                         "my",  "brother", "works", "in", "a",   "hospital"};
+  for (int i = 0; static_cast<int>(t.tokenizer().pieces(text).size()) < 2 * positions + 10; ++i)
+    text += std::string(i ? " " : "") + words[i % std::size(words)];
+  const auto runs = split_source_pieces(t.tokenizer().pieces(text), positions);
+  ASSERT_EQ(runs.size(), 3u);
+  std::vector<std::string> run_texts;
+  for (const auto& run : runs) {
+    run_texts.push_back(text_of(run));
+    EXPECT_EQ(t.tokenizer().pieces(run_texts.back()), run);  // each run stands alone
+  }
+  // The whole text is translated: the runs' translations, joined by a space. Truncating at the
+  // position table would have given the first run's translation alone.
+  const auto parts = t.translate(run_texts);
+  const std::string joined = parts[0] + " " + parts[1] + " " + parts[2];
+  EXPECT_EQ(t.translate({text})[0], joined);
+  EXPECT_FALSE(parts[2].empty());
+  // In a batch with short texts, each text keeps its own result.
+  const auto batch = t.translate({"Hello", text, "The cat is on the table."});
+  EXPECT_EQ(batch[0], "Hola.");
+  EXPECT_EQ(batch[1], joined);
+  EXPECT_EQ(batch[2], t.translate({"The cat is on the table."})[0]);
+}
+
+TEST(MarianModel, LoadingLeavesProcessWideThreadsAlone) {
+  REQUIRE_FIXTURE();
+  struct RestoreOneThread {
+    ~RestoreOneThread() { set_inference_threads(1); }
+  } restore;
+  set_inference_threads(1);
+  for (const bool int8 : {false, true}) {
+    auto model = MarianModel::load(fixture_dir(), ModelOptions{3, int8});
+    EXPECT_EQ(openblas_get_num_threads(), 1) << "int8 " << int8;
+    EXPECT_EQ(parallel_threads(), 1) << "int8 " << int8;
+  }
+  TranslatorOptions three_threads;
+  three_threads.model.num_threads = 3;
+  Translator translator(fixture_dir(), three_threads);
+  EXPECT_EQ(openblas_get_num_threads(), 1);
+  EXPECT_EQ(parallel_threads(), 1);
+  // The engine changes them only when its caller asks, through the option that says so.
+  TempDir tmp;
+  const auto dir = copy_fixture(tmp.path / "opus-mt-en-es");
+  transnotes::MarianEngine unset(std::vector<fs::path>{dir});
+  EXPECT_EQ(openblas_get_num_threads(), 1);
+  EXPECT_EQ(parallel_threads(), 1);
+  transnotes::MarianEngineOptions two;
+  two.num_threads = 2;
+  transnotes::MarianEngine set(std::vector<fs::path>{dir}, two);
+  EXPECT_EQ(openblas_get_num_threads(), 2);
+  EXPECT_EQ(parallel_threads(), 2);
+}

@@ -752,12 +752,6 @@ std::shared_ptr<const MarianModel> MarianModel::load(const std::filesystem::path
       row[j] = static_cast<float>(j < half ? std::sin(angle) : std::cos(angle));
     }
   }
-  if (options.num_threads > 0) {
-    openblas_set_num_threads(options.num_threads);
-    set_parallel_threads(options.num_threads);
-  } else {
-    set_parallel_threads(std::max(1, openblas_get_num_threads()));
-  }
   return m;
 }
 

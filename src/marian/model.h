@@ -18,7 +18,8 @@ class SafetensorsFile;
 class ArgmaxScreen;
 
 struct ModelOptions {
-  // OpenBLAS threads (process-wide setting); 0 = leave as is.
+  // Threads that quantize weights at load in int8 mode; 0 = one per hardware thread. Inference
+  // threads are a process-wide setting that load never touches (set_inference_threads, parallel.h).
   int num_threads = 0;
   // int8 inference. On CPUs with AVX-512 VNNI every linear layer (encoder, decoder, output
   // projection) is quantized at load (symmetric int8 per output row, packed for vpdpbusd) and

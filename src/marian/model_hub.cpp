@@ -1,6 +1,8 @@
 #include "marian/model_hub.h"
 
 #include <curl/curl.h>
+#include <openssl/evp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -12,13 +14,16 @@
 #include <cstring>
 #include <fstream>
 #include <iomanip>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <random>
 #include <sstream>
 #include <system_error>
 
+#include "marian/checkpoint.h"
 #include "marian/marian_engine.h"
+#include "marian/translator.h"
 
 namespace transnotes::marian {
 namespace fs = std::filesystem;
@@ -171,10 +176,10 @@ void scan_models_dir(const fs::path& models_dir, std::vector<ModelInfo>& found) 
   found.insert(found.end(), local.begin(), local.end());
 }
 
-void scan_hf_cache(const fs::path& hf_home, std::vector<ModelInfo>& found) {
+void scan_hf_cache(const fs::path& hub_cache, std::vector<ModelInfo>& found) {
   std::error_code ec;
   std::vector<ModelInfo> cached;
-  for (fs::directory_iterator it(hf_home / "hub", ec), end; !ec && it != end; it.increment(ec)) {
+  for (fs::directory_iterator it(hub_cache, ec), end; !ec && it != end; it.increment(ec)) {
     std::error_code status_ec;
     if (!fs::is_directory(it->path(), status_ec)) continue;
     if (auto info = describe_hub_repo(it->path(), ModelOrigin::kHfCache)) {
@@ -244,13 +249,36 @@ class DirectoryGuard {
   fs::path dir_;
 };
 
-fs::path make_unique_dir(const fs::path& parent, const std::string& prefix) {
-  std::string pattern = (parent / (prefix + "XXXXXX")).string();
-  if (::mkdtemp(pattern.data()) == nullptr) {
-    throw ModelPullError("cannot create a temporary folder in " + parent.string() + ": " +
-                         std::strerror(errno));
+std::string human_size(std::uint64_t bytes) {
+  std::ostringstream out;
+  out << std::fixed << std::setprecision(1);
+  if (bytes >= (1ull << 30)) {
+    out << static_cast<double>(bytes) / (1ull << 30) << " GiB";
+  } else if (bytes >= (1ull << 20)) {
+    out << static_cast<double>(bytes) / (1ull << 20) << " MiB";
+  } else if (bytes >= 1024) {
+    out << static_cast<double>(bytes) / 1024 << " KiB";
+  } else {
+    out << bytes << " B";
   }
-  return pattern;
+  return out.str();
+}
+
+// A new, empty folder parent/prefix + random suffix. mkdir (not mkdtemp, which forces 0700) so
+// that the model folder it becomes gets the permissions the process umask gives every folder.
+fs::path make_unique_dir(const fs::path& parent, const std::string& prefix) {
+  static constexpr char kAlphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+  std::random_device entropy;
+  std::mt19937_64 random(entropy());
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    std::string suffix(8, 'x');
+    for (char& c : suffix) c = kAlphabet[random() % (sizeof kAlphabet - 1)];
+    const fs::path dir = parent / (prefix + suffix);
+    if (::mkdir(dir.c_str(), 0777) == 0) return dir;
+    if (errno != EEXIST) break;
+  }
+  throw ModelPullError("cannot create a temporary folder in " + parent.string() + ": " +
+                       std::strerror(errno));
 }
 
 struct FileCloser {
@@ -259,10 +287,19 @@ struct FileCloser {
   }
 };
 
+struct DigestDeleter {
+  void operator()(EVP_MD_CTX* context) const { EVP_MD_CTX_free(context); }
+};
+
+// Where a body goes (a file or a string), what it may cost, and its running SHA-256.
 struct TransferState {
   std::FILE* out = nullptr;
+  std::string* text = nullptr;
   std::uint64_t written = 0;
+  std::uint64_t limit = 0;  // most bytes this body may have (what is left of the pull's budget)
+  bool over_limit = false;
   bool write_failed = false;
+  std::unique_ptr<EVP_MD_CTX, DigestDeleter> sha256;
   const ProgressCallback* progress = nullptr;
   std::string file;
   std::uint64_t last_reported = ~std::uint64_t{0};
@@ -271,9 +308,19 @@ struct TransferState {
 size_t write_body(char* data, size_t size, size_t count, void* user) {
   auto* state = static_cast<TransferState*>(user);
   const size_t bytes = size * count;
-  if (std::fwrite(data, 1, bytes, state->out) != bytes) {
+  // Returning short makes curl abort the transfer (CURLE_WRITE_ERROR) mid-body.
+  if (bytes > state->limit - state->written) {
+    state->over_limit = true;
+    return 0;
+  }
+  if (state->out != nullptr && std::fwrite(data, 1, bytes, state->out) != bytes) {
     state->write_failed = true;
-    return 0;  // makes curl abort with CURLE_WRITE_ERROR
+    return 0;
+  }
+  if (state->text != nullptr) state->text->append(data, bytes);
+  if (state->sha256 && EVP_DigestUpdate(state->sha256.get(), data, bytes) != 1) {
+    state->write_failed = true;
+    return 0;
   }
   state->written += bytes;
   return bytes;
@@ -290,28 +337,63 @@ int report_progress(void* user, curl_off_t total, curl_off_t now, curl_off_t, cu
   return 0;
 }
 
+std::string hex(const unsigned char* bytes, unsigned size) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned i = 0; i < size; ++i) {
+    out += kHex[bytes[i] >> 4];
+    out += kHex[bytes[i] & 15];
+  }
+  return out;
+}
+
+std::string too_large(const std::string& file, std::uint64_t limit) {
+  return "download of " + file + " stopped: the pull would exceed its limit of " +
+         std::to_string(limit) + " bytes (" + human_size(limit) + ")";
+}
+
 enum class FetchOutcome { kOk, kNotFound };
 
-// GETs `url` into `target`. kNotFound on HTTP 404 (the file is removed); throws ModelPullError on
-// every other failure (HTTP error, transport error, short body).
-FetchOutcome fetch(const std::string& url, const fs::path& target, const std::string& file,
-                   const ProgressCallback& progress, std::uint64_t& bytes_out) {
+struct Fetched {
+  FetchOutcome outcome = FetchOutcome::kOk;
+  std::uint64_t bytes = 0;
+  std::string sha256;  // hex, of the body
+};
+
+// GETs `url` into `target` (a file) or `text`. At most `limit` body bytes are accepted: a longer
+// body (announced or not) aborts the transfer. Redirects are followed to http(s) only, so a hub
+// cannot point the download at file://, ftp:// or any other scheme libcurl speaks. kNotFound on
+// HTTP 404 (the file is removed); throws ModelPullError on every other failure (HTTP error,
+// transport error, short body, limit).
+Fetched fetch(const std::string& url, const fs::path& target, std::string* text,
+              const std::string& file, const ProgressCallback& progress, std::uint64_t limit,
+              std::uint64_t pull_limit) {
   std::unique_ptr<CURL, decltype(&curl_easy_cleanup)> curl(curl_easy_init(), &curl_easy_cleanup);
   if (!curl) throw ModelPullError("cannot initialise libcurl");
-  std::unique_ptr<std::FILE, FileCloser> out(std::fopen(target.c_str(), "wb"));
-  if (!out) {
-    throw ModelPullError("cannot write " + target.string() + ": " + std::strerror(errno));
+  std::unique_ptr<std::FILE, FileCloser> out;
+  if (text == nullptr) {
+    out.reset(std::fopen(target.c_str(), "wb"));
+    if (!out) throw ModelPullError("cannot write " + target.string() + ": " + std::strerror(errno));
   }
   TransferState state;
   state.out = out.get();
+  state.text = text;
+  state.limit = limit;
   state.progress = &progress;
   state.file = file;
+  state.sha256.reset(EVP_MD_CTX_new());
+  if (!state.sha256 || EVP_DigestInit_ex(state.sha256.get(), EVP_sha256(), nullptr) != 1)
+    throw ModelPullError("cannot initialise SHA-256");
 
   std::array<char, CURL_ERROR_SIZE> error_text{};
   CURL* handle = curl.get();
   curl_easy_setopt(handle, CURLOPT_URL, url.c_str());
+  curl_easy_setopt(handle, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(handle, CURLOPT_FOLLOWLOCATION, 1L);
+  curl_easy_setopt(handle, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(handle, CURLOPT_MAXREDIRS, 10L);
+  // Refuses at once a body whose Content-Length is over the limit; write_body catches the rest.
+  curl_easy_setopt(handle, CURLOPT_MAXFILESIZE_LARGE, static_cast<curl_off_t>(limit));
   curl_easy_setopt(handle, CURLOPT_USERAGENT, "transnotes/0.1 (model_hub; libcurl)");
   curl_easy_setopt(handle, CURLOPT_ERRORBUFFER, error_text.data());
   curl_easy_setopt(handle, CURLOPT_WRITEFUNCTION, &write_body);
@@ -330,14 +412,18 @@ FetchOutcome fetch(const std::string& url, const fs::path& target, const std::st
   curl_easy_getinfo(handle, CURLINFO_RESPONSE_CODE, &status);
   curl_off_t content_length = -1;
   curl_easy_getinfo(handle, CURLINFO_CONTENT_LENGTH_DOWNLOAD_T, &content_length);
-  const bool flushed = std::fflush(out.get()) == 0 && !std::ferror(out.get());
+  const bool flushed = !out || (std::fflush(out.get()) == 0 && !std::ferror(out.get()));
   out.reset();
 
+  Fetched fetched;
   if (code == CURLE_OK && status == 404) {
     std::error_code ec;
-    fs::remove(target, ec);
-    return FetchOutcome::kNotFound;
+    if (text == nullptr) fs::remove(target, ec);
+    fetched.outcome = FetchOutcome::kNotFound;
+    return fetched;
   }
+  if (state.over_limit || code == CURLE_FILESIZE_EXCEEDED)
+    throw ModelPullError(too_large(file, pull_limit));
   if (code != CURLE_OK) {
     std::string reason = error_text[0] != '\0' ? error_text.data() : curl_easy_strerror(code);
     if (state.write_failed) reason = "cannot write " + target.string();
@@ -356,75 +442,73 @@ FetchOutcome fetch(const std::string& url, const fs::path& target, const std::st
                          std::to_string(state.written) + " of " + std::to_string(content_length) +
                          " bytes");
   }
-  if (progress) progress(DownloadProgress{file, state.written, state.written, true});
-  bytes_out = state.written;
-  return FetchOutcome::kOk;
+  std::array<unsigned char, EVP_MAX_MD_SIZE> digest{};
+  unsigned digest_size = 0;
+  if (EVP_DigestFinal_ex(state.sha256.get(), digest.data(), &digest_size) != 1)
+    throw ModelPullError("cannot compute the SHA-256 of " + file);
+  if (progress && text == nullptr)
+    progress(DownloadProgress{file, state.written, state.written, true});
+  fetched.bytes = state.written;
+  fetched.sha256 = hex(digest.data(), digest_size);
+  return fetched;
 }
 
-// Checks that `path` is a well-formed safetensors file: u64 LE header size, JSON header whose
-// tensors' data_offsets all lie inside the data section. Throws ModelPullError otherwise.
-void verify_safetensors(const fs::path& path) {
-  const auto fail = [&](const std::string& why) {
-    throw ModelPullError("model.safetensors is not a valid safetensors file: " + why);
-  };
-  std::error_code ec;
-  const std::uintmax_t file_size = fs::file_size(path, ec);
-  if (ec || file_size < 8) fail("too short");
-  std::ifstream in(path, std::ios::binary);
-  std::array<unsigned char, 8> size_bytes{};
-  in.read(reinterpret_cast<char*>(size_bytes.data()), 8);
-  std::uint64_t header_size = 0;
-  for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | size_bytes[i];
-  if (!in || header_size == 0 || header_size > file_size - 8 || header_size > (100u << 20)) {
-    fail("bad header length");
-  }
-  std::string header(header_size, '\0');
-  in.read(header.data(), static_cast<std::streamsize>(header_size));
-  if (!in) fail("cannot read header");
-  boost::system::error_code parse_ec;
-  const boost::json::value json = boost::json::parse(header, parse_ec);
-  if (parse_ec || !json.is_object()) fail("header is not a JSON object");
-  const std::uint64_t data_size = file_size - 8 - header_size;
-  std::size_t tensors = 0;
-  for (const auto& [name, entry] : json.as_object()) {
-    if (name == "__metadata__") continue;
-    const auto* object = entry.if_object();
-    const auto* offsets = object ? object->if_contains("data_offsets") : nullptr;
-    if (offsets == nullptr || !offsets->is_array() || offsets->as_array().size() != 2 ||
-        !object->contains("dtype") || !object->contains("shape")) {
-      fail("bad entry for tensor " + std::string(name));
-    }
-    const auto& pair = offsets->as_array();
-    if (!pair[0].is_number() || !pair[1].is_number()) fail("bad offsets for " + std::string(name));
-    const auto begin = pair[0].to_number<std::uint64_t>();
-    const auto end = pair[1].to_number<std::uint64_t>();
-    if (begin > end || end > data_size) fail("tensor " + std::string(name) + " out of bounds");
-    ++tensors;
-  }
-  if (tensors == 0) fail("no tensors");
+// What the hub says about a file of the repository: its size, and for files stored in Git LFS
+// (the weights) the SHA-256 of the content.
+struct HubFile {
+  std::uint64_t size = 0;
+  std::string sha256;  // lowercase hex; empty when not an LFS file
+};
+
+bool is_sha256_hex(std::string_view text) {
+  return text.size() == 64 && std::all_of(text.begin(), text.end(), [](char c) {
+           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+         });
 }
 
-void verify_json(const fs::path& path, const std::string& file) {
-  const auto text = read_small_file(path);
+// The files of the repository's top folder from the hub API ({endpoint}/api/models/{repo}/tree/
+// {revision}, an array of {"type": "file", "path", "size", "lfs": {"oid": sha256, "size"}}).
+// Empty when the hub does not offer the listing (a mirror serving only /resolve/ URLs, an old
+// hub) or answers something else than such an array: then files are checked by their own
+// Content-Length and by loading the checkpoint, not against hub metadata.
+std::map<std::string, HubFile> read_hub_listing(const std::string& url) {
+  constexpr std::uint64_t kMaxListingBytes = 4 << 20;  // a few hundred entries take ~100 KB
+  std::string body;
+  try {
+    const auto fetched =
+        fetch(url, {}, &body, "the file listing", {}, kMaxListingBytes, kMaxListingBytes);
+    if (fetched.outcome == FetchOutcome::kNotFound) return {};
+  } catch (const ModelPullError&) {
+    return {};  // no listing: the checks that need none still run
+  }
   boost::system::error_code ec;
-  if (!text || (boost::json::parse(*text, ec), ec)) {
-    throw ModelPullError(file + " is not valid JSON");
+  const boost::json::value listing = boost::json::parse(body, ec);
+  std::map<std::string, HubFile> files;
+  if (ec || !listing.is_array()) return files;
+  for (const auto& entry : listing.as_array()) {
+    const auto* object = entry.if_object();
+    if (object == nullptr) continue;
+    const auto* path = object->if_contains("path");
+    const auto* size = object->if_contains("size");
+    if (path == nullptr || !path->is_string() || size == nullptr || !size->is_number()) continue;
+    HubFile file;
+    boost::system::error_code size_ec;
+    file.size = size->to_number<std::uint64_t>(size_ec);
+    if (size_ec) continue;
+    if (const auto* lfs = object->if_contains("lfs"); lfs != nullptr && lfs->is_object()) {
+      // The tree API names it "oid", the model-info API's siblings "sha256".
+      for (const char* key : {"oid", "sha256"})
+        if (const auto* oid = lfs->as_object().if_contains(key);
+            oid != nullptr && oid->is_string() && is_sha256_hex(oid->as_string()))
+          file.sha256 = std::string(oid->as_string());
+      if (const auto* lfs_size = lfs->as_object().if_contains("size");
+          lfs_size != nullptr && lfs_size->is_number())
+        file.size = lfs_size->to_number<std::uint64_t>(size_ec);
+      if (size_ec) continue;
+    }
+    files.emplace(std::string(path->as_string()), std::move(file));
   }
-}
-
-std::string human_size(std::uint64_t bytes) {
-  std::ostringstream out;
-  out << std::fixed << std::setprecision(1);
-  if (bytes >= (1ull << 30)) {
-    out << static_cast<double>(bytes) / (1ull << 30) << " GiB";
-  } else if (bytes >= (1ull << 20)) {
-    out << static_cast<double>(bytes) / (1ull << 20) << " MiB";
-  } else if (bytes >= 1024) {
-    out << static_cast<double>(bytes) / 1024 << " KiB";
-  } else {
-    out << bytes << " B";
-  }
-  return out.str();
+  return files;
 }
 
 }  // namespace
@@ -439,11 +523,21 @@ std::optional<LanguagePair> languages_from_model_name(std::string_view name) {
   return LanguagePair{pair->source, pair->target};
 }
 
-std::vector<ModelInfo> list_models(const fs::path& models_dir, const fs::path& hf_home) {
+std::vector<ModelInfo> list_models(const ModelSearchDirs& dirs) {
   std::vector<ModelInfo> found;
-  if (!models_dir.empty()) scan_models_dir(models_dir, found);
-  if (!hf_home.empty()) scan_hf_cache(hf_home, found);
+  if (!dirs.models_dir.empty()) scan_models_dir(dirs.models_dir, found);
+  if (!dirs.hub_cache.empty()) scan_hf_cache(dirs.hub_cache, found);
   return found;
+}
+
+std::vector<ModelInfo> list_models(const fs::path& models_dir, const fs::path& hf_home) {
+  return list_models(ModelSearchDirs{models_dir, hf_home.empty() ? fs::path() : hf_home / "hub"});
+}
+
+ModelSearchDirs model_search_dirs(const fs::path& models_dir) {
+  if (const char* hub = std::getenv("HF_HUB_CACHE"); hub != nullptr && *hub != '\0')
+    return {models_dir, hub};
+  return {models_dir, default_hf_home() / "hub"};
 }
 
 std::string default_hf_endpoint() { return env_or("HF_ENDPOINT", "https://huggingface.co"); }
@@ -460,7 +554,7 @@ fs::path default_models_dir() { return env_or("MODELS_DIR", "models"); }
 
 PullResult pull_model(const std::string& endpoint, const std::string& repo_id,
                       const std::string& revision, const fs::path& models_dir,
-                      const ProgressCallback& progress) {
+                      const ProgressCallback& progress, std::uint64_t max_download_bytes) {
   validate_repo_id(repo_id);
   validate_revision(revision);
   ensure_curl_initialised();
@@ -485,22 +579,45 @@ PullResult pull_model(const std::string& endpoint, const std::string& repo_id,
   DirectoryGuard staging_guard(staging);
 
   PullResult result;
+  std::map<std::string, HubFile> hub_files;
   const auto download = [&](std::string_view file_view, bool required) {
     const std::string file(file_view);
-    std::uint64_t bytes = 0;
-    const auto outcome = fetch(url_prefix + file, staging / file, file, progress, bytes);
-    if (outcome == FetchOutcome::kNotFound) {
+    const auto listed = hub_files.find(file);
+    const Fetched fetched = fetch(url_prefix + file, staging / file, nullptr, file, progress,
+                                  max_download_bytes - result.bytes, max_download_bytes);
+    if (fetched.outcome == FetchOutcome::kNotFound) {
       if (required) {
         throw ModelPullError("required file " + file + " not found (HTTP 404) at " + url_prefix +
                              file);
       }
       return;
     }
+    if (listed != hub_files.end() && !listed->second.sha256.empty()) {
+      if (fetched.bytes != listed->second.size || fetched.sha256 != listed->second.sha256)
+        throw ModelPullError(file + ": downloaded " + std::to_string(fetched.bytes) +
+                             " bytes with SHA-256 " + fetched.sha256 + ", the hub lists " +
+                             std::to_string(listed->second.size) + " bytes with SHA-256 " +
+                             listed->second.sha256);
+    }
     result.files.push_back(file);
-    result.bytes += bytes;
+    result.bytes += fetched.bytes;
   };
   // config.json first: a wrong repo id fails before the big download.
   download("config.json", true);
+  hub_files = read_hub_listing(base + "/api/models/" + repo_id + "/tree/" + escaped_revision);
+  std::uint64_t listed_bytes = result.bytes;
+  for (const auto& [file, info] : hub_files) {
+    const bool wanted = std::find(std::begin(kRequiredModelFiles), std::end(kRequiredModelFiles),
+                                  file) != std::end(kRequiredModelFiles) ||
+                        std::find(std::begin(kOptionalModelFiles), std::end(kOptionalModelFiles),
+                                  file) != std::end(kOptionalModelFiles);
+    if (wanted && file != "config.json") listed_bytes += info.size;
+  }
+  if (listed_bytes > max_download_bytes) {
+    throw ModelPullError("the hub lists " + std::to_string(listed_bytes) + " bytes for " + repo_id +
+                         ", more than the pull's limit of " + std::to_string(max_download_bytes) +
+                         " bytes (" + human_size(max_download_bytes) + ")");
+  }
   for (const auto file : kOptionalModelFiles) {
     if (file == "generation_config.json") download(file, false);
   }
@@ -511,9 +628,17 @@ PullResult pull_model(const std::string& endpoint, const std::string& repo_id,
     if (file != "generation_config.json") download(file, false);
   }
 
-  verify_json(staging / "config.json", "config.json");
-  verify_json(staging / "vocab.json", "vocab.json");
-  verify_safetensors(staging / "model.safetensors");
+  // The rules `serve` and `translate` load by, so that a pulled model is one they will load.
+  try {
+    check_checkpoint(staging);
+  } catch (const ModelLoadError& e) {
+    // Messages name files by their path; the staging folder is about to go, the file name stays.
+    std::string message = e.what();
+    const std::string prefix = (staging / "").string();
+    for (size_t at; (at = message.find(prefix)) != std::string::npos;)
+      message.erase(at, prefix.size());
+    throw ModelPullError(repo_id + " is not a usable MarianMT checkpoint: " + message);
+  }
 
   const fs::path destination = models_dir / name;
   std::optional<fs::path> previous;
@@ -542,9 +667,14 @@ PullResult pull_model(const std::string& endpoint, const std::string& repo_id,
 }
 
 int run_models_list(std::ostream& out, const fs::path& models_dir, const fs::path& hf_home) {
-  const auto models = list_models(models_dir, hf_home);
+  return run_models_list(
+      out, ModelSearchDirs{models_dir, hf_home.empty() ? fs::path() : hf_home / "hub"});
+}
+
+int run_models_list(std::ostream& out, const ModelSearchDirs& dirs) {
+  const auto models = list_models(dirs);
   if (models.empty()) {
-    out << "No MarianMT models in " << models_dir.string() << " or " << (hf_home / "hub").string()
+    out << "No MarianMT models in " << dirs.models_dir.string() << " or " << dirs.hub_cache.string()
         << ".\n"
         << "Fetch one with: transnotes models pull Helsinki-NLP/opus-mt-en-es\n";
     return 0;
@@ -577,7 +707,8 @@ int run_models_list(std::ostream& out, const fs::path& models_dir, const fs::pat
 
 int run_models_pull(std::ostream& out, std::ostream& err, const std::string& endpoint,
                     const std::string& repo_id, const std::string& revision,
-                    const fs::path& models_dir, bool show_progress) {
+                    const fs::path& models_dir, bool show_progress,
+                    std::uint64_t max_download_bytes) {
   using Clock = std::chrono::steady_clock;
   Clock::time_point last_draw{};
   const ProgressCallback draw = [&](const DownloadProgress& p) {
@@ -596,7 +727,8 @@ int run_models_pull(std::ostream& out, std::ostream& err, const std::string& end
   try {
     if (show_progress) err << "Pulling " << repo_id << "@" << revision << " from " << base << "\n";
     const PullResult result =
-        pull_model(base, repo_id, revision, models_dir, show_progress ? draw : ProgressCallback{});
+        pull_model(base, repo_id, revision, models_dir, show_progress ? draw : ProgressCallback{},
+                   max_download_bytes);
     out << (result.replaced_existing ? "Updated " : "Pulled ") << repo_id << " into "
         << result.path.string() << " (" << result.files.size() << " files, "
         << human_size(result.bytes) << ")\n";

@@ -66,6 +66,19 @@ std::optional<LanguagePair> languages_from_model_name(std::string_view name);
 std::vector<ModelInfo> list_models(const std::filesystem::path& models_dir,
                                    const std::filesystem::path& hf_home);
 
+// Where MarianMT checkpoints are looked for. The one rule for everything that looks (the
+// engine's discovery, `models list`), so that what is listed is what can be served.
+struct ModelSearchDirs {
+  std::filesystem::path models_dir;  // MODELS_DIR as configured; empty: not searched
+  std::filesystem::path hub_cache;   // the Hugging Face hub cache (models--*/snapshots/...)
+};
+// models_dir as given; the hub cache is $HF_HUB_CACHE, else default_hf_home()/hub — as
+// huggingface_hub resolves it, so a model transformers downloaded is found.
+ModelSearchDirs model_search_dirs(const std::filesystem::path& models_dir);
+
+// list_models over model_search_dirs' folders (hub_cache is read as it is, without "/hub").
+std::vector<ModelInfo> list_models(const ModelSearchDirs& dirs);
+
 // Environment defaults used by the CLI.
 std::string default_hf_endpoint();  // $HF_ENDPOINT or "https://huggingface.co"
 std::filesystem::path
@@ -94,19 +107,32 @@ struct PullResult {
   bool replaced_existing = false;  // an older folder of the same name was replaced
 };
 
+// Largest total a pull downloads unless told otherwise (OPUS-MT models are ~300 MB, tc-big ~1 GB).
+inline constexpr std::uint64_t kDefaultMaxDownloadBytes = std::uint64_t{2} << 30;
+
 // Downloads repo_id at revision from `endpoint` ({endpoint}/{repo_id}/resolve/{revision}/{file},
-// redirects followed, HTTP or HTTPS) into a temporary folder inside models_dir, verifies it
-// (every required file present, each body as long as its Content-Length, model.safetensors
-// header parses and covers the file, JSON files parse), then renames it to
-// models_dir / <repo name without org>. An existing folder of that name is replaced only after
-// the new one verified. Creates models_dir if needed.
-// Throws ModelPullError (with the file, URL and HTTP status or curl error in the message) on
-// any failure, leaving models_dir as it was. BadRequest for a malformed repo_id/revision.
+// redirects followed to http(s) only) into a temporary folder inside models_dir, then renames it
+// to models_dir / <repo name without org>. Checks before the rename:
+//  * each body is as long as its Content-Length;
+//  * all bodies together stay within max_download_bytes: a larger total is refused before it
+//    starts when the hub lists the sizes, else aborted mid-transfer;
+//  * when the hub lists the repository ({endpoint}/api/models/{repo_id}/tree/{revision}), each
+//    Git LFS file (the weights) has the listed size and SHA-256;
+//  * the folder loads as a Translator would load it (check_checkpoint, translator.h): every file
+//    present and well-formed, every id and size in range.
+// The folder gets the permissions of the process umask. An existing folder of that name is
+// replaced only after the new one passed. Creates models_dir if needed.
+// Throws ModelPullError (with the file, URL and HTTP status, curl error or failed check in the
+// message) on any failure, leaving models_dir as it was. BadRequest for a malformed
+// repo_id/revision.
 PullResult pull_model(const std::string& endpoint, const std::string& repo_id,
                       const std::string& revision, const std::filesystem::path& models_dir,
-                      const ProgressCallback& progress = {});
+                      const ProgressCallback& progress = {},
+                      std::uint64_t max_download_bytes = kDefaultMaxDownloadBytes);
 
-// `transnotes models list`: prints a table of list_models(). Returns 0.
+// `transnotes models list`: prints a table of list_models(). Returns 0. The first form is the
+// one to call (with model_search_dirs(models_dir)); the second reads hf_home/hub.
+int run_models_list(std::ostream& out, const ModelSearchDirs& dirs);
 int run_models_list(std::ostream& out, const std::filesystem::path& models_dir,
                     const std::filesystem::path& hf_home);
 
@@ -115,6 +141,7 @@ int run_models_list(std::ostream& out, const std::filesystem::path& models_dir,
 // `out`. Returns 0 on success, 1 on a failed pull (message on `err`), 2 on bad arguments.
 int run_models_pull(std::ostream& out, std::ostream& err, const std::string& endpoint,
                     const std::string& repo_id, const std::string& revision,
-                    const std::filesystem::path& models_dir, bool show_progress);
+                    const std::filesystem::path& models_dir, bool show_progress,
+                    std::uint64_t max_download_bytes = kDefaultMaxDownloadBytes);
 
 }  // namespace transnotes::marian

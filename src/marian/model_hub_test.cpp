@@ -3,14 +3,22 @@
 #include "marian/model_hub.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <boost/asio.hpp>
+#include <boost/json.hpp>
 #include <fstream>
+#include <iomanip>
 #include <map>
+#include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
+
+#include "marian/marian_engine.h"
 
 namespace transnotes::marian {
 namespace {
@@ -47,6 +55,7 @@ struct Route {
   std::string body;
   std::size_t declared_length = 0;  // Content-Length sent; may exceed body (then it hangs up)
   std::string location;             // for redirects
+  bool close_delimited = false;     // no Content-Length: the body ends when the server hangs up
 };
 
 Route serve(const std::string& body) { return Route{200, body, body.size(), ""}; }
@@ -74,6 +83,10 @@ class FakeHub {
   }
   std::string endpoint() const { return "http://127.0.0.1:" + std::to_string(port_); }
   int requests() const { return requests_; }
+  int requests_for(const std::string& target) const {
+    std::lock_guard<std::mutex> lock(targets_mutex_);
+    return static_cast<int>(std::count(targets_.begin(), targets_.end(), target));
+  }
 
  private:
   void serve_loop() {
@@ -96,6 +109,10 @@ class FakeHub {
     std::string method, target;
     request_line >> method >> target;
     ++requests_;
+    {
+      std::lock_guard<std::mutex> lock(targets_mutex_);
+      targets_.push_back(target);
+    }
     const auto it = routes_.find(target);
     const Route route = it != routes_.end() ? it->second : Route{404, "Entry not found", 15, ""};
     std::string response = "HTTP/1.1 " + std::to_string(route.status) + " " +
@@ -103,8 +120,9 @@ class FakeHub {
                             : route.status == 302 ? "Found"
                             : route.status == 404 ? "Not Found"
                                                   : "Error") +
-                           "\r\nContent-Length: " + std::to_string(route.declared_length) +
                            "\r\nConnection: close\r\n";
+    if (!route.close_delimited)
+      response += "Content-Length: " + std::to_string(route.declared_length) + "\r\n";
     if (!route.location.empty()) response += "Location: " + route.location + "\r\n";
     response += "\r\n";
     response += route.body;
@@ -119,6 +137,8 @@ class FakeHub {
   unsigned short port_ = 0;
   std::atomic<bool> stopping_{false};
   std::atomic<int> requests_{0};
+  mutable std::mutex targets_mutex_;
+  std::vector<std::string> targets_;
   std::thread thread_;
 };
 
@@ -368,6 +388,250 @@ TEST_F(ModelHubTest, DiscoversHuggingFaceCacheLayout) {
   run_models_list(table, models_dir_, hf_home);
   EXPECT_NE(table.str().find("hf-cache"), std::string::npos) << table.str();
   EXPECT_NE(table.str().find("missing: model.safetensors"), std::string::npos) << table.str();
+}
+
+// ---- hostile hubs ----
+
+const std::string kListing = "/api/models/" + kRepo + "/tree/main";
+
+std::string sha256_hex(const std::string& bytes) {
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned size = 0;
+  EXPECT_EQ(EVP_Digest(bytes.data(), bytes.size(), digest, &size, EVP_sha256(), nullptr), 1);
+  std::ostringstream out;
+  for (unsigned i = 0; i < size; ++i)
+    out << std::hex << std::setw(2) << std::setfill('0') << static_cast<int>(digest[i]);
+  return out.str();
+}
+
+// The hub's tree listing of the served files, as huggingface.co gives it: model.safetensors is an
+// LFS file (sha256 and size under "lfs"), the others plain git files.
+std::string listing_of(const std::map<std::string, Route>& routes,
+                       const std::string& weights_sha256 = "", std::uint64_t weights_size = 0) {
+  boost::json::array listing;
+  for (const auto& file : kServedFiles) {
+    const auto it = routes.find(kPrefix + file);
+    if (it == routes.end()) continue;
+    const std::string& body =
+        it->second.status == 302 ? routes.at(it->second.location).body : it->second.body;
+    boost::json::object entry{{"type", "file"},
+                              {"oid", "0123456789abcdef0123456789abcdef01234567"},
+                              {"size", body.size()},
+                              {"path", file}};
+    if (file == "model.safetensors") {
+      entry["lfs"] =
+          boost::json::object{{"oid", weights_sha256.empty() ? sha256_hex(body) : weights_sha256},
+                              {"size", weights_size != 0 ? weights_size : body.size()},
+                              {"pointerSize", 134}};
+    }
+    listing.push_back(std::move(entry));
+  }
+  return boost::json::serialize(listing);
+}
+
+void expect_pull_refused(const FakeHub& hub, const fs::path& models_dir,
+                         const std::vector<std::string>& fragments,
+                         std::uint64_t max_bytes = kDefaultMaxDownloadBytes) {
+  try {
+    pull_model(hub.endpoint(), kRepo, "main", models_dir, {}, max_bytes);
+    ADD_FAILURE() << "the pull must be refused";
+  } catch (const ModelPullError& e) {
+    for (const auto& fragment : fragments)
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
+          << "'" << fragment << "' in " << e.what();
+  }
+  EXPECT_TRUE(entries(models_dir).empty());  // nothing left behind
+}
+
+TEST_F(ModelHubTest, LfsFilesAreCheckedAgainstTheHubListing) {
+  auto routes = fixture_routes();
+  routes[kListing] = serve(listing_of(routes));
+  {
+    FakeHub hub(routes);
+    const PullResult result = pull_model(hub.endpoint(), kRepo, "main", models_dir_);
+    EXPECT_EQ(read_file(result.path / "model.safetensors"),
+              read_file(kFixtureDir / "model.safetensors"));
+    EXPECT_EQ(hub.requests_for(kListing), 1);
+    fs::remove_all(result.path);
+  }
+  // The hub's metadata says other bytes than those served (a tampered mirror or CDN).
+  routes[kListing] = serve(listing_of(routes, std::string(64, 'a')));
+  FakeHub hub(routes);
+  expect_pull_refused(hub, models_dir_, {"model.safetensors", "SHA-256 " + std::string(64, 'a')});
+}
+
+TEST_F(ModelHubTest, LfsSizeMismatchIsRefused) {
+  auto routes = fixture_routes();
+  const std::string weights = routes[kPrefix + "model.safetensors"].body;
+  routes[kListing] = serve(listing_of(routes, sha256_hex(weights), weights.size() - 1));
+  FakeHub hub(routes);
+  expect_pull_refused(hub, models_dir_,
+                      {"model.safetensors", "the hub lists " + std::to_string(weights.size() - 1)});
+}
+
+TEST_F(ModelHubTest, RedirectsGoToHttpOnly) {
+  // A plain TCP listener stands for an FTP server: curl must not even connect to it.
+  asio::io_context io;
+  tcp::acceptor ftp(io, tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const std::string ftp_url =
+      "ftp://127.0.0.1:" + std::to_string(ftp.local_endpoint().port()) + "/model.safetensors";
+  for (const std::string& target : {std::string("file:///etc/passwd"), ftp_url}) {
+    SCOPED_TRACE(target);
+    auto routes = fixture_routes();
+    routes[kPrefix + "vocab.json"] = redirect(target);
+    FakeHub hub(routes);
+    expect_pull_refused(hub, models_dir_, {"vocab.json", target.substr(0, 3)});
+  }
+  ftp.non_blocking(true);
+  tcp::socket socket(io);
+  boost::system::error_code ec;
+  ftp.accept(socket, ec);
+  EXPECT_EQ(ec, asio::error::would_block) << "curl connected to the ftp:// redirect target";
+}
+
+TEST_F(ModelHubTest, DownloadBeyondTheLimitIsRefused) {
+  const auto weights_size = fs::file_size(kFixtureDir / "model.safetensors");
+  const std::uint64_t limit = weights_size / 2;
+  {
+    // Announced by Content-Length: refused before the body is read.
+    FakeHub hub(fixture_routes());
+    expect_pull_refused(hub, models_dir_,
+                        {"model.safetensors", "limit of " + std::to_string(limit) + " bytes"},
+                        limit);
+  }
+  {
+    // Not announced (the body ends when the connection closes): aborted mid-transfer.
+    auto routes = fixture_routes();
+    routes[kPrefix + "model.safetensors"].close_delimited = true;
+    FakeHub hub(routes);
+    expect_pull_refused(hub, models_dir_,
+                        {"model.safetensors", "limit of " + std::to_string(limit) + " bytes"},
+                        limit);
+  }
+  {
+    // Listed by the hub: refused before the weights are requested at all.
+    auto routes = fixture_routes();
+    routes[kListing] = serve(listing_of(routes));
+    FakeHub hub(routes);
+    expect_pull_refused(hub, models_dir_, {"the hub lists", "more than the pull's limit"}, limit);
+    EXPECT_EQ(hub.requests_for(kPrefix + "model.safetensors"), 0);
+  }
+  // Within the limit, the same hub is fine.
+  FakeHub hub(fixture_routes());
+  EXPECT_NO_THROW(pull_model(hub.endpoint(), kRepo, "main", models_dir_, {}, weights_size * 2));
+}
+
+TEST_F(ModelHubTest, ModelFolderGetsTheUmaskPermissions) {
+  FakeHub hub(fixture_routes());
+  const mode_t original = ::umask(0);
+  struct RestoreUmask {
+    mode_t mask;
+    ~RestoreUmask() { ::umask(mask); }
+  } restore{original};
+  for (const mode_t mask : {mode_t{022}, mode_t{027}}) {
+    ::umask(mask);
+    const PullResult result = pull_model(hub.endpoint(), kRepo, "main", models_dir_);
+    const auto folder = fs::status(result.path).permissions();
+    EXPECT_EQ(static_cast<mode_t>(folder), 0777 & ~mask) << std::oct << static_cast<int>(folder);
+    const auto file = fs::status(result.path / "config.json").permissions();
+    EXPECT_EQ(static_cast<mode_t>(file), 0666 & ~mask) << std::oct << static_cast<int>(file);
+  }
+}
+
+TEST_F(ModelHubTest, CheckpointThatWouldNotLoadIsRefused) {
+  auto routes = fixture_routes();
+  auto vocab = boost::json::parse(routes[kPrefix + "vocab.json"].body).as_object();
+  vocab["foo"] = 4294967295LL;
+  routes[kPrefix + "vocab.json"] = serve(boost::json::serialize(vocab));
+  FakeHub hub(routes);
+  expect_pull_refused(hub, models_dir_,
+                      {kRepo + " is not a usable MarianMT checkpoint: vocab.json: id 4294967295 "
+                               "for \"foo\" is outside 0..490"});
+  std::ostringstream out, err;
+  EXPECT_EQ(run_models_pull(out, err, hub.endpoint(), kRepo, "main", models_dir_, false), 1);
+  EXPECT_NE(err.str().find("vocab.json: id 4294967295"), std::string::npos) << err.str();
+  EXPECT_EQ(err.str().find(".pull-"), std::string::npos) << err.str();  // no staging paths
+  EXPECT_TRUE(entries(models_dir_).empty());
+}
+
+// ---- where models are looked for ----
+
+// Sets (or, with nullptr, unsets) environment variables for one test and restores them.
+class ScopedEnvironment {
+ public:
+  void set(const char* name, const char* value) {
+    if (!saved_.count(name)) {
+      const char* old = std::getenv(name);
+      saved_[name] = old ? std::optional<std::string>(old) : std::nullopt;
+    }
+    if (value) {
+      ::setenv(name, value, 1);
+    } else {
+      ::unsetenv(name);
+    }
+  }
+  ~ScopedEnvironment() {
+    for (const auto& [name, value] : saved_) {
+      if (value) {
+        ::setenv(name.c_str(), value->c_str(), 1);
+      } else {
+        ::unsetenv(name.c_str());
+      }
+    }
+  }
+
+ private:
+  std::map<std::string, std::optional<std::string>> saved_;
+};
+
+// A hub-cache snapshot of the fixture, as transformers leaves it.
+fs::path cache_fixture(const fs::path& hub_cache) {
+  const fs::path snapshot =
+      hub_cache / "models--Helsinki-NLP--opus-mt-en-es" / "snapshots" / "rev1";
+  fs::create_directories(snapshot);
+  for (const auto& file : kServedFiles) fs::copy_file(kFixtureDir / file, snapshot / file);
+  write_file(hub_cache / "models--Helsinki-NLP--opus-mt-en-es" / "refs" / "main", "rev1");
+  return snapshot;
+}
+
+TEST_F(ModelHubTest, ListAndEngineSearchTheSameHubCache) {
+  ScopedEnvironment env;
+  env.set("HF_HUB_CACHE", nullptr);
+  env.set("HF_HOME", nullptr);
+  struct Case {
+    const char* variable;
+    fs::path value;
+    fs::path hub_cache;
+  };
+  // huggingface_hub's order: HF_HUB_CACHE, HF_HOME/hub, XDG_CACHE_HOME/huggingface/hub,
+  // ~/.cache/huggingface/hub.
+  const std::vector<Case> cases = {
+      {"HOME", root_ / "home", root_ / "home" / ".cache" / "huggingface" / "hub"},
+      {"XDG_CACHE_HOME", root_ / "xdg", root_ / "xdg" / "huggingface" / "hub"},
+      {"HF_HOME", root_ / "hf", root_ / "hf" / "hub"},
+      {"HF_HUB_CACHE", root_ / "hub-cache", root_ / "hub-cache"},
+  };
+  env.set("XDG_CACHE_HOME", nullptr);
+  for (const auto& c : cases) {
+    SCOPED_TRACE(c.variable);
+    env.set(c.variable, c.value.c_str());
+    const fs::path snapshot = cache_fixture(c.hub_cache);
+    const ModelSearchDirs dirs = model_search_dirs(models_dir_);
+    EXPECT_EQ(dirs.models_dir, models_dir_);
+    EXPECT_EQ(dirs.hub_cache, c.hub_cache);
+
+    const auto listed = list_models(dirs);
+    ASSERT_EQ(listed.size(), 1u);
+    EXPECT_EQ(listed[0].path, snapshot);
+    std::ostringstream table;
+    run_models_list(table, dirs);
+    EXPECT_NE(table.str().find(snapshot.string()), std::string::npos) << table.str();
+
+    const auto served = discover_marian_models_default(models_dir_);
+    ASSERT_EQ(served.size(), 1u);
+    EXPECT_EQ(served[0].dir, snapshot);
+    fs::remove_all(c.hub_cache);
+  }
 }
 
 TEST(ModelNames, LanguagesFromName) {

@@ -1,5 +1,6 @@
 #include "marian/parallel.h"
 
+#include <cblas.h>
 #include <immintrin.h>
 
 #include <algorithm>
@@ -135,6 +136,12 @@ Pool& pool() {
 
 void set_parallel_threads(int threads) { pool().resize(threads); }
 int parallel_threads() { return pool().threads(); }
+
+void set_inference_threads(int threads) {
+  threads = std::max(1, threads);
+  openblas_set_num_threads(threads);
+  set_parallel_threads(threads);
+}
 
 namespace detail {
 void parallel_for_impl(int n, int grain, ChunkFn fn, const void* context) {

@@ -7,9 +7,14 @@
 namespace transnotes::marian {
 
 // Total threads a parallel_for uses (caller included); process-wide, >= 1. Changing it
-// (MarianModel::load with ModelOptions::num_threads) starts/stops helper threads.
+// starts/stops helper threads.
 void set_parallel_threads(int threads);
 int parallel_threads();
+
+// The process-wide thread settings of neural inference: OpenBLAS's threads (the large sgemm
+// calls) and this pool's. Loading a model never changes them; the owner of the process does,
+// once (MarianEngine when MarianEngineOptions::num_threads is set, the benchmark, the tests).
+void set_inference_threads(int threads);
 
 namespace detail {
 using ChunkFn = void (*)(const void* context, int begin, int end);

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <boost/json.hpp>
+#include <cstdint>
 #include <cstring>
 
 #include "marian/checkpoint.h"
@@ -42,12 +43,17 @@ DType dtype_of(const std::string& name) {
 
 SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path) {
   const std::string where = path.string();
-  int fd = ::open(where.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO put in place of the weights must not hang the loader.
+  int fd = ::open(where.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) throw ModelLoadError(where + ": cannot open: " + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     ::close(fd);
     throw ModelLoadError(where + ": cannot stat");
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    throw ModelLoadError(where + ": not a regular file");
   }
   map_size_ = static_cast<size_t>(st.st_size);
   if (map_size_ < 8) {
@@ -93,8 +99,17 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
       info.name = name;
       info.dtype_name = std::string(dtype->as_string());
       info.dtype = dtype_of(info.dtype_name);
+      // The element count (and below, the byte count) must not wrap: a wrapped product could
+      // match a tiny data range and pass the size check.
+      uint64_t elements = 1;
       for (const auto& d : shape->as_array()) {
-        if (!d.is_int64() || d.as_int64() < 0) throw ModelLoadError(what + ": bad shape");
+        if (!d.is_int64() || d.as_int64() < 0)
+          throw ModelLoadError(what + ": shape entry " + json::serialize(d) +
+                               " is not a non-negative integer");
+        if (__builtin_mul_overflow(elements, static_cast<uint64_t>(d.as_int64()), &elements) ||
+            elements > static_cast<uint64_t>(INT64_MAX))
+          throw ModelLoadError(what + ": shape " + json::serialize(*shape) +
+                               " has more elements than any file can hold");
         info.shape.push_back(d.as_int64());
       }
       auto to_u64 = [&](const json::value& v) -> uint64_t {
@@ -110,8 +125,13 @@ SafetensorsFile::SafetensorsFile(const std::filesystem::path& path) : path_(path
                              std::to_string(data_size) + " bytes; file truncated?)");
       size_t elem = dtype_size(info.dtype_name);
       if (elem == 0) throw ModelLoadError(what + ": unknown dtype " + info.dtype_name);
-      if (static_cast<uint64_t>(info.elements()) * elem != end - begin)
-        throw ModelLoadError(what + ": byte size does not match shape and dtype");
+      uint64_t expected_bytes = 0;
+      if (__builtin_mul_overflow(elements, static_cast<uint64_t>(elem), &expected_bytes) ||
+          expected_bytes != end - begin)
+        throw ModelLoadError(what + ": data_offsets hold " + std::to_string(end - begin) +
+                             " bytes, but shape " + json::serialize(*shape) + " of " +
+                             info.dtype_name + " needs " + std::to_string(elements) + " x " +
+                             std::to_string(elem));
       info.data = data_start + begin;
       info.bytes = end - begin;
       tensors_.emplace(name, std::move(info));

@@ -12,6 +12,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include "marian/checkpoint.h"
+
 namespace sentencepiece {
 class SentencePieceProcessor;
 }
@@ -20,13 +22,19 @@ namespace transnotes::marian {
 
 class MarianTokenizer {
  public:
-  // Loads source.spm, target.spm, vocab.json (+ target_vocab.json). Throws ModelLoadError.
+  // Loads source.spm, target.spm, vocab.json (+ target_vocab.json). Throws ModelLoadError naming
+  // the file and the field: every id must index the model's embeddings (below vocab_size for
+  // vocab.json, below decoder_vocab_size for the vocabulary decode() reads), and no two target
+  // pieces may share an id. The first form reads config.json for the sizes.
   explicit MarianTokenizer(const std::filesystem::path& model_dir);
+  MarianTokenizer(const std::filesystem::path& model_dir, const MarianConfig& config);
   ~MarianTokenizer();
 
   std::vector<std::string> pieces(const std::string& text) const;  // without </s>
   std::vector<int> encode(const std::string& text) const;          // ids incl. final </s>
-  std::string decode(const std::vector<int>& ids) const;           // skip special tokens
+  // ids of pieces() output (or a run of it), plus the final </s>.
+  std::vector<int> encode_pieces(const std::vector<std::string>& pieces) const;
+  std::string decode(const std::vector<int>& ids) const;  // skip special tokens
 
   int eos_id() const { return eos_id_; }
   int unk_id() const { return unk_id_; }
