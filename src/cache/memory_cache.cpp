@@ -1,12 +1,14 @@
 #include "cache/memory_cache.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 namespace transnotes {
 
 MemoryNoteCache::MemoryNoteCache(MemoryNoteCacheOptions options)
     : shard_capacity_(std::max<std::size_t>(1, (options.capacity + kShards - 1) / kShards)),
+      shard_max_bytes_(std::max<std::size_t>(kSlotOverheadBytes, options.max_bytes / kShards)),
       ttl_(options.ttl) {}
 
 MemoryNoteCache::Shard& MemoryNoteCache::shard_for(std::int64_t note_id) {
@@ -24,8 +26,7 @@ std::optional<std::string> MemoryNoteCache::get(std::int64_t note_id) {
     if (found == shard.index.end()) return std::nullopt;
     auto slot = found->second;
     if (Clock::now() >= slot->expires_at) {
-      shard.lru.erase(slot);
-      shard.index.erase(found);
+      erase_locked(shard, slot);
       return std::nullopt;
     }
     if (!slot->body) return std::nullopt;  // tombstone
@@ -48,6 +49,12 @@ void MemoryNoteCache::put(std::int64_t note_id, std::int64_t version, std::strin
   store_locked(shard, Slot{note_id, version, std::move(shared_body), Clock::now() + ttl_});
 }
 
+void MemoryNoteCache::refresh(std::int64_t note_id, std::int64_t version, std::string_view body) {
+  // A stored entry of `version` already refuses every older put, so the versioned put is all the
+  // invalidation a memory cache needs (the default would also drop a newer entry).
+  put(note_id, version, body);
+}
+
 void MemoryNoteCache::invalidate(std::int64_t note_id, std::int64_t min_version) {
   Shard& shard = shard_for(note_id);
   std::lock_guard lock(shard.mutex);
@@ -60,19 +67,37 @@ void MemoryNoteCache::invalidate(std::int64_t note_id, std::int64_t min_version)
   store_locked(shard, Slot{note_id, level, nullptr, Clock::now() + ttl_});
 }
 
+std::size_t MemoryNoteCache::slot_bytes(const Slot& slot) {
+  return kSlotOverheadBytes + (slot.body ? slot.body->size() : 0);
+}
+
+void MemoryNoteCache::erase_locked(Shard& shard, std::list<Slot>::iterator slot) {
+  shard.bytes -= slot_bytes(*slot);
+  shard.index.erase(slot->note_id);
+  shard.lru.erase(slot);
+}
+
 void MemoryNoteCache::store_locked(Shard& shard, Slot slot) {
+  if (slot_bytes(slot) > shard_max_bytes_) slot.body.reset();  // too big: keep only its version
   auto found = shard.index.find(slot.note_id);
-  if (found != shard.index.end()) {
-    *found->second = std::move(slot);
-    shard.lru.splice(shard.lru.begin(), shard.lru, found->second);
-    return;
-  }
-  while (shard.lru.size() >= shard_capacity_) {
-    shard.index.erase(shard.lru.back().note_id);
-    shard.lru.pop_back();
+  if (found != shard.index.end()) erase_locked(shard, found->second);
+  const std::size_t bytes = slot_bytes(slot);
+  while (!shard.lru.empty() &&
+         (shard.lru.size() >= shard_capacity_ || shard.bytes + bytes > shard_max_bytes_)) {
+    erase_locked(shard, std::prev(shard.lru.end()));
   }
   shard.lru.push_front(std::move(slot));
   shard.index.emplace(shard.lru.front().note_id, shard.lru.begin());
+  shard.bytes += bytes;
+}
+
+std::size_t MemoryNoteCache::bytes() const {
+  std::size_t total = 0;
+  for (const Shard& shard : shards_) {
+    std::lock_guard lock(shard.mutex);
+    total += shard.bytes;
+  }
+  return total;
 }
 
 std::size_t MemoryNoteCache::size() const {

@@ -1,12 +1,15 @@
 // In-process NoteCache: the embedded default when no Redis is configured.
 //
-// Bounded LRU with TTL and versioned entries. Each note id maps to either
+// Bounded LRU with TTL and versioned entries, bounded both by count and by bytes (bodies plus a
+// fixed per-slot overhead): the least recently used slots go until both bounds hold. Each note id
+// maps to either
 //   - an entry (version, body), or
 //   - a tombstone remembering min_version (left by invalidate()).
 // put(id, v, body) is ignored when the slot holds an entry with a higher version or a tombstone
 // with min_version > v; this closes the cache-aside race in which a reader that loaded the old row
 // before a write puts it back after the write's invalidation. Tombstones expire with the TTL and
-// count toward the capacity, like entries.
+// count toward the capacity, like entries. A body too large for the byte bound is not kept: its
+// put leaves a tombstone of its version instead, so older versions stay blocked.
 //
 // Thread safety: all methods may be called from any thread. The id space is split over 16 shards,
 // each with its own mutex, LRU list and hash map, so concurrent readers rarely contend; get()
@@ -31,6 +34,9 @@ namespace transnotes {
 
 struct MemoryNoteCacheOptions {
   std::size_t capacity = 10000;  // entries + tombstones, across all shards (at least 1 per shard)
+  // Bytes held across all shards, split evenly over them (so one body may use a shard's share,
+  // max_bytes / 16, at most).
+  std::size_t max_bytes = std::size_t{256} << 20;
   std::chrono::milliseconds ttl = std::chrono::seconds(300);
 };
 
@@ -41,9 +47,16 @@ class MemoryNoteCache final : public NoteCache {
   std::optional<std::string> get(std::int64_t note_id) override;
   void put(std::int64_t note_id, std::int64_t version, std::string_view body) override;
   void invalidate(std::int64_t note_id, std::int64_t min_version) override;
+  // Stores the body unless a newer version or tombstone is there; the stored entry blocks older
+  // versions as invalidate(note_id, version) would, without dropping a newer entry.
+  void refresh(std::int64_t note_id, std::int64_t version, std::string_view body) override;
 
   // Number of live-or-expired-but-not-yet-evicted slots (entries + tombstones). For tests/metrics.
   std::size_t size() const;
+  // Bytes those slots account for (bodies plus the per-slot overhead). For tests/metrics.
+  std::size_t bytes() const;
+  // What one slot costs besides its body: list node, hash node, shared body control block.
+  static constexpr std::size_t kSlotOverheadBytes = 160;
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -58,6 +71,7 @@ class MemoryNoteCache final : public NoteCache {
     mutable std::mutex mutex;
     std::list<Slot> lru;  // most recently used first
     std::unordered_map<std::int64_t, std::list<Slot>::iterator> index;
+    std::size_t bytes = 0;
   };
   static constexpr std::size_t kShards = 16;
 
@@ -65,8 +79,11 @@ class MemoryNoteCache final : public NoteCache {
   // Inserts or replaces the slot of `slot.note_id` at the front, evicting from the back if needed.
   // The shard's mutex must be held.
   void store_locked(Shard& shard, Slot slot);
+  static void erase_locked(Shard& shard, std::list<Slot>::iterator slot);
+  static std::size_t slot_bytes(const Slot& slot);
 
   std::size_t shard_capacity_;
+  std::size_t shard_max_bytes_;
   std::chrono::milliseconds ttl_;
   std::array<Shard, kShards> shards_;
 };
