@@ -1,20 +1,24 @@
-// Typed errors of transnotes. Every layer throws these; the HTTP layer maps them to
-// status codes in one place (src/api/error_mapping.cpp). The message is safe to show clients.
+// The typed errors of transnotes: the one vocabulary every layer throws. Each names what went
+// wrong, not how to answer it; src/api/error_mapping.cpp is the one place that turns them into
+// HTTP status codes and DRF-shaped bodies. Every message is safe to show to clients: it never
+// carries bytes a client sent unless they were checked to be valid UTF-8.
 #pragma once
 
 #include <map>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace transnotes {
 
+// Anything else: a bug or a misconfiguration (maps to 500 and is logged).
 class Error : public std::runtime_error {
  public:
   using std::runtime_error::runtime_error;
 };
 
-// 400 with DRF's `{"field": ["message", ...]}` body.
+// Some fields of the input are invalid: DRF's `{"field": ["message", ...]}`.
 class ValidationError : public Error {
  public:
   using FieldErrors = std::map<std::string, std::vector<std::string>>;
@@ -28,19 +32,42 @@ class ValidationError : public Error {
   FieldErrors errors_;
 };
 
-// 400 with `{"detail": message}`.
+// The request as a whole cannot be served as asked; the message explains why.
 class BadRequest : public Error {
  public:
   using Error::Error;
 };
 
-// 404 `{"detail": "Not found."}`.
+// A body that cannot be read in its declared format ("JSON parse error - ...").
+class MalformedBody : public BadRequest {
+ public:
+  using BadRequest::BadRequest;
+};
+
+// A body in a format no parser reads.
+class UnsupportedMediaType : public Error {
+ public:
+  using Error::Error;
+};
+
+// The resource exists but does not offer this operation; `allowed` lists those it offers.
+class MethodNotAllowed : public Error {
+ public:
+  MethodNotAllowed(const std::string& method, std::string allowed)
+      : Error("Method \"" + method + "\" not allowed."), allowed_(std::move(allowed)) {}
+  const std::string& allowed() const { return allowed_; }
+
+ private:
+  std::string allowed_;
+};
+
+// No such resource (also for ids that cannot exist).
 class NotFound : public Error {
  public:
   NotFound() : Error("Not found.") {}
 };
 
-// 503: a backing service (database) cannot be reached right now. Retrying later may work.
+// A backing service (database) cannot be reached right now. Retrying later may work.
 class Unavailable : public Error {
  public:
   using Error::Error;

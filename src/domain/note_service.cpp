@@ -4,22 +4,23 @@
 #include <cctype>
 #include <limits>
 #include <set>
+#include <string_view>
+
+#include "domain/text.h"
 
 namespace transnotes {
 
 namespace {
 
-// Counts Unicode code points, as Django's max_length does; invalid bytes count one each.
-std::size_t count_characters(const std::string& s) {
-  std::size_t n = 0;
-  for (unsigned char c : s) {
-    if ((c & 0xC0) != 0x80) ++n;
-  }
-  return n;
+constexpr const char* kNotAString = "Not a valid string.";
+constexpr const char* kNotALanguage = "Not a valid language code.";
+
+bool is_blank(std::string_view s) {
+  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
 }
 
-bool is_blank(const std::string& s) {
-  return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
+std::string too_long(std::size_t max_length) {
+  return "Ensure this field has no more than " + std::to_string(max_length) + " characters.";
 }
 
 void check_text(ValidationError::FieldErrors& errors, const char* field,
@@ -28,13 +29,18 @@ void check_text(ValidationError::FieldErrors& errors, const char* field,
     if (required) errors[field].push_back("This field is required.");
     return;
   }
+  // Bytes that are not UTF-8 are no text at all: they must neither be counted as characters
+  // nor reach a store (PostgreSQL refuses them, SQLite would keep them and break readers).
+  if (!is_valid_utf8(*value)) {
+    errors[field].push_back(kNotAString);
+    return;
+  }
   if (is_blank(*value)) {
     errors[field].push_back("This field may not be blank.");
     return;
   }
   if (max_length && count_characters(*value) > max_length) {
-    errors[field].push_back("Ensure this field has no more than " + std::to_string(max_length) +
-                            " characters.");
+    errors[field].push_back(too_long(max_length));
   }
   // DRF's CharField rejects U+0000 (ProhibitNullCharactersValidator), after the length check.
   // PostgreSQL text cannot hold it either, so it must never reach a store.
@@ -67,10 +73,32 @@ ValidationError::FieldErrors validate_note_fields(const NoteFields& fields, bool
   return errors;
 }
 
-std::string normalize_language(const std::string& code) {
-  std::string out = trim(code);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
+ValidationError::FieldErrors clean_note_fields(NoteFields& fields, bool partial) {
+  trim_fields(fields);
+  auto errors = validate_note_fields(fields, partial);
+  if (fields.original_language && !errors.contains("original_language")) {
+    // Stored normalized, so a note's language compares equal to the codes engines are keyed by.
+    std::string code = normalize_language(*fields.original_language);
+    if (code.empty()) {
+      errors["original_language"].push_back(kNotALanguage);
+    } else {
+      fields.original_language = std::move(code);
+    }
+  }
+  return errors;
+}
+
+std::string clean_target_language(const std::string& target_language) {
+  const char* field = "target_language";
+  if (!is_valid_utf8(target_language)) throw ValidationError(field, kNotAString);
+  const std::string trimmed = trim(target_language);
+  if (trimmed.empty()) throw ValidationError(field, "This field may not be blank.");
+  if (count_characters(trimmed) > kMaxLanguageLength) {
+    throw ValidationError(field, too_long(kMaxLanguageLength));
+  }
+  std::string code = normalize_language(trimmed);
+  if (code.empty()) throw ValidationError(field, kNotALanguage);
+  return code;
 }
 
 NoteService::NoteService(Store& store, NoteCache& cache, JobBus& bus, Translator& translator,
@@ -92,16 +120,14 @@ std::string NoteService::get_rendered(std::int64_t id) {
 }
 
 Note NoteService::create(NoteFields fields) {
-  trim_fields(fields);
-  auto errors = validate_note_fields(fields, /*partial=*/false);
+  auto errors = clean_note_fields(fields, /*partial=*/false);
   if (!errors.empty()) throw ValidationError(std::move(errors));
   if (!fields.original_language) fields.original_language = kDefaultLanguage;
   return store_.create_note(fields);
 }
 
 std::string NoteService::update_rendered(std::int64_t id, NoteFields fields, bool partial) {
-  trim_fields(fields);
-  auto errors = validate_note_fields(fields, partial);
+  auto errors = clean_note_fields(fields, partial);
   if (!errors.empty()) throw ValidationError(std::move(errors));
   auto note = store_.update_note(id, fields);
   if (!note) throw NotFound();
@@ -124,13 +150,7 @@ TranslationJob NoteService::request_translation(std::int64_t note_id,
                                                 const std::string& target_language) {
   auto note = store_.get_note(note_id);
   if (!note) throw NotFound();
-  std::string target = normalize_language(target_language);
-  if (target.empty()) throw ValidationError("target_language", "This field may not be blank.");
-  if (target.size() > kMaxLanguageLength) {
-    throw ValidationError("target_language", "Ensure this field has no more than " +
-                                                 std::to_string(kMaxLanguageLength) +
-                                                 " characters.");
-  }
+  const std::string target = clean_target_language(target_language);
   const std::string source = normalize_language(note->original_language);
   if (target == source) {
     throw ValidationError("target_language",

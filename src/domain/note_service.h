@@ -11,6 +11,7 @@
 #include "domain/errors.h"
 #include "domain/model.h"
 #include "domain/ports.h"
+#include "domain/text.h"
 
 namespace transnotes {
 
@@ -19,8 +20,13 @@ namespace transnotes {
 // errors (empty when valid).
 ValidationError::FieldErrors validate_note_fields(const NoteFields& fields, bool partial);
 
-// Lower-cases and trims a language code ("EN " -> "en").
-std::string normalize_language(const std::string& code);
+// What create, PUT and PATCH do to the writable fields before they reach the store: trims
+// whitespace (as DRF's CharField does), validates (see validate_note_fields), and normalizes
+// original_language (see normalize_language). Returns the field errors (empty when valid).
+ValidationError::FieldErrors clean_note_fields(NoteFields& fields, bool partial);
+
+// A translation's target language, validated and normalized. Throws ValidationError.
+std::string clean_target_language(const std::string& target_language);
 
 class NoteService {
  public:

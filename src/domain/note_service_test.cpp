@@ -50,10 +50,78 @@ TEST(Validation, NullCharactersAreRejectedLikeDrf) {
                                       "Null characters are not allowed."}));
 }
 
-TEST(Languages, NormalizedToTrimmedLowerCase) {
-  EXPECT_EQ(normalize_language(" EN "), "en");
-  EXPECT_EQ(normalize_language("es"), "es");
-  EXPECT_EQ(normalize_language("   "), "");
+TEST(Validation, InvalidUtf8IsNotAStringAndIsNotCounted) {
+  NoteFields fields;
+  // 5,000 stray continuation bytes: no characters at all, so no length would catch them.
+  fields.title = std::string(5000, '\x80');
+  fields.original_text = "ok \xFF\xFE";
+  fields.original_language = "\xED\xA0\x80";  // a surrogate
+  auto errors = validate_note_fields(fields, /*partial=*/false);
+  EXPECT_EQ(errors["title"], std::vector<std::string>{"Not a valid string."});
+  EXPECT_EQ(errors["original_text"], std::vector<std::string>{"Not a valid string."});
+  EXPECT_EQ(errors["original_language"], std::vector<std::string>{"Not a valid string."});
+  NoteFields patch;
+  patch.original_text = "\xC0\xAF";  // overlong '/'
+  EXPECT_EQ(validate_note_fields(patch, /*partial=*/true)["original_text"],
+            std::vector<std::string>{"Not a valid string."});
+}
+
+TEST(Cleaning, TrimsEveryFieldBeforeValidating) {
+  NoteFields fields;
+  fields.title = "  Title\t\n";
+  fields.original_text = "\r\n Text  ";
+  fields.original_language = " en ";
+  EXPECT_TRUE(clean_note_fields(fields, /*partial=*/false).empty());
+  EXPECT_EQ(fields.title, "Title");
+  EXPECT_EQ(fields.original_text, "Text");
+  EXPECT_EQ(fields.original_language, "en");
+
+  // 200 characters once trimmed: within the limit although 204 were sent.
+  NoteFields padded;
+  padded.title = "  " + std::string(200, 'a') + "  ";
+  padded.original_text = "x";
+  EXPECT_TRUE(clean_note_fields(padded, /*partial=*/false).empty());
+  EXPECT_EQ(padded.title->size(), 200u);
+
+  NoteFields blank;
+  blank.title = " \t ";
+  EXPECT_EQ(clean_note_fields(blank, /*partial=*/true)["title"],
+            std::vector<std::string>{"This field may not be blank."});
+}
+
+TEST(Cleaning, StoresTheLanguageNormalized) {
+  NoteFields fields;
+  fields.title = "t";
+  fields.original_text = "x";
+  fields.original_language = "en-US";
+  EXPECT_TRUE(clean_note_fields(fields, /*partial=*/false).empty());
+  EXPECT_EQ(fields.original_language, "en");
+  NoteFields patch;
+  patch.original_language = " ES_es ";
+  EXPECT_TRUE(clean_note_fields(patch, /*partial=*/true).empty());
+  EXPECT_EQ(patch.original_language, "es");
+  NoteFields region_only;
+  region_only.original_language = "-US";
+  EXPECT_EQ(clean_note_fields(region_only, /*partial=*/true)["original_language"],
+            std::vector<std::string>{"Not a valid language code."});
+}
+
+TEST(Cleaning, TargetLanguagesAreCheckedAndNormalized) {
+  EXPECT_EQ(clean_target_language("es-ES"), "es");
+  EXPECT_EQ(clean_target_language(" EN-gb "), "en");
+  const auto message_for = [](const std::string& target) {
+    try {
+      clean_target_language(target);
+    } catch (const ValidationError& e) {
+      return e.errors().at("target_language");
+    }
+    return std::vector<std::string>{};
+  };
+  EXPECT_EQ(message_for("e\xFFs"), std::vector<std::string>{"Not a valid string."});
+  EXPECT_EQ(message_for("  "), std::vector<std::string>{"This field may not be blank."});
+  EXPECT_EQ(message_for(std::string(51, 'x')),
+            std::vector<std::string>{"Ensure this field has no more than 50 characters."});
+  EXPECT_EQ(message_for("_x"), std::vector<std::string>{"Not a valid language code."});
 }
 
 TEST(Timestamps, IsoWithMicrosecondsAndZ) {

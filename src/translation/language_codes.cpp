@@ -32,13 +32,13 @@ std::string lower(std::string_view text) {
 }  // namespace
 
 std::string normalize_language_code(std::string_view code) {
-  const std::size_t cut = code.find_first_of("-_");
-  std::string base = lower(code.substr(0, cut));
-  if (base.empty() || base.size() > 8) return "";
-  for (char c : base) {
+  std::string primary = normalize_language(code);
+  // Engines key their pairs by ISO 639 codes; anything else cannot name a pair.
+  if (primary.empty() || primary.size() > 8) return "";
+  for (char c : primary) {
     if (c < 'a' || c > 'z') return "";
   }
-  return base;
+  return primary;
 }
 
 std::string apertium_to_iso(std::string_view code) {

@@ -4,10 +4,13 @@
 #include <string>
 #include <string_view>
 
+#include "domain/text.h"
+
 namespace transnotes {
 
-// Lower-cases a client-supplied code and drops a region suffix: "EN" -> "en", "en-US" -> "en",
-// "es_ES" -> "es". Returns "" for an empty or malformed code (non-letters in the base).
+// The domain's normalize_language (BCP 47 primary subtag, lower case: "EN" -> "en",
+// "en-US" -> "en", "es_ES" -> "es"), refused as "" when the result is not 1-8 ASCII letters and
+// so cannot name an engine's language.
 std::string normalize_language_code(std::string_view code);
 
 // Apertium's 3-letter code to ISO 639-1 ("eng" -> "en"); codes without a 2-letter equivalent
