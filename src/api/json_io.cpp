@@ -1,10 +1,13 @@
 #include "api/json_io.h"
 
+#include <algorithm>
 #include <boost/url/decode_view.hpp>
 #include <boost/url/parse_query.hpp>
 #include <cstdio>
 #include <map>
 #include <set>
+
+#include "domain/text.h"
 
 namespace transnotes::api {
 
@@ -37,7 +40,7 @@ json::object parse_form(const std::string& raw) {
     }
   }
   auto params = boost::urls::parse_query(body);
-  if (!params) throw ParseError("Form parse error - malformed form data.");
+  if (!params) throw MalformedBody("Form parse error - malformed form data.");
   json::object out;
   for (auto param : *params) {
     auto key = *param.key;
@@ -98,14 +101,16 @@ json::object parse_body(const http::Request& request) {
   std::string type = media_type_of(request.header("Content-Type"));
   if (type == "application/x-www-form-urlencoded") return parse_form(request.body);
   if (!is_json_media_type(type)) {
+    // The header is echoed as DRF does, but never with bytes that are not UTF-8.
     throw UnsupportedMediaType("Unsupported media type \"" +
-                               std::string(request.header("Content-Type")) + "\" in request.");
+                               replace_invalid_utf8(request.header("Content-Type")) +
+                               "\" in request.");
   }
   json::parse_options options;
   options.max_depth = 64;
   boost::system::error_code ec;
   json::value value = json::parse(request.body, ec, {}, options);
-  if (ec) throw ParseError("JSON parse error - " + ec.message());
+  if (ec) throw MalformedBody("JSON parse error - " + ec.message());
   if (!value.is_object()) {
     throw ValidationError(
         "non_field_errors",
@@ -159,6 +164,89 @@ json::object note_to_json(const Note& note) {
   o["created_at"] = format_timestamp(note.created_at);
   o["updated_at"] = format_timestamp(note.updated_at);
   return o;
+}
+
+namespace {
+
+// Appends `text` as a JSON string, escaped exactly as json::serialize escapes it.
+void append_json_string(std::string& out, std::string_view text, json::serializer& serializer) {
+  char chunk[4096];
+  serializer.reset(text);
+  while (!serializer.done()) out.append(serializer.read(chunk, sizeof chunk));
+}
+
+void append_optional_string(std::string& out, const std::optional<std::string>& text,
+                            json::serializer& serializer) {
+  if (text) {
+    append_json_string(out, *text, serializer);
+  } else {
+    out += "null";
+  }
+}
+
+void append_note_json(std::string& out, const Note& note, json::serializer& serializer) {
+  out += "{\"id\":";
+  out += std::to_string(note.id);
+  out += ",\"title\":";
+  append_json_string(out, note.title, serializer);
+  out += ",\"original_text\":";
+  append_json_string(out, note.original_text, serializer);
+  out += ",\"original_language\":";
+  append_json_string(out, note.original_language, serializer);
+  out += ",\"translated_text\":";
+  append_optional_string(out, note.translated_text, serializer);
+  out += ",\"translated_language\":";
+  append_optional_string(out, note.translated_language, serializer);
+  // Timestamps are digits and punctuation: nothing to escape.
+  out += ",\"created_at\":\"";
+  out += format_timestamp(note.created_at);
+  out += "\",\"updated_at\":\"";
+  out += format_timestamp(note.updated_at);
+  out += "\"}";
+}
+
+}  // namespace
+
+void append_note_json(std::string& out, const Note& note) {
+  json::serializer serializer;
+  append_note_json(out, note, serializer);
+}
+
+std::string render_note_json(const Note& note) {
+  std::string out;
+  out.reserve(note.title.size() + note.original_text.size() +
+              (note.translated_text ? note.translated_text->size() : 0) + 256);
+  append_note_json(out, note);
+  return out;
+}
+
+std::string render_note_page(const std::vector<Note>& notes, std::size_t max_bytes,
+                             std::size_t& rendered) {
+  // Reserve what the page will about take, so the body is not copied while it grows.
+  std::size_t expected = 2;
+  for (const auto& note : notes) {
+    if (expected >= max_bytes) break;
+    expected += note.title.size() + note.original_text.size() + note.original_language.size() +
+                (note.translated_text ? note.translated_text->size() : 0) + 256;
+  }
+  json::serializer serializer;
+  std::string out;
+  out.reserve(std::min(expected, max_bytes));
+  out += '[';
+  rendered = 0;
+  for (const auto& note : notes) {
+    const std::size_t before = out.size();
+    if (rendered > 0) out += ',';
+    append_note_json(out, note, serializer);
+    // +1 for the closing bracket. The first note always goes in, or the page could not move on.
+    if (rendered > 0 && out.size() + 1 > max_bytes) {
+      out.resize(before);
+      break;
+    }
+    ++rendered;
+  }
+  out += ']';
+  return out;
 }
 
 json::object job_to_json(const TranslationJob& job) {

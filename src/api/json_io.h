@@ -12,21 +12,11 @@
 
 namespace transnotes::api {
 
-// Thrown for bodies the parser cannot read; becomes 400 {"detail": "JSON parse error - ..."}.
-class ParseError : public BadRequest {
- public:
-  using BadRequest::BadRequest;
-};
-
-// Thrown for a Content-Type we do not parse; becomes 415.
-class UnsupportedMediaType : public Error {
- public:
-  using Error::Error;
-};
-
 // Parses the request body (JSON or application/x-www-form-urlencoded) into a JSON object.
-// An empty body is an empty object. A body that is valid JSON but not an object is a
-// ValidationError on non_field_errors, as in DRF.
+// An empty body is an empty object. Throws MalformedBody for a body its parser cannot read,
+// UnsupportedMediaType for other types, and a ValidationError on non_field_errors for JSON that
+// is not an object, as DRF does. Form values are not checked here: the domain validates the
+// text of every field whatever body it came in.
 boost::json::object parse_body(const http::Request& request);
 
 // Reads a string field the way DRF's CharField does: strings as they are, numbers converted,
@@ -38,6 +28,16 @@ std::optional<std::string> read_string_field(const boost::json::object& body, co
 NoteFields read_note_fields(const boost::json::object& body);
 
 boost::json::object note_to_json(const Note& note);
+
+// Appends the note's JSON (what json::serialize(note_to_json(note)) gives, byte for byte) to
+// `out` without building a JSON object or copying its texts in between.
+void append_note_json(std::string& out, const Note& note);
+std::string render_note_json(const Note& note);
+
+// A JSON array of the leading notes whose rendering fits in `max_bytes` (always at least the
+// first note, so a page always moves forward). `rendered` is set to how many it holds.
+std::string render_note_page(const std::vector<Note>& notes, std::size_t max_bytes,
+                             std::size_t& rendered);
 boost::json::object job_to_json(const TranslationJob& job);
 boost::json::object stats_to_json(const Stats& stats);
 boost::json::array languages_to_json(const std::vector<LanguagePair>& pairs);

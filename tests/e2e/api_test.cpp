@@ -21,7 +21,9 @@ class ApiTest : public ::testing::TestWithParam<std::string> {
     e2e::ServiceOptions options;
     if (GetParam() == "postgres") {
       std::string url = e2e::database_url_for("postgres");
-      if (url.empty()) GTEST_FAIL() << "TRANSNOTES_TEST_DATABASE_URL unset: the PostgreSQL run needs it (scripts/test.sh starts one)";
+      if (url.empty())
+        GTEST_FAIL() << "TRANSNOTES_TEST_DATABASE_URL unset: the PostgreSQL run needs it "
+                        "(scripts/test.sh starts one)";
       options.env["DATABASE_URL"] = url;
     }
     options.args = {"--workers", "2"};
@@ -352,6 +354,160 @@ TEST_P(ApiTest, HealthAndMetrics) {
   res = request(port_, "GET", "/metrics");
   EXPECT_EQ(res.status, 200);
   EXPECT_NE(res.body.find("transnotes_http_requests_total"), std::string::npos);
+}
+
+// Bytes that are not UTF-8 are refused the same way from every body type and on every store,
+// before a length is counted, and the error never echoes them.
+TEST_P(ApiTest, InvalidUtf8IsRefusedFromEveryBodyType) {
+  const std::string form = "application/x-www-form-urlencoded";
+  const auto not_a_string = [](const char* field) {
+    return json::value(json::object{{field, json::array{"Not a valid string."}}});
+  };
+  auto res = request(port_, "POST", "/api/v1/notes/", "title=%FF%FE&original_text=x", form);
+  EXPECT_EQ(res.status, 400) << res.body;
+  EXPECT_EQ(res.json(), not_a_string("title"));
+
+  // Stray continuation bytes are not characters: they must not slip under the 200 limit.
+  std::string continuation;
+  for (int i = 0; i < 5000; ++i) continuation += "%80";
+  res =
+      request(port_, "POST", "/api/v1/notes/", "title=" + continuation + "&original_text=x", form);
+  EXPECT_EQ(res.status, 400) << res.body;
+  EXPECT_EQ(res.json(), not_a_string("title"));
+
+  res = request(port_, "POST", "/api/v1/notes/", "title=ok&original_text=a%C0%AFb", form);
+  EXPECT_EQ(res.status, 400) << res.body;  // an overlong encoding of '/'
+  EXPECT_EQ(res.json(), not_a_string("original_text"));
+
+  res = request(port_, "POST", "/api/v1/notes/",
+                "title=ok&original_text=x&original_language=%ED%A0%80", form);
+  EXPECT_EQ(res.status, 400) << res.body;  // a UTF-16 surrogate encoded in UTF-8
+  EXPECT_EQ(res.json(), not_a_string("original_language"));
+
+  auto note = create("Valid", "Hello world.", "en");
+  auto id = note["id"].as_int64();
+  res = request(port_, "PATCH", note_path(id), "title=%FF", form);
+  EXPECT_EQ(res.status, 400) << res.body;
+  EXPECT_EQ(res.json(), not_a_string("title"));
+  res = request(port_, "POST", note_path(id) + "translate/", "target_language=e%FFs", form);
+  EXPECT_EQ(res.status, 400) << res.body;
+  EXPECT_EQ(res.json(), not_a_string("target_language"));
+
+  // Multi-byte text that is valid passes and comes back intact.
+  res = request(port_, "POST", "/api/v1/notes/", "title=%C3%B1and%C3%BA&original_text=%F0%9F%98%80",
+                form);
+  ASSERT_EQ(res.status, 201) << res.body;
+  EXPECT_EQ(res.json().at("title"),
+            "\xC3\xB1"
+            "and\xC3\xBA");
+  EXPECT_EQ(res.json().at("original_text"), "\xF0\x9F\x98\x80");
+
+  // Nothing invalid was stored: the list parses as strict JSON and holds the two valid notes.
+  res = request(port_, "GET", "/api/v1/notes/");
+  ASSERT_EQ(res.status, 200);
+  EXPECT_EQ(res.json().as_array().size(), 2u);
+}
+
+// Host is checked before it is copied into Link; forwarded headers are ignored unless the
+// service was told it sits behind a trusted proxy.
+TEST_P(ApiTest, HostIsValidatedAndForwardedHeadersAreNotTrustedByDefault) {
+  for (int i = 0; i < 3; ++i) create(std::string("n").append(std::to_string(i)), "text");
+  auto res = request(port_, "GET", "/api/v1/notes/?limit=1", "", "application/json",
+                     {{"Host", "notes.example.com:8080"},
+                      {"X-Forwarded-Proto", "https"},
+                      {"X-Forwarded-Host", "attacker.example"}});
+  ASSERT_EQ(res.status, 200) << res.body;
+  EXPECT_EQ(res.header("Link"),
+            "<http://notes.example.com:8080/api/v1/notes/?limit=1&offset=1>; rel=\"next\"");
+
+  for (std::string host :
+       {"a>; rel=\"next\", <http://evil.example/", "a b", "a/b", "a:80x", "\xff.example"}) {
+    res = request(port_, "GET", "/api/v1/notes/?limit=1", "", "application/json", {{"Host", host}});
+    EXPECT_EQ(res.status, 400) << host << " " << res.body;
+    EXPECT_EQ(res.json(), json::parse(R"({"detail": "Invalid Host header."})")) << host;
+    EXPECT_TRUE(res.header("Link").empty()) << host;
+  }
+  EXPECT_EQ(request(port_, "GET", "/api/v1/notes/", "", "application/json", {{"Host", "[::1]:80"}})
+                .status,
+            200);
+}
+
+TEST_P(ApiTest, RoutesAreBoundedAtPathSegments) {
+  auto note = create("T", "Text", "en");
+  auto id = std::to_string(note["id"].as_int64());
+  for (std::string path :
+       std::vector<std::string>{"/api/v1notes/" + id + "/", "/api/v1notes/",
+                                "/api/v1/notes" + id + "/", "/api/v1/notesx/", "/api/v1/stats/x/",
+                                "/api/v1/notes/" + id + "/x/", "/metricsx", "/healthy/"}) {
+    auto res = request(port_, "GET", path);
+    EXPECT_EQ(res.status, 404) << path << " " << res.body;
+  }
+  auto options = request(port_, "OPTIONS", "/api/v1/notes/" + id + "/translate/");
+  EXPECT_EQ(options.status, 200);
+  EXPECT_EQ(options.header("Allow"), "POST, OPTIONS");
+  EXPECT_EQ(options.json().at("name"), "Translate Note");
+  EXPECT_EQ(request(port_, "OPTIONS", "/api/v1/notes/").header("Allow"),
+            "GET, POST, HEAD, OPTIONS");
+  auto wrong = request(port_, "PUT", "/api/v1/stats/");
+  EXPECT_EQ(wrong.status, 405);
+  EXPECT_EQ(wrong.header("Allow"), "GET, HEAD, OPTIONS");
+}
+
+// HEAD gives GET's status and headers (the server leaves out the body).
+TEST_P(ApiTest, HeadAnswersLikeGet) {
+  auto note = create("T", "Text", "en");
+  for (std::string path : {note_path(note["id"].as_int64()), std::string("/api/v1/notes/"),
+                           std::string("/api/v1/stats/"), std::string("/api/v1/notes/999999/")}) {
+    auto get = request(port_, "GET", path);
+    auto head = request(port_, "HEAD", path);
+    EXPECT_EQ(head.status, get.status) << path;
+    EXPECT_EQ(head.header("Content-Length"), std::to_string(get.body.size())) << path;
+    EXPECT_EQ(head.header("Content-Type"), get.header("Content-Type")) << path;
+    EXPECT_TRUE(head.body.empty());
+  }
+}
+
+// A list page stops before its body would pass the byte budget; `next` starts where it stopped.
+TEST_P(ApiTest, LargePagesStopEarlyWithACorrectNextLink) {
+  const std::string big(1'000'000, 'a');
+  for (int i = 0; i < 9; ++i) create(std::string("big").append(std::to_string(i)), big);
+  auto res = request(port_, "GET", "/api/v1/notes/?limit=1000");
+  ASSERT_EQ(res.status, 200);
+  auto first = res.json().as_array();
+  EXPECT_LE(res.body.size(), 8u << 20);
+  ASSERT_EQ(first.size(), 8u);
+  EXPECT_EQ(first[0].at("title"), "big8");
+  EXPECT_NE(res.header("Link").find("/api/v1/notes/?limit=1000&offset=8>; rel=\"next\""),
+            std::string::npos)
+      << res.header("Link");
+  res = request(port_, "GET", "/api/v1/notes/?limit=1000&offset=8");
+  ASSERT_EQ(res.status, 200);
+  auto rest = res.json().as_array();
+  ASSERT_EQ(rest.size(), 1u);
+  EXPECT_EQ(rest[0].at("title"), "big0");
+  EXPECT_EQ(res.header("Link").find("rel=\"next\""), std::string::npos) << res.header("Link");
+}
+
+// Language codes are reduced to their BCP 47 primary subtag, lower case, wherever they enter.
+TEST_P(ApiTest, LanguageCodesAreNormalizedToThePrimarySubtag) {
+  auto note = create("T", "Hello world.", "en-US");
+  EXPECT_EQ(note["original_language"], "en");
+  auto id = note["id"].as_int64();
+  auto res =
+      request(port_, "POST", note_path(id) + "translate/", R"({"target_language": "en-GB"})");
+  EXPECT_EQ(res.status, 400);
+  EXPECT_EQ(res.json(), json::parse(R"({"target_language":
+      ["The note is already in 'en'; choose another language."]})"));
+  res = request(port_, "POST", note_path(id) + "translate/", R"({"target_language": "es-ES"})");
+  ASSERT_EQ(res.status, 202) << res.body;
+  EXPECT_EQ(res.json().at("translation").at("target_language"), "es");
+  EXPECT_EQ(res.json().at("translation").at("source_language"), "en");
+  res = request(port_, "PATCH", note_path(id), R"({"original_language": " ES_es "})");
+  ASSERT_EQ(res.status, 200) << res.body;
+  EXPECT_EQ(res.json().at("original_language"), "es");
+  auto stats = request(port_, "GET", "/api/v1/stats/").json();
+  EXPECT_EQ(stats.at("language_breakdown"),
+            json::parse(R"([{"original_language": "es", "count": 1}])"));
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, ApiTest, ::testing::Values("sqlite", "postgres"),

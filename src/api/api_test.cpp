@@ -1,0 +1,195 @@
+// The Api as the server calls it, over a real SQLite store, the in-process cache and job bus.
+#include "api/api.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <boost/json.hpp>
+#include <filesystem>
+
+#include "cache/memory_cache.h"
+#include "queue/memory_bus.h"
+#include "storage/storage.h"
+
+namespace transnotes::api {
+namespace {
+
+namespace json = boost::json;
+
+// Covers en <-> es, so translate requests can be accepted; nothing here runs a translation.
+class TwoLanguages final : public Translator {
+ public:
+  std::vector<LanguagePair> pairs() const override {
+    return {{"en", "es", "test"}, {"es", "en", "test"}};
+  }
+  std::optional<std::string> engine_for(const std::string& source,
+                                        const std::string& target) const override {
+    if ((source == "en" && target == "es") || (source == "es" && target == "en")) return "test";
+    return std::nullopt;
+  }
+  TranslationOutput translate(const std::string&, const std::string&,
+                              const std::string& text) override {
+    return {text, "test"};
+  }
+};
+
+class ApiUnit : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    directory_ = std::filesystem::temp_directory_path() /
+                 ("transnotes-api-test-" + std::to_string(::getpid()) + "-" +
+                  ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(directory_);
+    std::filesystem::create_directories(directory_);
+    StorageConfig config;
+    config.database_url = "sqlite:///" + (directory_ / "notes.db").string();
+    store_ = open_store(config);
+    store_->migrate();
+    notes_ = std::make_unique<NoteService>(*store_, cache_, bus_, translator_, render_note, 3);
+  }
+  void TearDown() override {
+    api_.reset();
+    notes_.reset();
+    store_.reset();
+    std::filesystem::remove_all(directory_);
+  }
+
+  Api& api(ApiOptions options = {}) {
+    api_ = std::make_unique<Api>(*notes_, std::move(options));
+    return *api_;
+  }
+
+  static http::Request make(std::string method, std::string target, std::string body = "",
+                            std::vector<std::pair<std::string, std::string>> headers = {
+                                {"Host", "127.0.0.1:8000"}}) {
+    if (!body.empty()) headers.emplace_back("Content-Type", "application/json");
+    return http::Request{std::move(method), std::move(target), std::move(headers), std::move(body)};
+  }
+
+  static std::string header(const http::Response& response, std::string_view name) {
+    for (const auto& [key, value] : response.headers) {
+      if (key == name) return value;
+    }
+    return {};
+  }
+
+  std::int64_t create(Api& api, const std::string& title, const std::string& text) {
+    auto response =
+        api.handle(make("POST", "/api/v1/notes/",
+                        json::serialize(json::object{{"title", title}, {"original_text", text}})));
+    EXPECT_EQ(response.status, 201) << response.body;
+    return json::parse(response.body).at("id").as_int64();
+  }
+
+  std::filesystem::path directory_;
+  std::unique_ptr<Store> store_;
+  MemoryNoteCache cache_;
+  MemoryJobBus bus_;
+  TwoLanguages translator_;
+  std::unique_ptr<NoteService> notes_;
+  std::unique_ptr<Api> api_;
+};
+
+TEST_F(ApiUnit, HeadGivesGetsStatusBodyAndType) {
+  Api& service = api();
+  auto id = create(service, "T", "Text");
+  for (std::string target : {"/api/v1/notes/" + std::to_string(id) + "/",
+                             std::string("/api/v1/notes/?limit=1"), std::string("/api/v1/stats/"),
+                             std::string("/api/v1/notes/999/"), std::string("/health/")}) {
+    auto get = service.handle(make("GET", target));
+    auto head = service.handle(make("HEAD", target));
+    EXPECT_EQ(head.status, get.status) << target;
+    EXPECT_EQ(head.body, get.body) << target;
+    EXPECT_FALSE(head.body.empty()) << target;
+    EXPECT_EQ(head.content_type, get.content_type) << target;
+    EXPECT_EQ(head.headers, get.headers) << target;
+  }
+}
+
+TEST_F(ApiUnit, ErrorsKeepTheirStatusAndShape) {
+  Api& service = api();
+  auto res = service.handle(make("DELETE", "/api/v1/notes/"));
+  EXPECT_EQ(res.status, 405);
+  EXPECT_EQ(res.body, R"({"detail":"Method \"DELETE\" not allowed."})");
+  EXPECT_EQ(header(res, "Allow"), "GET, POST, HEAD, OPTIONS");
+  res = service.handle(make("GET", "/api/v1/notes/abc/"));
+  EXPECT_EQ(res.status, 404);
+  EXPECT_EQ(res.body, R"({"detail":"Not found."})");
+  res = service.handle(make("POST", "/api/v1/notes/", R"({"original_text": "x"})"));
+  EXPECT_EQ(res.status, 400);
+  EXPECT_EQ(res.body, R"({"title":["This field is required."]})");
+  res = service.handle(make("POST", "/api/v1/notes/", "{"));
+  EXPECT_EQ(res.status, 400);
+  EXPECT_TRUE(res.body.starts_with(R"({"detail":"JSON parse error - )")) << res.body;
+  auto unsupported = make("POST", "/api/v1/notes/", "x", {{"Content-Type", "text/plain"}});
+  res = service.handle(unsupported);
+  EXPECT_EQ(res.status, 415);
+  EXPECT_EQ(res.body, R"({"detail":"Unsupported media type \"text/plain\" in request."})");
+  res = service.handle(make("GET", "/api/v1/notes/", "", {{"Host", "a b"}}));
+  EXPECT_EQ(res.status, 400);
+  EXPECT_EQ(res.body, R"({"detail":"Invalid Host header."})");
+  EXPECT_EQ(service.counters().responses_5xx.load(), 0u);
+}
+
+TEST_F(ApiUnit, ABadHostIsRefusedEvenWhenTheCacheHoldsTheNote) {
+  Api& service = api();
+  auto id = create(service, "T", "Text");
+  auto target = "/api/v1/notes/" + std::to_string(id) + "/";
+  ASSERT_EQ(service.handle(make("GET", target)).status, 200);  // fills the cache
+  ASSERT_TRUE(service.try_cached(make("GET", target)));
+  auto bad = make("GET", target, "", {{"Host", "x>, <http://evil/>"}});
+  EXPECT_FALSE(service.try_cached(bad));
+  EXPECT_EQ(service.handle(bad).status, 400);
+}
+
+TEST_F(ApiUnit, PagesStopAtTheByteBudgetAndNextContinuesExactly) {
+  ApiOptions options;
+  options.max_list_bytes = 4096;
+  Api& service = api(options);
+  std::vector<std::int64_t> created;
+  for (int i = 0; i < 12; ++i)
+    created.push_back(create(service, std::string("n").append(std::to_string(i)),
+                             std::string(1000, 'a' + i % 26)));
+  std::vector<std::int64_t> seen;
+  std::string target = "/api/v1/notes/?limit=1000";
+  for (int pages = 0; !target.empty() && pages < 20; ++pages) {
+    auto res = service.handle(make("GET", target));
+    ASSERT_EQ(res.status, 200);
+    EXPECT_LE(res.body.size(), options.max_list_bytes);
+    auto items = json::parse(res.body).as_array();
+    ASSERT_FALSE(items.empty());
+    for (const auto& item : items) seen.push_back(item.at("id").as_int64());
+    std::string links = header(res, "Link");
+    auto next = links.find(">; rel=\"next\"");
+    if (next == std::string::npos) {
+      target.clear();
+    } else {
+      // Links are absolute; requests carry the path.
+      auto start = links.rfind('<', next) + 1;
+      target = links.substr(start, next - start);
+      target = target.substr(target.find("/api/"));
+      EXPECT_NE(target.find("limit=1000&offset=" + std::to_string(seen.size())), std::string::npos)
+          << target;
+    }
+  }
+  std::vector<std::int64_t> newest_first(created.rbegin(), created.rend());
+  EXPECT_EQ(seen, newest_first);
+}
+
+TEST_F(ApiUnit, TrustedProxyHeadersNameTheLinks) {
+  ApiOptions options;
+  options.trust_proxy = true;
+  Api& service = api(options);
+  create(service, "a", "x");
+  create(service, "b", "x");
+  auto res = service.handle(make("GET", "/api/v1/notes/?limit=1", "",
+                                 {{"Host", "10.0.0.5:8000"},
+                                  {"X-Forwarded-Proto", "https"},
+                                  {"X-Forwarded-Host", "notes.example"}}));
+  ASSERT_EQ(res.status, 200);
+  EXPECT_EQ(header(res, "Link"),
+            "<https://notes.example/api/v1/notes/?limit=1&offset=1>; rel=\"next\"");
+}
+
+}  // namespace
+}  // namespace transnotes::api
