@@ -1,4 +1,6 @@
-// PostgreSQL Store over libpq. Concurrency model:
+// The PostgreSQL Store: its queries (named statements) and the transactions around them, plus
+// the factory that reads our URL parameters. The connection (settings, error mapping) is in
+// postgres_connection.*, the schema in postgres_schema.*. Concurrency model:
 //  - A pool of at most pool_size connections; each is used by one thread at a time.
 //  - Statements are prepared once per connection (PQprepare) from the named constants below.
 //  - Claims use `FOR UPDATE SKIP LOCKED`, so concurrent workers never take the same job.
@@ -9,311 +11,30 @@
 #include "storage/postgres_store.h"
 
 #include <libpq-fe.h>
-#include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <charconv>
-#include <condition_variable>
-#include <cstring>
-#include <mutex>
+#include <chrono>
+#include <cstdint>
+#include <exception>
+#include <optional>
 #include <span>
+#include <string>
 #include <unordered_map>
-#include <unordered_set>
 #include <utility>
 #include <vector>
 
 #include "domain/errors.h"
 #include "storage/batcher.h"
 #include "storage/connection_pool.h"
+#include "storage/postgres_connection.h"
+#include "storage/postgres_schema.h"
 #include "storage/row_mapping.h"
 
 namespace transnotes::storage {
 
+namespace postgres {
+
 namespace {
-
-// A deadlock or serialization failure: the whole transaction may be retried.
-class RetryableConflict : public Error {
- public:
-  using Error::Error;
-};
-
-std::string first_line(const char* message) {
-  std::string text = message != nullptr ? message : "unknown error";
-  auto end = text.find('\n');
-  if (end != std::string::npos) text.resize(end);
-  return text;
-}
-
-struct ResultDeleter {
-  void operator()(PGresult* result) const { PQclear(result); }
-};
-using Result = std::unique_ptr<PGresult, ResultDeleter>;
-
-// A prepared statement: the name is unique per connection, `sql` uses $1..$n placeholders.
-struct StatementDef {
-  const char* name;
-  const char* sql;
-};
-
-// NULL-able text parameters for PQexecPrepared (text format).
-class Params {
- public:
-  Params& add(const std::string& value) {
-    values_.emplace_back(value);
-    return *this;
-  }
-  Params& add(std::int64_t value) {
-    values_.emplace_back(std::to_string(value));
-    return *this;
-  }
-  Params& add(const std::optional<std::string>& value) {
-    values_.push_back(value);
-    return *this;
-  }
-  Params& add(const std::optional<std::int64_t>& value) {
-    if (value) return add(*value);
-    values_.emplace_back(std::nullopt);
-    return *this;
-  }
-  std::vector<const char*> pointers() const {
-    std::vector<const char*> out;
-    for (const auto& value : values_) out.push_back(value ? value->c_str() : nullptr);
-    return out;
-  }
-  std::vector<int> lengths() const {
-    std::vector<int> out;
-    for (const auto& value : values_) out.push_back(value ? static_cast<int>(value->size()) : 0);
-    return out;
-  }
-  int size() const { return static_cast<int>(values_.size()); }
-
- private:
-  std::vector<std::optional<std::string>> values_;
-};
-
-// Reads typed values from a result row (text format).
-class Row {
- public:
-  Row(const PGresult* result, int row) : result_(result), row_(row) {}
-  bool is_null(int col) const { return PQgetisnull(result_, row_, col) != 0; }
-  std::string text(int col) const {
-    return std::string(PQgetvalue(result_, row_, col),
-                       static_cast<std::size_t>(PQgetlength(result_, row_, col)));
-  }
-  std::optional<std::string> optional_text(int col) const {
-    if (is_null(col)) return std::nullopt;
-    return text(col);
-  }
-  std::int64_t int64(int col) const {
-    const char* begin = PQgetvalue(result_, row_, col);
-    std::int64_t value = 0;
-    std::from_chars(begin, begin + PQgetlength(result_, row_, col), value);
-    return value;
-  }
-  std::optional<std::int64_t> optional_int64(int col) const {
-    if (is_null(col)) return std::nullopt;
-    return int64(col);
-  }
-
- private:
-  const PGresult* result_;
-  int row_;
-};
-
-// One libpq connection with the set of statements prepared on it. Not thread safe.
-class Connection {
- public:
-  explicit Connection(PGconn* conn) : conn_(conn) {}
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
-  ~Connection() { PQfinish(conn_); }
-
-  bool broken() const { return broken_ || PQstatus(conn_) != CONNECTION_OK; }
-  void mark_broken() { broken_ = true; }
-
-  // Runs a parameterless command (BEGIN, COMMIT, DDL, SET ...).
-  Result exec(const char* sql) { return check(PQexec(conn_, sql)); }
-
-  Result run(const StatementDef& statement, const Params& params) {
-    if (prepared_.count(statement.name) == 0) {
-      check(PQprepare(conn_, statement.name, statement.sql, 0, nullptr));
-      prepared_.insert(statement.name);
-    }
-    auto values = params.pointers();
-    auto lengths = params.lengths();
-    return check(PQexecPrepared(conn_, statement.name, params.size(), values.data(), lengths.data(),
-                                nullptr, 0));
-  }
-
- private:
-  // Turns a failed result into the right exception, marking the connection broken when the
-  // failure is at the connection level.
-  Result check(PGresult* raw) {
-    Result result(raw);
-    ExecStatusType status = result ? PQresultStatus(result.get()) : PGRES_FATAL_ERROR;
-    if (status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) return result;
-    const char* state = result ? PQresultErrorField(result.get(), PG_DIAG_SQLSTATE) : nullptr;
-    std::string sqlstate = state != nullptr ? state : "";
-    std::string message =
-        first_line(result ? PQresultErrorMessage(result.get()) : PQerrorMessage(conn_));
-    if (message.empty()) message = first_line(PQerrorMessage(conn_));
-    if (!result || PQstatus(conn_) != CONNECTION_OK || sqlstate.empty() ||
-        sqlstate.rfind("08", 0) == 0 || sqlstate.rfind("57P", 0) == 0 ||
-        sqlstate.rfind("53", 0) == 0) {
-      broken_ = true;
-      throw Unavailable("database unavailable: " + message);
-    }
-    if (sqlstate == "57014") throw Unavailable("database unavailable: " + message);
-    if (sqlstate == "40P01" || sqlstate == "40001") throw RetryableConflict(message);
-    if (sqlstate == "22021") throw BadRequest("text is not valid UTF-8");
-    throw Error("database error: " + message);
-  }
-
-  PGconn* conn_;
-  bool broken_ = false;
-  std::unordered_set<std::string> prepared_;
-};
-
-using Pool = ConnectionPool<Connection>;
-
-// Opens one PostgreSQL connection with the session settings every query relies on.
-std::unique_ptr<Connection> open_connection(const std::string& url,
-                                            const std::optional<std::string>& schema,
-                                            std::chrono::milliseconds connect_timeout,
-                                            std::chrono::milliseconds statement_timeout) {
-  // libpq takes whole seconds and treats values below 2 as 2.
-  const auto seconds = std::max<long long>(1, (connect_timeout.count() + 999) / 1000);
-  const std::string timeout = std::to_string(seconds);
-  const char* keywords[] = {"dbname",
-                            "connect_timeout",
-                            "keepalives",
-                            "keepalives_idle",
-                            "keepalives_interval",
-                            "keepalives_count",
-                            "fallback_application_name",
-                            nullptr};
-  const char* values[] = {url.c_str(), timeout.c_str(), "1",    "30", "10",
-                          "3",         "transnotes",    nullptr};
-  PGconn* raw = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
-  auto conn = std::make_unique<Connection>(raw);
-  if (raw == nullptr || PQstatus(raw) != CONNECTION_OK) {
-    throw Unavailable("database unavailable: " +
-                      first_line(raw != nullptr ? PQerrorMessage(raw) : "out of memory"));
-  }
-  std::string setup = "SET statement_timeout = " + std::to_string(statement_timeout.count()) +
-                      "; " + "SET TIME ZONE 'UTC'; SET client_min_messages = warning";
-  if (schema) setup += "; SET search_path TO \"" + *schema + "\"";
-  conn->exec(setup.c_str());
-  return conn;
-}
-
-struct Migration {
-  int version;
-  const char* sql;
-};
-
-// Pieces of the stats trigger (migration 2): add a delta to this backend's counter shard.
-#define TN_STATS_ACCUMULATE                           \
-  "ON CONFLICT (original_language, shard) DO UPDATE " \
-  "SET notes = s.notes + excluded.notes, translated = s.translated + excluded.translated;\n"
-#define TN_STATS_ADD_NEW                                                       \
-  "INSERT INTO note_stats AS s (original_language, shard, notes, translated) " \
-  "VALUES (NEW.original_language, shard_id, 1, (NEW.translated_text IS NOT "   \
-  "NULL)::int) " TN_STATS_ACCUMULATE
-#define TN_STATS_REMOVE_OLD                                                    \
-  "INSERT INTO note_stats AS s (original_language, shard, notes, translated) " \
-  "VALUES (OLD.original_language, shard_id, -1, -(OLD.translated_text IS NOT " \
-  "NULL)::int) " TN_STATS_ACCUMULATE
-
-constexpr Migration kMigrations[] = {
-    {1, R"sql(
-CREATE TABLE notes (
-  id BIGSERIAL PRIMARY KEY,
-  title TEXT NOT NULL,
-  original_text TEXT NOT NULL,
-  original_language TEXT NOT NULL,
-  translated_text TEXT NULL,
-  translated_language TEXT NULL,
-  created_at TIMESTAMPTZ NOT NULL,
-  updated_at TIMESTAMPTZ NOT NULL,
-  version BIGINT NOT NULL DEFAULT 1
-);
-CREATE INDEX notes_list_order ON notes (created_at DESC, id DESC);
-CREATE INDEX notes_original_language ON notes (original_language);
-CREATE TABLE translation_jobs (
-  id BIGSERIAL PRIMARY KEY,
-  note_id BIGINT NOT NULL REFERENCES notes (id) ON DELETE CASCADE,
-  source_language TEXT NOT NULL,
-  target_language TEXT NOT NULL,
-  status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
-  text TEXT NULL,
-  error TEXT NULL,
-  engine TEXT NOT NULL,
-  attempts INTEGER NOT NULL DEFAULT 0,
-  max_attempts INTEGER NOT NULL,
-  created_at TIMESTAMPTZ NOT NULL,
-  started_at TIMESTAMPTZ NULL,
-  finished_at TIMESTAMPTZ NULL,
-  available_at TIMESTAMPTZ NOT NULL,
-  lease_owner TEXT NULL,
-  lease_expires_at TIMESTAMPTZ NULL
-);
-CREATE INDEX translation_jobs_claim ON translation_jobs (status, available_at);
-CREATE INDEX translation_jobs_note ON translation_jobs (note_id, target_language, id);
-)sql"},
-    // Stats counters kept by a trigger in the writing transaction, so stats() reads
-    // O(languages x shards) rows instead of scanning notes, and stays exactly consistent.
-    //  - Contention: each backend adds to its own shard (pid % 16), so concurrent writers from
-    //    different connections rarely wait on one counter row. A shard may go negative (created
-    //    on one connection, deleted on another); only the per-language sums mean anything.
-    //  - Deadlocks: a language change touches two counter rows; they are always locked in
-    //    language order, and every writer locks its note row before any counter row.
-    //  - The function pins the search_path it was created under, so a write from a session with
-    //    another search_path still counts into this schema's note_stats.
-    //  - The table lock keeps writers out between the backfill and the trigger's creation.
-    {2, R"sql(
-LOCK TABLE notes IN SHARE ROW EXCLUSIVE MODE;
-CREATE TABLE note_stats (
-  original_language TEXT NOT NULL,
-  shard INTEGER NOT NULL,
-  notes BIGINT NOT NULL,
-  translated BIGINT NOT NULL,
-  PRIMARY KEY (original_language, shard)
-);
-INSERT INTO note_stats (original_language, shard, notes, translated)
-  SELECT original_language, 0, count(*), count(translated_text) FROM notes
-  GROUP BY original_language;
-CREATE FUNCTION note_stats_track() RETURNS trigger LANGUAGE plpgsql
-SET search_path FROM CURRENT AS $fn$
-DECLARE
-  shard_id INTEGER := pg_backend_pid() % 16;
-BEGIN
-  IF TG_OP = 'INSERT' THEN
-    )sql" TN_STATS_ADD_NEW R"sql(
-  ELSIF TG_OP = 'DELETE' THEN
-    )sql" TN_STATS_REMOVE_OLD R"sql(
-  ELSIF OLD.original_language = NEW.original_language THEN
-    INSERT INTO note_stats AS s (original_language, shard, notes, translated)
-    VALUES (NEW.original_language, shard_id, 0,
-            (NEW.translated_text IS NOT NULL)::int - (OLD.translated_text IS NOT NULL)::int)
-    )sql" TN_STATS_ACCUMULATE R"sql(
-  ELSIF OLD.original_language COLLATE "C" < NEW.original_language COLLATE "C" THEN
-    )sql" TN_STATS_REMOVE_OLD TN_STATS_ADD_NEW R"sql(
-  ELSE
-    )sql" TN_STATS_ADD_NEW TN_STATS_REMOVE_OLD R"sql(
-  END IF;
-  RETURN NULL;
-END
-$fn$;
-CREATE TRIGGER note_stats_after_insert_or_delete AFTER INSERT OR DELETE ON notes
-  FOR EACH ROW EXECUTE FUNCTION note_stats_track();
-CREATE TRIGGER note_stats_after_update AFTER UPDATE OF original_language, translated_text ON notes
-  FOR EACH ROW
-  WHEN (OLD.original_language IS DISTINCT FROM NEW.original_language
-        OR (OLD.translated_text IS NULL) <> (NEW.translated_text IS NULL))
-  EXECUTE FUNCTION note_stats_track();
-)sql"},
-};
 
 // timestamptz <-> int64 microseconds since the epoch.
 #define TN_MICROS(col) "(extract(epoch FROM " col ") * 1000000)::int8"
@@ -457,13 +178,6 @@ constexpr StatementDef kNextDue{
                         "WHERE status = 'queued'), (SELECT min(lease_expires_at) FROM "
                         "translation_jobs WHERE status = 'running' AND attempts < max_attempts))")};
 
-std::int64_t affected(const Result& result) {
-  const char* tuples = PQcmdTuples(result.get());
-  std::int64_t n = 0;
-  std::from_chars(tuples, tuples + std::strlen(tuples), n);
-  return n;
-}
-
 class PostgresStore final : public Store {
  private:
   static std::int64_t millis(std::chrono::milliseconds d) { return d.count(); }
@@ -480,10 +194,10 @@ class PostgresStore final : public Store {
         conn->exec("COMMIT");
         return result;
       } catch (const RetryableConflict& e) {
-        rollback(conn);
+        rollback(*conn);
         if (attempt >= 5) throw Unavailable(std::string("database unavailable: ") + e.what());
       } catch (...) {
-        rollback(conn);
+        rollback(*conn);
         throw;
       }
     }
@@ -568,15 +282,6 @@ class PostgresStore final : public Store {
     }
   }
 
-  static void rollback(Pool::Lease& conn) {
-    if (conn->broken()) return;
-    try {
-      conn->exec("ROLLBACK");
-    } catch (const std::exception& e) {
-      spdlog::warn("postgres rollback failed, discarding connection: {}", e.what());
-      conn->mark_broken();
-    }
-  }
   // Runs one autocommit statement.
   Result single(const StatementDef& statement, const Params& params) {
     auto conn = pool_.acquire();
@@ -601,40 +306,7 @@ class PostgresStore final : public Store {
 
   void migrate() override {
     auto conn = pool_.acquire();
-    try {
-      // Serialises migrators across processes; the key is per schema so separate schemas
-      // (e.g. tests) do not wait for each other. Session lock: released on unlock or disconnect.
-      const std::string lock_key = "transnotes.migrate." + schema_.value_or("");
-      conn->exec(("SELECT pg_advisory_lock(hashtext('" + lock_key + "'))").c_str());
-      if (schema_) conn->exec(("CREATE SCHEMA IF NOT EXISTS \"" + *schema_ + "\"").c_str());
-      conn->exec(
-          "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-          "applied_at TIMESTAMPTZ NOT NULL DEFAULT clock_timestamp())");
-      auto applied = conn->exec("SELECT version FROM schema_migrations");
-      std::unordered_set<std::int64_t> versions;
-      for (int i = 0; i < PQntuples(applied.get()); ++i) {
-        versions.insert(Row(applied.get(), i).int64(0));
-      }
-      for (const Migration& migration : kMigrations) {
-        if (versions.count(migration.version) != 0) continue;
-        spdlog::info("postgres: applying schema migration {}", migration.version);
-        conn->exec("BEGIN");
-        try {
-          conn->exec(migration.sql);
-          conn->exec(("INSERT INTO schema_migrations (version) VALUES (" +
-                      std::to_string(migration.version) + ")")
-                         .c_str());
-          conn->exec("COMMIT");
-        } catch (...) {
-          rollback(conn);
-          throw;
-        }
-      }
-      conn->exec("SELECT pg_advisory_unlock_all()");
-    } catch (...) {
-      conn->mark_broken();  // closing the session releases the advisory lock
-      throw;
-    }
+    postgres::migrate(*conn, schema_);
   }
 
   Note create_note(const NoteFields& fields) override {
@@ -789,6 +461,8 @@ bool valid_schema_name(const std::string& name) {
 
 }  // namespace
 
+}  // namespace postgres
+
 std::unique_ptr<Store> make_postgres_store(const std::string& url, const StorageConfig& config) {
   // Take our own `schema` parameter out of the query string; libpq rejects unknown parameters.
   std::string libpq_url = url;
@@ -812,18 +486,18 @@ std::unique_ptr<Store> make_postgres_store(const std::string& url, const Storage
     }
     libpq_url = url.substr(0, question) + (kept.empty() ? "" : "?" + kept);
   }
-  if (schema && !valid_schema_name(*schema)) {
+  if (schema && !postgres::valid_schema_name(*schema)) {
     throw Error("invalid database URL: schema must be letters, digits and underscores");
   }
   char* error = nullptr;
   PQconninfoOption* options = PQconninfoParse(libpq_url.c_str(), &error);
   if (options == nullptr) {
-    std::string message = first_line(error != nullptr ? error : "cannot parse");
+    std::string message = postgres::first_line(error != nullptr ? error : "cannot parse");
     PQfreemem(error);
     throw Error("invalid database URL: " + message);
   }
   PQconninfoFree(options);
-  return std::make_unique<PostgresStore>(libpq_url, schema, config);
+  return std::make_unique<postgres::PostgresStore>(libpq_url, schema, config);
 }
 
 }  // namespace transnotes::storage

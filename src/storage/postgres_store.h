@@ -1,4 +1,5 @@
-// PostgreSQL implementation of Store over libpq (internal; use open_store()).
+// Private to src/storage: the PostgreSQL Store over libpq (use open_store(); only storage.cpp
+// includes this).
 #pragma once
 
 #include <memory>

@@ -1,4 +1,6 @@
-// SQLite Store. Concurrency model:
+// The SQLite Store: its queries and the transactions around them, plus the factory. The
+// connection (settings, error mapping) is in sqlite_connection.*, the schema in sqlite_schema.*.
+// Concurrency model:
 //  - A pool of connections (at most pool_size), each used by one thread at a time.
 //  - WAL mode: readers never block the writer or each other.
 //  - Writes are serialised inside the process by `write_mutex_` and across processes by
@@ -6,315 +8,30 @@
 //  - Timestamps are int64 microseconds UTC taken from the process clock.
 #include "storage/sqlite_store.h"
 
-#include <spdlog/spdlog.h>
-#include <sqlite3.h>
-
-#include <condition_variable>
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <mutex>
-#include <thread>
-#include <unordered_map>
+#include <optional>
 #include <utility>
+#include <vector>
 
 #include "domain/errors.h"
 #include "storage/connection_pool.h"
 #include "storage/row_mapping.h"
+#include "storage/sqlite_connection.h"
+#include "storage/sqlite_schema.h"
 
 namespace transnotes::storage {
 
+namespace sqlite {
+
 namespace {
-
-[[noreturn]] void throw_sqlite(sqlite3* db, int rc, const char* what) {
-  const char* message = db != nullptr ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-  std::string detail = std::string(what) + ": " + message;
-  switch (rc & 0xFF) {
-    case SQLITE_BUSY:
-    case SQLITE_LOCKED:
-    case SQLITE_CANTOPEN:
-    case SQLITE_IOERR:
-    case SQLITE_FULL:
-    case SQLITE_CORRUPT:
-    case SQLITE_NOTADB:
-    case SQLITE_READONLY:
-    case SQLITE_PERM:
-    case SQLITE_PROTOCOL:
-      throw Unavailable("database unavailable: " + detail);
-    default:
-      throw Error("database error: " + detail);
-  }
-}
-
-// A cached prepared statement borrowed for one use; resets itself when done.
-class Statement {
- public:
-  Statement(sqlite3* db, sqlite3_stmt* stmt) : db_(db), stmt_(stmt) {}
-  Statement(const Statement&) = delete;
-  Statement& operator=(const Statement&) = delete;
-  ~Statement() {
-    sqlite3_reset(stmt_);
-    sqlite3_clear_bindings(stmt_);
-  }
-
-  Statement& bind(int index, std::int64_t value) {
-    check(sqlite3_bind_int64(stmt_, index, value));
-    return *this;
-  }
-  Statement& bind(int index, const std::string& value) {
-    check(sqlite3_bind_text64(stmt_, index, value.data(), value.size(), SQLITE_TRANSIENT,
-                              SQLITE_UTF8));
-    return *this;
-  }
-  Statement& bind(int index, const std::optional<std::string>& value) {
-    if (value) return bind(index, *value);
-    check(sqlite3_bind_null(stmt_, index));
-    return *this;
-  }
-  Statement& bind(int index, const std::optional<std::int64_t>& value) {
-    if (value) return bind(index, *value);
-    check(sqlite3_bind_null(stmt_, index));
-    return *this;
-  }
-
-  // True while a row is available.
-  bool step() {
-    int rc = sqlite3_step(stmt_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc == SQLITE_DONE) return false;
-    throw_sqlite(db_, rc, "step");
-  }
-  void run() {
-    while (step()) {
-    }
-  }
-
-  bool is_null(int col) const { return sqlite3_column_type(stmt_, col) == SQLITE_NULL; }
-  std::int64_t int64(int col) const { return sqlite3_column_int64(stmt_, col); }
-  std::string text(int col) const {
-    const auto* data = static_cast<const char*>(sqlite3_column_blob(stmt_, col));
-    int size = sqlite3_column_bytes(stmt_, col);
-    return data == nullptr ? std::string() : std::string(data, static_cast<std::size_t>(size));
-  }
-  std::optional<std::string> optional_text(int col) const {
-    if (is_null(col)) return std::nullopt;
-    return text(col);
-  }
-  std::optional<std::int64_t> optional_int64(int col) const {
-    if (is_null(col)) return std::nullopt;
-    return int64(col);
-  }
-
- private:
-  void check(int rc) {
-    if (rc != SQLITE_OK) throw_sqlite(db_, rc, "bind");
-  }
-  sqlite3* db_;
-  sqlite3_stmt* stmt_;
-};
-
-// One SQLite connection with its prepared-statement cache. Not thread safe: used by one thread
-// at a time (the pool hands it out exclusively).
-class Connection {
- public:
-  Connection(const std::string& path, std::chrono::milliseconds busy_timeout) {
-    int rc =
-        sqlite3_open_v2(path.c_str(), &db_,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-    if (rc != SQLITE_OK) {
-      std::string message = db_ != nullptr ? sqlite3_errmsg(db_) : sqlite3_errstr(rc);
-      sqlite3_close_v2(db_);
-      db_ = nullptr;
-      throw Unavailable("database unavailable: cannot open " + path + ": " + message);
-    }
-    sqlite3_extended_result_codes(db_, 1);
-    try {
-      sqlite3_busy_timeout(db_, static_cast<int>(busy_timeout.count()));
-      enable_wal(busy_timeout);
-      exec("PRAGMA synchronous=NORMAL");
-      exec("PRAGMA foreign_keys=ON");
-    } catch (...) {
-      sqlite3_close_v2(db_);
-      throw;
-    }
-  }
-  Connection(const Connection&) = delete;
-  Connection& operator=(const Connection&) = delete;
-  ~Connection() {
-    for (auto& [sql, stmt] : statements_) sqlite3_finalize(stmt);
-    sqlite3_close_v2(db_);
-  }
-
-  // Switching a new database file to WAL needs it to itself for a moment, and SQLite answers
-  // SQLITE_BUSY at once (without the busy handler) when another connection is opening it at the
-  // same time; so retry for as long as any other lock wait may take. Once the file is in WAL mode
-  // (which persists), this returns at the first try.
-  void enable_wal(std::chrono::milliseconds busy_timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + busy_timeout;
-    for (;;) {
-      try {
-        exec("PRAGMA journal_mode=WAL");
-        return;
-      } catch (const Unavailable&) {
-        if (std::chrono::steady_clock::now() >= deadline) throw;
-        std::this_thread::sleep_for(std::chrono::milliseconds(5));
-      }
-    }
-  }
-
-  // Runs one or more statements without results.
-  void exec(const char* sql) {
-    char* error = nullptr;
-    int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &error);
-    if (rc != SQLITE_OK) {
-      std::string message = error != nullptr ? error : sqlite3_errstr(rc);
-      sqlite3_free(error);
-      if ((rc & 0xFF) == SQLITE_BUSY || (rc & 0xFF) == SQLITE_LOCKED) {
-        throw Unavailable("database unavailable: " + message);
-      }
-      throw_sqlite(db_, rc, "exec");
-    }
-  }
-
-  // The cached prepared statement for `sql` (compiled on first use on this connection).
-  Statement prepare(const char* sql) {
-    auto it = statements_.find(sql);
-    if (it == statements_.end()) {
-      sqlite3_stmt* stmt = nullptr;
-      int rc = sqlite3_prepare_v3(db_, sql, -1, SQLITE_PREPARE_PERSISTENT, &stmt, nullptr);
-      if (rc != SQLITE_OK) throw_sqlite(db_, rc, "prepare");
-      it = statements_.emplace(sql, stmt).first;
-    }
-    return Statement(db_, it->second);
-  }
-
-  bool in_transaction() const { return sqlite3_get_autocommit(db_) == 0; }
-  // Rows changed by the last INSERT/UPDATE/DELETE on this connection.
-  std::int64_t changes() const { return sqlite3_changes64(db_); }
-
- private:
-  sqlite3* db_ = nullptr;
-  // Keyed by the SQL text's address: every statement is a string literal below.
-  std::unordered_map<const char*, sqlite3_stmt*> statements_;
-};
-
-using Pool = ConnectionPool<Connection>;
 
 Pool::Policy pool_policy(const StorageConfig& config) {
   return {.max_size = config.pool_size, .wait = config.pool_wait};
 }
-
-// BEGIN ... COMMIT; rolls back when destroyed uncommitted (including on exceptions).
-class Transaction {
- public:
-  enum class Kind { kRead, kWrite };
-  Transaction(Pool::Lease& conn, Kind kind) : conn_(conn) {
-    conn_->exec(kind == Kind::kWrite ? "BEGIN IMMEDIATE" : "BEGIN DEFERRED");
-  }
-  Transaction(const Transaction&) = delete;
-  Transaction& operator=(const Transaction&) = delete;
-  ~Transaction() {
-    if (done_) return;
-    try {
-      conn_->exec("ROLLBACK");
-    } catch (const std::exception& e) {
-      spdlog::warn("sqlite rollback failed, discarding connection: {}", e.what());
-      conn_.mark_broken();
-    }
-  }
-  void commit() {
-    conn_->exec("COMMIT");
-    done_ = true;
-  }
-
- private:
-  Pool::Lease& conn_;
-  bool done_ = false;
-};
-
-struct Migration {
-  int version;
-  const char* sql;
-};
-
-constexpr Migration kMigrations[] = {
-    {1, R"sql(
-CREATE TABLE notes (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  title TEXT NOT NULL,
-  original_text TEXT NOT NULL,
-  original_language TEXT NOT NULL,
-  translated_text TEXT NULL,
-  translated_language TEXT NULL,
-  created_at INTEGER NOT NULL,
-  updated_at INTEGER NOT NULL,
-  version INTEGER NOT NULL DEFAULT 1
-);
-CREATE INDEX notes_list_order ON notes (created_at DESC, id DESC);
-CREATE INDEX notes_original_language ON notes (original_language);
-CREATE TABLE translation_jobs (
-  id INTEGER PRIMARY KEY AUTOINCREMENT,
-  note_id INTEGER NOT NULL REFERENCES notes (id) ON DELETE CASCADE,
-  source_language TEXT NOT NULL,
-  target_language TEXT NOT NULL,
-  status TEXT NOT NULL CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
-  text TEXT NULL,
-  error TEXT NULL,
-  engine TEXT NOT NULL,
-  attempts INTEGER NOT NULL DEFAULT 0,
-  max_attempts INTEGER NOT NULL,
-  created_at INTEGER NOT NULL,
-  started_at INTEGER NULL,
-  finished_at INTEGER NULL,
-  available_at INTEGER NOT NULL,
-  lease_owner TEXT NULL,
-  lease_expires_at INTEGER NULL
-);
-CREATE INDEX translation_jobs_claim ON translation_jobs (status, available_at);
-CREATE INDEX translation_jobs_note ON translation_jobs (note_id, target_language, id);
-)sql"},
-    // Stats counters kept by triggers, so stats() reads O(languages) rows instead of scanning
-    // notes. The triggers run inside the writing statement's transaction, so the counters are
-    // exactly as consistent as the notes themselves. One shard: SQLite has one writer anyway.
-    // The migration runs in one BEGIN IMMEDIATE transaction, so no write slips in between the
-    // backfill and the triggers.
-    {2, R"sql(
-CREATE TABLE note_stats (
-  original_language TEXT NOT NULL,
-  shard INTEGER NOT NULL,
-  notes INTEGER NOT NULL,
-  translated INTEGER NOT NULL,
-  PRIMARY KEY (original_language, shard)
-) WITHOUT ROWID;
-INSERT INTO note_stats (original_language, shard, notes, translated)
-  SELECT original_language, 0, count(*), count(translated_text) FROM notes
-  GROUP BY original_language;
-CREATE TRIGGER note_stats_after_insert AFTER INSERT ON notes BEGIN
-  INSERT INTO note_stats (original_language, shard, notes, translated)
-    VALUES (NEW.original_language, 0, 1, NEW.translated_text IS NOT NULL)
-    ON CONFLICT (original_language, shard) DO UPDATE
-    SET notes = notes + excluded.notes, translated = translated + excluded.translated;
-END;
-CREATE TRIGGER note_stats_after_delete AFTER DELETE ON notes BEGIN
-  INSERT INTO note_stats (original_language, shard, notes, translated)
-    VALUES (OLD.original_language, 0, -1, -(OLD.translated_text IS NOT NULL))
-    ON CONFLICT (original_language, shard) DO UPDATE
-    SET notes = notes + excluded.notes, translated = translated + excluded.translated;
-END;
-CREATE TRIGGER note_stats_after_update
-  AFTER UPDATE OF original_language, translated_text ON notes
-  WHEN OLD.original_language IS NOT NEW.original_language
-    OR (OLD.translated_text IS NULL) <> (NEW.translated_text IS NULL)
-BEGIN
-  INSERT INTO note_stats (original_language, shard, notes, translated)
-    VALUES (OLD.original_language, 0, -1, -(OLD.translated_text IS NOT NULL))
-    ON CONFLICT (original_language, shard) DO UPDATE
-    SET notes = notes + excluded.notes, translated = translated + excluded.translated;
-  INSERT INTO note_stats (original_language, shard, notes, translated)
-    VALUES (NEW.original_language, 0, 1, NEW.translated_text IS NOT NULL)
-    ON CONFLICT (original_language, shard) DO UPDATE
-    SET notes = notes + excluded.notes, translated = translated + excluded.translated;
-END;
-)sql"},
-};
 
 #define TN_JOB_COLUMNS                                                                     \
   "id, note_id, source_language, target_language, status, text, error, engine, attempts, " \
@@ -434,19 +151,7 @@ class SqliteStore final : public Store {
 
   void migrate() override {
     write([&](Pool::Lease& conn) {
-      conn->exec(
-          "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
-          "applied_at INTEGER NOT NULL)");
-      for (const Migration& migration : kMigrations) {
-        auto exists = conn->prepare("SELECT 1 FROM schema_migrations WHERE version = ?1");
-        if (exists.bind(1, std::int64_t{migration.version}).step()) continue;
-        spdlog::info("sqlite: applying schema migration {}", migration.version);
-        conn->exec(migration.sql);
-        conn->prepare("INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)")
-            .bind(1, std::int64_t{migration.version})
-            .bind(2, now_micros())
-            .run();
-      }
+      sqlite::migrate(*conn);
       return 0;
     });
   }
@@ -655,6 +360,8 @@ class SqliteStore final : public Store {
 
 }  // namespace
 
+}  // namespace sqlite
+
 std::unique_ptr<Store> make_sqlite_store(const std::string& path, const StorageConfig& config) {
   std::filesystem::path file(path);
   if (file.has_parent_path()) {
@@ -665,7 +372,7 @@ std::unique_ptr<Store> make_sqlite_store(const std::string& path, const StorageC
                         file.parent_path().string() + ": " + ec.message());
     }
   }
-  return std::make_unique<SqliteStore>(path, config);
+  return std::make_unique<sqlite::SqliteStore>(path, config);
 }
 
 }  // namespace transnotes::storage

@@ -1,4 +1,4 @@
-// SQLite implementation of Store (internal; use open_store()).
+// Private to src/storage: the SQLite Store (use open_store(); only storage.cpp includes this).
 #pragma once
 
 #include <memory>
