@@ -7,6 +7,7 @@
 #include <memory>
 #include <mutex>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <vector>
 
@@ -125,6 +126,25 @@ TEST_F(RedisJobBusTest, RecreatesGroupWhenStreamIsDeleted) {
   EXPECT_EQ(bus->next(seconds(5)), 77);
 }
 
+// True when some client of `server` is blocked in XREADGROUP (CLIENT LIST: flags=b, cmd=...).
+bool blocked_in_xreadgroup(const ThrowawayRedis& server) {
+  try {
+    redis::RedisConfig config;
+    config.port = server.port();
+    const auto clients = redis::RedisConnection::open(config)->command({"CLIENT", "LIST"}).str;
+    std::istringstream lines(clients);
+    for (std::string line; std::getline(lines, line);) {
+      const std::string padded = " " + line + " ";
+      if (padded.find(" cmd=xreadgroup ") != std::string::npos &&
+          padded.find(" flags=b ") != std::string::npos) {
+        return true;
+      }
+    }
+  } catch (const std::exception&) {
+  }
+  return false;
+}
+
 TEST(RedisJobBusOutage, SurvivesRedisRestart) {
   ThrowawayRedis server;
   auto config = redis::parse_redis_url(server.url());
@@ -137,13 +157,20 @@ TEST(RedisJobBusOutage, SurvivesRedisRestart) {
   bus.publish(1);
   EXPECT_EQ(bus.next(seconds(5)), 1);
 
-  // A waiter blocked while the server dies returns nullopt instead of throwing.
+  // A waiter blocked while the server dies returns nullopt instead of throwing, and at once
+  // rather than at its timeout. The server dies only once the waiter is certainly blocked in
+  // XREADGROUP.
   std::optional<std::int64_t> during_outage = 123;
-  std::thread waiter([&] { during_outage = bus.next(milliseconds(300)); });
-  std::this_thread::sleep_for(milliseconds(50));
+  const auto errors_before = bus.stats().errors;
+  std::thread waiter([&] { during_outage = bus.next(seconds(120)); });
+  ASSERT_TRUE(eventually([&] { return blocked_in_xreadgroup(server); }))
+      << "the waiter never blocked in XREADGROUP";
+  const auto stopped_at = std::chrono::steady_clock::now();
   server.stop();
   waiter.join();
   EXPECT_EQ(during_outage, std::nullopt);
+  EXPECT_LT(std::chrono::steady_clock::now() - stopped_at, seconds(60));
+  EXPECT_GT(bus.stats().errors, errors_before);  // it saw the outage, not a timeout
 
   EXPECT_NO_THROW(bus.publish(2));  // dropped
   EXPECT_EQ(bus.next(milliseconds(100)), std::nullopt);
