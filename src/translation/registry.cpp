@@ -13,10 +13,12 @@
 namespace transnotes {
 namespace {
 
+bool is_blank_char(char c) {
+  return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
+}
+
 bool is_blank_text(const std::string& text) {
-  return std::all_of(text.begin(), text.end(), [](char c) {
-    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\v' || c == '\f';
-  });
+  return std::all_of(text.begin(), text.end(), is_blank_char);
 }
 
 }  // namespace
@@ -46,8 +48,8 @@ std::vector<std::string> EngineRegistry::parse_priority(std::string_view list) {
     std::size_t end = list.find(',', start);
     if (end == std::string_view::npos) end = list.size();
     std::string_view name = list.substr(start, end - start);
-    while (!name.empty() && name.front() == ' ') name.remove_prefix(1);
-    while (!name.empty() && name.back() == ' ') name.remove_suffix(1);
+    while (!name.empty() && is_blank_char(name.front())) name.remove_prefix(1);
+    while (!name.empty() && is_blank_char(name.back())) name.remove_suffix(1);
     if (!name.empty()) names.emplace_back(name);
     start = end + 1;
   }

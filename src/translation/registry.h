@@ -33,7 +33,8 @@ class EngineRegistry : public Translator {
   void add(std::shared_ptr<Engine> engine);
   // Reorders engines: those named in `names` first, in that order; the rest keep their order.
   void set_priority(const std::vector<std::string>& names);
-  // Parses a comma-separated engine list ("marian, apertium") for set_priority.
+  // Parses a comma-separated engine list ("marian, apertium") for set_priority: the one parser
+  // of --engines / TRANSNOTES_ENGINES. Items are trimmed of whitespace; empty items are ignored.
   static std::vector<std::string> parse_priority(std::string_view list);
 
   // Shutdown: every engine gives up its in-flight translations (Engine::abandon), so translate()

@@ -67,6 +67,16 @@ TEST(EngineRegistry, FirstEngineInPriorityWins) {
   EXPECT_TRUE(apertium->batches.empty());
 }
 
+TEST(EngineRegistry, PriorityListItemsAreTrimmedAndEmptyOnesIgnored) {
+  using Names = std::vector<std::string>;
+  EXPECT_EQ(EngineRegistry::parse_priority("marian, apertium"), (Names{"marian", "apertium"}));
+  EXPECT_EQ(EngineRegistry::parse_priority(" marian ,\tapertium,, \n"),
+            (Names{"marian", "apertium"}));
+  EXPECT_EQ(EngineRegistry::parse_priority("apertium"), (Names{"apertium"}));
+  EXPECT_EQ(EngineRegistry::parse_priority(""), Names{});
+  EXPECT_EQ(EngineRegistry::parse_priority(" , ,\t"), Names{});
+}
+
 TEST(EngineRegistry, PivotsThroughEnglishWhenNoDirectPair) {
   auto apertium =
       std::make_shared<FakeEngine>("apertium", std::vector<EnginePair>{{"es", "en"}, {"en", "es"}});
