@@ -2,9 +2,9 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <sstream>
 
 #include "redis/redis_client.h"
+#include "translation/registry.h"
 
 namespace transnotes::app {
 
@@ -105,15 +105,7 @@ std::string Config::redacted_database_url() const {
 }
 
 std::vector<std::string> Config::engine_order() const {
-  std::vector<std::string> order;
-  std::stringstream in(engines);
-  std::string name;
-  while (std::getline(in, name, ',')) {
-    auto first = name.find_first_not_of(" \t");
-    if (first == std::string::npos) continue;
-    order.push_back(name.substr(first, name.find_last_not_of(" \t") - first + 1));
-  }
-  return order;
+  return EngineRegistry::parse_priority(engines);
 }
 
 void Config::validate() const {
