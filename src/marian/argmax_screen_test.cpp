@@ -5,20 +5,65 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <filesystem>
 #include <limits>
 #include <random>
+#include <span>
+#include <stdexcept>
 #include <vector>
 
+#include "marian/int8_gemm.h"
+#include "marian/model.h"
 #include "marian/parallel.h"
+#include "marian/tokenizer.h"
 
 using namespace transnotes::marian;
 
 namespace {
 
-#define REQUIRE_SCREEN()                          \
-  if (!ArgmaxScreen::supported())                 \
-  GTEST_SKIP() << "this CPU lacks AVX-512 VNNI: " \
-                  "greedy search computes every logit in fp32 here, without the screen"
+const std::filesystem::path kFixtureDir =
+    std::filesystem::path(TRANSNOTES_SOURCE_DIR) / "tests" / "fixtures" / "marian" / "tiny-en-es";
+
+// Feeds the same tokens to two decoders of `model` and checks that every greedy step chooses the
+// first argmax of that step's fp32 logits (decoder_step computes all of them), with or without
+// the screen.
+void expect_greedy_steps_take_the_fp32_argmax(const MarianModel& model) {
+  const std::vector<int> source = MarianTokenizer(kFixtureDir).encode("The cat is on the table.");
+  const auto encoded = model.encode({source});
+  constexpr int kSteps = 8;
+  auto all_logits = model.start_decoder(encoded, {0}, kSteps);
+  auto greedy = model.start_decoder(encoded, {0}, kSteps);
+  const int vocab = model.decoder_vocab_size();
+  std::vector<float> logits(static_cast<size_t>(vocab));
+  const std::vector<std::vector<int>> nothing_banned(1);
+  int token = model.config().decoder_start_token_id;
+  for (int step = 0; step < kSteps; ++step) {
+    model.decoder_step(*all_logits, std::span<const int>(&token, 1), logits.data());
+    int chosen = -1;
+    model.decoder_step_greedy(*greedy, std::span<const int>(&token, 1), nothing_banned, &chosen);
+    ASSERT_EQ(chosen, first_argmax(logits.data(), vocab)) << "step " << step;
+    token = chosen;
+  }
+}
+
+// On a CPU without AVX-512 VNNI there is no screen: greedy search computes every logit in fp32.
+// There a screen test checks instead that this fallback is what runs, and ends (a skip would fail
+// the test run, and would not show that the fallback works).
+void expect_fp32_greedy_fallback() {
+  EXPECT_FALSE(int8::have_vnni());
+  std::vector<float> w(64 * 16, 0.5f), b(64, 0.0f);
+  EXPECT_THROW(ArgmaxScreen(w.data(), b.data(), 64, 16), std::logic_error);
+  const auto model = MarianModel::load(kFixtureDir);  // the screen is on by default
+  EXPECT_FALSE(model->has_greedy_screen());
+  EXPECT_EQ(model->greedy_screen(), nullptr);
+  expect_greedy_steps_take_the_fp32_argmax(*model);
+}
+
+#define REQUIRE_SCREEN_ELSE_CHECK_FALLBACK() \
+  if (!ArgmaxScreen::supported()) {          \
+    expect_fp32_greedy_fallback();           \
+    return;                                  \
+  }
 
 struct Projection {
   int out, in;
@@ -72,7 +117,7 @@ int brute_force(const ArgmaxScreen& screen, const float* x, const std::vector<in
 }
 
 TEST(ArgmaxScreen, BoundCoversEveryLogit) {
-  REQUIRE_SCREEN();
+  REQUIRE_SCREEN_ELSE_CHECK_FALLBACK();
   for (int in : {77, 512}) {
     SCOPED_TRACE("in=" + std::to_string(in));
     const Projection p = make_projection(3001, in, 7);
@@ -107,7 +152,7 @@ TEST(ArgmaxScreen, BoundCoversEveryLogit) {
 }
 
 TEST(ArgmaxScreen, ChoosesTheFp32ArgmaxWithTiesBansAndForcedRows) {
-  REQUIRE_SCREEN();
+  REQUIRE_SCREEN_ELSE_CHECK_FALLBACK();
   const int in = 96;
   Projection p = make_projection(5000, in, 3);
   auto row = [&](int o) { return p.w.data() + static_cast<size_t>(o) * in; };
@@ -193,7 +238,7 @@ TEST(ArgmaxScreen, ChoosesTheFp32ArgmaxWithTiesBansAndForcedRows) {
 // Inputs near the ends of the float range (found in review): the answer must still be the
 // brute-force argmax over ArgmaxScreen::logit.
 TEST(ArgmaxScreen, ExtremeMagnitudesStillGiveTheFp32Argmax) {
-  REQUIRE_SCREEN();
+  REQUIRE_SCREEN_ELSE_CHECK_FALLBACK();
   struct Case {
     const char* name;
     int out, in;
@@ -262,7 +307,7 @@ TEST(ArgmaxScreen, ExtremeMagnitudesStillGiveTheFp32Argmax) {
 }
 
 TEST(ArgmaxScreen, AllBannedOrNonFiniteRowsStillGetAnAnswer) {
-  REQUIRE_SCREEN();
+  REQUIRE_SCREEN_ELSE_CHECK_FALLBACK();
   const Projection p = make_projection(300, 32, 9);
   const ArgmaxScreen screen(p.w.data(), p.b.data(), p.out, p.in);
   std::vector<float> x = make_rows(2, 32, 1);
@@ -275,6 +320,21 @@ TEST(ArgmaxScreen, AllBannedOrNonFiniteRowsStillGetAnAnswer) {
   EXPECT_GE(chosen[0], 0);
   EXPECT_LT(chosen[0], p.out);
   EXPECT_EQ(chosen[1], 0);  // as first_argmax over a row of -inf
+}
+
+// Runs on every CPU: greedy steps pick the fp32 argmax through the screen where the CPU has one
+// and the model uses it, and through every fp32 logit otherwise.
+TEST(ArgmaxScreen, GreedyStepsTakeTheFp32ArgmaxWithAndWithoutScreen) {
+  ASSERT_TRUE(std::filesystem::exists(kFixtureDir / "model.safetensors")) << kFixtureDir;
+  const auto screened = MarianModel::load(kFixtureDir);
+  EXPECT_EQ(screened->has_greedy_screen(), ArgmaxScreen::supported());
+  expect_greedy_steps_take_the_fp32_argmax(*screened);
+  ModelOptions every_logit;
+  every_logit.greedy_screen = false;
+  const auto unscreened = MarianModel::load(kFixtureDir, every_logit);
+  EXPECT_FALSE(unscreened->has_greedy_screen());
+  EXPECT_EQ(unscreened->greedy_screen(), nullptr);
+  expect_greedy_steps_take_the_fp32_argmax(*unscreened);
 }
 
 }  // namespace
