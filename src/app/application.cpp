@@ -201,6 +201,7 @@ int run_serve(const Config& config) {
                     config.max_attempts);
   api::ApiOptions api_options;
   api_options.max_body_bytes = config.max_body_bytes;
+  api_options.trust_proxy = config.trust_proxy;
   Store* store_ptr = b.store.get();
   api_options.readiness_check = [store_ptr]() -> std::string {
     try {

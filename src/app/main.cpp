@@ -82,6 +82,10 @@ int main(int argc, char** argv) {
       ->envname("TRANSNOTES_HANDLER_THREADS");
   serve->add_option("--max-body-bytes", config.max_body_bytes, "Largest request body")
       ->envname("TRANSNOTES_MAX_BODY_BYTES");
+  serve
+      ->add_flag("--trust-proxy", config.trust_proxy,
+                 "Links name X-Forwarded-Host/-Proto (set only behind a proxy that sets them)")
+      ->envname("TRANSNOTES_TRUST_PROXY");
   serve->add_option("--workers", config.workers, "In-process worker threads (0: none)")
       ->envname("TRANSNOTES_WORKERS");
   add_runtime_options(*serve, config);
