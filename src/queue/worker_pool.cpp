@@ -98,23 +98,26 @@ void WorkerPool::abandon_running_tries() {
   std::vector<std::pair<std::int64_t, std::string>> released;
   {
     std::lock_guard lock(mutex_);
+    abandoning_ = true;  // a claim still in flight is released by process() itself
     for (auto& [job_id, held] : held_) {
       if (held.abandoned) continue;
       held.abandoned = true;
       released.emplace_back(job_id, held.worker_id);
     }
   }
-  for (const auto& [job_id, worker_id] : released) {
-    try {
-      // Due at once: the next worker (here or in another process) takes it without waiting for
-      // the lease to lapse.
-      if (store_.fail_job(job_id, worker_id, "abandoned at shutdown", std::chrono::milliseconds(0)))
-        counters_.abandoned.fetch_add(1);
-      spdlog::warn("{}: job {} abandoned at shutdown; queued again", worker_id, job_id);
-    } catch (const std::exception& e) {
-      // Its lease is no longer renewed, so it lapses and the job is taken over anyway.
-      spdlog::error("{}: cannot re-queue job {}: {}", worker_id, job_id, e.what());
-    }
+  for (const auto& [job_id, worker_id] : released) requeue_abandoned(job_id, worker_id);
+}
+
+void WorkerPool::requeue_abandoned(std::int64_t job_id, const std::string& worker_id) {
+  try {
+    // Due at once: the next worker (here or in another process) takes it without waiting for
+    // the lease to lapse.
+    if (store_.fail_job(job_id, worker_id, "abandoned at shutdown", std::chrono::milliseconds(0)))
+      counters_.abandoned.fetch_add(1);
+    spdlog::warn("{}: job {} abandoned at shutdown; queued again", worker_id, job_id);
+  } catch (const std::exception& e) {
+    // Its lease is no longer renewed, so it lapses and the job is taken over anyway.
+    spdlog::error("{}: cannot re-queue job {}: {}", worker_id, job_id, e.what());
   }
 }
 
@@ -186,9 +189,11 @@ void WorkerPool::run_worker(int index) {
 
 void WorkerPool::process(const ClaimedJob& claimed, const std::string& worker_id) {
   const auto& job = claimed.job;
+  bool too_late = false;
   {
     std::lock_guard lock(mutex_);
-    held_[job.id] = Held{worker_id, false};
+    too_late = abandoning_;
+    held_[job.id] = Held{worker_id, too_late};
   }
   struct Release {
     WorkerPool* pool;
@@ -198,6 +203,10 @@ void WorkerPool::process(const ClaimedJob& claimed, const std::string& worker_id
       pool->held_.erase(id);
     }
   } release{this, job.id};
+  if (too_late) {  // claimed while stop(grace) gave up on running tries: do not start this one
+    requeue_abandoned(job.id, worker_id);
+    return;
+  }
 
   spdlog::info("{}: job {} note {} {}->{} attempt {}/{}", worker_id, job.id, job.note_id,
                claimed.note_language, job.target_language, job.attempts, job.max_attempts);

@@ -76,6 +76,7 @@ class WorkerPool {
   std::chrono::milliseconds retry_delay(int attempts);
   void begin_stopping();
   void abandon_running_tries();
+  void requeue_abandoned(std::int64_t job_id, const std::string& worker_id);
   void stop_service_threads();
   void join_workers();
   bool abandoned(std::int64_t job_id);
@@ -101,6 +102,7 @@ class WorkerPool {
   std::condition_variable wake_;
   std::condition_variable worker_exited_;
   int running_workers_ = 0;
+  bool abandoning_ = false;  // stop(grace) ran out: tries still running or starting are released
   std::map<std::int64_t, Held> held_;  // job id -> holder, for lease renewal
 };
 
