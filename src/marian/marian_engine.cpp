@@ -150,7 +150,8 @@ MarianEngine::MarianEngine(const std::vector<MarianModelDir>& models,
     std::shared_ptr<const marian::Translator> translator;
     try {
       translator = std::make_shared<const marian::Translator>(m.dir, t);
-    } catch (const marian::ModelLoadError& e) {
+    } catch (const std::exception& e) {
+      // Whatever stops one model (a ModelLoadError for a bad file, or memory) stops only it.
       if (!options.skip_invalid_models) throw;
       spdlog::error("marian: {}-{} not loaded: {}", m.pair.source, m.pair.target, e.what());
       continue;
