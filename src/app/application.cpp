@@ -136,6 +136,7 @@ std::unique_ptr<NoteCache> make_cache(const Config& config,
   MemoryNoteCacheOptions options;
   options.capacity = static_cast<std::size_t>(config.cache_capacity);
   options.ttl = std::chrono::seconds(config.cache_ttl_seconds);
+  options.max_bytes = config.cache_max_bytes;
   return std::make_unique<MemoryNoteCache>(options);
 }
 
@@ -160,10 +161,11 @@ RedisClients connect_redis(const Config& config) {
   return clients;
 }
 
-WorkerOptions worker_options(const Config& config, int threads) {
+WorkerOptions worker_options(const Config& config, int threads, EngineRegistry& translator) {
   WorkerOptions options;
   options.threads = threads;
   options.lease = std::chrono::seconds(config.lease_seconds);
+  options.abandon_translations = [&translator] { translator.abandon(); };
   return options;
 }
 
@@ -233,7 +235,7 @@ int run_serve(const Config& config) {
   std::unique_ptr<WorkerPool> workers;
   if (config.workers > 0) {
     workers = std::make_unique<WorkerPool>(*b.store, *b.bus, *b.translator, *b.cache,
-                                           worker_options(config, config.workers));
+                                           worker_options(config, config.workers, *b.translator));
     workers->start();
   }
   server.start();
@@ -247,7 +249,7 @@ int run_serve(const Config& config) {
   int sig = wait_for_shutdown_signal(signals);
   spdlog::info("signal {}: shutting down", sig);
   server.stop();
-  if (workers) workers->stop();
+  if (workers) workers->stop(std::chrono::seconds(config.shutdown_grace_seconds));
   return 0;
 }
 
@@ -255,13 +257,14 @@ int run_worker(const Config& config) {
   sigset_t signals = block_shutdown_signals();
   int threads = std::max(1, config.workers);
   Backends b = open_backends(config, threads, /*serves_http=*/false);
-  WorkerPool workers(*b.store, *b.bus, *b.translator, *b.cache, worker_options(config, threads));
+  WorkerPool workers(*b.store, *b.bus, *b.translator, *b.cache,
+                     worker_options(config, threads, *b.translator));
   workers.start();
   spdlog::info("transnotes worker running {} threads", threads);
   std::cout << "worker ready" << std::endl;
   int sig = wait_for_shutdown_signal(signals);
   spdlog::info("signal {}: finishing running jobs", sig);
-  workers.stop();
+  workers.stop(std::chrono::seconds(config.shutdown_grace_seconds));
   return 0;
 }
 

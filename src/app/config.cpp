@@ -117,6 +117,9 @@ void Config::validate() const {
   if (workers < 0 || workers > 256) throw ConfigError("workers must be in 0..256");
   if (max_attempts < 1 || max_attempts > 100) throw ConfigError("max attempts must be in 1..100");
   if (lease_seconds < 1) throw ConfigError("lease seconds must be at least 1");
+  if (shutdown_grace_seconds < 0 || shutdown_grace_seconds > 3600) {
+    throw ConfigError("shutdown grace seconds must be in 0..3600");
+  }
   if (db_pool_size < 1) throw ConfigError("database pool size must be at least 1");
   if (db_write_batch < 1 || db_write_batch > 64) {
     throw ConfigError("database write batch must be between 1 and 64");
@@ -124,6 +127,9 @@ void Config::validate() const {
   if (max_body_bytes < 1024) throw ConfigError("max body bytes must be at least 1024");
   if (cache_capacity < 16) throw ConfigError("cache capacity must be at least 16");
   if (cache_ttl_seconds < 1) throw ConfigError("cache TTL must be at least 1 second");
+  if (cache_max_bytes < (std::size_t{1} << 20)) {
+    throw ConfigError("cache max bytes must be at least 1048576");
+  }
   if (!redis_url.empty()) {
     try {
       redis::parse_redis_url(redis_url);

@@ -36,10 +36,14 @@ struct Config {
   int redis_cache_db = 1;       // REDIS_CACHE_DB
   int cache_capacity = 10000;   // TRANSNOTES_CACHE_CAPACITY (embedded LRU entries)
   int cache_ttl_seconds = 300;  // TRANSNOTES_CACHE_TTL
+  std::size_t cache_max_bytes = std::size_t{256} << 20;  // TRANSNOTES_CACHE_MAX_BYTES (embedded)
   // Workers
   int workers = 2;         // TRANSNOTES_WORKERS: in-process worker threads
   int max_attempts = 3;    // TRANSNOTES_MAX_ATTEMPTS
   int lease_seconds = 30;  // TRANSNOTES_LEASE_SECONDS
+  // TRANSNOTES_SHUTDOWN_GRACE_SECONDS: on SIGTERM running translations get this long to finish;
+  // then they are abandoned and their jobs queued again for the next worker.
+  int shutdown_grace_seconds = 10;
   // Engines
   std::string engines = "marian,apertium";  // TRANSNOTES_ENGINES: priority order
   std::string models_dir = "./models";      // MODELS_DIR

@@ -197,6 +197,8 @@ TEST(Validate, RefusesOutOfRangeValues) {
       {"max body bytes", [](Config& c) { c.max_body_bytes = 10; }},
       {"cache capacity", [](Config& c) { c.cache_capacity = 1; }},
       {"cache TTL", [](Config& c) { c.cache_ttl_seconds = 0; }},
+      {"cache max bytes", [](Config& c) { c.cache_max_bytes = 1000; }},
+      {"shutdown grace", [](Config& c) { c.shutdown_grace_seconds = -1; }},
       {"REDIS_URL", [](Config& c) { c.redis_url = "http://not-redis"; }},
   };
   for (const auto& bad : cases) {

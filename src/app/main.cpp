@@ -54,8 +54,14 @@ void add_runtime_options(CLI::App& cmd, Config& config) {
       ->envname("TRANSNOTES_CACHE_CAPACITY");
   cmd.add_option("--cache-ttl", config.cache_ttl_seconds, "Cache TTL in seconds")
       ->envname("TRANSNOTES_CACHE_TTL");
+  cmd.add_option("--cache-max-bytes", config.cache_max_bytes, "Embedded cache size bound in bytes")
+      ->envname("TRANSNOTES_CACHE_MAX_BYTES");
   cmd.add_option("--max-attempts", config.max_attempts, "Attempts per translation job")
       ->envname("TRANSNOTES_MAX_ATTEMPTS");
+  cmd.add_option("--shutdown-grace-seconds", config.shutdown_grace_seconds,
+                 "On SIGTERM, how long running translations may finish before they are "
+                 "abandoned and re-queued")
+      ->envname("TRANSNOTES_SHUTDOWN_GRACE_SECONDS");
   cmd.add_option("--lease-seconds", config.lease_seconds,
                  "Job lease before another worker may take over")
       ->envname("TRANSNOTES_LEASE_SECONDS");

@@ -67,10 +67,12 @@ class Store {
   // delay; without, it becomes failed. Only if this worker still holds the job.
   virtual bool fail_job(std::int64_t job_id, const std::string& worker_id, const std::string& error,
                         std::optional<std::chrono::milliseconds> retry_after) = 0;
+  // Gives a claimed job back unfinished (its worker is shutting down): queued, due now, and the
+  // attempt it was on is not counted, since the engine never got to answer. Only if this worker
+  // still holds the job.
+  virtual bool release_job(std::int64_t job_id, const std::string& worker_id) = 0;
   // Ids of jobs that are runnable now (queued and due, or lease expired), oldest first.
   virtual std::vector<std::int64_t> runnable_job_ids(int limit) = 0;
-  // Earliest time a queued job becomes due, if any (lets idle workers sleep precisely).
-  virtual std::optional<Timestamp> next_due_time() = 0;
 };
 
 // Cache-aside storage of a note's serialized JSON. Failures are swallowed (logged, counted):

@@ -110,10 +110,9 @@ void WorkerPool::abandon_running_tries() {
 
 void WorkerPool::requeue_abandoned(std::int64_t job_id, const std::string& worker_id) {
   try {
-    // Due at once: the next worker (here or in another process) takes it without waiting for
-    // the lease to lapse.
-    if (store_.fail_job(job_id, worker_id, "abandoned at shutdown", std::chrono::milliseconds(0)))
-      counters_.abandoned.fetch_add(1);
+    // Due at once, and the try does not count: the next worker (here or in another process)
+    // takes it without waiting for the lease to lapse, with the attempts it had.
+    if (store_.release_job(job_id, worker_id)) counters_.abandoned.fetch_add(1);
     spdlog::warn("{}: job {} abandoned at shutdown; queued again", worker_id, job_id);
   } catch (const std::exception& e) {
     // Its lease is no longer renewed, so it lapses and the job is taken over anyway.

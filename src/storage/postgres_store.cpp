@@ -170,13 +170,13 @@ constexpr StatementDef kFailJob{
     "UPDATE translation_jobs SET status = 'failed', error = $3, finished_at = clock_timestamp(), "
     "lease_owner = NULL, lease_expires_at = NULL "
     "WHERE id = $1 AND status = 'running' AND lease_owner = $2"};
+constexpr StatementDef kReleaseJob{
+    "release_job",
+    "UPDATE translation_jobs SET status = 'queued', attempts = attempts - 1, "
+    "available_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL "
+    "WHERE id = $1 AND status = 'running' AND lease_owner = $2"};
 constexpr StatementDef kRunnableIds{
     "runnable_ids", "SELECT id FROM translation_jobs WHERE " TN_RUNNABLE " ORDER BY id LIMIT $1"};
-constexpr StatementDef kNextDue{
-    "next_due",
-    "SELECT " TN_MICROS("least((SELECT min(available_at) FROM translation_jobs "
-                        "WHERE status = 'queued'), (SELECT min(lease_expires_at) FROM "
-                        "translation_jobs WHERE status = 'running' AND attempts < max_attempts))")};
 
 class PostgresStore final : public Store {
  private:
@@ -436,10 +436,8 @@ class PostgresStore final : public Store {
     return ids;
   }
 
-  std::optional<Timestamp> next_due_time() override {
-    auto result = single(kNextDue, Params());
-    if (PQntuples(result.get()) == 0) return std::nullopt;
-    return Row(result.get(), 0).optional_int64(0);
+  bool release_job(std::int64_t job_id, const std::string& worker_id) override {
+    return affected(single(kReleaseJob, Params().add(job_id).add(worker_id))) > 0;
   }
 
  private:

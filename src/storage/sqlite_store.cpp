@@ -105,12 +105,12 @@ constexpr const char* kFailJob =
     "UPDATE translation_jobs SET status = 'failed', error = ?3, finished_at = ?4, "
     "lease_owner = NULL, lease_expires_at = NULL "
     "WHERE id = ?1 AND status = 'running' AND lease_owner = ?2";
+constexpr const char* kReleaseJob =
+    "UPDATE translation_jobs SET status = 'queued', attempts = attempts - 1, available_at = ?3, "
+    "lease_owner = NULL, lease_expires_at = NULL "
+    "WHERE id = ?1 AND status = 'running' AND lease_owner = ?2";
 constexpr const char* kRunnableIds =
     "SELECT id FROM translation_jobs WHERE " TN_RUNNABLE " ORDER BY id LIMIT ?2";
-constexpr const char* kNextDue =
-    "SELECT min(t) FROM (SELECT min(available_at) AS t FROM translation_jobs "
-    "WHERE status = 'queued' UNION ALL SELECT min(lease_expires_at) FROM translation_jobs "
-    "WHERE status = 'running' AND attempts < max_attempts)";
 
 class SqliteStore final : public Store {
  private:
@@ -349,11 +349,10 @@ class SqliteStore final : public Store {
     });
   }
 
-  std::optional<Timestamp> next_due_time() override {
-    return read([&](Pool::Lease& conn) -> std::optional<Timestamp> {
-      auto stmt = conn->prepare(kNextDue);
-      if (!stmt.step()) return std::nullopt;
-      return stmt.optional_int64(0);
+  bool release_job(std::int64_t job_id, const std::string& worker_id) override {
+    return write([&](Pool::Lease& conn) {
+      conn->prepare(kReleaseJob).bind(1, job_id).bind(2, worker_id).bind(3, now_micros()).run();
+      return changes(conn) > 0;
     });
   }
 };

@@ -648,8 +648,7 @@ TEST_P(StoreContract, FailJobRetriesThenFailsFinally) {
   ASSERT_TRUE(store_->claim_job("w", 30s, std::nullopt));
   EXPECT_FALSE(store_->fail_job(job->id, "intruder", "nope", std::nullopt));
 
-  // Retry far in the future: queued but not runnable, and next_due_time says when.
-  const Timestamp before = now_micros();
+  // Retry far in the future: queued but neither runnable nor claimable.
   EXPECT_TRUE(store_->fail_job(job->id, "w", "engine crashed", std::chrono::hours(1)));
   auto queued = store_->get_job(job->id);
   ASSERT_TRUE(queued);
@@ -658,9 +657,6 @@ TEST_P(StoreContract, FailJobRetriesThenFailsFinally) {
   EXPECT_EQ(queued->attempts, 1);
   EXPECT_TRUE(store_->runnable_job_ids(10).empty());
   EXPECT_FALSE(store_->claim_job("w", 30s, std::nullopt).has_value());
-  auto due = store_->next_due_time();
-  ASSERT_TRUE(due.has_value());
-  EXPECT_GT(*due, before + 3'000'000'000LL);  // at least ~50 minutes ahead
 
   // A second job retried immediately is runnable again and counts attempts.
   auto job2 = store_->create_job(note.id, "en", "fr", "apertium", 3);
@@ -683,8 +679,8 @@ TEST_P(StoreContract, FailJobRetriesThenFailsFinally) {
   EXPECT_FALSE(store_->claim_job("w", 30s, job2->id).has_value());
 }
 
-TEST_P(StoreContract, RunnableIdsOldestFirstAndNextDue) {
-  EXPECT_FALSE(store_->next_due_time().has_value());
+TEST_P(StoreContract, RunnableIdsOldestFirst) {
+  EXPECT_TRUE(store_->runnable_job_ids(10).empty());
   Note note = make_note();
   auto a = store_->create_job(note.id, "en", "es", "apertium", 3);
   auto b = store_->create_job(note.id, "en", "fr", "apertium", 3);
@@ -692,9 +688,25 @@ TEST_P(StoreContract, RunnableIdsOldestFirstAndNextDue) {
   ASSERT_TRUE(a && b && c);
   EXPECT_EQ(store_->runnable_job_ids(10), (std::vector<std::int64_t>{a->id, b->id, c->id}));
   EXPECT_EQ(store_->runnable_job_ids(2), (std::vector<std::int64_t>{a->id, b->id}));
-  auto due = store_->next_due_time();
-  ASSERT_TRUE(due.has_value());
-  EXPECT_LE(*due, now_micros());
+}
+
+TEST_P(StoreContract, ReleasedJobIsQueuedAgainWithoutCountingTheTry) {
+  Note note = make_note();
+  auto job = store_->create_job(note.id, "en", "es", "apertium", 3);
+  ASSERT_TRUE(job);
+  ASSERT_TRUE(store_->claim_job("w", 30s, std::nullopt));
+  EXPECT_EQ(store_->get_job(job->id)->attempts, 1);
+  EXPECT_FALSE(store_->release_job(job->id, "intruder"));
+  EXPECT_TRUE(store_->release_job(job->id, "w"));
+  auto released = store_->get_job(job->id);
+  ASSERT_TRUE(released);
+  EXPECT_EQ(released->status, JobStatus::kQueued);
+  EXPECT_EQ(released->attempts, 0);
+  EXPECT_EQ(store_->runnable_job_ids(10), (std::vector<std::int64_t>{job->id}));
+  EXPECT_FALSE(store_->release_job(job->id, "w"));  // no longer held
+  auto again = store_->claim_job("other", 30s, std::nullopt);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->job.attempts, 1);
 }
 
 TEST_P(StoreContract, MigrateTwiceIsHarmless) {

@@ -1,11 +1,7 @@
 // Shutdown with a hung engine, end to end: SIGTERM abandons the running try after the grace
 // (--shutdown-grace-seconds) instead of waiting out the engine's own timeouts, and the job goes
 // back to queued for the next worker.
-//
-// PENDING WIRING (src/app, the lead's): this test needs the flag --shutdown-grace-seconds /
-// TRANSNOTES_SHUTDOWN_GRACE_SECONDS and serve/worker calling WorkerPool::stop(grace) with
-// WorkerOptions::abandon_translations set to EngineRegistry::abandon. Until then it fails at
-// start ("unknown option").
+
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
