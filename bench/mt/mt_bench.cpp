@@ -33,6 +33,7 @@
 #include "marian/argmax_screen.h"
 #include "marian/generate.h"
 #include "marian/model.h"
+#include "marian/parallel.h"
 
 namespace {
 
@@ -209,7 +210,7 @@ int main(int argc, char** argv) {
             << "cpu: " << cpu_model() << "  online cpus: " << std::thread::hardware_concurrency()
             << "  loadavg at start: " << read_first_line("/proc/loadavg") << "\n\n";
 
-  openblas_set_num_threads(threads);
+  transnotes::marian::set_inference_threads(threads);
   transnotes::marian::ModelOptions model_options;
   model_options.num_threads = threads;
   model_options.int8 = int8;

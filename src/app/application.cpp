@@ -15,6 +15,7 @@
 #include "domain/note_service.h"
 #include "http/server.h"
 #include "marian/marian_engine.h"
+#include "marian/model_hub.h"
 #include "queue/memory_bus.h"
 #include "queue/redis_bus.h"
 #include "queue/worker_pool.h"
@@ -287,10 +288,13 @@ int run_translate(const Config& config, const TranslateOptions& options, std::is
     marian.int8 = config.marian_int8;
     marian.num_beams = options.beams;
     marian.max_length = options.max_length;
+    // A model named on the command line is the one wanted: its load error is the answer.
+    marian.skip_invalid_models = options.model_dir.empty();
     engine = make_marian(config, marian, options.model_dir, EnginePair{options.from, options.to});
     if (!engine) {
       err << "transnotes: no Marian model for " << options.from << "->" << options.to
-          << " (looked in " << config.models_dir << " and $HF_HOME/hub)\n";
+          << " (looked in " << config.models_dir << " and "
+          << transnotes::marian::model_search_dirs(config.models_dir).hub_cache.string() << ")\n";
       return 1;
     }
   } else if (options.engine == "apertium") {

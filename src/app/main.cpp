@@ -133,6 +133,11 @@ int main(int argc, char** argv) {
   models_pull->add_option("repo", repo_id, "e.g. Helsinki-NLP/opus-mt-en-es")->required();
   models_pull->add_option("--revision", revision, "Branch, tag or commit");
   models_pull->add_option("--endpoint", hf_endpoint, "Hub base URL")->envname("HF_ENDPOINT");
+  std::uint64_t max_download_bytes = transnotes::marian::kDefaultMaxDownloadBytes;
+  models_pull
+      ->add_option("--max-download-bytes", max_download_bytes,
+                   "Refuse a model whose files add up to more than this")
+      ->envname("TRANSNOTES_MAX_DOWNLOAD_BYTES");
 
   try {
     app.parse(argc, argv);
@@ -155,14 +160,14 @@ int main(int argc, char** argv) {
                                             std::cerr);
     }
     if (*languages) return transnotes::app::run_languages(config, std::cout);
-    const char* hf_home = std::getenv("HF_HOME");
     if (*models_list) {
-      return transnotes::marian::run_models_list(std::cout, config.models_dir,
-                                                 hf_home ? hf_home : "");
+      return transnotes::marian::run_models_list(
+          std::cout, transnotes::marian::model_search_dirs(config.models_dir));
     }
     if (*models_pull) {
       return transnotes::marian::run_models_pull(std::cout, std::cerr, hf_endpoint, repo_id,
-                                                 revision, config.models_dir, isatty(2) != 0);
+                                                 revision, config.models_dir, isatty(2) != 0,
+                                                 max_download_bytes);
     }
   } catch (const transnotes::app::ConfigError& e) {
     std::cerr << "transnotes: configuration error: " << e.what() << "\n";

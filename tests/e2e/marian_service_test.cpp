@@ -59,6 +59,53 @@ TEST(MarianService, TranslatesANoteThroughTheModel) {
   EXPECT_NE(languages.find("apertium"), std::string::npos) << languages;
 }
 
+// Copies the fixture to `dir` with one vocab.json id set far outside the vocabulary (it used to
+// become a negative index and crash the process).
+void write_model_with_bad_vocab_id(const fs::path& dir) {
+  fs::copy(kFixture, dir, fs::copy_options::recursive);
+  std::ifstream in(dir / "vocab.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  auto vocab = json::parse(ss.str()).as_object();
+  vocab.begin()->value() = 4294967295LL;
+  std::ofstream(dir / "vocab.json", std::ios::trunc) << json::serialize(vocab);
+}
+
+TEST(MarianService, AnInvalidModelIsLoggedAndLeftOutWhileTheOthersServe) {
+  e2e::ServiceOptions options;
+  std::string models = make_models_dir();
+  write_model_with_bad_vocab_id(fs::path(models) / "opus-mt-es-en");
+  options.env["MODELS_DIR"] = models;
+  options.env["TRANSNOTES_ENGINES"] = "marian";
+  options.args = {"--workers", "0"};
+  e2e::Service service(options);
+  auto languages = e2e::request(service.port(), "GET", "/api/v1/languages/");
+  ASSERT_EQ(languages.status, 200);
+  EXPECT_NE(languages.body.find(R"("en")"), std::string::npos) << languages.body;
+  const std::string log = service.log();
+  const auto named = log.find("opus-mt-es-en/vocab.json");
+  ASSERT_NE(named, std::string::npos) << log;
+  EXPECT_NE(log.find("4294967295", named), std::string::npos) << log;
+}
+
+TEST(MarianCli, AnInvalidModelNamedOnTheCommandLineFailsWithOneClearLine) {
+  fs::path dir = fs::path(e2e::make_temp_dir("transnotes-bad-model")) / "opus-mt-en-es";
+  write_model_with_bad_vocab_id(dir);
+  std::string command = "echo 'Hello.' | " + std::string(TRANSNOTES_BINARY) +
+                        " translate --from en --to es --model " + dir.string() + " 2>&1";
+  FILE* pipe = popen(command.c_str(), "r");
+  ASSERT_NE(pipe, nullptr);
+  std::string output;
+  std::array<char, 4096> buf{};
+  std::size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) output.append(buf.data(), n);
+  const int status = pclose(pipe);
+  ASSERT_TRUE(WIFEXITED(status)) << output;  // no crash
+  EXPECT_EQ(WEXITSTATUS(status), 1) << output;
+  EXPECT_NE(output.find("vocab.json"), std::string::npos) << output;
+  EXPECT_NE(output.find("4294967295"), std::string::npos) << output;
+}
+
 TEST(MarianCli, LinesModeMatchesTransformersGenerate) {
   ASSERT_TRUE(fs::exists(kFixture / "model.safetensors")) << "fixture not found at " << kFixture;
   auto expected = load_expected();
