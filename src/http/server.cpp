@@ -2,11 +2,14 @@
 
 #include <spdlog/spdlog.h>
 #include <strings.h>
+#include <sys/resource.h>
 
+#include <algorithm>
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/beast/core.hpp>
@@ -32,13 +35,56 @@ std::string_view Request::header(std::string_view name) const {
   return {};
 }
 
+namespace {
+
+// Says whether a recurring warning may be logged now: at most once per interval, counting the
+// ones it held back, so that a persistent failure does not flood the log.
+class LogThrottle {
+ public:
+  explicit LogThrottle(std::chrono::steady_clock::duration interval) : interval_(interval) {}
+
+  // Returns how many were held back since the last one logged, or nullopt to hold this one back.
+  std::optional<std::uint64_t> admit(std::chrono::steady_clock::time_point now) {
+    if (logged_once_ && now - last_ < interval_) {
+      ++held_back_;
+      return std::nullopt;
+    }
+    logged_once_ = true;
+    last_ = now;
+    return std::exchange(held_back_, 0);
+  }
+
+ private:
+  std::chrono::steady_clock::duration interval_;
+  std::chrono::steady_clock::time_point last_{};
+  bool logged_once_ = false;
+  std::uint64_t held_back_ = 0;
+};
+
+bool out_of_resources(const beast::error_code& ec) {
+  return ec == asio::error::no_descriptors || ec == std::errc::too_many_files_open_in_system ||
+         ec == asio::error::no_buffer_space || ec == asio::error::no_memory;
+}
+
+}  // namespace
+
 struct Server::Impl {
+  // Sessions may outlive the threads and be destroyed with the io_context below; what they touch
+  // on the way out is declared before it, so it is still alive then.
+  std::atomic<bool> stopping{false};
+  std::atomic<int> open_connections{0};
+  std::atomic<std::uint64_t> accept_errors{0};
+  // Set while the accept loop waits for a connection to close (the cap is reached).
+  std::atomic<bool> accept_paused{false};
   ServerOptions options;
   Handler handler;
   asio::io_context ioc;
   tcp::acceptor acceptor;
+  // On the acceptor's strand, like everything else the accept loop touches.
+  asio::steady_timer accept_retry{acceptor.get_executor()};
+  LogThrottle accept_log{std::chrono::seconds(10)};
+  std::uint16_t bound_port = 0;
   std::vector<std::thread> threads;
-  std::atomic<bool> stopping{false};
   std::atomic<int> in_flight{0};
   // AsyncFastHandler callbacks not yet delivered; stop() waits for them, since they post to ioc.
   std::atomic<int> async_pending{0};
@@ -58,6 +104,9 @@ struct Server::Impl {
   }
 
   void do_accept();
+  void on_accept_error(const beast::error_code& ec);
+  void accept_unless_full();
+  void connection_closed();
 };
 
 namespace {
@@ -78,7 +127,10 @@ const char* json_error_body(int status) {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket&& socket, Server::Impl& server)
-      : stream_(std::move(socket)), server_(server) {}
+      : stream_(std::move(socket)), buffer_(server.options.max_header_bytes), server_(server) {}
+  ~Session() { server_.connection_closed(); }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
 
   void run() {
     asio::dispatch(stream_.get_executor(),
@@ -89,18 +141,47 @@ class Session : public std::enable_shared_from_this<Session> {
   void read_request() {
     parser_.emplace();
     parser_->body_limit(server_.options.max_body_bytes);
-    parser_->header_limit(64 * 1024);
-    // A keep-alive connection may idle longer than a request may take to arrive.
-    stream_.expires_after(buffer_.size() == 0 ? server_.options.idle_timeout
-                                              : server_.options.read_timeout);
+    parser_->header_limit(static_cast<std::uint32_t>(
+        std::min<std::size_t>(server_.options.max_header_bytes, UINT32_MAX)));
+    if (buffer_.size() > 0) return read_header();
+    // A keep-alive connection may idle longer than a request may take to arrive, but only until
+    // the request's first bytes: one read waits for them under the idle timeout.
+    stream_.expires_after(server_.options.idle_timeout);
+    stream_.async_read_some(
+        buffer_.prepare(beast::read_size(buffer_, kReadSize)),
+        beast::bind_front_handler(&Session::on_first_bytes, shared_from_this()));
+  }
+
+  void on_first_bytes(beast::error_code ec, std::size_t n) {
+    if (ec) return on_read_error(ec);
+    buffer_.commit(n);
+    // Usually the whole header came in this one read: parse it here, with no further I/O.
+    auto used = parser_->put(buffer_.data(), ec);
+    buffer_.consume(used);
+    if (ec == bhttp::error::need_more) return read_header();
+    if (ec) return on_read_error(ec);
+    on_header({}, used);
+  }
+
+  // The request has begun: the rest of its header must arrive within the read timeout.
+  void read_header() {
+    stream_.expires_after(server_.options.read_timeout);
     bhttp::async_read_header(stream_, buffer_, *parser_,
                              beast::bind_front_handler(&Session::on_header, shared_from_this()));
   }
 
-  void on_header(beast::error_code ec, std::size_t) {
+  void on_header(beast::error_code ec, std::size_t header_bytes) {
     if (ec) return on_read_error(ec);
     // From here on the request counts as in flight, so a graceful stop waits for its body too.
     begin_request();
+    if (!framing_is_unambiguous(parser_->get())) return send_plain_error(400);
+    if (parser_->chunked()) {
+      // Chunk extensions and trailers share the header's allowance.
+      const auto limit = server_.options.max_header_bytes;
+      header_allowance_.left = limit - std::min(header_bytes, limit);
+      header_fields_bytes_ = fields_bytes(parser_->get());
+      parser_->on_chunk_header(header_allowance_);
+    }
     if (parser_->is_done()) return handle();
     auto length = parser_->content_length();
     if (length && *length > server_.options.max_body_bytes) return send_plain_error(413);
@@ -126,7 +207,33 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void on_body(beast::error_code ec, std::size_t) {
     if (ec) return on_read_error(ec);
+    // Trailers were merged into the header fields; what they added must fit what is left.
+    if (parser_->chunked() &&
+        fields_bytes(parser_->get()) - header_fields_bytes_ > header_allowance_.left) {
+      return send_plain_error(431);
+    }
     handle();
+  }
+
+  // RFC 9112 §6.3: a request framed by anything but exactly "Transfer-Encoding: chunked" (one
+  // coding, no Content-Length beside it, HTTP/1.1) cannot be delimited reliably; guessing would
+  // let a body be read as a next request.
+  static bool framing_is_unambiguous(const bhttp::request<bhttp::string_body>& msg) {
+    auto codings = msg.equal_range(bhttp::field::transfer_encoding);
+    if (codings.first == codings.second) return true;
+    if (std::next(codings.first) != codings.second) return false;
+    if (msg.version() < 11 || msg.count(bhttp::field::content_length) > 0) return false;
+    std::string_view value = codings.first->value();
+    const auto first = value.find_first_not_of(" \t");
+    if (first == std::string_view::npos) return false;
+    value = value.substr(first, value.find_last_not_of(" \t") - first + 1);
+    return beast::iequals(value, "chunked");
+  }
+
+  static std::size_t fields_bytes(const bhttp::request<bhttp::string_body>& msg) {
+    std::size_t n = 0;
+    for (const auto& field : msg) n += field.name_string().size() + field.value().size() + 4;
+    return n;
   }
 
   void begin_request() {
@@ -153,7 +260,9 @@ class Session : public std::enable_shared_from_this<Session> {
     int status = 400;
     if (ec == bhttp::error::body_limit) {
       status = 413;
-    } else if (ec == bhttp::error::header_limit) {
+    } else if (ec == bhttp::error::header_limit || ec == bhttp::error::buffer_overflow) {
+      // The read buffer holds at most max_header_bytes: it overflows only on a header, chunk
+      // extension or trailer that does not end within that many bytes.
       status = 431;
     }
     send_plain_error(status);
@@ -180,17 +289,27 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // After an early error answer the client may still be sending its request. Closing with unread
   // data makes the kernel reset the connection, and the client may never read our answer; so
-  // stop sending, and discard what arrives for a short while first.
+  // stop sending, and discard what arrives for a while first. The while is bounded in total
+  // time and bytes, not only between reads, or a client trickling bytes would hold the socket.
   void linger() {
     beast::error_code ignored;
     stream_.socket().shutdown(tcp::socket::shutdown_send, ignored);
-    stream_.expires_after(std::chrono::seconds(5));
-    drain_.resize(64 * 1024);
+    linger_deadline_ = std::chrono::steady_clock::now() + server_.options.linger_time;
+    drain_.resize(16 * 1024);
+    drain();
+  }
+
+  void drain() {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= linger_deadline_) return close();
+    stream_.expires_at(std::min(linger_deadline_, now + server_.options.linger_timeout));
     stream_.async_read_some(asio::buffer(drain_),
                             [self = shared_from_this()](beast::error_code ec, std::size_t n) {
                               self->drained_ += n;
-                              if (ec || self->drained_ > 64 * 1024 * 1024) return self->close();
-                              self->linger();
+                              if (ec || self->drained_ >= self->server_.options.linger_max_bytes) {
+                                return self->close();
+                              }
+                              self->drain();
                             });
   }
 
@@ -269,9 +388,16 @@ class Session : public std::enable_shared_from_this<Session> {
     res->set(bhttp::field::server, server_.options.server_name);
     if (!out.content_type.empty()) res->set(bhttp::field::content_type, out.content_type);
     for (auto& [name, value] : out.headers) res->insert(name, value);
-    res->body() = std::move(out.body);
     res->keep_alive(msg.keep_alive() && !server_.stopping.load(std::memory_order_relaxed));
-    res->prepare_payload();
+    if (msg.method() == bhttp::verb::head) {
+      // RFC 9110 §9.3.2: a HEAD answer carries the GET answer's header, Content-Length included,
+      // and no body. The Handler answers HEAD as it would GET.
+      const bool has_content = out.status >= 200 && out.status != 204 && out.status != 304;
+      if (has_content) res->content_length(out.body.size());
+    } else {
+      res->body() = std::move(out.body);
+      res->prepare_payload();
+    }
     write(std::move(res));
   }
 
@@ -291,11 +417,29 @@ class Session : public std::enable_shared_from_this<Session> {
     stream_.socket().close(ignored);
   }
 
+  // Counts chunk extensions against what the header left of max_header_bytes.
+  struct HeaderAllowance {
+    std::size_t left = 0;
+    void operator()(std::uint64_t, beast::string_view extensions, beast::error_code& ec) {
+      if (extensions.size() > left) {
+        ec = bhttp::error::header_limit;
+        return;
+      }
+      left -= extensions.size();
+    }
+  };
+
+  static constexpr std::size_t kReadSize = 64 * 1024;
+
   beast::tcp_stream stream_;
+  // Bounded: a header, chunk-size line or trailer section must end within max_header_bytes.
   beast::flat_buffer buffer_;
   bool request_open_ = false;  // headers read, answer not yet written
+  HeaderAllowance header_allowance_;
+  std::size_t header_fields_bytes_ = 0;  // of a chunked request, before its trailers
   std::vector<char> drain_;
   std::size_t drained_ = 0;
+  std::chrono::steady_clock::time_point linger_deadline_{};
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   Server::Impl& server_;
 };
@@ -306,14 +450,50 @@ void Server::Impl::do_accept() {
   acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
     if (ec) {
       if (ec == asio::error::operation_aborted || stopping) return;
-      spdlog::warn("accept failed: {}", ec.message());
-    } else {
-      beast::error_code ignored;
-      socket.set_option(tcp::no_delay(true), ignored);
-      std::make_shared<Session>(std::move(socket), *this)->run();
+      return on_accept_error(ec);
     }
-    if (!stopping) do_accept();
+    beast::error_code ignored;
+    socket.set_option(tcp::no_delay(true), ignored);
+    open_connections.fetch_add(1);
+    std::make_shared<Session>(std::move(socket), *this)->run();
+    accept_unless_full();
   });
+}
+
+void Server::Impl::on_accept_error(const beast::error_code& ec) {
+  accept_errors.fetch_add(1, std::memory_order_relaxed);
+  if (auto held_back = accept_log.admit(std::chrono::steady_clock::now())) {
+    spdlog::warn("accept failed: {} ({} similar failures not logged)", ec.message(), *held_back);
+  }
+  if (!out_of_resources(ec)) return accept_unless_full();
+  // The connection stays queued, so accepting again at once fails again at once: wait for
+  // descriptors or memory to free up.
+  accept_retry.expires_after(std::chrono::milliseconds(100));
+  accept_retry.async_wait([this](beast::error_code wait_ec) {
+    if (!wait_ec && !stopping) accept_unless_full();
+  });
+}
+
+// On the acceptor's strand. At the cap, leave further connections in the listen queue (the kernel
+// holds them at no cost to us) until connection_closed() resumes. Answering them 503 instead
+// would spend a descriptor and a write on each, the very resources the cap is there to keep.
+void Server::Impl::accept_unless_full() {
+  if (stopping) return;
+  // Paused is published before the count is read, and connection_closed() lowers the count before
+  // reading paused: one of the two always sees the other, so a pause cannot be missed.
+  accept_paused.store(true);
+  if (open_connections.load() >= options.max_connections) return;
+  accept_paused.store(false);
+  do_accept();
+}
+
+void Server::Impl::connection_closed() {
+  open_connections.fetch_sub(1);
+  if (accept_paused.load() && !stopping.load()) {
+    asio::post(acceptor.get_executor(), [this] {
+      if (accept_paused.load()) accept_unless_full();
+    });
+  }
 }
 
 Server::Server(ServerOptions options, Handler handler)
@@ -328,14 +508,45 @@ Server::Server(ServerOptions options, Handler handler)
   if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acceptor.bind(endpoint, ec);
   if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
+  if (!ec) impl_->bound_port = acceptor.local_endpoint(ec).port();
   if (ec) {
     throw std::system_error(ec, "cannot listen on " + o.host + ":" + std::to_string(o.port));
   }
+  if (o.max_connections <= 0) o.max_connections = default_max_connections();
 }
 
-Server::~Server() { stop(std::chrono::milliseconds(0)); }
+Server::~Server() {
+  impl_->stopping = true;
+  stop(std::chrono::milliseconds(0));
+}
 
-std::uint16_t Server::port() const { return impl_->acceptor.local_endpoint().port(); }
+// Recorded at bind time: the acceptor itself belongs to the event-loop threads once started.
+std::uint16_t Server::port() const { return impl_->bound_port; }
+
+ServerStats Server::stats() const {
+  return {impl_->open_connections.load(std::memory_order_relaxed),
+          impl_->accept_errors.load(std::memory_order_relaxed)};
+}
+
+int default_max_connections() {
+  constexpr int kCeiling = 10'000;
+  constexpr rlim_t kReserved = 64;  // files, database and cache connections, logs
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur == RLIM_INFINITY) return kCeiling;
+  if (limit.rlim_cur <= kReserved) return 1;
+  return static_cast<int>(std::min<rlim_t>(kCeiling, limit.rlim_cur - kReserved));
+}
+
+std::uint64_t raise_open_file_limit() {
+  rlimit limit{};
+  if (::getrlimit(RLIMIT_NOFILE, &limit) != 0) return 0;
+  if (limit.rlim_cur < limit.rlim_max) {
+    rlimit raised = limit;
+    raised.rlim_cur = limit.rlim_max;
+    if (::setrlimit(RLIMIT_NOFILE, &raised) == 0) limit = raised;
+  }
+  return static_cast<std::uint64_t>(limit.rlim_cur);
+}
 
 void Server::start() {
   impl_->do_accept();
@@ -351,6 +562,7 @@ void Server::stop(std::chrono::milliseconds grace) {
   asio::post(impl_->acceptor.get_executor(), [this] {
     beast::error_code ignored;
     impl_->acceptor.close(ignored);
+    impl_->accept_retry.cancel();
   });
   auto deadline = std::chrono::steady_clock::now() + grace;
   while (impl_->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {

@@ -51,12 +51,38 @@ struct ServerOptions {
   // > 0: the Handler runs on a pool of this many threads, so requests that block on the
   // database do not stall the event loop; 0: it runs on the event-loop thread.
   int handler_threads = 0;
-  FastHandler fast_handler;                        // optional, see FastHandler
-  AsyncFastHandler async_fast_handler;             // optional, tried first; see AsyncFastHandler
-  std::size_t max_body_bytes = 1 << 20;            // larger bodies get 413
-  std::chrono::milliseconds read_timeout{30'000};  // a started request must arrive by then
-  std::chrono::milliseconds idle_timeout{75'000};  // keep-alive connections idle longer close
-  std::string server_name = "transnotes";          // Server header
+  FastHandler fast_handler;              // optional, see FastHandler
+  AsyncFastHandler async_fast_handler;   // optional, tried first; see AsyncFastHandler
+  std::size_t max_body_bytes = 1 << 20;  // larger bodies get 413
+  // Request line and headers together; chunk extensions and trailers count against it too.
+  std::size_t max_header_bytes = 64 * 1024;
+  // A request must arrive whole (headers, then body) within this time of its first byte.
+  std::chrono::milliseconds read_timeout{30'000};
+  // A keep-alive connection with no byte of a next request closes after this long.
+  std::chrono::milliseconds idle_timeout{75'000};
+  // After an early error answer (400, 413, 431) the server discards what the client still sends
+  // so that the client can read the answer, but only this long in all, ...
+  std::chrono::milliseconds linger_time{30'000};
+  // ... with at most this long between reads, ...
+  std::chrono::milliseconds linger_timeout{5'000};
+  // ... and at most this many bytes.
+  std::size_t linger_max_bytes = 64u << 20;
+  // Open connections; when reached, the server stops accepting until one closes. 0 means
+  // default_max_connections().
+  int max_connections = 0;
+  std::string server_name = "transnotes";  // Server header
+};
+
+// min(10000, the soft RLIMIT_NOFILE - 64): leaves descriptors for files, the database and logs.
+int default_max_connections();
+
+// Raises the soft RLIMIT_NOFILE to the hard limit (call once at start, before the Server is
+// built, so that default_max_connections() sees it). Returns the soft limit now in force.
+std::uint64_t raise_open_file_limit();
+
+struct ServerStats {
+  int open_connections = 0;
+  std::uint64_t accept_errors = 0;  // failed accept calls, e.g. out of file descriptors
 };
 
 class Server {
@@ -67,7 +93,9 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
+  // The port bound at construction (the one picked when ServerOptions::port was 0).
   std::uint16_t port() const;
+  ServerStats stats() const;
   // Starts the threads and returns.
   void start();
   // Stops accepting, lets in-flight requests finish (up to `grace`), then closes everything.

@@ -1,10 +1,21 @@
-// The HTTP server over real loopback sockets: keep-alive, limits, malformed input.
+// The HTTP server over real loopback sockets: keep-alive, limits, malformed and hostile input.
 #include "http/server.h"
 
+#include <arpa/inet.h>
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <spdlog/sinks/base_sink.h>
+#include <spdlog/spdlog.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
-#include <boost/asio.hpp>
+#include <cerrno>
+#include <chrono>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -13,46 +24,133 @@
 namespace transnotes::http {
 namespace {
 
-namespace asio = boost::asio;
-using tcp = asio::ip::tcp;
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+// A blocking loopback client whose every read has a deadline, so that a server that never
+// answers or never closes fails the test instead of hanging it.
+class Client {
+ public:
+  Client() : fd_(::socket(AF_INET, SOCK_STREAM, 0)) {}
+  explicit Client(std::uint16_t port) : Client() { connect(port); }
+  ~Client() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  bool connect(std::uint16_t port) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(port);
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return ::connect(fd_, reinterpret_cast<const sockaddr*>(&address), sizeof address) == 0;
+  }
+
+  // False once the peer has reset the connection (or it is otherwise unusable).
+  bool send(std::string_view bytes) {
+    while (!bytes.empty()) {
+      ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        closed_ = true;
+        return false;
+      }
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+
+  // Reads until `until` appears in what this call received, the peer closes, or `limit` passes.
+  // An empty `until` reads until the peer closes.
+  std::string read(std::string_view until = {}, std::chrono::milliseconds limit = 10s) {
+    std::string out;
+    const auto deadline = Clock::now() + limit;
+    char buf[16384];
+    while (!closed_ && (until.empty() || out.find(until) == std::string::npos)) {
+      auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) break;
+      pollfd p{fd_, POLLIN, 0};
+      int ready = ::poll(&p, 1, static_cast<int>(left.count()));
+      if (ready < 0 && errno == EINTR) continue;
+      if (ready <= 0) break;
+      ssize_t n = ::recv(fd_, buf, sizeof buf, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        closed_ = true;  // end of stream or reset
+        break;
+      }
+      out.append(buf, static_cast<std::size_t>(n));
+    }
+    return out;
+  }
+
+  // True when the peer closed (or reset) the connection within `limit`; data is discarded.
+  bool wait_closed(std::chrono::milliseconds limit = 10s) {
+    read({}, limit);
+    return closed_;
+  }
+
+  bool closed() const { return closed_; }
+
+ private:
+  int fd_;
+  bool closed_ = false;
+};
+
+std::size_t count_of(const std::string& text, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) {
+    ++n;
+  }
+  return n;
+}
+
+// Waits for `condition`, polling; false if it did not hold within `limit`.
+template <class Condition>
+bool eventually(Condition condition, std::chrono::milliseconds limit = 10s) {
+  const auto deadline = Clock::now() + limit;
+  while (!condition()) {
+    if (Clock::now() > deadline) return false;
+    std::this_thread::sleep_for(5ms);
+  }
+  return true;
+}
+
+Response echo(const Request& r) {
+  if (r.target == "/throw") throw std::runtime_error("boom");
+  if (r.target == "/224") return Response{200, std::string(224, 'x'), "text/plain", {}};
+  return Response{200,
+                  r.method + " " + r.target + " " + r.body + " " + std::string(r.header("x-test")),
+                  "text/plain",
+                  {{"X-Reply", "yes"}}};
+}
+
+ServerOptions test_options() {
+  ServerOptions options;
+  options.port = 0;
+  options.threads = 2;
+  options.max_body_bytes = 1024;
+  // Generous, so that a slow test machine never runs into them; tests of the timeouts set their
+  // own short ones.
+  options.read_timeout = 10s;
+  options.idle_timeout = 10s;
+  return options;
+}
 
 class ServerTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    ServerOptions options;
-    options.port = 0;
-    options.threads = 2;
-    options.max_body_bytes = 1024;
-    options.read_timeout = std::chrono::milliseconds(500);
-    options.idle_timeout = std::chrono::milliseconds(500);
-    server_ = std::make_unique<Server>(options, [](const Request& r) {
-      if (r.target == "/throw") throw std::runtime_error("boom");
-      return Response{
-          200,
-          r.method + " " + r.target + " " + r.body + " " + std::string(r.header("x-test")),
-          "text/plain",
-          {{"X-Reply", "yes"}}};
-    });
+    server_ = std::make_unique<Server>(test_options(), echo);
     server_->start();
   }
   void TearDown() override { server_->stop(); }
 
   // Writes `bytes` on one connection and reads until the server closes or `until` appears.
   std::string exchange(const std::string& bytes, const std::string& until = "") {
-    asio::io_context ioc;
-    tcp::socket socket(ioc);
-    socket.connect({asio::ip::make_address("127.0.0.1"), server_->port()});
-    boost::system::error_code ec;
-    asio::write(socket, asio::buffer(bytes), ec);
-    std::string out;
-    char buf[4096];
-    for (;;) {
-      std::size_t n = socket.read_some(asio::buffer(buf), ec);
-      if (ec) break;
-      out.append(buf, n);
-      if (!until.empty() && out.find(until) != std::string::npos) break;
-    }
-    return out;
+    Client client(server_->port());
+    client.send(bytes);
+    return client.read(until);
   }
 
   std::unique_ptr<Server> server_;
@@ -69,23 +167,12 @@ TEST_F(ServerTest, AnswersAndKeepsTheConnectionAlive) {
 }
 
 TEST_F(ServerTest, ExpectContinueGetsAnInterimAnswer) {
-  asio::io_context ioc;
-  tcp::socket socket(ioc);
-  socket.connect({asio::ip::make_address("127.0.0.1"), server_->port()});
-  asio::write(socket,
-              asio::buffer(std::string("POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
-                                       "Content-Length: 4\r\n\r\n")));
-  char buf[256];
-  std::size_t n = socket.read_some(asio::buffer(buf));
-  EXPECT_EQ(std::string(buf, n).rfind("HTTP/1.1 100 Continue", 0), 0u) << std::string(buf, n);
-  asio::write(socket, asio::buffer(std::string("data")));
-  std::string out;
-  boost::system::error_code ec;
-  while (out.find("POST /up data") == std::string::npos) {
-    n = socket.read_some(asio::buffer(buf), ec);
-    if (ec) break;
-    out.append(buf, n);
-  }
+  Client client(server_->port());
+  client.send("POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
+  auto interim = client.read("\r\n\r\n");
+  EXPECT_EQ(interim.rfind("HTTP/1.1 100 Continue", 0), 0u) << interim;
+  client.send("data");
+  auto out = client.read("POST /up data");
   EXPECT_NE(out.find("HTTP/1.1 200"), std::string::npos) << out;
 }
 
@@ -107,31 +194,317 @@ TEST_F(ServerTest, HandlerExceptionIs500NotACrash) {
   EXPECT_EQ(out.rfind("HTTP/1.1 200", 0), 0u) << out;
 }
 
-TEST_F(ServerTest, SlowClientIsDisconnected) {
-  // Sends half a request and stalls: the read timeout closes the connection.
-  auto start = std::chrono::steady_clock::now();
-  auto out = exchange("GET / HTTP/1.1\r\nHo");
-  EXPECT_TRUE(out.empty()) << out;
-  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(10));
+// HEAD describes the GET answer (RFC 9110 §9.3.2): same Content-Length, no body bytes, and the
+// connection goes on with the next request right after the header.
+TEST_F(ServerTest, HeadGivesTheGetLengthWithoutABody) {
+  Client client(server_->port());
+  client.send(
+      "HEAD /224 HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /next HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto out = client.read("GET /next");
+  auto head_end = out.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos) << out;
+  const std::string head = out.substr(0, head_end + 4);
+  EXPECT_EQ(head.rfind("HTTP/1.1 200", 0), 0u) << out;
+  EXPECT_NE(head.find("Content-Length: 224\r\n"), std::string::npos) << out;
+  // The next answer starts right after the HEAD answer's header: no body was sent.
+  EXPECT_EQ(out.compare(head.size(), 12, "HTTP/1.1 200"), 0) << out;
+  EXPECT_NE(out.find("GET /next"), std::string::npos) << out;
+  EXPECT_FALSE(client.closed());
 }
 
-std::size_t count_of(const std::string& text, const std::string& needle) {
-  std::size_t n = 0;
-  for (auto pos = text.find(needle); pos != std::string::npos; pos = text.find(needle, pos + 1)) {
-    ++n;
+// The chunked framing is the only Transfer-Encoding a request may use; anything else would let
+// the body be read as a next request (request smuggling), RFC 9112 §6.3.
+TEST_F(ServerTest, TransferEncodingOtherThanChunkedIs400AndCloses) {
+  const std::string smuggled = "GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n";
+  for (const char* coding : {"chunked, identity", "identity", "gzip, chunked", "gzip"}) {
+    Client client(server_->port());
+    client.send(std::string("POST /te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: ") + coding +
+                "\r\n\r\n" + smuggled);
+    auto out = client.read();
+    EXPECT_EQ(out.rfind("HTTP/1.1 400", 0), 0u) << coding << ": " << out;
+    EXPECT_EQ(out.find("/smuggled"), std::string::npos) << coding << ": " << out;
+    EXPECT_TRUE(client.closed()) << coding;
   }
-  return n;
+  // The coding name is case-insensitive.
+  auto out = exchange(
+      "POST /te HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n",
+      "POST /te abc");
+  EXPECT_NE(out.find("POST /te abc"), std::string::npos) << out;
 }
 
-// Reads from `socket` until `answers` 200 responses arrived or the connection ends.
-std::string read_answers(tcp::socket& socket, std::size_t answers) {
+TEST_F(ServerTest, TransferEncodingWithContentLengthIs400AndCloses) {
+  for (const char* headers : {"Transfer-Encoding: chunked\r\nContent-Length: 5\r\n",
+                              "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n",
+                              "Transfer-Encoding: identity\r\nContent-Length: 5\r\n"}) {
+    Client client(server_->port());
+    client.send(std::string("POST /te HTTP/1.1\r\nHost: x\r\n") + headers +
+                "\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n");
+    auto out = client.read();
+    EXPECT_EQ(out.rfind("HTTP/1.1 400", 0), 0u) << headers << out;
+    EXPECT_EQ(out.find("/smuggled"), std::string::npos) << headers << out;
+    EXPECT_TRUE(client.closed()) << headers;
+  }
+}
+
+// A chunk extension or trailer is buffered whole before it is parsed: without a bound, a client
+// makes the server hold any amount of memory.
+TEST_F(ServerTest, HugeChunkExtensionIs431AndCloses) {
+  Client client(server_->port());
+  client.send("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1;ext=");
+  client.send(std::string(1 << 20, 'e'));
+  auto out = client.read();
+  EXPECT_EQ(out.rfind("HTTP/1.1 431", 0), 0u) << out.substr(0, 200);
+  EXPECT_TRUE(client.closed());
+}
+
+TEST_F(ServerTest, HugeTrailerIs431AndCloses) {
+  Client client(server_->port());
+  client.send(
+      "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "1\r\na\r\n0\r\nX-Trailer: ");
+  client.send(std::string(1 << 20, 't'));
+  auto out = client.read();
+  EXPECT_EQ(out.rfind("HTTP/1.1 431", 0), 0u) << out.substr(0, 200);
+  EXPECT_TRUE(client.closed());
+}
+
+// Each extension fits the buffer, but headers, extensions and trailers together may not exceed
+// the header limit.
+TEST_F(ServerTest, ChunkExtensionsCountTowardsTheHeaderLimit) {
+  Client client(server_->port());
+  std::string body;
+  for (int i = 0; i < 20; ++i) body += "1;e=" + std::string(8 * 1024, 'e') + "\r\na\r\n";
+  client.send("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + body +
+              "0\r\n\r\n");
+  auto out = client.read();
+  EXPECT_EQ(out.rfind("HTTP/1.1 431", 0), 0u) << out.substr(0, 200);
+  EXPECT_TRUE(client.closed());
+}
+
+TEST_F(ServerTest, TrailersCountTowardsTheHeaderLimit) {
+  const std::string big(40 * 1024, 'h');  // each under the limit, the two together over it
+  Client client(server_->port());
+  client.send("POST /c HTTP/1.1\r\nHost: x\r\nX-Big: " + big +
+              "\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\nX-Trailer: " + big +
+              "\r\n\r\n");
+  auto out = client.read();
+  EXPECT_EQ(out.rfind("HTTP/1.1 431", 0), 0u) << out.substr(0, 200);
+  EXPECT_TRUE(client.closed());
+}
+
+TEST_F(ServerTest, ModestChunkExtensionsAndTrailersStillWork) {
+  auto out = exchange(
+      "POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+      "2;name=value\r\nab\r\n1\r\nc\r\n0\r\nX-Checksum: 1\r\n\r\n",
+      "POST /c abc");
+  EXPECT_NE(out.find("POST /c abc"), std::string::npos) << out;
+}
+
+TEST(ServerPort, IsTheBoundPortAndStaysReadableAfterStop) {
+  Server server(test_options(), echo);
+  const auto port = server.port();
+  EXPECT_NE(port, 0);
+  server.start();
+  Client client(port);
+  client.send("GET /p HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+  EXPECT_NE(client.read().find("GET /p"), std::string::npos);
+  server.stop();
+  EXPECT_EQ(server.port(), port);
+}
+
+TEST(ServerTimeouts, SlowClientIsDisconnected) {
+  auto options = test_options();
+  options.read_timeout = 300ms;
+  options.idle_timeout = 30s;
+  Server server(options, echo);
+  server.start();
+  // Sends half a request and stalls: the read timeout closes the connection.
+  Client client(server.port());
+  client.send("GET / HTTP/1.1\r\nHo");
+  auto out = client.read({}, 10s);
+  EXPECT_TRUE(out.empty()) << out;
+  EXPECT_TRUE(client.closed());
+  server.stop();
+}
+
+// Headers that trickle in must be complete within the read timeout of their first byte; the
+// (longer) idle timeout is only for a connection that has not begun a next request.
+TEST(ServerTimeouts, HeadersTricklingInAreCutAtTheReadTimeout) {
+  auto options = test_options();
+  options.idle_timeout = 5s;
+  options.read_timeout = 300ms;
+  Server server(options, echo);
+  server.start();
+  Client client(server.port());
+  const auto start = Clock::now();
+  client.send("GET / HTTP/1.1\r\n");
+  while (!client.closed() && Clock::now() - start < 8s) {
+    client.send("X");
+    client.read("never", 100ms);
+  }
+  const auto took = Clock::now() - start;
+  EXPECT_TRUE(client.closed());
+  EXPECT_LT(took, 3s) << std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+}
+
+TEST(ServerTimeouts, AnIdleKeepAliveConnectionOutlivesTheReadTimeout) {
+  auto options = test_options();
+  options.idle_timeout = 10s;
+  options.read_timeout = 200ms;
+  Server server(options, echo);
+  server.start();
+  Client client(server.port());
+  client.send("GET /1 HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(client.read("GET /1").find("GET /1"), std::string::npos);
+  // Idle for several read timeouts (but far from the idle timeout): still open.
+  EXPECT_TRUE(client.read("never", 700ms).empty());
+  EXPECT_FALSE(client.closed());
+  client.send("GET /2 HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_NE(client.read("GET /2").find("GET /2"), std::string::npos);
+}
+
+// After an early error the server discards what the client still sends, but not forever: a
+// client trickling a byte within every per-read timeout is cut off at the total linger time.
+TEST(ServerLinger, DrainAfterAnErrorIsBoundedInTime) {
+  auto options = test_options();
+  options.linger_time = 1s;
+  options.linger_timeout = 500ms;
+  Server server(options, echo);
+  server.start();
+  Client client(server.port());
+  client.send("NOT HTTP AT ALL\r\n\r\n");
+  auto out = client.read("\r\n\r\n");
+  ASSERT_EQ(out.rfind("HTTP/1.1 400", 0), 0u) << out;
+  const auto start = Clock::now();
+  while (server.stats().open_connections > 0 && Clock::now() - start < 8s) {
+    client.send("x");
+    std::this_thread::sleep_for(100ms);
+  }
+  const auto took = Clock::now() - start;
+  EXPECT_EQ(server.stats().open_connections, 0);
+  EXPECT_LT(took, 4s) << std::chrono::duration_cast<std::chrono::milliseconds>(took).count();
+  server.stop();
+}
+
+TEST(ServerLinger, DrainAfterAnErrorIsBoundedInBytes) {
+  auto options = test_options();
+  options.linger_time = 30s;
+  options.linger_timeout = 10s;
+  options.linger_max_bytes = 64 * 1024;
+  Server server(options, echo);
+  server.start();
+  Client client(server.port());
+  client.send("NOT HTTP AT ALL\r\n\r\n");
+  auto out = client.read("\r\n\r\n");
+  ASSERT_EQ(out.rfind("HTTP/1.1 400", 0), 0u) << out;
+  client.send(std::string(1 << 20, 'x'));  // may fail part way once the server has closed
+  // Well before linger_timeout: the byte bound, not a timer, ends it.
+  EXPECT_TRUE(eventually([&] { return server.stats().open_connections == 0; }, 3s));
+  server.stop();
+}
+
+// With the cap reached the server stops accepting: a further client waits in the listen queue
+// and is served as soon as a connection closes.
+TEST(ServerLimits, ConnectionsBeyondTheCapWaitForAFreeSlot) {
+  auto options = test_options();
+  options.max_connections = 2;
+  Server server(options, echo);
+  server.start();
+  auto first = std::make_unique<Client>(server.port());
+  Client second(server.port());
+  for (Client* c : {first.get(), &second}) {
+    c->send("GET /held HTTP/1.1\r\nHost: x\r\n\r\n");
+    ASSERT_NE(c->read("GET /held").find("GET /held"), std::string::npos);
+  }
+  EXPECT_EQ(server.stats().open_connections, 2);
+  Client third(server.port());  // the kernel completes the handshake; the server does not accept
+  third.send("GET /third HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_TRUE(third.read("GET /third", 500ms).empty());
+  first.reset();
+  auto out = third.read("GET /third");
+  EXPECT_NE(out.find("GET /third"), std::string::npos) << out;
+  EXPECT_EQ(server.stats().open_connections, 2);
+  server.stop();
+}
+
+class CountingSink : public spdlog::sinks::base_sink<std::mutex> {
+ public:
+  std::atomic<int> accept_lines{0};
+
+ protected:
+  void sink_it_(const spdlog::details::log_msg& msg) override {
+    if (std::string_view(msg.payload.data(), msg.payload.size()).find("accept") !=
+        std::string_view::npos) {
+      ++accept_lines;
+    }
+  }
+  void flush_() override {}
+};
+
+// Out of descriptors, accept fails while the connection stays queued: retrying at once spins a
+// core and floods the log. The server must back off, log rarely, and serve once fds free up.
+TEST(ServerLimits, RunningOutOfDescriptorsBacksOffAndRecovers) {
+  Server server(test_options(), echo);
+  server.start();
+  auto sink = std::make_shared<CountingSink>();
+  auto previous_logger = spdlog::default_logger();
+  spdlog::set_default_logger(std::make_shared<spdlog::logger>("counting", sink));
+
+  Client client;  // its descriptor exists before the limit drops
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  // Every descriptor number below the lowest free one is taken: a limit there makes the next
+  // accept fail with EMFILE.
+  const int lowest_free = ::open("/dev/null", O_RDONLY);
+  ASSERT_GE(lowest_free, 0);
+  ::close(lowest_free);
+  rlimit lowered = saved;
+  lowered.rlim_cur = static_cast<rlim_t>(lowest_free);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+
+  const bool connected = client.connect(server.port());
+  const bool sent = client.send("GET /after HTTP/1.1\r\nHost: x\r\n\r\n");
+  // The connection is queued but cannot be accepted; let the server try for a while.
+  const bool failing = eventually([&] { return server.stats().accept_errors > 0; }, 5s);
+  std::this_thread::sleep_for(700ms);
+  const auto errors = server.stats().accept_errors;
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &saved), 0);
+
+  auto out = client.read("GET /after");
+  spdlog::set_default_logger(previous_logger);
+  server.stop();
+
+  EXPECT_TRUE(connected);
+  EXPECT_TRUE(sent);
+  EXPECT_TRUE(failing);
+  // A 50-100 ms back-off makes about ten tries in 700 ms; retrying at once makes thousands.
+  EXPECT_LE(errors, 40u);
+  EXPECT_LE(sink->accept_lines.load(), 3);
+  EXPECT_NE(out.find("GET /after"), std::string::npos) << out;
+}
+
+TEST(ServerLimits, OpenFileLimitIsRaisedToTheHardLimit) {
+  rlimit saved{};
+  ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &saved), 0);
+  rlimit lowered = saved;
+  lowered.rlim_cur = std::min<rlim_t>(saved.rlim_max, 256);
+  ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  EXPECT_EQ(default_max_connections(), static_cast<int>(lowered.rlim_cur) - 64);
+  const auto raised = raise_open_file_limit();
+  rlimit now{};
+  ::getrlimit(RLIMIT_NOFILE, &now);
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+  EXPECT_EQ(raised, static_cast<std::uint64_t>(saved.rlim_max));
+  EXPECT_EQ(now.rlim_cur, saved.rlim_max);
+}
+
+// Reads until `answers` 200 responses arrived or the connection ends.
+std::string read_answers(Client& client, std::size_t answers) {
   std::string out;
-  char buf[4096];
-  boost::system::error_code ec;
-  while (count_of(out, "HTTP/1.1 200") < answers) {
-    std::size_t n = socket.read_some(asio::buffer(buf), ec);
-    if (ec) break;
-    out.append(buf, n);
+  const auto deadline = Clock::now() + 10s;
+  while (count_of(out, "HTTP/1.1 200") < answers && !client.closed() && Clock::now() < deadline) {
+    out += client.read("HTTP/1.1 200", 1s);
   }
   return out;
 }
@@ -151,15 +524,13 @@ TEST(ServerPools, HandlerPoolAndFastPathBothAnswer) {
     return Response{200, "slow " + r.target, "text/plain", {}};
   });
   server.start();
-  asio::io_context ioc;
-  tcp::socket socket(ioc);
-  socket.connect({asio::ip::make_address("127.0.0.1"), server.port()});
+  Client client(server.port());
   std::string requests;
   for (int i = 0; i < 20; ++i) {
     requests += std::string("GET ") + (i % 2 ? "/fast" : "/slow") + " HTTP/1.1\r\nHost: x\r\n\r\n";
   }
-  asio::write(socket, asio::buffer(requests));
-  const std::string out = read_answers(socket, 20);
+  client.send(requests);
+  const std::string out = read_answers(client, 20);
   // Pipelined answers come back in order, whichever thread produced them.
   EXPECT_EQ(count_of(out, "\r\n\r\nfast"), 10u);
   EXPECT_EQ(count_of(out, "\r\n\r\nslow /slow"), 10u);
@@ -197,16 +568,13 @@ TEST(ServerPools, AsyncFastPathAnswersLaterFromAnotherThread) {
     return Response{200, "handler " + r.target, "text/plain", {}};
   });
   server.start();
-  asio::io_context ioc;
-  tcp::socket socket(ioc);
-  socket.connect({asio::ip::make_address("127.0.0.1"), server.port()});
-  const std::string requests =
+  Client client(server.port());
+  client.send(
       "GET /async/1 HTTP/1.1\r\nHost: x\r\n\r\n"
       "GET /miss HTTP/1.1\r\nHost: x\r\n\r\n"
       "GET /refuse HTTP/1.1\r\nHost: x\r\n\r\n"
-      "GET /async/2 HTTP/1.1\r\nHost: x\r\n\r\n";
-  asio::write(socket, asio::buffer(requests));
-  const std::string out = read_answers(socket, 4);
+      "GET /async/2 HTTP/1.1\r\nHost: x\r\n\r\n");
+  const std::string out = read_answers(client, 4);
   const auto first = out.find("async /async/1");
   const auto miss = out.find("handler /miss");
   const auto refuse = out.find("handler /refuse");
