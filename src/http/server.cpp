@@ -279,6 +279,10 @@ class Session : public std::enable_shared_from_this<Session> {
     res->body() = json_error_body(status);
     res->keep_alive(false);
     res->prepare_payload();
+    // Once the request line is known, a HEAD request gets no body, as in respond().
+    if (parser_ && parser_->is_header_done() && parser_->get().method() == bhttp::verb::head) {
+      res->body().clear();
+    }
     stream_.expires_after(server_.options.read_timeout);
     bhttp::async_write(stream_, *res,
                        [self = shared_from_this(), res](beast::error_code ec, std::size_t) {

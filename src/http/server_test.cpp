@@ -213,6 +213,16 @@ TEST_F(ServerTest, HeadGivesTheGetLengthWithoutABody) {
   EXPECT_FALSE(client.closed());
 }
 
+TEST_F(ServerTest, AnErrorAnswerToHeadHasNoBody) {
+  Client client(server_->port());
+  client.send("HEAD /h HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n");
+  auto out = client.read();
+  EXPECT_EQ(out.rfind("HTTP/1.1 400", 0), 0u) << out;
+  EXPECT_NE(out.find("Content-Length: "), std::string::npos) << out;
+  EXPECT_EQ(out.find("\r\n\r\n"), out.size() - 4) << out;
+  EXPECT_TRUE(client.closed());
+}
+
 // The chunked framing is the only Transfer-Encoding a request may use; anything else would let
 // the body be read as a next request (request smuggling), RFC 9112 §6.3.
 TEST_F(ServerTest, TransferEncodingOtherThanChunkedIs400AndCloses) {
