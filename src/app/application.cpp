@@ -9,15 +9,13 @@
 #include <sstream>
 
 #include "api/api.h"
-#include "cache/memory_cache.h"
-#include "cache/redis_cache.h"
+#include "cache/cache.h"
 #include "domain/errors.h"
 #include "domain/note_service.h"
 #include "http/server.h"
 #include "marian/marian_engine.h"
 #include "marian/model_hub.h"
-#include "queue/memory_bus.h"
-#include "queue/redis_bus.h"
+#include "queue/bus.h"
 #include "queue/worker_pool.h"
 #include "redis/redis_client.h"
 #include "storage/storage.h"
@@ -116,29 +114,20 @@ std::unique_ptr<EngineRegistry> build_translator(const Config& config, int pipel
   return registry;
 }
 
-std::unique_ptr<JobBus> make_bus(std::shared_ptr<redis::RedisClient> client) {
-  if (client) return std::make_unique<RedisJobBus>(client);
-  return std::make_unique<MemoryJobBus>();
-}
-
 // The API's event loop reads cached notes through a few non-blocking, pipelined Redis
 // connections (NoteCache::get_async); everything else uses the blocking client.
 constexpr int kAsyncCacheConnections = 2;
 
-std::unique_ptr<NoteCache> make_cache(const Config& config,
-                                      std::shared_ptr<redis::RedisClient> client,
-                                      bool serves_http) {
-  if (client) {
-    RedisNoteCacheOptions options;
-    options.ttl = std::chrono::seconds(config.cache_ttl_seconds);
-    options.async_connections = serves_http ? kAsyncCacheConnections : 0;
-    return std::make_unique<RedisNoteCache>(client, options);
-  }
-  MemoryNoteCacheOptions options;
-  options.capacity = static_cast<std::size_t>(config.cache_capacity);
-  options.ttl = std::chrono::seconds(config.cache_ttl_seconds);
-  options.max_bytes = config.cache_max_bytes;
-  return std::make_unique<MemoryNoteCache>(options);
+OpenedCache make_cache(const Config& config, std::shared_ptr<redis::RedisClient> client,
+                       bool serves_http) {
+  CacheSettings settings;
+  settings.redis = std::move(client);
+  settings.redis_options.ttl = std::chrono::seconds(config.cache_ttl_seconds);
+  settings.redis_options.async_connections = serves_http ? kAsyncCacheConnections : 0;
+  settings.memory.capacity = static_cast<std::size_t>(config.cache_capacity);
+  settings.memory.ttl = std::chrono::seconds(config.cache_ttl_seconds);
+  settings.memory.max_bytes = config.cache_max_bytes;
+  return open_cache(settings);
 }
 
 struct RedisClients {
@@ -175,6 +164,7 @@ struct Backends {
   std::unique_ptr<Store> store;
   RedisClients redis;
   std::unique_ptr<NoteCache> cache;
+  std::function<std::string()> cache_metrics;
   std::unique_ptr<JobBus> bus;
   std::unique_ptr<EngineRegistry> translator;
 };
@@ -183,8 +173,10 @@ Backends open_backends(const Config& config, int engine_pipelines, bool serves_h
   Backends b;
   b.store = open_and_migrate(config);
   b.redis = connect_redis(config);
-  b.cache = make_cache(config, b.redis.cache, serves_http);
-  b.bus = make_bus(b.redis.broker);
+  auto cache = make_cache(config, b.redis.cache, serves_http);
+  b.cache = std::move(cache.cache);
+  b.cache_metrics = std::move(cache.metrics);
+  b.bus = open_bus(b.redis.broker);
   b.translator = build_translator(config, engine_pipelines);
   return b;
 }
@@ -214,9 +206,7 @@ int run_serve(const Config& config) {
       return e.what();
     }
   };
-  if (const auto* redis_cache = dynamic_cast<const RedisNoteCache*>(b.cache.get())) {
-    api_options.extra_metrics = [redis_cache] { return render_prometheus(redis_cache->stats()); };
-  }
+  api_options.extra_metrics = b.cache_metrics;
   api::Api api(notes, api_options);
 
   http::ServerOptions server_options;

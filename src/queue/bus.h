@@ -1,0 +1,14 @@
+// open_bus(): the JobBus the settings ask for — Redis Streams when a client is given (jobs reach
+// workers in any process), else the in-process bus — like open_store() for the database.
+#pragma once
+
+#include <memory>
+
+#include "domain/ports.h"
+#include "redis/redis_client.h"
+
+namespace transnotes {
+
+std::unique_ptr<JobBus> open_bus(std::shared_ptr<redis::RedisClient> redis);
+
+}  // namespace transnotes
