@@ -1,9 +1,21 @@
-# transnotes_layer(<name> [DEPS <targets>...] [TEST_DEPS <targets>...])
+# transnotes_layer(<name> [PUBLIC_HEADERS <file.h>...] [TEST_SUPPORT_HEADERS <file.h>...]
+#                  [DEPS <targets>...] [TEST_DEPS <targets>...])
 # Builds the current folder as library transnotes_<name>: every *.cpp except *_test.cpp.
 # Every *_test.cpp beside it becomes the GoogleTest executable <name>_tests, registered with CTest.
 # Headers are included as "<layer>/<file>.h" from src/.
+#
+# The layer's boundary: PUBLIC_HEADERS are the only headers other layers may include (every
+# other header in the folder is internal to the layer); TEST_SUPPORT_HEADERS may be included by
+# other layers' tests only; DEPS must name every layer whose headers the library includes, and
+# TEST_DEPS those only its tests include. tests/layering_check.py (a CTest test) holds the code to
+# these declarations.
 function(transnotes_layer name)
-  cmake_parse_arguments(ARG "" "" "DEPS;TEST_DEPS" ${ARGN})
+  cmake_parse_arguments(ARG "" "" "PUBLIC_HEADERS;TEST_SUPPORT_HEADERS;DEPS;TEST_DEPS" ${ARGN})
+  foreach(header IN LISTS ARG_PUBLIC_HEADERS ARG_TEST_SUPPORT_HEADERS)
+    if(NOT EXISTS ${CMAKE_CURRENT_SOURCE_DIR}/${header})
+      message(FATAL_ERROR "transnotes_layer(${name}): declared header ${header} does not exist")
+    endif()
+  endforeach()
   file(GLOB sources CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*.cpp)
   file(GLOB tests CONFIGURE_DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/*_test.cpp)
   if(tests)
