@@ -1,3 +1,4 @@
+// Internal to src/marian: not part of the engine's API.
 // int8 x uint8 GEMM with AVX-512 VNNI (vpdpbusd) for the engine's linear layers.
 //
 // Weights are quantized once (symmetric int8 per output row, scale sw = max|w| / 127) and

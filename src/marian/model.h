@@ -1,6 +1,8 @@
 // MarianMTModel forward pass (Hugging Face transformers semantics) on the CPU with OpenBLAS.
 // A MarianModel is immutable after load() and may be shared by any number of threads; all
 // per-call state lives in EncoderOutput / DecoderState objects owned by the caller.
+// The layers below it, internal to src/marian: weights.h (binding the checkpoint's tensors),
+// ops.h (layer norm, attention, feed-forward, linear layers), kernels.h (SIMD primitives).
 // fp32 tensors are used in place from the mmap'ed model.safetensors; f16/bf16 are converted.
 #pragma once
 
@@ -48,23 +50,18 @@ struct EncoderOutput {
   std::vector<float> hidden;  // [batch, src_len, d_model]; padded positions hold garbage
 };
 
-// Per-hypothesis decoder state (self-attention KV cache, cross-attention K/V per source row,
-// scratch buffers). Internal layout; only MarianModel touches the members.
-struct DecoderState {
-  std::shared_ptr<const EncoderOutput> encoder;
-  std::vector<int> source_row;                       // hypothesis -> encoder row
-  int steps = 0;                                     // tokens fed so far (same for all hypotheses)
-  int capacity = 0;                                  // max steps the cache can hold
-  std::vector<std::vector<float>> cross_k, cross_v;  // [layer][batch*src_len*d]
-  // Self-attention cache: [layer][(step * slots + slot) * d]. Hypothesis i's key/value of step
-  // t is in row cache_rows[i * capacity + t], so reordering hypotheses (beam search) moves only
-  // these indices, never the cached vectors.
-  int slots = 0;
-  std::vector<std::vector<float>> self_k, self_v;
-  std::vector<int> cache_rows, cache_rows_spare;            // [hyp * capacity]
-  std::vector<float> x, tmp, q, attn, ffn, scores, logits;  // scratch
-  int num_hyps() const { return static_cast<int>(source_row.size()); }
+// Per-call decoder state of one batch of hypotheses: the self-attention cache, the
+// cross-attention keys/values of their source rows and scratch buffers. Opaque: created by
+// MarianModel::start_decoder and read or changed only through MarianModel's functions. Not
+// thread-safe: one state serves one decoding loop at a time.
+struct DecoderState;
+struct DecoderStateDeleter {
+  void operator()(DecoderState* state) const;
 };
+using DecoderStatePtr = std::unique_ptr<DecoderState, DecoderStateDeleter>;
+
+// The bound parameters of a model (internal to src/marian: weights.h).
+struct ModelWeights;
 
 class MarianModel {
  public:
@@ -87,8 +84,8 @@ class MarianModel {
 
   // Creates decoder state: hypothesis i attends encoder row source_row[i]; at most max_steps
   // decoder_step calls.
-  std::unique_ptr<DecoderState> start_decoder(std::shared_ptr<const EncoderOutput> encoder,
-                                              std::vector<int> source_row, int max_steps) const;
+  DecoderStatePtr start_decoder(std::shared_ptr<const EncoderOutput> encoder,
+                                std::vector<int> source_row, int max_steps) const;
   // Feeds one token per hypothesis; writes raw logits (incl. final_logits_bias)
   // [num_hyps, decoder_vocab_size] to logits.
   void decoder_step(DecoderState& state, std::span<const int> tokens, float* logits) const;
@@ -111,8 +108,6 @@ class MarianModel {
   std::vector<float> teacher_forced_logits(const std::vector<std::vector<int>>& input_ids,
                                            const std::vector<std::vector<int>>& decoder_ids) const;
 
-  struct Weights;  // internal
-
  private:
   MarianModel() = default;
   // Runs the decoder layers for one token per hypothesis and advances the state; returns the
@@ -122,7 +117,7 @@ class MarianModel {
   MarianConfig config_;
   GenerationConfig generation_;
   std::unique_ptr<SafetensorsFile> file_;
-  std::unique_ptr<Weights> weights_;
+  std::unique_ptr<ModelWeights> weights_;
 };
 
 }  // namespace transnotes::marian

@@ -1,3 +1,4 @@
+// Internal to src/marian: not part of the engine's API.
 // Read-only view of a .safetensors file (u64 LE header length, JSON header, raw LE tensors).
 // The file is mmap'ed; TensorInfo::data points into the mapping and stays valid for the
 // lifetime of the SafetensorsFile. Immutable after construction, so safe to share across threads.

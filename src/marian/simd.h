@@ -1,3 +1,4 @@
+// Internal to src/marian: not part of the engine's API.
 // AVX2 helpers shared by the engine's kernels (callers check CPU support at runtime).
 #pragma once
 
