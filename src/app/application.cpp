@@ -209,7 +209,11 @@ int run_serve(const Config& config) {
   api_options.extra_metrics = b.cache_metrics;
   api::Api api(notes, api_options);
 
+  // Connections are file descriptors: take every one the hard limit allows before sizing the cap.
+  const auto fd_limit = http::raise_open_file_limit();
   http::ServerOptions server_options;
+  server_options.max_connections =
+      config.max_connections > 0 ? config.max_connections : http::default_max_connections();
   server_options.host = config.host;
   server_options.port = static_cast<std::uint16_t>(config.port);
   server_options.threads = config.http_threads;
@@ -230,10 +234,12 @@ int run_serve(const Config& config) {
     workers->start();
   }
   server.start();
-  spdlog::info("transnotes listening on http://{}:{} (database {}, {} in-process workers)",
-               config.host, server.port(),
-               config.resolved_database_url().starts_with("sqlite") ? "sqlite" : "postgresql",
-               config.workers);
+  spdlog::info(
+      "transnotes listening on http://{}:{} (database {}, {} in-process workers, at most {} "
+      "connections, open-file limit {})",
+      config.host, server.port(),
+      config.resolved_database_url().starts_with("sqlite") ? "sqlite" : "postgresql",
+      config.workers, server_options.max_connections, fd_limit);
   // Tests and scripts read this line to learn the port when --port 0 is used.
   std::cout << "listening on " << config.host << ":" << server.port() << std::endl;
 

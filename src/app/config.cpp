@@ -125,6 +125,9 @@ void Config::validate() const {
     throw ConfigError("database write batch must be between 1 and 64");
   }
   if (max_body_bytes < 1024) throw ConfigError("max body bytes must be at least 1024");
+  if (max_connections < 0 || max_connections > 1'000'000) {
+    throw ConfigError("max connections must be in 0..1000000 (0: automatic)");
+  }
   if (cache_capacity < 16) throw ConfigError("cache capacity must be at least 16");
   if (cache_ttl_seconds < 1) throw ConfigError("cache TTL must be at least 1 second");
   if (cache_max_bytes < (std::size_t{1} << 20)) {

@@ -24,6 +24,8 @@ struct Config {
   // -1 picks: 0 (run on the event loop) for SQLite, the pool size for PostgreSQL.
   int handler_threads = -1;
   std::size_t max_body_bytes = 1 << 20;  // TRANSNOTES_MAX_BODY_BYTES
+  // TRANSNOTES_MAX_CONNECTIONS: open connections at once; 0 picks min(10000, fd limit - 64)
+  int max_connections = 0;
   // TRANSNOTES_TRUST_PROXY: links use X-Forwarded-Host/-Proto (only behind a proxy that sets them)
   bool trust_proxy = false;
   // Storage

@@ -195,6 +195,7 @@ TEST(Validate, RefusesOutOfRangeValues) {
       {"pool size", [](Config& c) { c.db_pool_size = 0; }},
       {"write batch", [](Config& c) { c.db_write_batch = 65; }},
       {"max body bytes", [](Config& c) { c.max_body_bytes = 10; }},
+      {"max connections", [](Config& c) { c.max_connections = -1; }},
       {"cache capacity", [](Config& c) { c.cache_capacity = 1; }},
       {"cache TTL", [](Config& c) { c.cache_ttl_seconds = 0; }},
       {"cache max bytes", [](Config& c) { c.cache_max_bytes = 1000; }},

@@ -89,6 +89,10 @@ int main(int argc, char** argv) {
   serve->add_option("--max-body-bytes", config.max_body_bytes, "Largest request body")
       ->envname("TRANSNOTES_MAX_BODY_BYTES");
   serve
+      ->add_option("--max-connections", config.max_connections,
+                   "Open connections at once (0: min(10000, open-file limit - 64))")
+      ->envname("TRANSNOTES_MAX_CONNECTIONS");
+  serve
       ->add_flag("--trust-proxy", config.trust_proxy,
                  "Links name X-Forwarded-Host/-Proto (set only behind a proxy that sets them)")
       ->envname("TRANSNOTES_TRUST_PROXY");
