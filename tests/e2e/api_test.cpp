@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <set>
@@ -301,15 +302,59 @@ TEST_P(ApiTest, LongTextIsTranslatedWholeWithParagraphs) {
   EXPECT_NE(out.find("Adi"), std::string::npos) << out;  // the last sentence is there
 }
 
+// The worker finishes a translation whose note was deleted while it ran: the result must not
+// bring the note back. The en->es pipeline is the installed one, each segment held 2 s, so the
+// delete lands while the try is running; a second job on the same (single) worker ends only after
+// the first try has written its result.
 TEST_P(ApiTest, DeletedNoteIsNotResurrectedByItsTranslation) {
-  auto note = create("Gone", "Hello world.", "en");
-  auto id = note["id"].as_int64();
-  auto res = request(port_, "POST", note_path(id) + "translate/", R"({"target_language": "es"})");
-  ASSERT_EQ(res.status, 202);
-  EXPECT_EQ(request(port_, "DELETE", note_path(id)).status, 204);
-  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
-  EXPECT_EQ(request(port_, "GET", note_path(id)).status, 404);
-  EXPECT_EQ(request(port_, "GET", "/api/v1/stats/").json().at("total_notes"), 0);
+  const std::string modes = e2e::make_temp_dir("transnotes-slow-start");
+  {
+    std::ifstream installed("/usr/share/apertium/modes/eng-spa.mode");
+    std::string pipeline((std::istreambuf_iterator<char>(installed)), {});
+    ASSERT_FALSE(pipeline.empty()) << "apertium-en-es is not installed";
+    // GNU sed runs `sleep 2` before passing on each NUL-terminated segment (the engine adds -z
+    // to every stage), then the installed pipeline translates it.
+    std::ofstream(modes + "/eng-spa.mode") << "sed -u 'e sleep 2' | " << pipeline;
+  }
+  e2e::ServiceOptions options{
+      .args = {"--workers", "1"},
+      .env = {{"APERTIUM_MODES_DIR", modes}, {"TRANSNOTES_ENGINES", "apertium"}}};
+  if (GetParam() == "postgres") options.env["DATABASE_URL"] = e2e::database_url_for("postgres");
+  e2e::Service service(options);
+  const int port = service.port();
+  auto post_note = [port](const std::string& title) {
+    auto res = request(
+        port, "POST", "/api/v1/notes/",
+        json::serialize(json::object{
+            {"title", title}, {"original_text", "Hello world."}, {"original_language", "en"}}));
+    EXPECT_EQ(res.status, 201) << res.body;
+    return res.json().at("id").as_int64();
+  };
+  auto translate = [port](std::int64_t note) {
+    auto res = request(port, "POST", "/api/v1/notes/" + std::to_string(note) + "/translate/",
+                       R"({"target_language": "es"})");
+    EXPECT_EQ(res.status, 202) << res.body;
+    return res.json().at("translation").at("id").as_int64();
+  };
+  const auto gone = post_note("Gone");
+  const auto doomed_job = translate(gone);
+  const auto job_path = "/api/v1/translations/" + std::to_string(doomed_job) + "/";
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (request(port, "GET", job_path).json().at("status") != "running" &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(request(port, "GET", job_path).json().at("status"), "running");
+  EXPECT_EQ(request(port, "DELETE", note_path(gone)).status, 204);
+
+  const auto kept = post_note("Kept");
+  auto after = e2e::wait_for_job(port, translate(kept));
+  ASSERT_EQ(after["status"], "succeeded") << json::serialize(after) << service.log();
+  EXPECT_EQ(after["text"], "Hola Mundo.");
+  EXPECT_EQ(request(port, "GET", note_path(gone)).status, 404);
+  EXPECT_EQ(request(port, "GET", job_path).status, 404);
+  auto stats = request(port, "GET", "/api/v1/stats/").json();
+  EXPECT_EQ(stats.at("total_notes"), 1) << stats;
 }
 
 TEST_P(ApiTest, FiftyConcurrentCreatesGetDistinctIds) {
