@@ -8,6 +8,7 @@
 
 #include "app/application.h"
 #include "app/config.h"
+#include "app/model_commands.h"
 #include "domain/errors.h"
 #include "marian/model_hub.h"
 
@@ -137,7 +138,7 @@ int main(int argc, char** argv) {
   models_pull->add_option("repo", repo_id, "e.g. Helsinki-NLP/opus-mt-en-es")->required();
   models_pull->add_option("--revision", revision, "Branch, tag or commit");
   models_pull->add_option("--endpoint", hf_endpoint, "Hub base URL")->envname("HF_ENDPOINT");
-  std::uint64_t max_download_bytes = transnotes::marian::kDefaultMaxDownloadBytes;
+  std::uint64_t max_download_bytes = transnotes::app::kDefaultMaxDownloadBytes;
   models_pull
       ->add_option("--max-download-bytes", max_download_bytes,
                    "Refuse a model whose files add up to more than this")
@@ -165,13 +166,13 @@ int main(int argc, char** argv) {
     }
     if (*languages) return transnotes::app::run_languages(config, std::cout);
     if (*models_list) {
-      return transnotes::marian::run_models_list(
+      return transnotes::app::run_models_list(
           std::cout, transnotes::marian::model_search_dirs(config.models_dir));
     }
     if (*models_pull) {
-      return transnotes::marian::run_models_pull(std::cout, std::cerr, hf_endpoint, repo_id,
-                                                 revision, config.models_dir, isatty(2) != 0,
-                                                 max_download_bytes);
+      return transnotes::app::run_models_pull(std::cout, std::cerr, hf_endpoint, repo_id, revision,
+                                              config.models_dir, isatty(2) != 0,
+                                              max_download_bytes);
     }
   } catch (const transnotes::app::ConfigError& e) {
     std::cerr << "transnotes: configuration error: " << e.what() << "\n";

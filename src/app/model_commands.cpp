@@ -548,18 +548,3 @@ int run_models_pull(std::ostream& out, std::ostream& err, const std::string& end
 
 // Transitional forwarders for src/app/main.cpp's current calls (declared in marian/model_hub.h);
 // remove both together once main.cpp calls transnotes::app's functions.
-namespace transnotes::marian {
-
-int run_models_list(std::ostream& out, const ModelSearchDirs& dirs) {
-  return app::run_models_list(out, dirs);
-}
-
-int run_models_pull(std::ostream& out, std::ostream& err, const std::string& endpoint,
-                    const std::string& repo_id, const std::string& revision,
-                    const std::filesystem::path& models_dir, bool show_progress,
-                    std::uint64_t max_download_bytes) {
-  return app::run_models_pull(out, err, endpoint, repo_id, revision, models_dir, show_progress,
-                              max_download_bytes);
-}
-
-}  // namespace transnotes::marian

@@ -232,7 +232,8 @@ TEST_F(ModelCommandsTest, PullYieldsCompleteFolderIdenticalToFixture) {
   EXPECT_EQ(models[0].size_bytes, total);
 
   std::ostringstream table;
-  EXPECT_EQ(app::run_models_list(table, ModelSearchDirs{models_dir_, root_ / "no-hf-home" / "hub"}), 0);
+  EXPECT_EQ(app::run_models_list(table, ModelSearchDirs{models_dir_, root_ / "no-hf-home" / "hub"}),
+            0);
   EXPECT_NE(table.str().find("opus-mt-en-es"), std::string::npos) << table.str();
   EXPECT_NE(table.str().find("en-es"), std::string::npos) << table.str();
   EXPECT_NE(table.str().find("complete"), std::string::npos) << table.str();
@@ -315,8 +316,8 @@ TEST_F(ModelCommandsTest, CliPullReportsSuccessAndRejectsBadRepoIds) {
   EXPECT_NE(err.str().find("model.safetensors"), std::string::npos) << err.str();  // progress
 
   std::ostringstream out2, err2;
-  EXPECT_EQ(app::run_models_pull(out2, err2, hub.endpoint(), "../../etc", "main", models_dir_, false),
-            2);
+  EXPECT_EQ(
+      app::run_models_pull(out2, err2, hub.endpoint(), "../../etc", "main", models_dir_, false), 2);
   EXPECT_THROW(pull_model(hub.endpoint(), "a/b/c", "main", models_dir_), BadRequest);
 }
 

@@ -84,14 +84,4 @@ std::filesystem::path
 default_hf_home();  // $HF_HOME, $XDG_CACHE_HOME/huggingface, ~/.cache/huggingface
 std::filesystem::path default_models_dir();  // $MODELS_DIR or "models"
 
-// Transitional, until src/app/main.cpp calls transnotes::app's (app/model_commands.h): these
-// forward to them and are defined in src/app/model_commands.cpp, not in this library. Remove
-// with that switch.
-inline constexpr std::uint64_t kDefaultMaxDownloadBytes = std::uint64_t{2} << 30;
-int run_models_list(std::ostream& out, const ModelSearchDirs& dirs);
-int run_models_pull(std::ostream& out, std::ostream& err, const std::string& endpoint,
-                    const std::string& repo_id, const std::string& revision,
-                    const std::filesystem::path& models_dir, bool show_progress,
-                    std::uint64_t max_download_bytes = kDefaultMaxDownloadBytes);
-
 }  // namespace transnotes::marian

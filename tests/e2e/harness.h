@@ -29,9 +29,9 @@ HttpResult request(int port, const std::string& method, const std::string& targe
 std::string raw_exchange(int port, const std::string& bytes);
 
 struct ServiceOptions {
-  std::vector<std::string> args;           // after "serve"
-  std::map<std::string, std::string> env;  // added to the environment
-  std::string data_dir;                    // default: a fresh temp dir
+  std::vector<std::string> args{};           // after "serve"
+  std::map<std::string, std::string> env{};  // added to the environment
+  std::string data_dir{};                    // default: a fresh temp dir
   std::string subcommand = "serve";
   // A serve process must never answer 5xx: before it is stopped the harness reads its 5xx counter
   // from /metrics and fails the test unless it is 0. Tests that cause outages on purpose (503)
