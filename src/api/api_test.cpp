@@ -19,8 +19,8 @@ namespace json = boost::json;
 // Covers en <-> es, so translate requests can be accepted; nothing here runs a translation.
 class TwoLanguages final : public Translator {
  public:
-  std::vector<LanguagePair> pairs() const override {
-    return {{"en", "es", "test"}, {"es", "en", "test"}};
+  std::vector<SupportedPair> pairs() const override {
+    return {{{"en", "es"}, "test"}, {{"es", "en"}, "test"}};
   }
   std::optional<std::string> engine_for(const std::string& source,
                                         const std::string& target) const override {

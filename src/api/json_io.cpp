@@ -279,7 +279,7 @@ json::object stats_to_json(const Stats& stats) {
                       {"language_breakdown", std::move(breakdown)}};
 }
 
-json::array languages_to_json(const std::vector<LanguagePair>& pairs) {
+json::array languages_to_json(const std::vector<SupportedPair>& pairs) {
   static const std::map<std::string, std::string> kNames = {
       {"ar", "Arabic"},     {"ca", "Catalan"},
       {"da", "Danish"},     {"de", "German"},
@@ -293,7 +293,7 @@ json::array languages_to_json(const std::vector<LanguagePair>& pairs) {
       {"pt", "Portuguese"}, {"ro", "Romanian"},
       {"ru", "Russian"},    {"sv", "Swedish"},
       {"uk", "Ukrainian"},  {"zh", "Chinese"}};
-  std::map<std::string, std::vector<const LanguagePair*>> by_source;
+  std::map<std::string, std::vector<const SupportedPair*>> by_source;
   for (const auto& pair : pairs) by_source[pair.source].push_back(&pair);
   json::array out;
   for (const auto& [source, list] : by_source) {

@@ -40,6 +40,6 @@ std::string render_note_page(const std::vector<Note>& notes, std::size_t max_byt
                              std::size_t& rendered);
 boost::json::object job_to_json(const TranslationJob& job);
 boost::json::object stats_to_json(const Stats& stats);
-boost::json::array languages_to_json(const std::vector<LanguagePair>& pairs);
+boost::json::array languages_to_json(const std::vector<SupportedPair>& pairs);
 
 }  // namespace transnotes::api

@@ -69,7 +69,7 @@ std::shared_ptr<Engine> make_apertium(const Config& config, int pipelines) {
 // (opus-mt-en-es) or, for any other name, from `pair_for_dir`.
 std::shared_ptr<Engine> make_marian(const Config& config, const MarianEngineOptions& options,
                                     const std::string& model_dir = {},
-                                    const EnginePair& pair_for_dir = {}) {
+                                    const LanguagePair& pair_for_dir = {}) {
   std::vector<MarianModelDir> models;
   if (!model_dir.empty()) {
     MarianModelDir m;
@@ -286,7 +286,7 @@ int run_translate(const Config& config, const TranslateOptions& options, std::is
     marian.max_length = options.max_length;
     // A model named on the command line is the one wanted: its load error is the answer.
     marian.skip_invalid_models = options.model_dir.empty();
-    engine = make_marian(config, marian, options.model_dir, EnginePair{options.from, options.to});
+    engine = make_marian(config, marian, options.model_dir, LanguagePair{options.from, options.to});
     if (!engine) {
       err << "transnotes: no Marian model for " << options.from << "->" << options.to
           << " (looked in " << config.models_dir << " and "

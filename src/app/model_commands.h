@@ -54,7 +54,7 @@ inline constexpr std::uint64_t kDefaultMaxDownloadBytes = std::uint64_t{2} << 30
 //    starts when the hub lists the sizes, else aborted mid-transfer;
 //  * when the hub lists the repository ({endpoint}/api/models/{repo_id}/tree/{revision}), each
 //    Git LFS file (the weights) has the listed size and SHA-256;
-//  * the folder loads as a Translator would load it (marian::check_checkpoint,
+//  * the folder loads as a MarianTranslator would load it (marian::check_checkpoint,
 //  marian/translator.h): every file
 //    present and well-formed, every id and size in range.
 // The folder gets the permissions of the process umask. An existing folder of that name is

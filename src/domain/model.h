@@ -85,4 +85,15 @@ struct ListQuery {
   std::int64_t offset = 0;
 };
 
+// A translation direction between two normalized language codes (normalize_language, text.h).
+struct LanguagePair {
+  std::string source;  // ISO 639-1 code, e.g. "en"
+  std::string target;
+};
+
+// A direction the service can translate, and what does it.
+struct SupportedPair : LanguagePair {
+  std::string engine;  // "apertium", "marian", or "pivot:<a>+<b>"
+};
+
 }  // namespace transnotes

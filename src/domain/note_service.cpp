@@ -193,6 +193,6 @@ std::vector<TranslationJob> NoteService::jobs_for_note(std::int64_t note_id) {
   return store_.latest_jobs_for_note(note_id);
 }
 
-std::vector<LanguagePair> NoteService::languages() const { return translator_.pairs(); }
+std::vector<SupportedPair> NoteService::languages() const { return translator_.pairs(); }
 
 }  // namespace transnotes

@@ -58,7 +58,7 @@ class NoteService {
   TranslationJob request_translation(std::int64_t note_id, const std::string& target_language);
   TranslationJob job(std::int64_t id);
   std::vector<TranslationJob> jobs_for_note(std::int64_t note_id);
-  std::vector<LanguagePair> languages() const;
+  std::vector<SupportedPair> languages() const;
 
  private:
   Store& store_;

@@ -112,12 +112,6 @@ class JobBus {
   virtual void close() = 0;
 };
 
-struct LanguagePair {
-  std::string source;  // ISO 639-1 code, e.g. "en"
-  std::string target;
-  std::string engine;  // "apertium", "marian", or "pivot:<a>+<b>"
-};
-
 struct TranslationOutput {
   std::string text;
   std::string engine;
@@ -127,7 +121,7 @@ struct TranslationOutput {
 class Translator {
  public:
   virtual ~Translator() = default;
-  virtual std::vector<LanguagePair> pairs() const = 0;
+  virtual std::vector<SupportedPair> pairs() const = 0;
   // The engine that would translate source->target, nullopt if none can.
   virtual std::optional<std::string> engine_for(const std::string& source,
                                                 const std::string& target) const = 0;

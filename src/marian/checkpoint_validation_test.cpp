@@ -103,7 +103,7 @@ class CheckpointValidation : public ::testing::Test {
 
   // Loads the folder as `translate` and `serve` do; the message must name the file and field.
   void expect_refused(const std::string& file, const std::vector<std::string>& fragments) {
-    const std::string message = load_error([&] { Translator translator(dir_); });
+    const std::string message = load_error([&] { MarianTranslator translator(dir_); });
     EXPECT_NE(message.find((dir_ / file).string()), std::string::npos) << message;
     for (const auto& fragment : fragments)
       EXPECT_NE(message.find(fragment), std::string::npos) << "'" << fragment << "' in " << message;

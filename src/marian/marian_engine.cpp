@@ -13,7 +13,7 @@ namespace transnotes {
 
 namespace fs = std::filesystem;
 
-std::optional<EnginePair> marian_pair_from_name(const std::string& folder_name) {
+std::optional<LanguagePair> marian_pair_from_name(const std::string& folder_name) {
   std::string name = folder_name;
   if (auto p = name.rfind("--"); p != std::string::npos) name = name.substr(p + 2);
   const std::string prefix = "opus-mt-";
@@ -30,7 +30,7 @@ std::optional<EnginePair> marian_pair_from_name(const std::string& folder_name) 
            std::all_of(code.begin(), code.end(), [](char c) { return c >= 'a' && c <= 'z'; });
   };
   if (!is_code(source) || !is_code(target)) return std::nullopt;
-  return EnginePair{source, target};
+  return LanguagePair{source, target};
 }
 
 namespace {
@@ -137,7 +137,7 @@ MarianEngine::MarianEngine(const std::vector<fs::path>& model_dirs,
 
 MarianEngine::MarianEngine(const std::vector<MarianModelDir>& models,
                            const MarianEngineOptions& options) {
-  marian::TranslatorOptions t;
+  marian::MarianTranslatorOptions t;
   t.model.num_threads = options.num_threads;
   t.model.int8 = options.int8;
   t.num_beams = options.num_beams;
@@ -147,9 +147,9 @@ MarianEngine::MarianEngine(const std::vector<MarianModelDir>& models,
   for (const auto& m : models) {
     auto key = std::make_pair(m.pair.source, m.pair.target);
     if (translators_.count(key)) continue;
-    std::shared_ptr<const marian::Translator> translator;
+    std::shared_ptr<const marian::MarianTranslator> translator;
     try {
-      translator = std::make_shared<const marian::Translator>(m.dir, t);
+      translator = std::make_shared<const marian::MarianTranslator>(m.dir, t);
     } catch (const std::exception& e) {
       // Whatever stops one model (a ModelLoadError for a bad file, or memory) stops only it.
       if (!options.skip_invalid_models) throw;
@@ -165,8 +165,8 @@ MarianEngine::MarianEngine(const std::vector<MarianModelDir>& models,
   }
 }
 
-std::vector<EnginePair> MarianEngine::pairs() const {
-  std::vector<EnginePair> out;
+std::vector<LanguagePair> MarianEngine::pairs() const {
+  std::vector<LanguagePair> out;
   for (const auto& [key, _] : translators_) out.push_back({key.first, key.second});
   return out;
 }

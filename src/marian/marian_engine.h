@@ -1,4 +1,4 @@
-// MarianEngine: transnotes::Engine backed by native OPUS-MT models (one Translator per
+// MarianEngine: transnotes::Engine backed by native OPUS-MT models (one MarianTranslator per
 // model folder, weights loaded once and shared by all threads). translate_batch is thread-safe.
 #pragma once
 
@@ -16,12 +16,12 @@ namespace transnotes {
 
 struct MarianModelDir {
   std::filesystem::path dir;  // folder holding config.json
-  EnginePair pair;
+  LanguagePair pair;
 };
 
 // "opus-mt-en-es" -> {en, es}; also "models--Helsinki-NLP--opus-mt-en-es" and
 // "opus-mt-tc-big-en-es". nullopt when the name carries no simple pair (e.g. en-ROMANCE).
-std::optional<EnginePair> marian_pair_from_name(const std::string& folder_name);
+std::optional<LanguagePair> marian_pair_from_name(const std::string& folder_name);
 
 // Model folders in models_dir (one sub-folder per model, must contain config.json) and in a
 // Hugging Face hub cache (hub_dir/models--*/snapshots/<rev>/; newest snapshot wins). Missing
@@ -57,13 +57,13 @@ class MarianEngine : public Engine {
                         const MarianEngineOptions& options = {});
 
   std::string name() const override { return "marian"; }
-  std::vector<EnginePair> pairs() const override;
+  std::vector<LanguagePair> pairs() const override;
   // Throws TranslationFailed for an unknown pair or any inference failure.
   std::vector<std::string> translate_batch(const std::string& source, const std::string& target,
                                            const std::vector<std::string>& segments) override;
 
  private:
-  std::map<std::pair<std::string, std::string>, std::shared_ptr<const marian::Translator>>
+  std::map<std::pair<std::string, std::string>, std::shared_ptr<const marian::MarianTranslator>>
       translators_;
 };
 

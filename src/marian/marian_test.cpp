@@ -396,10 +396,10 @@ TEST(MarianGenerate, MinAndMaxNewTokensGiveExactLength) {
 
 TEST(MarianTranslator, TranslatesTextsInAnyBatching) {
   REQUIRE_FIXTURE();
-  TranslatorOptions opts;
+  MarianTranslatorOptions opts;
   opts.num_beams = 1;
   opts.max_batch_tokens = 16;  // forces several batches
-  Translator t(fixture_dir(), opts);
+  MarianTranslator t(fixture_dir(), opts);
   std::vector<std::string> src, want;
   for (const auto& cv : expected().at("cases").as_array()) {
     const auto& c = cv.as_object();
@@ -409,7 +409,7 @@ TEST(MarianTranslator, TranslatesTextsInAnyBatching) {
     want.emplace_back(c.at("greedy").at("text").as_string());
   }
   opts.max_length = 64;
-  Translator t64(fixture_dir(), opts);
+  MarianTranslator t64(fixture_dir(), opts);
   EXPECT_EQ(t64.translate(src), want);
   EXPECT_EQ(t.translate({"", "   "}), (std::vector<std::string>{"", ""}));
   EXPECT_EQ(t64.translate_lines("The cat is on the table.\n\nHello"),
@@ -523,7 +523,7 @@ TEST(MarianErrors, MissingFiles) {
     TempDir tmp;
     auto dir = copy_fixture(tmp.path / "m");
     fs::remove(dir / missing);
-    auto msg = load_error([&] { Translator t(dir); });
+    auto msg = load_error([&] { MarianTranslator t(dir); });
     EXPECT_NE(msg.find(missing), std::string::npos) << msg;
   }
 }
@@ -654,9 +654,9 @@ TEST(MarianTranslator, SplitSourcePiecesKeepsEveryPieceAndCutsAtWords) {
 
 TEST(MarianTranslator, SegmentLongerThanThePositionTableIsSplitNotTruncated) {
   REQUIRE_FIXTURE();
-  TranslatorOptions opts;
+  MarianTranslatorOptions opts;
   opts.num_beams = 1;
-  Translator t(fixture_dir(), opts);
+  MarianTranslator t(fixture_dir(), opts);
   const int positions = t.model().config().max_position_embeddings;  // 128 in the fixture
   std::string text;
   const char* words[] = {"the", "cat",     "is",    "on", "the", "table",   "and",
@@ -694,9 +694,9 @@ TEST(MarianModel, LoadingLeavesProcessWideThreadsAlone) {
     EXPECT_EQ(openblas_get_num_threads(), 1) << "int8 " << int8;
     EXPECT_EQ(parallel_threads(), 1) << "int8 " << int8;
   }
-  TranslatorOptions three_threads;
+  MarianTranslatorOptions three_threads;
   three_threads.model.num_threads = 3;
-  Translator translator(fixture_dir(), three_threads);
+  MarianTranslator translator(fixture_dir(), three_threads);
   EXPECT_EQ(openblas_get_num_threads(), 1);
   EXPECT_EQ(parallel_threads(), 1);
   // The engine changes them only when its caller asks, through the option that says so.

@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "domain/errors.h"
+#include "domain/model.h"
 
 namespace transnotes::marian {
 
@@ -50,10 +51,6 @@ struct ModelInfo {
 // Languages from a repository or folder name: "opus-mt-en-es" / "Helsinki-NLP/opus-mt-tc-big-en-es"
 // -> {"en", "es"}, by MarianEngine's rule (marian_pair_from_name): nullopt for names without a
 // simple pair ("opus-mt-en-ROMANCE"), which the engine does not serve.
-struct LanguagePair {
-  std::string source;
-  std::string target;
-};
 std::optional<LanguagePair> languages_from_model_name(std::string_view name);
 
 // Every MarianMT checkpoint in models_dir (sub-folders whose name starts with "opus-mt-" or whose

@@ -55,9 +55,12 @@ std::vector<std::vector<std::string>> split_source_pieces(const std::vector<std:
   return runs;
 }
 
-void check_checkpoint(const std::filesystem::path& model_dir) { Translator checked(model_dir); }
+void check_checkpoint(const std::filesystem::path& model_dir) {
+  MarianTranslator checked(model_dir);
+}
 
-Translator::Translator(const std::filesystem::path& model_dir, const TranslatorOptions& options)
+MarianTranslator::MarianTranslator(const std::filesystem::path& model_dir,
+                                   const MarianTranslatorOptions& options)
     : model_(MarianModel::load(model_dir, options.model)),
       tokenizer_(model_dir, model_->config()),
       defaults_(GenerateOptions::from_model(*model_)),
@@ -67,12 +70,12 @@ Translator::Translator(const std::filesystem::path& model_dir, const TranslatorO
   if (options_.max_batch_tokens < 1) options_.max_batch_tokens = 1;
 }
 
-std::vector<std::string> Translator::translate(const std::vector<std::string>& texts) const {
+std::vector<std::string> MarianTranslator::translate(const std::vector<std::string>& texts) const {
   return translate(texts, defaults_);
 }
 
-std::vector<std::string> Translator::translate(const std::vector<std::string>& texts,
-                                               const GenerateOptions& options) const {
+std::vector<std::string> MarianTranslator::translate(const std::vector<std::string>& texts,
+                                                     const GenerateOptions& options) const {
   std::vector<std::string> out(texts.size());
   const int max_src =
       options_.max_source_tokens > 0
@@ -118,7 +121,7 @@ std::vector<std::string> Translator::translate(const std::vector<std::string>& t
   return out;
 }
 
-std::string Translator::translate_lines(const std::string& text) const {
+std::string MarianTranslator::translate_lines(const std::string& text) const {
   std::vector<std::string> lines;
   size_t pos = 0;
   while (true) {

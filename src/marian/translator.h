@@ -14,7 +14,7 @@
 
 namespace transnotes::marian {
 
-struct TranslatorOptions {
+struct MarianTranslatorOptions {
   ModelOptions model;
   // Unset fields fall back to generation_config.json.
   std::optional<int> num_beams;
@@ -35,15 +35,16 @@ struct TranslatorOptions {
 std::vector<std::vector<std::string>> split_source_pieces(const std::vector<std::string>& pieces,
                                                           int max_tokens);
 
-// Loads model_dir exactly as a Translator does (config and generation config, vocabularies,
+// Loads model_dir exactly as a MarianTranslator does (config and generation config, vocabularies,
 // sentencepiece models, every tensor's name, dtype, shape and bounds) and lets it go: the check
 // `models pull` runs before accepting a download. Throws ModelLoadError naming file and field.
 void check_checkpoint(const std::filesystem::path& model_dir);
 
-class Translator {
+class MarianTranslator {
  public:
   // Throws ModelLoadError.
-  Translator(const std::filesystem::path& model_dir, const TranslatorOptions& options = {});
+  MarianTranslator(const std::filesystem::path& model_dir,
+                   const MarianTranslatorOptions& options = {});
 
   // Each text is translated as one sequence (or, beyond the model's positions, as the runs of
   // split_source_pieces joined by a space); result[i] belongs to texts[i]. Empty or
@@ -62,7 +63,7 @@ class Translator {
   std::shared_ptr<const MarianModel> model_;
   MarianTokenizer tokenizer_;
   GenerateOptions defaults_;
-  TranslatorOptions options_;
+  MarianTranslatorOptions options_;
 };
 
 }  // namespace transnotes::marian

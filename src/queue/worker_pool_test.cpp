@@ -34,7 +34,7 @@ class ScriptedEngine : public Engine {
       : behaviour_(std::move(behaviour)) {}
 
   std::string name() const override { return "scripted"; }
-  std::vector<EnginePair> pairs() const override { return {{"en", "es"}}; }
+  std::vector<LanguagePair> pairs() const override { return {{"en", "es"}}; }
   std::vector<std::string> translate_batch(const std::string&, const std::string&,
                                            const std::vector<std::string>& segments) override {
     const int call = ++calls_;

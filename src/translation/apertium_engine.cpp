@@ -141,9 +141,9 @@ ApertiumEngine::ApertiumEngine(ApertiumOptions options) : options_(std::move(opt
 
 ApertiumEngine::~ApertiumEngine() = default;
 
-std::vector<EnginePair> ApertiumEngine::pairs() const {
-  std::vector<EnginePair> result;
-  for (const auto& [key, pool] : pools_) result.push_back(EnginePair{key.first, key.second});
+std::vector<LanguagePair> ApertiumEngine::pairs() const {
+  std::vector<LanguagePair> result;
+  for (const auto& [key, pool] : pools_) result.push_back(LanguagePair{key.first, key.second});
   return result;
 }
 

@@ -40,7 +40,7 @@ class ApertiumEngine : public Engine {
   ~ApertiumEngine() override;
 
   std::string name() const override { return "apertium"; }
-  std::vector<EnginePair> pairs() const override;
+  std::vector<LanguagePair> pairs() const override;
   // Throws TranslationFailed for an unknown pair or a pipeline failing twice.
   std::vector<std::string> translate_batch(const std::string& source, const std::string& target,
                                            const std::vector<std::string>& segments) override;

@@ -6,19 +6,16 @@
 #include <string>
 #include <vector>
 
-namespace transnotes {
+#include "domain/model.h"
 
-struct EnginePair {
-  std::string source;  // ISO 639-1 code ("en")
-  std::string target;
-};
+namespace transnotes {
 
 class Engine {
  public:
   virtual ~Engine() = default;
   // Short stable name shown in the API ("apertium", "marian").
   virtual std::string name() const = 0;
-  virtual std::vector<EnginePair> pairs() const = 0;
+  virtual std::vector<LanguagePair> pairs() const = 0;
   // Translates each segment independently; result[i] is the translation of segments[i].
   // Segments carry no paragraph breaks. Thread-safe. Throws TranslationFailed.
   virtual std::vector<std::string> translate_batch(const std::string& source,

@@ -72,7 +72,7 @@ std::vector<std::string> EngineRegistry::engine_names() const {
 std::optional<EngineRegistry::Leg> EngineRegistry::direct_leg(const std::string& source,
                                                               const std::string& target) const {
   for (const auto& engine : engines_) {
-    for (const EnginePair& pair : engine->pairs()) {
+    for (const LanguagePair& pair : engine->pairs()) {
       if (normalize_language_code(pair.source) == source &&
           normalize_language_code(pair.target) == target) {
         return Leg{engine, pair.source, pair.target};
@@ -100,11 +100,11 @@ std::optional<EngineRegistry::Route> EngineRegistry::find_route(const std::strin
   return Route{{std::move(*first), std::move(*second)}, std::move(label)};
 }
 
-std::vector<LanguagePair> EngineRegistry::pairs() const {
+std::vector<SupportedPair> EngineRegistry::pairs() const {
   std::shared_lock lock(mutex_);
   std::map<std::pair<std::string, std::string>, std::string> best;  // sorted, first engine wins
   for (const auto& engine : engines_) {
-    for (const EnginePair& pair : engine->pairs()) {
+    for (const LanguagePair& pair : engine->pairs()) {
       std::string source = normalize_language_code(pair.source);
       std::string target = normalize_language_code(pair.target);
       if (source.empty() || target.empty() || source == target) continue;
@@ -126,9 +126,9 @@ std::vector<LanguagePair> EngineRegistry::pairs() const {
         all.emplace(std::pair{source, target}, route->label);
     }
   }
-  std::vector<LanguagePair> result;
+  std::vector<SupportedPair> result;
   result.reserve(all.size());
-  for (auto& [key, engine] : all) result.push_back(LanguagePair{key.first, key.second, engine});
+  for (auto& [key, engine] : all) result.push_back(SupportedPair{{key.first, key.second}, engine});
   return result;
 }
 

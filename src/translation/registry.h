@@ -46,7 +46,7 @@ class EngineRegistry : public Translator {
 
   // Every translatable pair, sorted by (source, target); pivot pairs have engine
   // "pivot:<first leg engine>+<second leg engine>".
-  std::vector<LanguagePair> pairs() const override;
+  std::vector<SupportedPair> pairs() const override;
   // Codes are normalised ("EN-us" -> "en"). nullopt if unsupported or source == target.
   std::optional<std::string> engine_for(const std::string& source,
                                         const std::string& target) const override;

@@ -15,11 +15,11 @@ namespace {
 // which engine translated what, and records every batch it received.
 class FakeEngine : public Engine {
  public:
-  FakeEngine(std::string name, std::vector<EnginePair> pairs)
+  FakeEngine(std::string name, std::vector<LanguagePair> pairs)
       : name_(std::move(name)), pairs_(std::move(pairs)) {}
 
   std::string name() const override { return name_; }
-  std::vector<EnginePair> pairs() const override { return pairs_; }
+  std::vector<LanguagePair> pairs() const override { return pairs_; }
   std::vector<std::string> translate_batch(const std::string& /*source*/, const std::string& target,
                                            const std::vector<std::string>& segments) override {
     std::lock_guard lock(mutex_);
@@ -35,7 +35,7 @@ class FakeEngine : public Engine {
 
  private:
   std::string name_;
-  std::vector<EnginePair> pairs_;
+  std::vector<LanguagePair> pairs_;
   std::optional<std::string> fail_with_;
   std::mutex mutex_;
 };
@@ -52,8 +52,8 @@ TEST(LanguageCodes, Normalizes) {
 }
 
 TEST(EngineRegistry, FirstEngineInPriorityWins) {
-  auto apertium = std::make_shared<FakeEngine>("apertium", std::vector<EnginePair>{{"en", "es"}});
-  auto marian = std::make_shared<FakeEngine>("marian", std::vector<EnginePair>{{"en", "es"}});
+  auto apertium = std::make_shared<FakeEngine>("apertium", std::vector<LanguagePair>{{"en", "es"}});
+  auto marian = std::make_shared<FakeEngine>("marian", std::vector<LanguagePair>{{"en", "es"}});
   EngineRegistry registry;
   registry.add(apertium);
   registry.add(marian);
@@ -78,10 +78,10 @@ TEST(EngineRegistry, PriorityListItemsAreTrimmedAndEmptyOnesIgnored) {
 }
 
 TEST(EngineRegistry, PivotsThroughEnglishWhenNoDirectPair) {
-  auto apertium =
-      std::make_shared<FakeEngine>("apertium", std::vector<EnginePair>{{"es", "en"}, {"en", "es"}});
+  auto apertium = std::make_shared<FakeEngine>(
+      "apertium", std::vector<LanguagePair>{{"es", "en"}, {"en", "es"}});
   auto marian =
-      std::make_shared<FakeEngine>("marian", std::vector<EnginePair>{{"en", "fr"}, {"fr", "en"}});
+      std::make_shared<FakeEngine>("marian", std::vector<LanguagePair>{{"en", "fr"}, {"fr", "en"}});
   EngineRegistry registry;
   registry.add(apertium);
   registry.add(marian);
@@ -102,14 +102,14 @@ TEST(EngineRegistry, PivotsThroughEnglishWhenNoDirectPair) {
 
 TEST(EngineRegistry, DirectPairBeatsPivot) {
   auto a = std::make_shared<FakeEngine>(
-      "a", std::vector<EnginePair>{{"es", "en"}, {"en", "fr"}, {"es", "fr"}});
+      "a", std::vector<LanguagePair>{{"es", "en"}, {"en", "fr"}, {"es", "fr"}});
   EngineRegistry registry;
   registry.add(a);
   EXPECT_EQ(registry.engine_for("es", "fr"), "a");
 }
 
 TEST(EngineRegistry, BatchesSegmentsAndKeepsLayout) {
-  auto engine = std::make_shared<FakeEngine>("e", std::vector<EnginePair>{{"en", "es"}});
+  auto engine = std::make_shared<FakeEngine>("e", std::vector<LanguagePair>{{"en", "es"}});
   EngineRegistry registry(RegistryOptions{.batch_size = 2});
   registry.add(engine);
   const std::string text = "One. Two. Three.\n\n  Four\r\nFive.\n";
@@ -121,7 +121,7 @@ TEST(EngineRegistry, BatchesSegmentsAndKeepsLayout) {
 }
 
 TEST(EngineRegistry, RejectsBadPairs) {
-  auto engine = std::make_shared<FakeEngine>("e", std::vector<EnginePair>{{"en", "es"}});
+  auto engine = std::make_shared<FakeEngine>("e", std::vector<LanguagePair>{{"en", "es"}});
   EngineRegistry registry;
   registry.add(engine);
   EXPECT_THROW(registry.translate("en", "de", "Hi."), BadRequest);
@@ -133,7 +133,7 @@ TEST(EngineRegistry, RejectsBadPairs) {
 }
 
 TEST(EngineRegistry, BlankTextTranslatesToItself) {
-  auto engine = std::make_shared<FakeEngine>("e", std::vector<EnginePair>{{"en", "es"}});
+  auto engine = std::make_shared<FakeEngine>("e", std::vector<LanguagePair>{{"en", "es"}});
   EngineRegistry registry;
   registry.add(engine);
   EXPECT_EQ(registry.translate("en", "es", "").text, "");
@@ -142,7 +142,7 @@ TEST(EngineRegistry, BlankTextTranslatesToItself) {
 }
 
 TEST(EngineRegistry, EngineErrorsBecomeTranslationFailed) {
-  auto engine = std::make_shared<FakeEngine>("e", std::vector<EnginePair>{{"en", "es"}});
+  auto engine = std::make_shared<FakeEngine>("e", std::vector<LanguagePair>{{"en", "es"}});
   engine->fail_with("model exploded");
   EngineRegistry registry;
   registry.add(engine);
