@@ -6,7 +6,9 @@ For every folder src/<layer>/ built with transnotes_layer(...):
     layer (transnotes_<other>), and only headers that layer lists in PUBLIC_HEADERS;
   - a test (*_test.cpp) may also include the layers its TEST_DEPS name, and their
     TEST_SUPPORT_HEADERS;
-  - domain depends on no other layer (dependencies point inward).
+  - domain depends on no other layer (dependencies point inward);
+  - every file of a layer opens only its own namespace: transnotes::<layer> (or one nested in
+    it); domain's is transnotes itself.
 src/app (the wiring) and bench/ are held to the same rule with the libraries they link.
 Exit 0: clean. Exit 1: each violation listed.
 """
@@ -82,6 +84,15 @@ def main():
                 continue
             else:
                 problems.append(f"{where}: not a public header of '{other}' (internal to that layer)")
+
+    namespace_re = re.compile(r"^namespace (transnotes[A-Za-z0-9_:]*) \{", re.M)
+    for folder in layers:
+        own = "transnotes" if folder == "domain" else f"transnotes::{folder}"
+        for path in sorted((SRC / folder).glob("*.[ch]*")):
+            for m in namespace_re.finditer(path.read_text()):
+                name = m.group(1)
+                if name != own and not name.startswith(own + "::"):
+                    problems.append(f"{path.relative_to(ROOT)}: opens namespace {name}, not {own}")
 
     for folder, decl in layers.items():
         for path in sorted((SRC / folder).glob("*.[ch]*")):

@@ -41,9 +41,9 @@ class ApiUnit : public ::testing::Test {
                   ::testing::UnitTest::GetInstance()->current_test_info()->name());
     std::filesystem::remove_all(directory_);
     std::filesystem::create_directories(directory_);
-    StorageConfig config;
+    storage::StorageConfig config;
     config.database_url = "sqlite:///" + (directory_ / "notes.db").string();
-    store_ = open_store(config);
+    store_ = storage::open_store(config);
     store_->migrate();
     notes_ = std::make_unique<NoteService>(*store_, cache_, bus_, translator_, render_note, 3);
   }
@@ -83,8 +83,8 @@ class ApiUnit : public ::testing::Test {
 
   std::filesystem::path directory_;
   std::unique_ptr<Store> store_;
-  MemoryNoteCache cache_;
-  MemoryJobBus bus_;
+  cache::MemoryNoteCache cache_;
+  queue::MemoryJobBus bus_;
   TwoLanguages translator_;
   std::unique_ptr<NoteService> notes_;
   std::unique_ptr<Api> api_;

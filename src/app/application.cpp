@@ -24,6 +24,25 @@
 
 namespace transnotes::app {
 
+// The composition root: it names the adapters of every layer.
+using cache::CacheSettings;
+using cache::open_cache;
+using cache::OpenedCache;
+using marian::discover_marian_models_default;
+using marian::marian_pair_from_name;
+using marian::MarianEngine;
+using marian::MarianEngineOptions;
+using marian::MarianModelDir;
+using queue::open_bus;
+using queue::WorkerOptions;
+using queue::WorkerPool;
+using storage::open_store;
+using storage::StorageConfig;
+using translation::ApertiumEngine;
+using translation::ApertiumOptions;
+using translation::Engine;
+using translation::EngineRegistry;
+
 namespace {
 
 // Blocks SIGINT/SIGTERM in every thread (call before starting any) so one thread can wait.

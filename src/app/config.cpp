@@ -105,7 +105,7 @@ std::string Config::redacted_database_url() const {
 }
 
 std::vector<std::string> Config::engine_order() const {
-  return EngineRegistry::parse_priority(engines);
+  return translation::EngineRegistry::parse_priority(engines);
 }
 
 void Config::validate() const {

@@ -1,6 +1,6 @@
 #include "cache/cache.h"
 
-namespace transnotes {
+namespace transnotes::cache {
 
 OpenedCache open_cache(const CacheSettings& settings) {
   OpenedCache opened;
@@ -15,4 +15,4 @@ OpenedCache open_cache(const CacheSettings& settings) {
   return opened;
 }
 
-}  // namespace transnotes
+}  // namespace transnotes::cache

@@ -11,7 +11,7 @@
 #include "cache/redis_cache.h"
 #include "domain/ports.h"
 
-namespace transnotes {
+namespace transnotes::cache {
 
 struct CacheSettings {
   std::shared_ptr<redis::RedisClient> redis;  // null: the in-process cache
@@ -28,4 +28,4 @@ struct OpenedCache {
 
 OpenedCache open_cache(const CacheSettings& settings);
 
-}  // namespace transnotes
+}  // namespace transnotes::cache

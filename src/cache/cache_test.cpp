@@ -5,7 +5,7 @@
 
 #include "redis/redis_test_support.h"
 
-namespace transnotes {
+namespace transnotes::cache {
 namespace {
 
 TEST(OpenCache, WithoutRedisItIsTheInProcessCacheWithNoMetricsOfItsOwn) {
@@ -36,4 +36,4 @@ TEST(OpenCache, WithRedisItIsSharedAndReportsItsLookups) {
 }
 
 }  // namespace
-}  // namespace transnotes
+}  // namespace transnotes::cache

@@ -4,7 +4,7 @@
 #include <iterator>
 #include <utility>
 
-namespace transnotes {
+namespace transnotes::cache {
 
 MemoryNoteCache::MemoryNoteCache(MemoryNoteCacheOptions options)
     : shard_capacity_(std::max<std::size_t>(1, (options.capacity + kShards - 1) / kShards)),
@@ -109,4 +109,4 @@ std::size_t MemoryNoteCache::size() const {
   return total;
 }
 
-}  // namespace transnotes
+}  // namespace transnotes::cache

@@ -30,7 +30,7 @@
 
 #include "domain/ports.h"
 
-namespace transnotes {
+namespace transnotes::cache {
 
 struct MemoryNoteCacheOptions {
   std::size_t capacity = 10000;  // entries + tombstones, across all shards (at least 1 per shard)
@@ -88,4 +88,4 @@ class MemoryNoteCache final : public NoteCache {
   std::array<Shard, kShards> shards_;
 };
 
-}  // namespace transnotes
+}  // namespace transnotes::cache

@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-namespace transnotes {
+namespace transnotes::cache {
 namespace {
 
 using std::chrono::milliseconds;
@@ -222,4 +222,4 @@ TEST(MemoryNoteCacheBytes, BodyLargerThanAShardIsNotKeptButStillBlocksOlderVersi
 }
 
 }  // namespace
-}  // namespace transnotes
+}  // namespace transnotes::cache

@@ -6,7 +6,7 @@
 
 #include "domain/errors.h"
 
-namespace transnotes {
+namespace transnotes::cache {
 namespace {
 
 // KEYS[1] note key; ARGV[1] version; ARGV[2] body; ARGV[3] ttl ms. Returns 1 if stored.
@@ -240,4 +240,4 @@ std::string render_prometheus(const RedisNoteCacheStats& stats) {
   return out;
 }
 
-}  // namespace transnotes
+}  // namespace transnotes::cache

@@ -41,7 +41,7 @@
 #include "redis/rate_limited_log.h"
 #include "redis/redis_client.h"
 
-namespace transnotes {
+namespace transnotes::cache {
 
 struct RedisNoteCacheOptions {
   std::string key_prefix = "transnotes:note:";
@@ -108,4 +108,4 @@ class RedisNoteCache final : public NoteCache {
   std::unique_ptr<redis::AsyncGetClient> async_;
 };
 
-}  // namespace transnotes
+}  // namespace transnotes::cache

@@ -14,7 +14,7 @@
 #include "domain/errors.h"
 #include "redis/redis_test_support.h"
 
-namespace transnotes {
+namespace transnotes::cache {
 namespace {
 
 using redis::testing::eventually;
@@ -377,4 +377,4 @@ TEST(RedisNoteCacheOutage, RefusedPurgeStaysPendingAndStaleEntriesAreNotServed) 
 }
 
 }  // namespace
-}  // namespace transnotes
+}  // namespace transnotes::cache

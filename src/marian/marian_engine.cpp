@@ -9,7 +9,7 @@
 #include "marian/model_hub.h"
 #include "marian/parallel.h"
 
-namespace transnotes {
+namespace transnotes::marian {
 
 namespace fs = std::filesystem;
 
@@ -186,4 +186,4 @@ std::vector<std::string> MarianEngine::translate_batch(const std::string& source
   }
 }
 
-}  // namespace transnotes
+}  // namespace transnotes::marian

@@ -1,4 +1,4 @@
-// MarianEngine: transnotes::Engine backed by native OPUS-MT models (one MarianTranslator per
+// MarianEngine: transnotes::translation::Engine backed by native OPUS-MT models (one MarianTranslator per
 // model folder, weights loaded once and shared by all threads). translate_batch is thread-safe.
 #pragma once
 
@@ -12,7 +12,7 @@
 #include "marian/translator.h"
 #include "translation/engine.h"
 
-namespace transnotes {
+namespace transnotes::marian {
 
 struct MarianModelDir {
   std::filesystem::path dir;  // folder holding config.json
@@ -46,7 +46,7 @@ struct MarianEngineOptions {
   bool skip_invalid_models = true;
 };
 
-class MarianEngine : public Engine {
+class MarianEngine : public translation::Engine {
  public:
   // Loads every model folder (pair from its folder name, see marian_pair_from_name).
   // Throws marian::ModelLoadError when a folder cannot be named, or cannot be loaded and
@@ -67,4 +67,4 @@ class MarianEngine : public Engine {
       translators_;
 };
 
-}  // namespace transnotes
+}  // namespace transnotes::marian

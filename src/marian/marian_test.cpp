@@ -447,11 +447,11 @@ TEST(MarianEngine, TranslatesThroughEngineInterface) {
   REQUIRE_FIXTURE();
   TempDir tmp;
   auto dir = copy_fixture(tmp.path / "opus-mt-en-es");
-  transnotes::MarianEngineOptions opts;
+  transnotes::marian::MarianEngineOptions opts;
   opts.num_threads = 1;
   opts.num_beams = 4;
   opts.max_length = 64;
-  transnotes::MarianEngine engine(std::vector<fs::path>{dir}, opts);
+  transnotes::marian::MarianEngine engine(std::vector<fs::path>{dir}, opts);
   EXPECT_EQ(engine.name(), "marian");
   ASSERT_EQ(engine.pairs().size(), 1u);
   EXPECT_EQ(engine.pairs()[0].source, "en");
@@ -465,10 +465,10 @@ TEST(MarianEngine, ConcurrentCallersShareOneModel) {
   REQUIRE_FIXTURE();
   TempDir tmp;
   auto dir = copy_fixture(tmp.path / "opus-mt-en-es");
-  transnotes::MarianEngineOptions opts;
+  transnotes::marian::MarianEngineOptions opts;
   opts.num_threads = 1;
   opts.max_length = 64;
-  transnotes::MarianEngine engine(std::vector<fs::path>{dir}, opts);
+  transnotes::marian::MarianEngine engine(std::vector<fs::path>{dir}, opts);
   std::vector<std::vector<std::string>> inputs = {
       {"The cat is on the table.", "Hello"},
       {"Where is the train station?", "What time is it?", "Good morning!"},
@@ -494,15 +494,15 @@ TEST(MarianEngine, DiscoversModelFoldersAndHubCache) {
   copy_fixture(tmp.path / "models" / "opus-mt-en-es");
   fs::create_directories(tmp.path / "models" / "not-a-model");
   copy_fixture(tmp.path / "hub" / "models--Helsinki-NLP--opus-mt-es-en" / "snapshots" / "abc123");
-  auto found = transnotes::discover_marian_models(tmp.path / "models");
+  auto found = transnotes::marian::discover_marian_models(tmp.path / "models");
   ASSERT_EQ(found.size(), 1u);
   EXPECT_EQ(found[0].pair.source, "en");
-  auto hub = transnotes::discover_marian_hub_models(tmp.path / "hub");
+  auto hub = transnotes::marian::discover_marian_hub_models(tmp.path / "hub");
   ASSERT_EQ(hub.size(), 1u);
   EXPECT_EQ(hub[0].pair.source, "es");
   EXPECT_EQ(hub[0].dir.filename(), "abc123");
-  EXPECT_FALSE(transnotes::marian_pair_from_name("opus-mt-en-ROMANCE"));
-  EXPECT_EQ(transnotes::marian_pair_from_name("opus-mt-tc-big-en-fr")->target, "fr");
+  EXPECT_FALSE(transnotes::marian::marian_pair_from_name("opus-mt-en-ROMANCE"));
+  EXPECT_EQ(transnotes::marian::marian_pair_from_name("opus-mt-tc-big-en-fr")->target, "fr");
 }
 
 // ---- error handling ----
@@ -702,12 +702,12 @@ TEST(MarianModel, LoadingLeavesProcessWideThreadsAlone) {
   // The engine changes them only when its caller asks, through the option that says so.
   TempDir tmp;
   const auto dir = copy_fixture(tmp.path / "opus-mt-en-es");
-  transnotes::MarianEngine unset(std::vector<fs::path>{dir});
+  transnotes::marian::MarianEngine unset(std::vector<fs::path>{dir});
   EXPECT_EQ(openblas_get_num_threads(), 1);
   EXPECT_EQ(parallel_threads(), 1);
-  transnotes::MarianEngineOptions two;
+  transnotes::marian::MarianEngineOptions two;
   two.num_threads = 2;
-  transnotes::MarianEngine set(std::vector<fs::path>{dir}, two);
+  transnotes::marian::MarianEngine set(std::vector<fs::path>{dir}, two);
   EXPECT_EQ(openblas_get_num_threads(), 2);
   EXPECT_EQ(parallel_threads(), 2);
 }

@@ -7,8 +7,8 @@
 #include "domain/ports.h"
 #include "redis/redis_client.h"
 
-namespace transnotes {
+namespace transnotes::queue {
 
 std::unique_ptr<JobBus> open_bus(std::shared_ptr<redis::RedisClient> redis);
 
-}  // namespace transnotes
+}  // namespace transnotes::queue

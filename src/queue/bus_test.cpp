@@ -5,7 +5,7 @@
 
 #include "redis/redis_test_support.h"
 
-namespace transnotes {
+namespace transnotes::queue {
 namespace {
 
 using namespace std::chrono_literals;
@@ -36,4 +36,4 @@ TEST(OpenBus, WithRedisJobsReachAnotherBusOnTheSameServer) {
 }
 
 }  // namespace
-}  // namespace transnotes
+}  // namespace transnotes::queue

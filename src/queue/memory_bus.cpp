@@ -2,7 +2,7 @@
 
 #include <algorithm>
 
-namespace transnotes {
+namespace transnotes::queue {
 
 MemoryJobBus::MemoryJobBus(std::size_t max_pending)
     : max_pending_(std::max<std::size_t>(1, max_pending)) {}
@@ -36,4 +36,4 @@ void MemoryJobBus::close() {
   ready_.notify_all();
 }
 
-}  // namespace transnotes
+}  // namespace transnotes::queue

@@ -15,7 +15,7 @@
 
 #include "domain/ports.h"
 
-namespace transnotes {
+namespace transnotes::queue {
 
 class MemoryJobBus final : public JobBus {
  public:
@@ -35,4 +35,4 @@ class MemoryJobBus final : public JobBus {
   bool closed_ = false;
 };
 
-}  // namespace transnotes
+}  // namespace transnotes::queue

@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-namespace transnotes {
+namespace transnotes::queue {
 namespace {
 
 using std::chrono::milliseconds;
@@ -85,4 +85,4 @@ TEST(MemoryJobBus, BoundDropsOldest) {
 }
 
 }  // namespace
-}  // namespace transnotes
+}  // namespace transnotes::queue

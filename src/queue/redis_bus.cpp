@@ -8,7 +8,7 @@
 
 #include "domain/errors.h"
 
-namespace transnotes {
+namespace transnotes::queue {
 namespace {
 
 std::string default_consumer_name() {
@@ -157,4 +157,4 @@ RedisJobBusStats RedisJobBus::stats() const {
           errors_.load(std::memory_order_relaxed)};
 }
 
-}  // namespace transnotes
+}  // namespace transnotes::queue

@@ -39,7 +39,7 @@
 #include "redis/rate_limited_log.h"
 #include "redis/redis_client.h"
 
-namespace transnotes {
+namespace transnotes::queue {
 
 struct RedisJobBusOptions {
   std::string stream = "transnotes:jobs";
@@ -89,4 +89,4 @@ class RedisJobBus final : public JobBus {
   redis::RateLimitedLog log_;
 };
 
-}  // namespace transnotes
+}  // namespace transnotes::queue

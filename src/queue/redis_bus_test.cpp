@@ -14,7 +14,7 @@
 #include "domain/errors.h"
 #include "redis/redis_test_support.h"
 
-namespace transnotes {
+namespace transnotes::queue {
 namespace {
 
 using redis::testing::eventually;
@@ -200,4 +200,4 @@ TEST(RedisJobBusOutage, UnreachableAtConstructionThenAvailable) {
 }
 
 }  // namespace
-}  // namespace transnotes
+}  // namespace transnotes::queue

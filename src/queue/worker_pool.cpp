@@ -9,7 +9,7 @@
 
 #include "domain/errors.h"
 
-namespace transnotes {
+namespace transnotes::queue {
 
 namespace {
 
@@ -293,4 +293,4 @@ void WorkerPool::run_sweeper() {
   }
 }
 
-}  // namespace transnotes
+}  // namespace transnotes::queue

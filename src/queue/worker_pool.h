@@ -16,7 +16,7 @@
 
 #include "domain/ports.h"
 
-namespace transnotes {
+namespace transnotes::queue {
 
 struct WorkerOptions {
   int threads = 2;                                  // concurrent translations
@@ -106,4 +106,4 @@ class WorkerPool {
   std::map<std::int64_t, Held> held_;  // job id -> holder, for lease renewal
 };
 
-}  // namespace transnotes
+}  // namespace transnotes::queue

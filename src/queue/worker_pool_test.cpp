@@ -20,9 +20,14 @@
 #include "storage/storage.h"
 #include "translation/registry.h"
 
-namespace transnotes {
+namespace transnotes::queue {
 namespace {
 
+using cache::MemoryNoteCache;
+using storage::open_store;
+using storage::StorageConfig;
+using translation::Engine;
+using translation::EngineRegistry;
 using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
@@ -440,4 +445,4 @@ TEST_F(WorkerPoolTest, StopWithGraceKeepsResultsThatArriveInTime) {
 }
 
 }  // namespace
-}  // namespace transnotes
+}  // namespace transnotes::queue

@@ -4,7 +4,7 @@
 #include "storage/postgres_store.h"
 #include "storage/sqlite_store.h"
 
-namespace transnotes {
+namespace transnotes::storage {
 
 namespace {
 
@@ -46,4 +46,4 @@ std::unique_ptr<Store> open_store(const StorageConfig& config) {
               "' (expected sqlite: or postgresql://)");
 }
 
-}  // namespace transnotes
+}  // namespace transnotes::storage

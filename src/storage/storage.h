@@ -9,7 +9,7 @@
 
 #include "domain/ports.h"
 
-namespace transnotes {
+namespace transnotes::storage {
 
 struct StorageConfig {
   // "sqlite:///abs/path/db.sqlite3", "sqlite:relative.db", or
@@ -36,4 +36,4 @@ struct StorageConfig {
 // settings (unknown scheme, malformed URL, pool_size < 1). Call migrate() before use.
 std::unique_ptr<Store> open_store(const StorageConfig& config);
 
-}  // namespace transnotes
+}  // namespace transnotes::storage

@@ -22,7 +22,7 @@
 #include "domain/errors.h"
 #include "storage/storage.h"
 
-namespace transnotes {
+namespace transnotes::storage {
 namespace {
 
 using namespace std::chrono_literals;
@@ -955,4 +955,4 @@ TEST(PostgresFailure, ReconnectsAfterConnectionsAreKilled) {
 }
 
 }  // namespace
-}  // namespace transnotes
+}  // namespace transnotes::storage

@@ -14,7 +14,7 @@
 #include "translation/apertium_pipeline.h"
 #include "translation/language_codes.h"
 
-namespace transnotes {
+namespace transnotes::translation {
 namespace {
 
 bool is_space(char c) {
@@ -308,4 +308,4 @@ std::vector<std::string> ApertiumEngine::translate_batch(const std::string& sour
   return translated;
 }
 
-}  // namespace transnotes
+}  // namespace transnotes::translation

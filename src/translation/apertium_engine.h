@@ -21,7 +21,7 @@
 
 #include "translation/engine.h"
 
-namespace transnotes {
+namespace transnotes::translation {
 
 struct ApertiumOptions {
   std::string modes_dir = "/usr/share/apertium/modes";
@@ -68,4 +68,4 @@ class ApertiumEngine : public Engine {
   std::map<std::pair<std::string, std::string>, std::unique_ptr<Pool>> pools_;  // fixed at start
 };
 
-}  // namespace transnotes
+}  // namespace transnotes::translation

@@ -16,7 +16,7 @@
 #include "translation/apertium_pipeline.h"
 #include "translation/registry.h"
 
-namespace transnotes {
+namespace transnotes::translation {
 namespace {
 
 namespace fs = std::filesystem;
@@ -324,4 +324,4 @@ TEST(EngineRegistryAbandon, ReachesEveryEngine) {
 }
 
 }  // namespace
-}  // namespace transnotes
+}  // namespace transnotes::translation

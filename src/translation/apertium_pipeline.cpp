@@ -13,7 +13,7 @@
 
 extern char** environ;
 
-namespace transnotes {
+namespace transnotes::translation {
 namespace {
 
 std::string errno_text(const char* what, int error) {
@@ -191,4 +191,4 @@ std::string ApertiumPipeline::exchange(std::string_view block, std::chrono::mill
   }
 }
 
-}  // namespace transnotes
+}  // namespace transnotes::translation

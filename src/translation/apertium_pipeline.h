@@ -11,7 +11,7 @@
 #include <string>
 #include <string_view>
 
-namespace transnotes {
+namespace transnotes::translation {
 
 // The pipeline died, hung, or broke protocol. The pipeline must be discarded.
 class PipelineError : public std::runtime_error {
@@ -48,4 +48,4 @@ class ApertiumPipeline {
   bool reaped_ = false;
 };
 
-}  // namespace transnotes
+}  // namespace transnotes::translation

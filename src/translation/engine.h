@@ -8,7 +8,7 @@
 
 #include "domain/model.h"
 
-namespace transnotes {
+namespace transnotes::translation {
 
 class Engine {
  public:
@@ -27,4 +27,4 @@ class Engine {
   virtual void abandon() {}
 };
 
-}  // namespace transnotes
+}  // namespace transnotes::translation

@@ -3,7 +3,7 @@
 #include <array>
 #include <utility>
 
-namespace transnotes {
+namespace transnotes::translation {
 namespace {
 
 // ISO 639-2/3 codes Apertium uses in its mode names, with their ISO 639-1 equivalents.
@@ -49,4 +49,4 @@ std::string apertium_to_iso(std::string_view code) {
   return lowered;
 }
 
-}  // namespace transnotes
+}  // namespace transnotes::translation

@@ -6,7 +6,7 @@
 
 #include "domain/text.h"
 
-namespace transnotes {
+namespace transnotes::translation {
 
 // The domain's normalize_language (BCP 47 primary subtag, lower case: "EN" -> "en",
 // "en-US" -> "en", "es_ES" -> "es"), refused as "" when the result is not 1-8 ASCII letters and
@@ -17,4 +17,4 @@ std::string normalize_language_code(std::string_view code);
 // (or unknown ones) come back lower-cased unchanged ("ast" -> "ast").
 std::string apertium_to_iso(std::string_view code);
 
-}  // namespace transnotes
+}  // namespace transnotes::translation

@@ -10,7 +10,7 @@
 #include "translation/language_codes.h"
 #include "translation/segmenter.h"
 
-namespace transnotes {
+namespace transnotes::translation {
 namespace {
 
 bool is_blank_char(char c) {
@@ -188,4 +188,4 @@ TranslationOutput EngineRegistry::translate(const std::string& source, const std
   return TranslationOutput{reassemble(segmentation, segments), route->label};
 }
 
-}  // namespace transnotes
+}  // namespace transnotes::translation

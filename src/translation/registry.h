@@ -14,7 +14,7 @@
 #include "domain/ports.h"
 #include "translation/engine.h"
 
-namespace transnotes {
+namespace transnotes::translation {
 
 struct RegistryOptions {
   // Segments handed to an engine per translate_batch call (at least 1).
@@ -76,4 +76,4 @@ class EngineRegistry : public Translator {
   std::vector<std::shared_ptr<Engine>> engines_;  // guarded by mutex_
 };
 
-}  // namespace transnotes
+}  // namespace transnotes::translation

@@ -8,7 +8,7 @@
 #include "domain/errors.h"
 #include "translation/language_codes.h"
 
-namespace transnotes {
+namespace transnotes::translation {
 namespace {
 
 // A deterministic engine: wraps each segment as "<name>:<target>(<segment>)" so tests can see
@@ -155,4 +155,4 @@ TEST(EngineRegistry, EngineErrorsBecomeTranslationFailed) {
 }
 
 }  // namespace
-}  // namespace transnotes
+}  // namespace transnotes::translation

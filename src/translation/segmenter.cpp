@@ -5,7 +5,7 @@
 #include <stdexcept>
 #include <utility>
 
-namespace transnotes {
+namespace transnotes::translation {
 namespace {
 
 using Range = std::pair<std::size_t, std::size_t>;  // [begin, end) byte offsets
@@ -195,4 +195,4 @@ std::string reassemble(const Segmentation& segmentation,
   return text;
 }
 
-}  // namespace transnotes
+}  // namespace transnotes::translation

@@ -8,7 +8,7 @@
 #include <string_view>
 #include <vector>
 
-namespace transnotes {
+namespace transnotes::translation {
 
 // A text cut into segments and separators.
 // Invariant: separators.size() == segments.size() + 1 and
@@ -44,4 +44,4 @@ std::vector<std::string> split_sentences(std::string_view line,
 std::string reassemble(const Segmentation& segmentation,
                        const std::vector<std::string>& translated);
 
-}  // namespace transnotes
+}  // namespace transnotes::translation

@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-namespace transnotes {
+namespace transnotes::translation {
 namespace {
 
 using Strings = std::vector<std::string>;
@@ -123,9 +123,9 @@ TEST(SegmentText, LongTextIsNotTruncated) {
 }
 
 }  // namespace
-}  // namespace transnotes
+}  // namespace transnotes::translation
 
-namespace transnotes {
+namespace transnotes::translation {
 namespace {
 
 void expect_bounded_round_trip(const std::string& text, std::size_t max_bytes) {
@@ -187,4 +187,4 @@ TEST(SegmentBound, RoundTripsAcrossBounds) {
 }
 
 }  // namespace
-}  // namespace transnotes
+}  // namespace transnotes::translation
