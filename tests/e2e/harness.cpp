@@ -222,6 +222,30 @@ std::string Service::log() const {
   return ss.str();
 }
 
+std::int64_t translate_new_note(int port, const std::string& text, const std::string& target) {
+  auto note =
+      request(port, "POST", "/api/v1/notes/",
+              boost::json::serialize(boost::json::object{{"title", "n"}, {"original_text", text}}));
+  EXPECT_EQ(note.status, 201) << note.body;
+  const auto id = note.json().at("id").as_int64();
+  auto res = request(port, "POST", "/api/v1/notes/" + std::to_string(id) + "/translate/",
+                     boost::json::serialize(boost::json::object{{"target_language", target}}));
+  EXPECT_EQ(res.status, 202) << res.body;
+  return res.json().at("translation").at("id").as_int64();
+}
+
+CommandResult run_command(const std::string& command_line) {
+  CommandResult result;
+  FILE* pipe = popen(command_line.c_str(), "r");
+  if (pipe == nullptr) return result;
+  char buf[4096];
+  std::size_t n;
+  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) result.output.append(buf, n);
+  const int status = pclose(pipe);
+  if (WIFEXITED(status)) result.exit_code = WEXITSTATUS(status);
+  return result;
+}
+
 boost::json::object wait_for_job(int port, std::int64_t job_id, std::chrono::seconds timeout) {
   auto deadline = std::chrono::steady_clock::now() + timeout;
   boost::json::object job;

@@ -70,6 +70,18 @@ std::string make_temp_dir(const std::string& prefix);
 // PostgreSQL URL with a fresh schema.
 std::string database_url_for(const std::string& backend);
 
+// Creates a note with `text` and asks for its translation to `target`; returns the job id.
+std::int64_t translate_new_note(int port, const std::string& text,
+                                const std::string& target = "es");
+
+// Runs a shell command line and collects its standard output (redirect stderr in the command
+// to see it too). exit_code is -1 when the command did not exit normally (a crash).
+struct CommandResult {
+  int exit_code = -1;
+  std::string output;
+};
+CommandResult run_command(const std::string& command_line);
+
 // Polls GET /api/v1/translations/{id}/ until the job is finished or the timeout passes.
 boost::json::object wait_for_job(int port, std::int64_t job_id,
                                  std::chrono::seconds timeout = std::chrono::seconds(60));

@@ -1,10 +1,7 @@
 // The service and the CLI translating through a real MarianMT checkpoint (the Hugging Face
 // fixture in tests/fixtures), found through MODELS_DIR like any installed model.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -93,15 +90,8 @@ TEST(MarianCli, AnInvalidModelNamedOnTheCommandLineFailsWithOneClearLine) {
   write_model_with_bad_vocab_id(dir);
   std::string command = "echo 'Hello.' | " + std::string(TRANSNOTES_BINARY) +
                         " translate --from en --to es --model " + dir.string() + " 2>&1";
-  FILE* pipe = popen(command.c_str(), "r");
-  ASSERT_NE(pipe, nullptr);
-  std::string output;
-  std::array<char, 4096> buf{};
-  std::size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) output.append(buf.data(), n);
-  const int status = pclose(pipe);
-  ASSERT_TRUE(WIFEXITED(status)) << output;  // no crash
-  EXPECT_EQ(WEXITSTATUS(status), 1) << output;
+  const auto [exit_code, output] = e2e::run_command(command);
+  EXPECT_EQ(exit_code, 1) << output;  // a clean refusal, not a crash (-1)
   EXPECT_NE(output.find("vocab.json"), std::string::npos) << output;
   EXPECT_NE(output.find("4294967295"), std::string::npos) << output;
 }
@@ -131,13 +121,8 @@ TEST(MarianCli, LinesModeMatchesTransformersGenerate) {
                           " translate --from en --to es --model " + kFixture.string() +
                           " --beams 1 --lines" + flags + " < " + in_file.string() + " 2> " +
                           log_file.string();
-    FILE* pipe = popen(command.c_str(), "r");
-    ASSERT_NE(pipe, nullptr);
-    std::string output;
-    std::array<char, 4096> buf{};
-    std::size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), pipe)) > 0) output.append(buf.data(), n);
-    ASSERT_EQ(WEXITSTATUS(pclose(pipe)), 0) << output;
+    const auto [exit_code, output] = e2e::run_command(command);
+    ASSERT_EQ(exit_code, 0) << output;
     std::vector<std::string> lines;
     std::stringstream ss(output);
     std::string line;

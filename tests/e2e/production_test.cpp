@@ -32,11 +32,11 @@ using std::chrono::seconds;
 using Env = std::map<std::string, std::string>;
 
 // Fails the calling test (returns from it) when the shared PostgreSQL or redis-server is missing.
-#define REQUIRE_PRODUCTION_SERVICES()                                                       \
-  do {                                                                                      \
-    if (!std::getenv("TRANSNOTES_TEST_DATABASE_URL"))                                       \
+#define REQUIRE_PRODUCTION_SERVICES()                                                           \
+  do {                                                                                          \
+    if (!std::getenv("TRANSNOTES_TEST_DATABASE_URL"))                                           \
       GTEST_FAIL() << "TRANSNOTES_TEST_DATABASE_URL unset: the production fault tests need it"; \
-    if (!faults::RedisServer::available())                                                  \
+    if (!faults::RedisServer::available())                                                      \
       GTEST_FAIL() << "redis-server not installed: the production fault tests need it";         \
   } while (0)
 

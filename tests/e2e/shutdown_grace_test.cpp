@@ -15,17 +15,6 @@ namespace {
 namespace json = boost::json;
 using e2e::request;
 
-std::int64_t translate_new_note(int port, const std::string& text) {
-  auto note = request(port, "POST", "/api/v1/notes/",
-                      json::serialize(json::object{{"title", "n"}, {"original_text", text}}));
-  EXPECT_EQ(note.status, 201) << note.body;
-  const auto id = note.json().at("id").as_int64();
-  auto res = request(port, "POST", "/api/v1/notes/" + std::to_string(id) + "/translate/",
-                     R"({"target_language": "es"})");
-  EXPECT_EQ(res.status, 202) << res.body;
-  return res.json().at("translation").at("id").as_int64();
-}
-
 // A modes folder whose en->es pipeline never answers.
 std::string hung_modes_dir() {
   const std::string dir = e2e::make_temp_dir("transnotes-hung-modes");
@@ -47,7 +36,7 @@ TEST(ShutdownGrace, AbandonsAHungTryAndTheNextServiceFinishesTheJob) {
         {.args = {"--workers", "1", "--shutdown-grace-seconds", "1"},
          .env = {{"APERTIUM_MODES_DIR", hung_modes_dir()}, {"TRANSNOTES_ENGINES", "apertium"}},
          .data_dir = data_dir});
-    job_id = translate_new_note(hung.port(), "Hello world.");
+    job_id = e2e::translate_new_note(hung.port(), "Hello world.");
     const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
     while (get_job(hung.port(), job_id)["status"] != "running" &&
            std::chrono::steady_clock::now() < deadline) {

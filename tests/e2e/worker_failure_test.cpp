@@ -20,23 +20,12 @@ std::string modes_dir_with(const std::string& pipeline) {
   return dir;
 }
 
-std::int64_t translate_new_note(int port, const std::string& text) {
-  auto note = request(port, "POST", "/api/v1/notes/",
-                      json::serialize(json::object{{"title", "n"}, {"original_text", text}}));
-  EXPECT_EQ(note.status, 201) << note.body;
-  const auto id = note.json().at("id").as_int64();
-  auto res = request(port, "POST", "/api/v1/notes/" + std::to_string(id) + "/translate/",
-                     R"({"target_language": "es"})");
-  EXPECT_EQ(res.status, 202) << res.body;
-  return res.json().at("translation").at("id").as_int64();
-}
-
 TEST(WorkerFailure, AlwaysFailingEngineFailsTheJobAfterMaxAttempts) {
   e2e::Service service(
       {.args = {"--workers", "1", "--max-attempts", "2"},
        .env = {{"APERTIUM_MODES_DIR", modes_dir_with("false")}, {"TRANSNOTES_ENGINES", "apertium"}},
        .data_dir = ""});
-  const auto job_id = translate_new_note(service.port(), "Hello world.");
+  const auto job_id = e2e::translate_new_note(service.port(), "Hello world.");
   auto job = e2e::wait_for_job(service.port(), job_id);
   EXPECT_EQ(job["status"], "failed") << json::serialize(job);
   EXPECT_EQ(job["attempts"], 2) << json::serialize(job);
@@ -67,7 +56,7 @@ TEST(WorkerFailure, EngineFailingTheFirstAttemptIsRetriedAndSucceeds) {
   e2e::Service service({.args = {"--workers", "1", "--max-attempts", "3"},
                         .env = {{"APERTIUM_MODES_DIR", dir}, {"TRANSNOTES_ENGINES", "apertium"}},
                         .data_dir = ""});
-  const auto job_id = translate_new_note(service.port(), "Hello world.");
+  const auto job_id = e2e::translate_new_note(service.port(), "Hello world.");
   auto job = e2e::wait_for_job(service.port(), job_id);
   EXPECT_EQ(job["status"], "succeeded") << json::serialize(job) << service.log();
   EXPECT_EQ(job["attempts"], 2) << json::serialize(job);
