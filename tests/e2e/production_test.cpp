@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <boost/asio.hpp>
+#include <future>
 #include <map>
 #include <mutex>
 #include <set>
@@ -655,30 +656,46 @@ TEST(ProductionShutdown, RequestWhoseBodyIsStillArrivingAtSigtermIsAnswered) {
   Env env = production_env(e2e::database_url_for("postgres"), redis.url());
   e2e::Service api(api_process(env));
   const std::string body = R"({"title": "slow upload", "original_text": "The cat sleeps."})";
+  // `Expect: 100-continue` makes the server say when it has taken the headers (the request is
+  // then in flight); the body follows only once the server has begun shutting down, which the
+  // client sees as its listening port refusing connections.
   const std::string head =
       "POST /api/v1/notes/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-      "Content-Type: application/json\r\nConnection: close\r\n"
+      "Content-Type: application/json\r\nConnection: close\r\nExpect: 100-continue\r\n"
       "Content-Length: " +
       std::to_string(body.size()) + "\r\n\r\n";
-  // The request is sent in two parts with the SIGTERM in between.
   std::string answer;
+  std::promise<void> headers_taken;
   std::thread client([&] {
     namespace asio = boost::asio;
     asio::io_context ioc;
+    const asio::ip::tcp::endpoint server{asio::ip::make_address("127.0.0.1"),
+                                         static_cast<unsigned short>(api.port())};
     asio::ip::tcp::socket socket(ioc);
-    socket.connect({asio::ip::make_address("127.0.0.1"), static_cast<unsigned short>(api.port())});
+    socket.connect(server);
     boost::system::error_code ec;
-    asio::write(socket, asio::buffer(head + body.substr(0, 10)), ec);
-    std::this_thread::sleep_for(milliseconds(800));  // SIGTERM arrives meanwhile
-    asio::write(socket, asio::buffer(body.substr(10)), ec);
+    asio::write(socket, asio::buffer(head), ec);
+    std::string interim;
     char buf[4096];
+    while (!ec && interim.find("\r\n\r\n") == std::string::npos) {
+      interim.append(buf, socket.read_some(asio::buffer(buf), ec));
+    }
+    headers_taken.set_value();
+    for (int i = 0; i < 2000; ++i) {  // up to 20 s
+      asio::ip::tcp::socket probe(ioc);
+      boost::system::error_code refused;
+      probe.connect(server, refused);
+      if (refused) break;
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    asio::write(socket, asio::buffer(body), ec);
     for (;;) {
       std::size_t n = socket.read_some(asio::buffer(buf), ec);
       if (ec || n == 0) break;
       answer.append(buf, n);
     }
   });
-  std::this_thread::sleep_for(milliseconds(300));
+  headers_taken.get_future().wait();
   auto status = faults::terminate_within(api, seconds(20));
   client.join();
   EXPECT_TRUE(answer.starts_with("HTTP/1.1 201")) << "answer: '" << answer << "'\n--- api log ---\n"
