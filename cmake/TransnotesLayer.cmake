@@ -24,7 +24,9 @@ function(transnotes_layer name)
   set(target transnotes_${name})
   if(sources)
     add_library(${target} STATIC ${sources})
-    target_include_directories(${target} PUBLIC ${PROJECT_SOURCE_DIR}/src)
+    # PRIVATE: a layer reaches another layer's headers only by naming it in DEPS (which links it)
+    # and by including what that layer declares public (tests/layering_check.py).
+    target_include_directories(${target} PRIVATE ${PROJECT_SOURCE_DIR}/src)
     target_link_libraries(${target} PUBLIC ${ARG_DEPS})
   else()  # a layer whose implementation has not landed yet: headers only
     add_library(${target} INTERFACE)
@@ -33,6 +35,7 @@ function(transnotes_layer name)
   endif()
   if(TRANSNOTES_BUILD_TESTS AND tests)
     add_executable(${name}_tests ${tests})
+    target_include_directories(${name}_tests PRIVATE ${PROJECT_SOURCE_DIR}/src)
     target_link_libraries(${name}_tests PRIVATE ${target} ${ARG_TEST_DEPS} GTest::gtest GTest::gtest_main)
     target_compile_definitions(${name}_tests PRIVATE
       TRANSNOTES_SOURCE_DIR="${PROJECT_SOURCE_DIR}"
