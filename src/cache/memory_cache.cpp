@@ -9,7 +9,8 @@ namespace transnotes::cache {
 MemoryNoteCache::MemoryNoteCache(MemoryNoteCacheOptions options)
     : shard_capacity_(std::max<std::size_t>(1, (options.capacity + kShards - 1) / kShards)),
       shard_max_bytes_(std::max<std::size_t>(kSlotOverheadBytes, options.max_bytes / kShards)),
-      ttl_(options.ttl) {}
+      ttl_(options.ttl),
+      now_(options.now ? options.now : &Clock::now) {}
 
 MemoryNoteCache::Shard& MemoryNoteCache::shard_for(std::int64_t note_id) {
   // Mix the bits so sequential ids spread evenly over the shards.
@@ -25,7 +26,7 @@ std::optional<std::string> MemoryNoteCache::get(std::int64_t note_id) {
     auto found = shard.index.find(note_id);
     if (found == shard.index.end()) return std::nullopt;
     auto slot = found->second;
-    if (Clock::now() >= slot->expires_at) {
+    if (now_() >= slot->expires_at) {
       erase_locked(shard, slot);
       return std::nullopt;
     }
@@ -43,10 +44,10 @@ void MemoryNoteCache::put(std::int64_t note_id, std::int64_t version, std::strin
   auto found = shard.index.find(note_id);
   if (found != shard.index.end()) {
     const Slot& existing = *found->second;
-    bool expired = Clock::now() >= existing.expires_at;
+    bool expired = now_() >= existing.expires_at;
     if (!expired && existing.version > version) return;  // newer entry or tombstone wins
   }
-  store_locked(shard, Slot{note_id, version, std::move(shared_body), Clock::now() + ttl_});
+  store_locked(shard, Slot{note_id, version, std::move(shared_body), now_() + ttl_});
 }
 
 void MemoryNoteCache::refresh(std::int64_t note_id, std::int64_t version, std::string_view body) {
@@ -60,11 +61,11 @@ void MemoryNoteCache::invalidate(std::int64_t note_id, std::int64_t min_version)
   std::lock_guard lock(shard.mutex);
   std::int64_t level = min_version;
   auto found = shard.index.find(note_id);
-  if (found != shard.index.end() && Clock::now() < found->second->expires_at) {
+  if (found != shard.index.end() && now_() < found->second->expires_at) {
     // A cached body of version v proves the row had version v, so anything older stays stale.
     level = std::max(level, found->second->version);
   }
-  store_locked(shard, Slot{note_id, level, nullptr, Clock::now() + ttl_});
+  store_locked(shard, Slot{note_id, level, nullptr, now_() + ttl_});
 }
 
 std::size_t MemoryNoteCache::slot_bytes(const Slot& slot) {

@@ -38,6 +38,9 @@ struct MemoryNoteCacheOptions {
   // max_bytes / 16, at most).
   std::size_t max_bytes = std::size_t{256} << 20;
   std::chrono::milliseconds ttl = std::chrono::seconds(300);
+  // The clock TTLs are measured on: tests pass a clock they move, so expiry is checked without
+  // sleeping. A plain function pointer keeps the lookup path free of indirection cost.
+  std::chrono::steady_clock::time_point (*now)() = &std::chrono::steady_clock::now;
 };
 
 class MemoryNoteCache final : public NoteCache {
@@ -85,6 +88,7 @@ class MemoryNoteCache final : public NoteCache {
   std::size_t shard_capacity_;
   std::size_t shard_max_bytes_;
   std::chrono::milliseconds ttl_;
+  Clock::time_point (*now_)();
   std::array<Shard, kShards> shards_;
 };
 

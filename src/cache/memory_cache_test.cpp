@@ -113,17 +113,26 @@ TEST(MemoryNoteCache, TombstonesCountTowardCapacity) {
   EXPECT_LE(cache.size(), 16u);
 }
 
+// A clock the TTL tests move by hand.
+std::chrono::steady_clock::time_point fake_now_value{};
+std::chrono::steady_clock::time_point fake_now() { return fake_now_value; }
+
 TEST(MemoryNoteCache, EntriesExpireAfterTtl) {
-  MemoryNoteCache cache({.capacity = 100, .ttl = milliseconds(30)});
+  MemoryNoteCache cache({.capacity = 100, .ttl = milliseconds(30), .now = &fake_now});
   cache.put(1, 1, "v1");
-  std::this_thread::sleep_for(milliseconds(80));
+  fake_now_value += milliseconds(29);
+  EXPECT_EQ(cache.get(1), "v1");
+  fake_now_value += milliseconds(1);
   EXPECT_EQ(cache.get(1), std::nullopt);
 }
 
 TEST(MemoryNoteCache, TombstonesExpireAfterTtl) {
-  MemoryNoteCache cache({.capacity = 100, .ttl = milliseconds(30)});
+  MemoryNoteCache cache({.capacity = 100, .ttl = milliseconds(30), .now = &fake_now});
   cache.invalidate(1, 5);
-  std::this_thread::sleep_for(milliseconds(80));
+  fake_now_value += milliseconds(29);
+  cache.put(1, 1, "v1");  // the tombstone still blocks older versions
+  EXPECT_EQ(cache.get(1), std::nullopt);
+  fake_now_value += milliseconds(1);
   cache.put(1, 1, "v1");  // the tombstone is gone, so even an old version is accepted
   EXPECT_EQ(cache.get(1), "v1");
 }
