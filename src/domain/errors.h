@@ -38,6 +38,14 @@ class BadRequest : public Error {
   using Error::Error;
 };
 
+// The system of record refused a value it cannot hold (e.g. text that is not UTF-8 in a
+// PostgreSQL text column). Storage says this in its own terms; the API answers it like a
+// BadRequest. The domain's own validation normally refuses such values first.
+class InvalidValue : public BadRequest {
+ public:
+  using BadRequest::BadRequest;
+};
+
 // A body that cannot be read in its declared format ("JSON parse error - ...").
 class MalformedBody : public BadRequest {
  public:

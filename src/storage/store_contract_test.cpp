@@ -787,7 +787,7 @@ TEST_P(StoreContract, ConcurrentCreatesWithOneBadNoteFailOnlyThatOne) {
           ASSERT_TRUE(fetched);
           EXPECT_EQ(fetched->title, title);
           ++created;
-        } catch (const BadRequest&) {
+        } catch (const InvalidValue&) {
           EXPECT_TRUE(bad) << "a valid note was rejected along with the bad one";
         } catch (const std::exception& e) {
           ADD_FAILURE() << e.what();
@@ -852,8 +852,8 @@ TEST_P(StoreContract, InvalidUtf8EitherRoundTripsOrIsRejectedCleanly) {
   try {
     Note note = store_->create_note(fields("t", invalid));
     EXPECT_EQ(store_->get_note(note.id)->original_text, invalid);
-  } catch (const BadRequest&) {
-    SUCCEED() << "rejected as BadRequest";  // PostgreSQL text columns only hold valid UTF-8
+  } catch (const InvalidValue&) {
+    SUCCEED() << "rejected as InvalidValue";  // PostgreSQL text columns only hold valid UTF-8
   }
   EXPECT_EQ(store_->list_notes({10, 0}).size(), store_->stats().total_notes + 0u);
   make_note("still works");
