@@ -45,12 +45,12 @@ TEST(Durability, QueuedJobsSurviveKillDashNine) {
   }
 }
 
-// An Apertium modes folder whose en->es pipeline takes `seconds` before echoing its input: a job
-// on it can be seen "running" for that long.
+// An Apertium modes folder whose en->es pipeline holds each segment `seconds` before answering
+// (GNU sed runs the sleep per NUL-terminated segment; the engine adds -z to every stage, which
+// sed takes and, say, sleep would refuse): a job on it stays "running" that long.
 std::string slow_modes_dir(int seconds) {
   std::string dir = e2e::make_temp_dir("transnotes-slow-modes");
-  std::ofstream(dir + "/eng-spa.mode") << "sleep " << seconds << " | cat\n";
-  std::ofstream(dir + "/spa-eng.mode") << "sleep " << seconds << " | cat\n";
+  std::ofstream(dir + "/eng-spa.mode") << "sed -u 'e sleep " << seconds << "'\n";
   return dir;
 }
 
