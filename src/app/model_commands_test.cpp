@@ -19,6 +19,8 @@
 #include <sstream>
 #include <thread>
 
+#include "marian/tiny_fixture_test_support.h"
+
 namespace transnotes::app {
 namespace {
 
@@ -30,14 +32,7 @@ namespace fs = std::filesystem;
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-// app_tests may be built without TRANSNOTES_SOURCE_DIR; this file's own path locates the
-// repository then (CMake compiles it by its absolute path).
-#ifdef TRANSNOTES_SOURCE_DIR
-const fs::path kSourceDir = TRANSNOTES_SOURCE_DIR;
-#else
-const fs::path kSourceDir = fs::path(__FILE__).parent_path().parent_path().parent_path();
-#endif
-const fs::path kFixtureDir = kSourceDir / "tests" / "fixtures" / "marian" / "tiny-en-es";
+const fs::path kFixtureDir = marian::tiny_fixture::dir();
 const std::string kRepo = "Helsinki-NLP/opus-mt-en-es";
 const std::string kPrefix = "/" + kRepo + "/resolve/main/";
 
@@ -169,23 +164,7 @@ std::vector<std::string> entries(const fs::path& dir) {
   return names;
 }
 
-class ModelCommandsTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ASSERT_TRUE(fs::is_regular_file(kFixtureDir / "model.safetensors"))
-        << "MarianMT fixture not found at " << kFixtureDir;
-    std::string pattern = (fs::temp_directory_path() / "model_commands_test-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    root_ = pattern;
-    models_dir_ = root_ / "models";
-  }
-  void TearDown() override {
-    if (!root_.empty()) fs::remove_all(root_);
-  }
-
-  fs::path root_;
-  fs::path models_dir_;
-};
+class ModelCommandsTest : public marian::tiny_fixture::TempModelsTest {};
 
 TEST_F(ModelCommandsTest, PullYieldsCompleteFolderIdenticalToFixture) {
   auto routes = fixture_routes();

@@ -15,14 +15,14 @@
 #include "marian/int8_gemm.h"
 #include "marian/model.h"
 #include "marian/parallel.h"
+#include "marian/tiny_fixture_test_support.h"
 #include "marian/tokenizer.h"
 
 using namespace transnotes::marian;
 
 namespace {
 
-const std::filesystem::path kFixtureDir =
-    std::filesystem::path(TRANSNOTES_SOURCE_DIR) / "tests" / "fixtures" / "marian" / "tiny-en-es";
+const std::filesystem::path kFixtureDir = tiny_fixture::dir();
 
 // Feeds the same tokens to two decoders of `model` and checks that every greedy step chooses the
 // first argmax of that step's fp32 logits (decoder_step computes all of them), with or without

@@ -19,26 +19,13 @@
 
 #include "marian/generate.h"
 #include "marian/model.h"
+#include "marian/tiny_fixture_test_support.h"
 
 namespace fs = std::filesystem;
 namespace json = boost::json;
 using namespace transnotes::marian;
 
 namespace {
-
-fs::path fixture_dir() {
-  return fs::path(TRANSNOTES_SOURCE_DIR) / "tests/fixtures/marian/tiny-en-es";
-}
-
-const json::object& expected() {
-  static json::object root = [] {
-    std::ifstream in(fixture_dir() / "expected.json");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return json::parse(ss.str()).as_object();
-  }();
-  return root;
-}
 
 std::vector<int> ints(const json::value& v) {
   std::vector<int> out;
@@ -47,12 +34,12 @@ std::vector<int> ints(const json::value& v) {
 }
 
 const MarianModel& model() {
-  static auto m = MarianModel::load(fixture_dir(), ModelOptions{1, false});
+  static auto m = MarianModel::load(tiny_fixture::dir(), ModelOptions{1, false});
   return *m;
 }
 
 const json::object& fixture_case(const std::string& id) {
-  for (const auto& cv : expected().at("cases").as_array())
+  for (const auto& cv : tiny_fixture::expected().at("cases").as_array())
     if (cv.as_object().at("id").as_string() == id) return cv.as_object();
   throw std::runtime_error("no fixture case " + id);
 }
@@ -214,7 +201,7 @@ GenerateResult run(const std::vector<int>& source, const GenerateOptions& o) {
 
 std::vector<std::string> all_case_ids() {
   std::vector<std::string> ids;
-  for (const auto& cv : expected().at("cases").as_array())
+  for (const auto& cv : tiny_fixture::expected().at("cases").as_array())
     ids.emplace_back(cv.as_object().at("id").as_string());
   return ids;
 }
@@ -242,7 +229,7 @@ void expect_matches_reference(const std::string& id, int num_beams, float length
 // The reference is only an oracle if it is HF's beam search: it must reproduce every beam case
 // transformers itself produced (num_beams 4, length_penalty 1, early_stopping False).
 TEST(BeamOptionsReference, ReproducesEveryHfBeamCase) {
-  for (const auto& cv : expected().at("cases").as_array()) {
+  for (const auto& cv : tiny_fixture::expected().at("cases").as_array()) {
     const auto& c = cv.as_object();
     SCOPED_TRACE(std::string(c.at("id").as_string()));
     const auto& beam = c.at("beam").as_object();
@@ -355,7 +342,7 @@ TEST(BeamOptions, OtherBeamCountsSearchAsHfDoes) {
 // num_beams=1 is HF's greedy search, which has no finished-hypothesis scoring: length_penalty
 // and early_stopping do not apply, the output is transformers' greedy output and no score.
 TEST(BeamOptions, OneBeamIsGreedyWhateverThePenaltyAndStopping) {
-  for (const auto& cv : expected().at("cases").as_array()) {
+  for (const auto& cv : tiny_fixture::expected().at("cases").as_array()) {
     const auto& c = cv.as_object();
     SCOPED_TRACE(std::string(c.at("id").as_string()));
     const auto& greedy = c.at("greedy").as_object();

@@ -20,6 +20,7 @@
 #include "marian/marian_engine.h"
 #include "marian/model.h"
 #include "marian/safetensors.h"
+#include "marian/tiny_fixture_test_support.h"
 #include "marian/tokenizer.h"
 #include "marian/translator.h"
 
@@ -29,8 +30,7 @@ namespace {
 namespace fs = std::filesystem;
 namespace json = boost::json;
 
-const fs::path kFixtureDir =
-    fs::path(TRANSNOTES_SOURCE_DIR) / "tests" / "fixtures" / "marian" / "tiny-en-es";
+const std::filesystem::path kFixtureDir = tiny_fixture::dir();
 const char* const kCheckpointFiles[] = {"config.json",       "generation_config.json",
                                         "model.safetensors", "source.spm",
                                         "target.spm",        "vocab.json"};

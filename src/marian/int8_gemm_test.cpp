@@ -12,13 +12,13 @@
 
 #include "marian/model.h"
 #include "marian/parallel.h"
+#include "marian/tiny_fixture_test_support.h"
 
 using namespace transnotes::marian;
 
 namespace {
 
-const std::filesystem::path kFixtureDir =
-    std::filesystem::path(TRANSNOTES_SOURCE_DIR) / "tests" / "fixtures" / "marian" / "tiny-en-es";
+const std::filesystem::path kFixtureDir = tiny_fixture::dir();
 
 // On a CPU without AVX-512 VNNI (avx512f/bw/vl/vnni) this kernel is never used: an int8 model
 // multiplies with weight-only int8 copies (AVX2) instead. There a kernel test checks that this

@@ -15,6 +15,7 @@
 #include "marian/model.h"
 #include "marian/parallel.h"
 #include "marian/safetensors.h"
+#include "marian/tiny_fixture_test_support.h"
 #include "marian/tokenizer.h"
 #include "marian/translator.h"
 
@@ -24,25 +25,11 @@ using namespace transnotes::marian;
 
 namespace {
 
-fs::path fixture_dir() {
-  return fs::path(TRANSNOTES_SOURCE_DIR) / "tests/fixtures/marian/tiny-en-es";
-}
-
-bool have_fixture() { return fs::exists(fixture_dir() / "expected.json"); }
+bool have_fixture() { return fs::exists(tiny_fixture::dir() / "expected.json"); }
 
 // The fixture is part of the repository: a missing one is a broken checkout, never a skip.
 #define REQUIRE_FIXTURE() \
-  ASSERT_TRUE(have_fixture()) << "MarianMT fixture not found at " << fixture_dir()
-
-const json::object& expected() {
-  static json::object root = [] {
-    std::ifstream in(fixture_dir() / "expected.json");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return json::parse(ss.str()).as_object();
-  }();
-  return root;
-}
+  ASSERT_TRUE(have_fixture()) << "MarianMT fixture not found at " << tiny_fixture::dir()
 
 std::vector<int> ints(const json::value& v) {
   std::vector<int> out;
@@ -68,11 +55,11 @@ std::vector<int> strip_padding(std::vector<int> ids, int pad) {
 }
 
 const MarianModel& model() {
-  static auto m = MarianModel::load(fixture_dir(), ModelOptions{1, false});
+  static auto m = MarianModel::load(tiny_fixture::dir(), ModelOptions{1, false});
   return *m;
 }
 const MarianTokenizer& tokenizer() {
-  static MarianTokenizer t(fixture_dir());
+  static MarianTokenizer t(tiny_fixture::dir());
   return t;
 }
 
@@ -87,7 +74,7 @@ GenerateOptions options_from(const json::object& kwargs, const MarianModel& m) {
 
 TEST(MarianTokenizer, MatchesHfPiecesAndIds) {
   REQUIRE_FIXTURE();
-  for (const auto& cv : expected().at("cases").as_array()) {
+  for (const auto& cv : tiny_fixture::expected().at("cases").as_array()) {
     const auto& c = cv.as_object();
     SCOPED_TRACE(std::string(c.at("id").as_string()));
     const std::string src(c.at("src").as_string());
@@ -108,7 +95,7 @@ TEST(MarianTokenizer, MatchesHfPiecesAndIds) {
 
 TEST(MarianTokenizer, DecodeMatchesHf) {
   REQUIRE_FIXTURE();
-  for (const auto& cv : expected().at("cases").as_array()) {
+  for (const auto& cv : tiny_fixture::expected().at("cases").as_array()) {
     const auto& c = cv.as_object();
     SCOPED_TRACE(std::string(c.at("id").as_string()));
     for (const char* kind : {"greedy", "beam"}) {
@@ -122,7 +109,7 @@ TEST(MarianTokenizer, DecodeMatchesHf) {
 TEST(MarianModel, EncoderHiddenStatesAndLogits) {
   REQUIRE_FIXTURE();
   int checked = 0;
-  for (const auto& cv : expected().at("cases").as_array()) {
+  for (const auto& cv : tiny_fixture::expected().at("cases").as_array()) {
     const auto& c = cv.as_object();
     const auto* numerics = c.if_contains("numerics");
     if (!numerics) continue;
@@ -171,7 +158,7 @@ TEST(MarianModel, EncoderHiddenStatesAndLogits) {
 
 // Every fixture case, greedy and beam, one sentence at a time: ids exactly HF's.
 void expect_single_cases_match(const MarianModel& m) {
-  for (const auto& cv : expected().at("cases").as_array()) {
+  for (const auto& cv : tiny_fixture::expected().at("cases").as_array()) {
     const auto& c = cv.as_object();
     SCOPED_TRACE(std::string(c.at("id").as_string()));
     for (const char* kind : {"greedy", "beam"}) {
@@ -187,7 +174,7 @@ void expect_single_cases_match(const MarianModel& m) {
 
 // The fixture's padded batch case, its padding removed (what the engine is given).
 std::vector<std::vector<int>> batch_case_inputs() {
-  const auto& bc = expected().at("batch_case").as_object();
+  const auto& bc = tiny_fixture::expected().at("batch_case").as_object();
   std::vector<std::vector<int>> inputs;
   const auto& masks = bc.at("attention_mask").as_array();
   const auto& rows = bc.at("input_ids").as_array();
@@ -204,7 +191,7 @@ std::vector<std::vector<int>> batch_case_inputs() {
 
 // Generates the padded batch case with `m`, greedy and beam, and checks every row's ids.
 void expect_batch_case_matches(const MarianModel& m) {
-  const auto& bc = expected().at("batch_case").as_object();
+  const auto& bc = tiny_fixture::expected().at("batch_case").as_object();
   const auto inputs = batch_case_inputs();
   for (const char* kind : {"greedy", "beam"}) {
     SCOPED_TRACE(kind);
@@ -218,7 +205,7 @@ void expect_batch_case_matches(const MarianModel& m) {
 }
 
 void expect_greedy_cases_match(const MarianModel& m) {
-  for (const auto& cv : expected().at("cases").as_array()) {
+  for (const auto& cv : tiny_fixture::expected().at("cases").as_array()) {
     const auto& c = cv.as_object();
     SCOPED_TRACE(std::string(c.at("id").as_string()));
     const auto& g = c.at("greedy").as_object();
@@ -246,7 +233,7 @@ TEST(MarianGenerate, GreedyWithEveryLogitMatchesHfExactly) {
   REQUIRE_FIXTURE();
   ModelOptions options{1, false};
   options.greedy_screen = false;
-  const auto every_logit = MarianModel::load(fixture_dir(), options);
+  const auto every_logit = MarianModel::load(tiny_fixture::dir(), options);
   EXPECT_EQ(every_logit->greedy_screen(), nullptr);
   expect_greedy_cases_match(*every_logit);
 }
@@ -255,9 +242,9 @@ TEST(MarianGenerate, GreedyWithEveryLogitMatchesHfExactly) {
 // greedy output.
 TEST(MarianGenerate, Int8GreedyMatchesHf) {
   REQUIRE_FIXTURE();
-  auto int8_model = MarianModel::load(fixture_dir(), ModelOptions{1, true});
+  auto int8_model = MarianModel::load(tiny_fixture::dir(), ModelOptions{1, true});
   int same = 0, total = 0;
-  for (const auto& cv : expected().at("cases").as_array()) {
+  for (const auto& cv : tiny_fixture::expected().at("cases").as_array()) {
     const auto& c = cv.as_object();
     const auto& g = c.at("greedy").as_object();
     auto result = generate(*int8_model, {ints(c.at("input_ids"))},
@@ -274,7 +261,7 @@ TEST(MarianGenerate, Int8GreedyMatchesHf) {
 
 TEST(MarianGenerate, BeamMatchesHfExactly) {
   REQUIRE_FIXTURE();
-  for (const auto& cv : expected().at("cases").as_array()) {
+  for (const auto& cv : tiny_fixture::expected().at("cases").as_array()) {
     const auto& c = cv.as_object();
     SCOPED_TRACE(std::string(c.at("id").as_string()));
     const auto& b = c.at("beam").as_object();
@@ -300,11 +287,11 @@ TEST(MarianGenerate, WorkerPoolMatchesHf) {
     }
   } restore;
   set_inference_threads(2);
-  auto fp32 = MarianModel::load(fixture_dir(), ModelOptions{2, false});
-  auto int8 = MarianModel::load(fixture_dir(), ModelOptions{2, true});
+  auto fp32 = MarianModel::load(tiny_fixture::dir(), ModelOptions{2, false});
+  auto int8 = MarianModel::load(tiny_fixture::dir(), ModelOptions{2, true});
   EXPECT_EQ(parallel_threads(), 2);
   expect_single_cases_match(*fp32);
-  for (const auto& cv : expected().at("cases").as_array()) {
+  for (const auto& cv : tiny_fixture::expected().at("cases").as_array()) {
     const auto& c = cv.as_object();
     SCOPED_TRACE(std::string(c.at("id").as_string()));
     const auto& g = c.at("greedy").as_object();
@@ -318,7 +305,7 @@ TEST(MarianGenerate, WorkerPoolMatchesHf) {
 
 TEST(MarianGenerate, PaddedBatchMatchesHf) {
   REQUIRE_FIXTURE();
-  const auto& bc = expected().at("batch_case").as_object();
+  const auto& bc = tiny_fixture::expected().at("batch_case").as_object();
   const int pad = model().config().pad_token_id;
   const auto inputs = batch_case_inputs();
   for (const char* kind : {"greedy", "beam"}) {
@@ -340,8 +327,8 @@ TEST(MarianGenerate, PaddedBatchMatchesHf) {
 // output and the padded batch (greedy and beam) must still be exactly HF's.
 TEST(MarianGenerate, Int8BeamMatchesHf) {
   REQUIRE_FIXTURE();
-  auto int8_model = MarianModel::load(fixture_dir(), ModelOptions{1, true});
-  for (const auto& cv : expected().at("cases").as_array()) {
+  auto int8_model = MarianModel::load(tiny_fixture::dir(), ModelOptions{1, true});
+  for (const auto& cv : tiny_fixture::expected().at("cases").as_array()) {
     const auto& c = cv.as_object();
     SCOPED_TRACE(std::string(c.at("id").as_string()));
     const auto& b = c.at("beam").as_object();
@@ -358,7 +345,7 @@ TEST(MarianGenerate, Int8WeightOnlyPathMatchesHf) {
   REQUIRE_FIXTURE();
   ModelOptions options{1, true};
   options.int8_vnni = false;
-  auto int8_model = MarianModel::load(fixture_dir(), options);
+  auto int8_model = MarianModel::load(tiny_fixture::dir(), options);
   expect_single_cases_match(*int8_model);
   expect_batch_case_matches(*int8_model);
 }
@@ -373,7 +360,7 @@ TEST(MarianGenerate, Int8PaddedBatchMatchesHf) {
         openblas_set_num_threads(1);
       }
     } restore;
-    auto int8_model = MarianModel::load(fixture_dir(), ModelOptions{threads, true});
+    auto int8_model = MarianModel::load(tiny_fixture::dir(), ModelOptions{threads, true});
     expect_batch_case_matches(*int8_model);
   }
 }
@@ -399,9 +386,9 @@ TEST(MarianTranslator, TranslatesTextsInAnyBatching) {
   MarianTranslatorOptions opts;
   opts.num_beams = 1;
   opts.max_batch_tokens = 16;  // forces several batches
-  MarianTranslator t(fixture_dir(), opts);
+  MarianTranslator t(tiny_fixture::dir(), opts);
   std::vector<std::string> src, want;
-  for (const auto& cv : expected().at("cases").as_array()) {
+  for (const auto& cv : tiny_fixture::expected().at("cases").as_array()) {
     const auto& c = cv.as_object();
     if (c.at("greedy").at("kwargs").at("max_length").as_int64() != 64) continue;
     if (std::string(c.at("src").as_string()).empty()) continue;
@@ -409,7 +396,7 @@ TEST(MarianTranslator, TranslatesTextsInAnyBatching) {
     want.emplace_back(c.at("greedy").at("text").as_string());
   }
   opts.max_length = 64;
-  MarianTranslator t64(fixture_dir(), opts);
+  MarianTranslator t64(tiny_fixture::dir(), opts);
   EXPECT_EQ(t64.translate(src), want);
   EXPECT_EQ(t.translate({"", "   "}), (std::vector<std::string>{"", ""}));
   EXPECT_EQ(t64.translate_lines("The cat is on the table.\n\nHello"),
@@ -439,7 +426,7 @@ fs::path copy_fixture(const fs::path& dest) {
   fs::create_directories(dest);
   for (const char* f : {"config.json", "generation_config.json", "model.safetensors", "source.spm",
                         "target.spm", "vocab.json", "tokenizer_config.json"})
-    fs::copy_file(fixture_dir() / f, dest / f);
+    fs::copy_file(tiny_fixture::dir() / f, dest / f);
   return dest;
 }
 
@@ -656,7 +643,7 @@ TEST(MarianTranslator, SegmentLongerThanThePositionTableIsSplitNotTruncated) {
   REQUIRE_FIXTURE();
   MarianTranslatorOptions opts;
   opts.num_beams = 1;
-  MarianTranslator t(fixture_dir(), opts);
+  MarianTranslator t(tiny_fixture::dir(), opts);
   const int positions = t.model().config().max_position_embeddings;  // 128 in the fixture
   std::string text;
   const char* words[] = {"the", "cat",     "is",    "on", "the", "table",   "and",
@@ -690,13 +677,13 @@ TEST(MarianModel, LoadingLeavesProcessWideThreadsAlone) {
   } restore;
   set_inference_threads(1);
   for (const bool int8 : {false, true}) {
-    auto model = MarianModel::load(fixture_dir(), ModelOptions{3, int8});
+    auto model = MarianModel::load(tiny_fixture::dir(), ModelOptions{3, int8});
     EXPECT_EQ(openblas_get_num_threads(), 1) << "int8 " << int8;
     EXPECT_EQ(parallel_threads(), 1) << "int8 " << int8;
   }
   MarianTranslatorOptions three_threads;
   three_threads.model.num_threads = 3;
-  MarianTranslator translator(fixture_dir(), three_threads);
+  MarianTranslator translator(tiny_fixture::dir(), three_threads);
   EXPECT_EQ(openblas_get_num_threads(), 1);
   EXPECT_EQ(parallel_threads(), 1);
   // The engine changes them only when its caller asks, through the option that says so.

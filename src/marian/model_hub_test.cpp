@@ -12,14 +12,14 @@
 #include <sstream>
 
 #include "marian/marian_engine.h"
+#include "marian/tiny_fixture_test_support.h"
 
 namespace transnotes::marian {
 namespace {
 
 namespace fs = std::filesystem;
 
-const fs::path kFixtureDir =
-    fs::path(TRANSNOTES_SOURCE_DIR) / "tests" / "fixtures" / "marian" / "tiny-en-es";
+const std::filesystem::path kFixtureDir = tiny_fixture::dir();
 
 // Files of an OPUS-MT repository (no target_vocab.json).
 const std::vector<std::string> kRepoFiles = {
@@ -31,23 +31,7 @@ void write_file(const fs::path& path, const std::string& content) {
   std::ofstream(path, std::ios::binary) << content;
 }
 
-class ModelHubTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    ASSERT_TRUE(fs::is_regular_file(kFixtureDir / "model.safetensors"))
-        << "MarianMT fixture not found at " << kFixtureDir;
-    std::string pattern = (fs::temp_directory_path() / "model_hub_test-XXXXXX").string();
-    ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
-    root_ = pattern;
-    models_dir_ = root_ / "models";
-  }
-  void TearDown() override {
-    if (!root_.empty()) fs::remove_all(root_);
-  }
-
-  fs::path root_;
-  fs::path models_dir_;
-};
+class ModelHubTest : public tiny_fixture::TempModelsTest {};
 
 TEST_F(ModelHubTest, DiscoversHuggingFaceCacheLayout) {
   const fs::path hf_home = root_ / "hf";
