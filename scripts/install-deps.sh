@@ -10,6 +10,8 @@ PACKAGES=(
   libsentencepiece-dev libopenblas-dev
   libspdlog-dev libfmt-dev libcli11-dev
   libssl-dev libcurl4-openssl-dev
+  libjwt-dev libsodium-dev libpwquality-dev cracklib-runtime
+  clang libfuzzer-14-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   apertium apertium-en-es
   postgresql redis-server

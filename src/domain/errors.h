@@ -4,6 +4,7 @@
 // carries bytes a client sent unless they were checked to be valid UTF-8.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <stdexcept>
 #include <string>
@@ -73,6 +74,67 @@ class MethodNotAllowed : public Error {
 class NotFound : public Error {
  public:
   NotFound() : Error("Not found.") {}
+};
+
+// The request needs a user and names none (no Authorization header, or not a Bearer one).
+class NotAuthenticated : public Error {
+ public:
+  NotAuthenticated() : Error("Authentication credentials were not provided.") {}
+};
+
+// One token class's reason for refusing a token, as simplejwt lists them under "messages".
+struct TokenRefusal {
+  std::string token_class;  // "AccessToken"
+  std::string token_type;   // "access"
+  std::string message;      // "Token is expired"
+};
+
+// Credentials were given and are not good: a bad password, a bad or expired token, a deleted
+// user. DRF's AuthenticationFailed / simplejwt's InvalidToken: `detail`, `code` when set, and
+// `messages` when a token was refused by each token class.
+class AuthenticationFailed : public Error {
+ public:
+  explicit AuthenticationFailed(std::string detail, std::string code = {},
+                                std::vector<TokenRefusal> messages = {})
+      : Error(detail),
+        detail_(std::move(detail)),
+        code_(std::move(code)),
+        messages_(std::move(messages)) {}
+  const std::string& detail() const { return detail_; }
+  const std::string& code() const { return code_; }
+  const std::vector<TokenRefusal>& messages() const { return messages_; }
+
+ private:
+  std::string detail_;
+  std::string code_;
+  std::vector<TokenRefusal> messages_;
+};
+
+// The user a still-valid token names no longer exists (deleted by an operator).
+class UnknownUser : public AuthenticationFailed {
+ public:
+  UnknownUser() : AuthenticationFailed("User not found", "user_not_found") {}
+};
+
+// Too many requests: a rate limit or a queue cap. `retry_after` is whole seconds, at least 1.
+class Throttled : public Error {
+ public:
+  explicit Throttled(std::chrono::seconds retry_after)
+      : Throttled(retry_after, "Request was throttled. Expected available in " +
+                                   std::to_string(retry_after.count()) + " second" +
+                                   (retry_after.count() == 1 ? "" : "s") + ".") {}
+  Throttled(std::chrono::seconds retry_after, std::string detail)
+      : Error(std::move(detail)), retry_after_(retry_after) {}
+  std::chrono::seconds retry_after() const { return retry_after_; }
+
+ private:
+  std::chrono::seconds retry_after_;
+};
+
+// The request collides with another still in progress (the same Idempotency-Key).
+class Conflict : public Error {
+ public:
+  using Error::Error;
 };
 
 // A backing service (database) cannot be reached right now. Retrying later may work.

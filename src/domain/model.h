@@ -20,8 +20,27 @@ inline constexpr std::size_t kMaxTitleLength = 200;
 inline constexpr std::size_t kMaxLanguageLength = 50;
 inline constexpr const char* kDefaultLanguage = "en";
 
+// Who owns a note or a job: a user's id. Every read and write of notes and jobs is scoped to one
+// owner, so one user's ids are invisible to another.
+using UserId = std::int64_t;
+// The owner of everything in `--auth open` mode, and of the notes that existed before users did
+// (the migration gives them to it). A reserved account row that cannot log in.
+inline constexpr UserId kOpenModeOwner = 0;
+
+inline constexpr std::size_t kMaxUsernameLength = 150;
+
+struct User {
+  UserId id = 0;
+  std::string username;       // as registered; unique case-insensitively
+  std::string email;          // may be empty
+  std::string password_hash;  // Argon2id encoded string (crypto_pwhash_str); never logged
+  bool is_active = true;
+  Timestamp date_joined = 0;
+};
+
 struct Note {
   std::int64_t id = 0;
+  UserId owner_id = kOpenModeOwner;
   std::string title;
   std::string original_text;
   std::string original_language = kDefaultLanguage;
@@ -48,6 +67,7 @@ std::optional<JobStatus> job_status_from_string(const std::string& s);
 struct TranslationJob {
   std::int64_t id = 0;
   std::int64_t note_id = 0;
+  UserId owner_id = kOpenModeOwner;  // the note's owner when the job was asked for
   std::string source_language;
   std::string target_language;
   JobStatus status = JobStatus::kQueued;
@@ -83,6 +103,38 @@ struct Stats {
 struct ListQuery {
   std::int64_t limit = 100;
   std::int64_t offset = 0;
+};
+
+// What a translate request asks the store for (Store::request_job).
+struct JobRequest {
+  UserId owner = kOpenModeOwner;
+  std::int64_t note_id = 0;
+  std::string source_language;
+  std::string target_language;
+  std::string engine;
+  int max_attempts = 3;
+  // Most queued + running jobs the owner may have at once; 0: no limit.
+  int max_active_per_owner = 0;
+};
+
+struct JobRequestResult {
+  enum class Outcome {
+    kCreated,        // a new queued job: publish it
+    kExisting,       // the same note, target and text already has a queued or running job
+    kNoteNotFound,   // no such note for this owner
+    kOwnerQueueFull  // the owner already has max_active_per_owner queued or running jobs
+  };
+  Outcome outcome = Outcome::kNoteNotFound;
+  std::optional<TranslationJob> job;  // set for kCreated and kExisting
+};
+
+// A stored answer to a request sent with an Idempotency-Key (Store::reserve_idempotency_key).
+struct IdempotentResponse {
+  std::string fingerprint;  // method, path and body digest of the first request with the key
+  int status = 0;           // 0: the first request is still running
+  std::string body;
+  std::string location;  // its Location header, "" when none
+  Timestamp created_at = 0;
 };
 
 // A translation direction between two normalized language codes (normalize_language, text.h).

