@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <chrono>
 #include <limits>
 #include <set>
 #include <string_view>
@@ -14,6 +15,8 @@ namespace {
 
 constexpr const char* kNotAString = "Not a valid string.";
 constexpr const char* kNotALanguage = "Not a valid language code.";
+// A full queue drains at the speed of translation; a few seconds is a fair first wait.
+constexpr std::chrono::seconds kQueueFullRetryAfter{5};
 
 bool is_blank(std::string_view s) {
   return std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isspace(c); });
@@ -102,53 +105,69 @@ std::string clean_target_language(const std::string& target_language) {
 }
 
 NoteService::NoteService(Store& store, NoteCache& cache, JobBus& bus, Translator& translator,
-                         Renderer render, int max_attempts)
+                         Renderer render, NoteServiceOptions options)
     : store_(store),
       cache_(cache),
       bus_(bus),
       translator_(translator),
       render_(std::move(render)),
-      max_attempts_(max_attempts) {}
+      options_(options) {}
 
-std::string NoteService::get_rendered(std::int64_t id) {
-  if (auto cached = cache_.get(id)) return std::move(*cached);
-  auto note = store_.get_note(id);
+ValidationError::FieldErrors NoteService::clean(NoteFields& fields, bool partial) const {
+  auto errors = clean_note_fields(fields, partial);
+  // The operator's limit on note size, checked like the title's max_length (after trimming, in
+  // characters, and only on text that is valid).
+  if (options_.max_text_characters && fields.original_text &&
+      !errors.contains("original_text") &&
+      count_characters(*fields.original_text) > options_.max_text_characters) {
+    errors["original_text"].push_back(too_long(options_.max_text_characters));
+  }
+  return errors;
+}
+
+std::string NoteService::get_rendered(UserId owner, std::int64_t id) {
+  const NoteKey key{owner, id};
+  if (auto cached = cache_.get(key)) return std::move(*cached);
+  auto note = store_.get_note(owner, id);
   if (!note) throw NotFound();
   std::string body = render_(*note);
-  cache_.put(id, note->version, body);
+  cache_.put(key, note->version, body);
   return body;
 }
 
-Note NoteService::create(NoteFields fields) {
-  auto errors = clean_note_fields(fields, /*partial=*/false);
+Note NoteService::create(UserId owner, NoteFields fields) {
+  auto errors = clean(fields, /*partial=*/false);
   if (!errors.empty()) throw ValidationError(std::move(errors));
   if (!fields.original_language) fields.original_language = kDefaultLanguage;
-  return store_.create_note(fields);
+  return store_.create_note(owner, fields);
 }
 
-std::string NoteService::update_rendered(std::int64_t id, NoteFields fields, bool partial) {
-  auto errors = clean_note_fields(fields, partial);
+std::string NoteService::update_rendered(UserId owner, std::int64_t id, NoteFields fields,
+                                         bool partial) {
+  auto errors = clean(fields, partial);
   if (!errors.empty()) throw ValidationError(std::move(errors));
-  auto note = store_.update_note(id, fields);
+  auto note = store_.update_note(owner, id, fields);
   if (!note) throw NotFound();
   // Write-through: readers of this note after the PATCH need not go to the database.
   std::string body = render_(*note);
-  cache_.refresh(id, note->version, body);
+  cache_.refresh({owner, id}, note->version, body);
   return body;
 }
 
-void NoteService::remove(std::int64_t id) {
-  if (!store_.delete_note(id)) throw NotFound();
-  cache_.invalidate(id, std::numeric_limits<std::int64_t>::max());
+void NoteService::remove(UserId owner, std::int64_t id) {
+  if (!store_.delete_note(owner, id)) throw NotFound();
+  cache_.invalidate({owner, id}, std::numeric_limits<std::int64_t>::max());
 }
 
-std::vector<Note> NoteService::list(const ListQuery& query) { return store_.list_notes(query); }
+std::vector<Note> NoteService::list(UserId owner, const ListQuery& query) {
+  return store_.list_notes(owner, query);
+}
 
-Stats NoteService::stats() { return store_.stats(); }
+Stats NoteService::stats(UserId owner) { return store_.stats(owner); }
 
-TranslationJob NoteService::request_translation(std::int64_t note_id,
-                                                const std::string& target_language) {
-  auto note = store_.get_note(note_id);
+TranslationRequest NoteService::request_translation(UserId owner, std::int64_t note_id,
+                                                    const std::string& target_language) {
+  auto note = store_.get_note(owner, note_id);
   if (!note) throw NotFound();
   const std::string target = clean_target_language(target_language);
   const std::string source = normalize_language(note->original_language);
@@ -176,21 +195,42 @@ TranslationJob NoteService::request_translation(std::int64_t note_id,
     }
     throw ValidationError("target_language", message);
   }
-  auto job = store_.create_job(note_id, source, target, *engine, max_attempts_);
+  JobRequest request;
+  request.owner = owner;
+  request.note_id = note_id;
+  request.source_language = source;
+  request.target_language = target;
+  request.engine = *engine;
+  request.max_attempts = options_.max_attempts;
+  request.max_active_per_owner = options_.max_active_jobs_per_owner;
+  auto result = store_.request_job(request);
+  using Outcome = JobRequestResult::Outcome;
+  switch (result.outcome) {
+    case Outcome::kCreated:
+      bus_.publish({result.job->id, owner});
+      return {std::move(*result.job), true};
+    case Outcome::kExisting:
+      return {std::move(*result.job), false};
+    case Outcome::kOwnerQueueFull:
+      throw Throttled(kQueueFullRetryAfter,
+                      "You already have " + std::to_string(options_.max_active_jobs_per_owner) +
+                          " translations queued or running. Wait for one to finish, then try "
+                          "again.");
+    case Outcome::kNoteNotFound:
+      break;
+  }
+  throw NotFound();  // deleted between the read above and the request
+}
+
+TranslationJob NoteService::job(UserId owner, std::int64_t id) {
+  auto job = store_.get_job(owner, id);
   if (!job) throw NotFound();
-  bus_.publish(job->id);
   return *job;
 }
 
-TranslationJob NoteService::job(std::int64_t id) {
-  auto job = store_.get_job(id);
-  if (!job) throw NotFound();
-  return *job;
-}
-
-std::vector<TranslationJob> NoteService::jobs_for_note(std::int64_t note_id) {
-  if (!store_.get_note(note_id)) throw NotFound();
-  return store_.latest_jobs_for_note(note_id);
+std::vector<TranslationJob> NoteService::jobs_for_note(UserId owner, std::int64_t note_id) {
+  if (!store_.get_note(owner, note_id)) throw NotFound();
+  return store_.latest_jobs_for_note(owner, note_id);
 }
 
 std::vector<SupportedPair> NoteService::languages() const { return translator_.pairs(); }

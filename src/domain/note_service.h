@@ -28,6 +28,23 @@ ValidationError::FieldErrors clean_note_fields(NoteFields& fields, bool partial)
 // A translation's target language, validated and normalized. Throws ValidationError.
 std::string clean_target_language(const std::string& target_language);
 
+struct NoteServiceOptions {
+  int max_attempts = 3;  // tries per translation job
+  // Longest original_text accepted, in characters (the 400 names the limit); 0: no limit.
+  std::size_t max_text_characters = 100'000;
+  // Most queued + running translations one owner may have (429 beyond it); 0: no limit.
+  int max_active_jobs_per_owner = 100;
+};
+
+// What a translate request got: a new job, or the one already queued or running for the same
+// note, target and text (the caller answers 202 with it either way).
+struct TranslationRequest {
+  TranslationJob job;
+  bool created = false;
+};
+
+// Every use case acts for one owner (see model.h): another owner's notes and jobs are reported
+// exactly like ids that do not exist.
 class NoteService {
  public:
   // Renders a note as the API's JSON body; what the cache holds.
@@ -35,38 +52,48 @@ class NoteService {
 
   // The service keeps references: every argument must outlive it.
   NoteService(Store& store, NoteCache& cache, JobBus& bus, Translator& translator, Renderer render,
-              int max_attempts);
+              NoteServiceOptions options = {});
 
   // The rendered note, from the cache when present (cache-aside). Throws NotFound.
-  std::string get_rendered(std::int64_t id);
+  std::string get_rendered(UserId owner, std::int64_t id);
   // The rendered note if the cache holds it; never touches the database.
-  std::optional<std::string> cached_rendered(std::int64_t id) { return cache_.get(id); }
-  // The same without blocking, when the cache supports it (see NoteCache::get_async).
-  bool cached_rendered_async(std::int64_t id, NoteCache::GetCallback done) {
-    return cache_.get_async(id, std::move(done));
+  std::optional<std::string> cached_rendered(UserId owner, std::int64_t id) {
+    return cache_.get({owner, id});
   }
-  Note create(NoteFields fields);
+  // The same without blocking, when the cache supports it (see NoteCache::get_async).
+  bool cached_rendered_async(UserId owner, std::int64_t id, NoteCache::GetCallback done) {
+    return cache_.get_async({owner, id}, std::move(done));
+  }
+  // Throws ValidationError, UnknownUser.
+  Note create(UserId owner, NoteFields fields);
   // PUT (partial=false) or PATCH (partial=true); returns the updated note rendered, the body
   // the cache now holds. Throws NotFound, ValidationError.
-  std::string update_rendered(std::int64_t id, NoteFields fields, bool partial);
-  void remove(std::int64_t id);
-  std::vector<Note> list(const ListQuery& query);
-  Stats stats();
+  std::string update_rendered(UserId owner, std::int64_t id, NoteFields fields, bool partial);
+  void remove(UserId owner, std::int64_t id);
+  std::vector<Note> list(UserId owner, const ListQuery& query);
+  Stats stats(UserId owner);
 
-  // Queues a translation of the note into `target_language`; the caller answers 202.
-  // Throws NotFound, ValidationError (missing target, same language, unsupported pair).
-  TranslationJob request_translation(std::int64_t note_id, const std::string& target_language);
-  TranslationJob job(std::int64_t id);
-  std::vector<TranslationJob> jobs_for_note(std::int64_t note_id);
+  // Queues a translation of the note into `target_language`; the caller answers 202. A request
+  // repeated while its job is queued or running gets that job back.
+  // Throws NotFound, ValidationError (missing target, same language, unsupported pair),
+  // Throttled (the owner's queue is full).
+  TranslationRequest request_translation(UserId owner, std::int64_t note_id,
+                                         const std::string& target_language);
+  TranslationJob job(UserId owner, std::int64_t id);
+  std::vector<TranslationJob> jobs_for_note(UserId owner, std::int64_t note_id);
   std::vector<SupportedPair> languages() const;
 
+  const NoteServiceOptions& options() const { return options_; }
+
  private:
+  ValidationError::FieldErrors clean(NoteFields& fields, bool partial) const;
+
   Store& store_;
   NoteCache& cache_;
   JobBus& bus_;
   Translator& translator_;
   Renderer render_;
-  int max_attempts_;
+  NoteServiceOptions options_;
 };
 
 }  // namespace transnotes
