@@ -127,7 +127,11 @@ const char* json_error_body(int status) {
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket&& socket, Server::Impl& server)
-      : stream_(std::move(socket)), buffer_(server.options.max_header_bytes), server_(server) {}
+      : stream_(std::move(socket)), buffer_(server.options.max_header_bytes), server_(server) {
+    beast::error_code ec;
+    auto peer = stream_.socket().remote_endpoint(ec);
+    if (!ec) remote_address_ = peer.address().to_string();
+  }
   ~Session() { server_.connection_closed(); }
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -328,6 +332,7 @@ class Session : public std::enable_shared_from_this<Session> {
       req.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
     }
     req.body = std::move(msg.body());
+    req.remote_address = remote_address_;
 
     if (server_.options.async_fast_handler) {
       auto pending = std::make_shared<Request>(std::move(req));
@@ -446,6 +451,7 @@ class Session : public std::enable_shared_from_this<Session> {
   std::chrono::steady_clock::time_point linger_deadline_{};
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   Server::Impl& server_;
+  std::string remote_address_;  // the peer's IP address, read once per connection
 };
 
 }  // namespace

@@ -20,6 +20,8 @@ struct Request {
   std::string target;  // path and query as sent, e.g. "/api/v1/notes/?limit=5"
   std::vector<std::pair<std::string, std::string>> headers;
   std::string body;
+  // The peer's IP address ("127.0.0.1", "::1"); empty if the socket could not tell.
+  std::string remote_address;
   // Case-insensitive header lookup; empty when absent.
   std::string_view header(std::string_view name) const;
 };

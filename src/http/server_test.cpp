@@ -166,6 +166,19 @@ TEST_F(ServerTest, AnswersAndKeepsTheConnectionAlive) {
   EXPECT_NE(out.find("X-Reply: yes"), std::string::npos) << out;
 }
 
+TEST(ServerPeer, HandlersSeeThePeerAddress) {
+  // Per-address limits (login brute force) key on it.
+  Server server(test_options(), [](const Request& request) {
+    return Response{200, "peer=" + request.remote_address, "text/plain", {}};
+  });
+  server.start();
+  Client client(server.port());
+  client.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto out = client.read("peer=127.0.0.1");
+  server.stop();
+  EXPECT_NE(out.find("peer=127.0.0.1"), std::string::npos) << out;
+}
+
 TEST_F(ServerTest, ExpectContinueGetsAnInterimAnswer) {
   Client client(server_->port());
   client.send("POST /up HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n");
