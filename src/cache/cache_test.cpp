@@ -8,13 +8,16 @@
 namespace transnotes::cache {
 namespace {
 
+// A note of the open-mode owner.
+NoteKey note(std::int64_t id) { return NoteKey{kOpenModeOwner, id}; }
+
 TEST(OpenCache, WithoutRedisItIsTheInProcessCacheWithNoMetricsOfItsOwn) {
   CacheSettings settings;
   settings.memory.capacity = 64;
   auto opened = open_cache(settings);
   ASSERT_NE(opened.cache, nullptr);
-  opened.cache->put(7, 1, "seven");
-  EXPECT_EQ(opened.cache->get(7), "seven");
+  opened.cache->put(note(7), 1, "seven");
+  EXPECT_EQ(opened.cache->get(note(7)), "seven");
   ASSERT_TRUE(opened.metrics);
   EXPECT_EQ(opened.metrics(), "");
 }
@@ -26,10 +29,10 @@ TEST(OpenCache, WithRedisItIsSharedAndReportsItsLookups) {
   settings.redis = std::make_shared<redis::RedisClient>(redis::parse_redis_url(*url));
   settings.redis_options.key_prefix = redis::testing::unique_test_prefix("open-cache");
   auto opened = open_cache(settings);
-  opened.cache->put(7, 1, "seven");
+  opened.cache->put(note(7), 1, "seven");
   // A second cache over the same Redis sees the entry: it is not process-local.
   auto other = open_cache(settings);
-  EXPECT_EQ(other.cache->get(7), "seven");
+  EXPECT_EQ(other.cache->get(note(7)), "seven");
   EXPECT_NE(other.metrics().find("transnotes_cache_lookups_total{result=\"hit\"} 1"),
             std::string::npos)
       << other.metrics();

@@ -12,18 +12,16 @@ MemoryNoteCache::MemoryNoteCache(MemoryNoteCacheOptions options)
       ttl_(options.ttl),
       now_(options.now ? options.now : &Clock::now) {}
 
-MemoryNoteCache::Shard& MemoryNoteCache::shard_for(std::int64_t note_id) {
-  // Mix the bits so sequential ids spread evenly over the shards.
-  auto mixed = static_cast<std::uint64_t>(note_id) * 0x9E3779B97F4A7C15ull;
-  return shards_[(mixed >> 60) % kShards];
+MemoryNoteCache::Shard& MemoryNoteCache::shard_for(const NoteKey& key) {
+  return shards_[(mix_note_key(key) >> 60) % kShards];
 }
 
-std::optional<std::string> MemoryNoteCache::get(std::int64_t note_id) {
-  Shard& shard = shard_for(note_id);
+std::optional<std::string> MemoryNoteCache::get(const NoteKey& key) {
+  Shard& shard = shard_for(key);
   std::shared_ptr<const std::string> body;
   {
     std::lock_guard lock(shard.mutex);
-    auto found = shard.index.find(note_id);
+    auto found = shard.index.find(key);
     if (found == shard.index.end()) return std::nullopt;
     auto slot = found->second;
     if (now_() >= slot->expires_at) {
@@ -37,35 +35,35 @@ std::optional<std::string> MemoryNoteCache::get(std::int64_t note_id) {
   return std::string(*body);  // copy outside the lock
 }
 
-void MemoryNoteCache::put(std::int64_t note_id, std::int64_t version, std::string_view body) {
+void MemoryNoteCache::put(const NoteKey& key, std::int64_t version, std::string_view body) {
   auto shared_body = std::make_shared<const std::string>(body);  // allocate outside the lock
-  Shard& shard = shard_for(note_id);
+  Shard& shard = shard_for(key);
   std::lock_guard lock(shard.mutex);
-  auto found = shard.index.find(note_id);
+  auto found = shard.index.find(key);
   if (found != shard.index.end()) {
     const Slot& existing = *found->second;
     bool expired = now_() >= existing.expires_at;
     if (!expired && existing.version > version) return;  // newer entry or tombstone wins
   }
-  store_locked(shard, Slot{note_id, version, std::move(shared_body), now_() + ttl_});
+  store_locked(shard, Slot{key, version, std::move(shared_body), now_() + ttl_});
 }
 
-void MemoryNoteCache::refresh(std::int64_t note_id, std::int64_t version, std::string_view body) {
+void MemoryNoteCache::refresh(const NoteKey& key, std::int64_t version, std::string_view body) {
   // A stored entry of `version` already refuses every older put, so the versioned put is all the
   // invalidation a memory cache needs (the default would also drop a newer entry).
-  put(note_id, version, body);
+  put(key, version, body);
 }
 
-void MemoryNoteCache::invalidate(std::int64_t note_id, std::int64_t min_version) {
-  Shard& shard = shard_for(note_id);
+void MemoryNoteCache::invalidate(const NoteKey& key, std::int64_t min_version) {
+  Shard& shard = shard_for(key);
   std::lock_guard lock(shard.mutex);
   std::int64_t level = min_version;
-  auto found = shard.index.find(note_id);
+  auto found = shard.index.find(key);
   if (found != shard.index.end() && now_() < found->second->expires_at) {
     // A cached body of version v proves the row had version v, so anything older stays stale.
     level = std::max(level, found->second->version);
   }
-  store_locked(shard, Slot{note_id, level, nullptr, now_() + ttl_});
+  store_locked(shard, Slot{key, level, nullptr, now_() + ttl_});
 }
 
 std::size_t MemoryNoteCache::slot_bytes(const Slot& slot) {
@@ -74,13 +72,13 @@ std::size_t MemoryNoteCache::slot_bytes(const Slot& slot) {
 
 void MemoryNoteCache::erase_locked(Shard& shard, std::list<Slot>::iterator slot) {
   shard.bytes -= slot_bytes(*slot);
-  shard.index.erase(slot->note_id);
+  shard.index.erase(slot->key);
   shard.lru.erase(slot);
 }
 
 void MemoryNoteCache::store_locked(Shard& shard, Slot slot) {
   if (slot_bytes(slot) > shard_max_bytes_) slot.body.reset();  // too big: keep only its version
-  auto found = shard.index.find(slot.note_id);
+  auto found = shard.index.find(slot.key);
   if (found != shard.index.end()) erase_locked(shard, found->second);
   const std::size_t bytes = slot_bytes(slot);
   while (!shard.lru.empty() &&
@@ -88,7 +86,7 @@ void MemoryNoteCache::store_locked(Shard& shard, Slot slot) {
     erase_locked(shard, std::prev(shard.lru.end()));
   }
   shard.lru.push_front(std::move(slot));
-  shard.index.emplace(shard.lru.front().note_id, shard.lru.begin());
+  shard.index.emplace(shard.lru.front().key, shard.lru.begin());
   shard.bytes += bytes;
 }
 

@@ -1,8 +1,8 @@
 // In-process NoteCache: the embedded default when no Redis is configured.
 //
 // Bounded LRU with TTL and versioned entries, bounded both by count and by bytes (bodies plus a
-// fixed per-slot overhead): the least recently used slots go until both bounds hold. Each note id
-// maps to either
+// fixed per-slot overhead): the least recently used slots go until both bounds hold. Each note
+// key (owner, id) maps to either
 //   - an entry (version, body), or
 //   - a tombstone remembering min_version (left by invalidate()).
 // put(id, v, body) is ignored when the slot holds an entry with a higher version or a tombstone
@@ -11,7 +11,7 @@
 // count toward the capacity, like entries. A body too large for the byte bound is not kept: its
 // put leaves a tombstone of its version instead, so older versions stay blocked.
 //
-// Thread safety: all methods may be called from any thread. The id space is split over 16 shards,
+// Thread safety: all methods may be called from any thread. The key space is split over 16 shards,
 // each with its own mutex, LRU list and hash map, so concurrent readers rarely contend; get()
 // copies the body outside the lock (bodies are held as shared_ptr<const std::string>).
 #pragma once
@@ -28,6 +28,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "cache/note_key_hash.h"
 #include "domain/ports.h"
 
 namespace transnotes::cache {
@@ -47,12 +48,12 @@ class MemoryNoteCache final : public NoteCache {
  public:
   explicit MemoryNoteCache(MemoryNoteCacheOptions options = {});
 
-  std::optional<std::string> get(std::int64_t note_id) override;
-  void put(std::int64_t note_id, std::int64_t version, std::string_view body) override;
-  void invalidate(std::int64_t note_id, std::int64_t min_version) override;
+  std::optional<std::string> get(const NoteKey& key) override;
+  void put(const NoteKey& key, std::int64_t version, std::string_view body) override;
+  void invalidate(const NoteKey& key, std::int64_t min_version) override;
   // Stores the body unless a newer version or tombstone is there; the stored entry blocks older
-  // versions as invalidate(note_id, version) would, without dropping a newer entry.
-  void refresh(std::int64_t note_id, std::int64_t version, std::string_view body) override;
+  // versions as invalidate(key, version) would, without dropping a newer entry.
+  void refresh(const NoteKey& key, std::int64_t version, std::string_view body) override;
 
   // Number of live-or-expired-but-not-yet-evicted slots (entries + tombstones). For tests/metrics.
   std::size_t size() const;
@@ -64,7 +65,7 @@ class MemoryNoteCache final : public NoteCache {
  private:
   using Clock = std::chrono::steady_clock;
   struct Slot {
-    std::int64_t note_id = 0;
+    NoteKey key;
     // Entry: the body's version. Tombstone: the minimum version a later put needs.
     std::int64_t version = 0;
     std::shared_ptr<const std::string> body;  // null for a tombstone
@@ -73,13 +74,13 @@ class MemoryNoteCache final : public NoteCache {
   struct Shard {
     mutable std::mutex mutex;
     std::list<Slot> lru;  // most recently used first
-    std::unordered_map<std::int64_t, std::list<Slot>::iterator> index;
+    std::unordered_map<NoteKey, std::list<Slot>::iterator, NoteKeyHash> index;
     std::size_t bytes = 0;
   };
   static constexpr std::size_t kShards = 16;
 
-  Shard& shard_for(std::int64_t note_id);
-  // Inserts or replaces the slot of `slot.note_id` at the front, evicting from the back if needed.
+  Shard& shard_for(const NoteKey& key);
+  // Inserts or replaces the slot of `slot.key` at the front, evicting from the back if needed.
   // The shard's mutex must be held.
   void store_locked(Shard& shard, Slot slot);
   static void erase_locked(Shard& shard, std::list<Slot>::iterator slot);

@@ -47,8 +47,12 @@ RedisNoteCache::RedisNoteCache(std::shared_ptr<redis::RedisClient> client,
   }
 }
 
-std::string RedisNoteCache::key_for(std::int64_t note_id) const {
-  return options_.key_prefix + std::to_string(note_id);
+std::string RedisNoteCache::key_for(const NoteKey& key) const {
+  std::string redis_key = options_.key_prefix;
+  redis_key += std::to_string(key.owner);
+  redis_key += ':';
+  redis_key += std::to_string(key.id);
+  return redis_key;
 }
 
 void RedisNoteCache::record_error(std::string_view what, std::string_view detail) {
@@ -56,13 +60,13 @@ void RedisNoteCache::record_error(std::string_view what, std::string_view detail
   log_.warn(what, detail);
 }
 
-std::optional<std::string> RedisNoteCache::get(std::int64_t note_id) {
+std::optional<std::string> RedisNoteCache::get(const NoteKey& key) {
   if (has_pending_.load(std::memory_order_acquire) && !replay_pending()) {
     misses_.fetch_add(1, std::memory_order_relaxed);
     return std::nullopt;
   }
   try {
-    redis::Reply reply = client_->command({"GET", key_for(note_id)});
+    redis::Reply reply = client_->command({"GET", key_for(key)});
     if (reply.type == redis::Reply::Type::String && !reply.str.empty() && reply.str[0] == 'v') {
       auto newline = reply.str.find('\n');
       if (newline != std::string::npos) {
@@ -78,12 +82,12 @@ std::optional<std::string> RedisNoteCache::get(std::int64_t note_id) {
   return std::nullopt;
 }
 
-bool RedisNoteCache::get_async(std::int64_t note_id, GetCallback done) {
+bool RedisNoteCache::get_async(const NoteKey& key, GetCallback done) {
   // Remembered invalidations must be replayed before anything is served from Redis; get() does
   // that (blocking), so leave those reads to it.
   if (!async_ || has_pending_.load(std::memory_order_acquire)) return false;
   using Outcome = redis::AsyncGetClient::Outcome;
-  return async_->get(key_for(note_id),
+  return async_->get(key_for(key),
                      [this, done = std::move(done)](Outcome outcome, std::string value) {
                        if (outcome == Outcome::kValue && !value.empty() && value[0] == 'v') {
                          auto newline = value.find('\n');
@@ -100,53 +104,52 @@ bool RedisNoteCache::get_async(std::int64_t note_id, GetCallback done) {
                      });
 }
 
-void RedisNoteCache::put(std::int64_t note_id, std::int64_t version, std::string_view body) {
+void RedisNoteCache::put(const NoteKey& key, std::int64_t version, std::string_view body) {
   if (has_pending_.load(std::memory_order_acquire) && !replay_pending()) return;
   try {
-    run_put(note_id, version, body);
+    run_put(key, version, body);
   } catch (const Unavailable& error) {
     record_error("note cache put dropped", error.what());
   }
 }
 
-void RedisNoteCache::run_put(std::int64_t note_id, std::int64_t version, std::string_view body) {
+void RedisNoteCache::run_put(const NoteKey& key, std::int64_t version, std::string_view body) {
   const std::string version_text = std::to_string(version);
-  redis::Reply reply = client_->eval(kPutScript, {key_for(note_id)}, {version_text, body, ttl_ms_});
+  redis::Reply reply = client_->eval(kPutScript, {key_for(key)}, {version_text, body, ttl_ms_});
   if (reply.is_error()) throw Unavailable("note cache put failed: " + reply.str);
 }
 
-void RedisNoteCache::run_invalidate(std::int64_t note_id, std::int64_t min_version) {
+void RedisNoteCache::run_invalidate(const NoteKey& key, std::int64_t min_version) {
   std::string version_text = std::to_string(min_version);
-  redis::Reply reply =
-      client_->eval(kInvalidateScript, {key_for(note_id)}, {version_text, ttl_ms_});
+  redis::Reply reply = client_->eval(kInvalidateScript, {key_for(key)}, {version_text, ttl_ms_});
   if (reply.is_error()) throw Unavailable("note cache invalidate failed: " + reply.str);
 }
 
-void RedisNoteCache::invalidate(std::int64_t note_id, std::int64_t min_version) {
+void RedisNoteCache::invalidate(const NoteKey& key, std::int64_t min_version) {
   try {
-    run_invalidate(note_id, min_version);
+    run_invalidate(key, min_version);
   } catch (const Unavailable& error) {
     record_error("note cache unavailable (invalidation queued for replay)", error.what());
-    remember_failed_invalidation(note_id, min_version);
+    remember_failed_invalidation(key, min_version);
   }
 }
 
-void RedisNoteCache::refresh(std::int64_t note_id, std::int64_t version, std::string_view body) {
+void RedisNoteCache::refresh(const NoteKey& key, std::int64_t version, std::string_view body) {
   try {
-    run_put(note_id, version, body);
+    run_put(key, version, body);
   } catch (const Unavailable& error) {
     record_error("note cache unavailable (invalidation queued for replay)", error.what());
-    remember_failed_invalidation(note_id, version);
+    remember_failed_invalidation(key, version);
   }
 }
 
-void RedisNoteCache::remember_failed_invalidation(std::int64_t note_id, std::int64_t min_version) {
+void RedisNoteCache::remember_failed_invalidation(const NoteKey& key, std::int64_t min_version) {
   std::lock_guard lock(pending_mutex_);
-  auto found = pending_.find(note_id);
+  auto found = pending_.find(key);
   if (found != pending_.end()) {
     found->second = std::max(found->second, min_version);
   } else if (pending_.size() < options_.max_pending_invalidations) {
-    pending_.emplace(note_id, min_version);
+    pending_.emplace(key, min_version);
   } else {
     purge_needed_ = true;
   }
@@ -156,7 +159,7 @@ void RedisNoteCache::remember_failed_invalidation(std::int64_t note_id, std::int
 bool RedisNoteCache::replay_pending() {
   std::unique_lock replay(replay_mutex_, std::try_to_lock);
   if (!replay.owns_lock()) return false;  // another thread is replaying; be safe and skip
-  std::vector<std::pair<std::int64_t, std::int64_t>> batch;
+  std::vector<std::pair<NoteKey, std::int64_t>> batch;
   bool purge = false;
   {
     std::lock_guard lock(pending_mutex_);
@@ -165,14 +168,14 @@ bool RedisNoteCache::replay_pending() {
   }
   try {
     if (purge) purge_prefix();
-    for (const auto& [note_id, min_version] : batch) run_invalidate(note_id, min_version);
+    for (const auto& [key, min_version] : batch) run_invalidate(key, min_version);
   } catch (const Unavailable& error) {
     record_error("note cache still unavailable (replaying invalidations)", error.what());
     return false;
   }
   std::lock_guard lock(pending_mutex_);
-  for (const auto& [note_id, min_version] : batch) {
-    auto found = pending_.find(note_id);
+  for (const auto& [key, min_version] : batch) {
+    auto found = pending_.find(key);
     // A newer failure for the same note may have raised the version meanwhile: keep that one.
     if (found != pending_.end() && found->second <= min_version) pending_.erase(found);
   }

@@ -1,6 +1,7 @@
-// NoteCache over Redis (production): one string key per note, `<prefix><id>` (default prefix
-// "transnotes:note:"), in the db selected by the client's URL (the original deployment used db 1
-// for the cache), with a TTL (default 300 s).
+// NoteCache over Redis (production): one string key per note, `<prefix><owner>:<id>` (default
+// prefix "transnotes:note:"), so every key names the owner whose note it caches, in the db selected
+// by the client's URL (the original deployment used db 1 for the cache), with a TTL (default 300
+// s).
 //
 // Versioning: the value is either "v<version>\n<body>" (an entry) or "t<min_version>" (a
 // tombstone). put() and invalidate() are Lua scripts, so the compare-and-set is atomic in Redis:
@@ -16,7 +17,7 @@
 //
 // Invalidations that fail while Redis is unreachable (a network partition, not a restart: a
 // restarted Redis without persistence comes back empty) could leave a stale entry behind. They
-// are remembered in memory (id -> highest min_version, up to `max_pending_invalidations`) and
+// are remembered in memory (note key -> highest min_version, up to `max_pending_invalidations`) and
 // replayed before any other operation succeeds again: while replay is pending or failing, get()
 // misses and put() is dropped, so a stale entry is never served. If more invalidations fail than
 // can be remembered, the whole prefix is purged (SCAN + UNLINK) on recovery instead. What remains
@@ -36,6 +37,7 @@
 #include <string_view>
 #include <unordered_map>
 
+#include "cache/note_key_hash.h"
 #include "domain/ports.h"
 #include "redis/async_get_client.h"
 #include "redis/rate_limited_log.h"
@@ -70,21 +72,21 @@ class RedisNoteCache final : public NoteCache {
   explicit RedisNoteCache(std::shared_ptr<redis::RedisClient> client,
                           RedisNoteCacheOptions options = {});
 
-  std::optional<std::string> get(std::int64_t note_id) override;
-  bool get_async(std::int64_t note_id, GetCallback done) override;
-  void put(std::int64_t note_id, std::int64_t version, std::string_view body) override;
-  void invalidate(std::int64_t note_id, std::int64_t min_version) override;
+  std::optional<std::string> get(const NoteKey& key) override;
+  bool get_async(const NoteKey& key, GetCallback done) override;
+  void put(const NoteKey& key, std::int64_t version, std::string_view body) override;
+  void invalidate(const NoteKey& key, std::int64_t min_version) override;
   // One versioned put: it also blocks every older version, as invalidate() does.
-  void refresh(std::int64_t note_id, std::int64_t version, std::string_view body) override;
+  void refresh(const NoteKey& key, std::int64_t version, std::string_view body) override;
 
   RedisNoteCacheStats stats() const;
-  std::string key_for(std::int64_t note_id) const;
+  std::string key_for(const NoteKey& key) const;
 
  private:
-  void run_invalidate(std::int64_t note_id, std::int64_t min_version);  // throws Unavailable
+  void run_invalidate(const NoteKey& key, std::int64_t min_version);  // throws Unavailable
   // The versioned put script; throws Unavailable (also for an error reply).
-  void run_put(std::int64_t note_id, std::int64_t version, std::string_view body);
-  void remember_failed_invalidation(std::int64_t note_id, std::int64_t min_version);
+  void run_put(const NoteKey& key, std::int64_t version, std::string_view body);
+  void remember_failed_invalidation(const NoteKey& key, std::int64_t min_version);
   // Replays remembered invalidations; true when none are left. Never throws.
   bool replay_pending();
   void purge_prefix();  // throws Unavailable
@@ -101,7 +103,7 @@ class RedisNoteCache final : public NoteCache {
 
   std::atomic<bool> has_pending_{false};  // fast-path check for the hot get()
   mutable std::mutex pending_mutex_;      // guards pending_ and purge_needed_
-  std::unordered_map<std::int64_t, std::int64_t> pending_;
+  std::unordered_map<NoteKey, std::int64_t, NoteKeyHash> pending_;
   bool purge_needed_ = false;
   std::mutex replay_mutex_;  // one replayer at a time; others just miss meanwhile
   // Last member: destroyed first, answering its outstanding gets while the rest still exists.
