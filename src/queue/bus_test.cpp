@@ -8,13 +8,16 @@
 namespace transnotes::queue {
 namespace {
 
+// A notice for job `job_id` of an owner other than the open-mode one, so the owner travels too.
+JobNotice notice(std::int64_t job_id, UserId owner = 3) { return JobNotice{job_id, owner}; }
+
 using namespace std::chrono_literals;
 
 TEST(OpenBus, WithoutRedisJobsGoThroughTheProcess) {
   auto bus = open_bus(nullptr);
   ASSERT_NE(bus, nullptr);
-  bus->publish(42);
-  EXPECT_EQ(bus->next(5s), 42);
+  bus->publish(notice(42));
+  EXPECT_EQ(bus->next(5s), notice(42));
 }
 
 TEST(OpenBus, WithRedisJobsReachAnotherBusOnTheSameServer) {
@@ -23,12 +26,12 @@ TEST(OpenBus, WithRedisJobsReachAnotherBusOnTheSameServer) {
   auto client = std::make_shared<redis::RedisClient>(redis::parse_redis_url(*url));
   auto consumer = open_bus(client);
   auto producer = open_bus(client);
-  producer->publish(4242);
+  producer->publish(notice(4242));
   // The stream is shared with other tests' buses: wait for this job among whatever arrives.
   bool seen = false;
   for (int i = 0; i < 100 && !seen; ++i) {
     auto job = consumer->next(1s);
-    seen = job == 4242;
+    seen = job == notice(4242);
   }
   EXPECT_TRUE(seen);
   consumer->close();

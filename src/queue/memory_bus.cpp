@@ -7,24 +7,24 @@ namespace transnotes::queue {
 MemoryJobBus::MemoryJobBus(std::size_t max_pending)
     : max_pending_(std::max<std::size_t>(1, max_pending)) {}
 
-void MemoryJobBus::publish(std::int64_t job_id) {
+void MemoryJobBus::publish(const JobNotice& notice) {
   {
     std::lock_guard lock(mutex_);
     if (closed_) return;
     if (pending_.size() >= max_pending_) pending_.pop_front();
-    pending_.push_back(job_id);
+    pending_.push_back(notice);
   }
   ready_.notify_one();
 }
 
-std::optional<std::int64_t> MemoryJobBus::next(std::chrono::milliseconds timeout) {
+std::optional<JobNotice> MemoryJobBus::next(std::chrono::milliseconds timeout) {
   std::unique_lock lock(mutex_);
   ready_.wait_for(lock, std::max(timeout, std::chrono::milliseconds(0)),
                   [&] { return closed_ || !pending_.empty(); });
   if (closed_ || pending_.empty()) return std::nullopt;
-  std::int64_t job_id = pending_.front();
+  JobNotice notice = pending_.front();
   pending_.pop_front();
-  return job_id;
+  return notice;
 }
 
 void MemoryJobBus::close() {

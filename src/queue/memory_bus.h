@@ -1,5 +1,5 @@
 // In-process JobBus: the embedded default when no Redis is configured. Delivers each published
-// job id to exactly one next() caller, in publish order.
+// job notice to exactly one next() caller, in publish order.
 //
 // Thread safety: all methods may be called from any thread. close() wakes every waiter; after it,
 // next() returns nullopt immediately and publish() is a no-op.
@@ -19,18 +19,18 @@ namespace transnotes::queue {
 
 class MemoryJobBus final : public JobBus {
  public:
-  // `max_pending` bounds memory if nobody consumes: the oldest ids are dropped (the database
+  // `max_pending` bounds memory if nobody consumes: the oldest notices are dropped (the database
   // sweeper re-dispatches lost wake-ups).
   explicit MemoryJobBus(std::size_t max_pending = 100000);
 
-  void publish(std::int64_t job_id) override;
-  std::optional<std::int64_t> next(std::chrono::milliseconds timeout) override;
+  void publish(const JobNotice& notice) override;
+  std::optional<JobNotice> next(std::chrono::milliseconds timeout) override;
   void close() override;
 
  private:
   std::mutex mutex_;
   std::condition_variable ready_;
-  std::deque<std::int64_t> pending_;
+  std::deque<JobNotice> pending_;
   std::size_t max_pending_;
   bool closed_ = false;
 };

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <ostream>
 #include <set>
 #include <thread>
 #include <vector>
@@ -11,14 +12,17 @@
 namespace transnotes::queue {
 namespace {
 
+// A notice for job `job_id` of an owner other than the open-mode one, so the owner travels too.
+JobNotice notice(std::int64_t job_id, UserId owner = 3) { return JobNotice{job_id, owner}; }
+
 using std::chrono::milliseconds;
 
 TEST(MemoryJobBus, PublishThenNext) {
   MemoryJobBus bus;
-  bus.publish(11);
-  bus.publish(12);
-  EXPECT_EQ(bus.next(milliseconds(100)), 11);
-  EXPECT_EQ(bus.next(milliseconds(100)), 12);
+  bus.publish(notice(11));
+  bus.publish(notice(12));
+  EXPECT_EQ(bus.next(milliseconds(100)), notice(11));
+  EXPECT_EQ(bus.next(milliseconds(100)), notice(12));
 }
 
 TEST(MemoryJobBus, NextTimesOutWhenEmpty) {
@@ -29,12 +33,12 @@ TEST(MemoryJobBus, NextTimesOutWhenEmpty) {
 
 TEST(MemoryJobBus, WaiterWakesOnPublish) {
   MemoryJobBus bus;
-  std::optional<std::int64_t> got;
+  std::optional<JobNotice> got;
   std::thread waiter([&] { got = bus.next(std::chrono::seconds(30)); });
   std::this_thread::sleep_for(milliseconds(20));
-  bus.publish(42);
+  bus.publish(notice(42));
   waiter.join();
-  EXPECT_EQ(got, 42);
+  EXPECT_EQ(got, notice(42));
 }
 
 TEST(MemoryJobBus, CloseWakesAllWaitersAndStaysClosed) {
@@ -50,7 +54,7 @@ TEST(MemoryJobBus, CloseWakesAllWaitersAndStaysClosed) {
   bus.close();
   for (auto& waiter : waiters) waiter.join();
   EXPECT_EQ(woke, 4);
-  bus.publish(1);
+  bus.publish(notice(1));
   EXPECT_EQ(bus.next(milliseconds(10)), std::nullopt);
 }
 
@@ -58,7 +62,7 @@ TEST(MemoryJobBus, ConsumersGetDistinctIds) {
   MemoryJobBus bus;
   constexpr int kJobs = 2000;
   std::mutex mutex;
-  std::vector<std::int64_t> received;
+  std::vector<JobNotice> received;
   std::vector<std::thread> consumers;
   for (int i = 0; i < 4; ++i) {
     consumers.emplace_back([&] {
@@ -68,20 +72,21 @@ TEST(MemoryJobBus, ConsumersGetDistinctIds) {
       }
     });
   }
-  for (int id = 1; id <= kJobs; ++id) bus.publish(id);
+  for (int id = 1; id <= kJobs; ++id) bus.publish(notice(id, id % 7));
   for (auto& consumer : consumers) consumer.join();
-  std::sort(received.begin(), received.end());
+  std::sort(received.begin(), received.end(),
+            [](const JobNotice& a, const JobNotice& b) { return a.job_id < b.job_id; });
   ASSERT_EQ(received.size(), static_cast<std::size_t>(kJobs));
-  for (int i = 0; i < kJobs; ++i) EXPECT_EQ(received[i], i + 1);
+  for (int i = 0; i < kJobs; ++i) EXPECT_EQ(received[i], notice(i + 1, (i + 1) % 7));
 }
 
 TEST(MemoryJobBus, BoundDropsOldest) {
   MemoryJobBus bus(2);
-  bus.publish(1);
-  bus.publish(2);
-  bus.publish(3);
-  EXPECT_EQ(bus.next(milliseconds(10)), 2);
-  EXPECT_EQ(bus.next(milliseconds(10)), 3);
+  bus.publish(notice(1));
+  bus.publish(notice(2));
+  bus.publish(notice(3));
+  EXPECT_EQ(bus.next(milliseconds(10)), notice(2));
+  EXPECT_EQ(bus.next(milliseconds(10)), notice(3));
 }
 
 }  // namespace

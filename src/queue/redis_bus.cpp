@@ -17,11 +17,25 @@ std::string default_consumer_name() {
   return std::string(host[0] != '\0' ? host : "worker") + "-" + std::to_string(::getpid());
 }
 
-std::optional<std::int64_t> parse_job_id(std::string_view text) {
+std::optional<std::int64_t> parse_integer(std::string_view text) {
   std::int64_t value = 0;
   auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (error != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  if (text.empty() || error != std::errc() || end != text.data() + text.size()) return std::nullopt;
   return value;
+}
+
+std::string format_notice(const JobNotice& notice) {
+  return std::to_string(notice.owner) + ":" + std::to_string(notice.job_id);
+}
+
+// "<owner>:<job id>"; nullopt for anything else, so a stray or foreign entry cannot name a job.
+std::optional<JobNotice> parse_notice(std::string_view text) {
+  const auto colon = text.find(':');
+  if (colon == std::string_view::npos) return std::nullopt;
+  const auto owner = parse_integer(text.substr(0, colon));
+  const auto job_id = parse_integer(text.substr(colon + 1));
+  if (!owner || !job_id || *owner < 0 || *job_id <= 0) return std::nullopt;
+  return JobNotice{*job_id, *owner};
 }
 
 }  // namespace
@@ -52,11 +66,11 @@ void RedisJobBus::create_group(const char* start_id) {
   group_ready_.store(true, std::memory_order_release);
 }
 
-void RedisJobBus::publish(std::int64_t job_id) {
+void RedisJobBus::publish(const JobNotice& notice) {
   try {
-    std::string id = std::to_string(job_id);
-    redis::Reply reply =
-        client_->command({"XADD", options_.stream, "MAXLEN", "~", max_length_, "*", "job", id});
+    const std::string message = format_notice(notice);
+    redis::Reply reply = client_->command(
+        {"XADD", options_.stream, "MAXLEN", "~", max_length_, "*", "job", message});
     if (reply.is_error()) {
       record_error("job bus: XADD failed, wake-up dropped", reply.str);
       return;
@@ -68,7 +82,7 @@ void RedisJobBus::publish(std::int64_t job_id) {
 }
 
 RedisJobBus::ReadResult RedisJobBus::read_once(std::chrono::milliseconds block,
-                                               std::optional<std::int64_t>& job_id) {
+                                               std::optional<JobNotice>& notice) {
   std::string block_ms = std::to_string(block.count());
   std::vector<std::string_view> args{"XREADGROUP", "GROUP", options_.group, options_.consumer};
   if (block.count() > 0) {
@@ -98,10 +112,10 @@ RedisJobBus::ReadResult RedisJobBus::read_once(std::chrono::milliseconds block,
   if (entry.elements.size() >= 2) {
     const auto& fields = entry.elements[1].elements;
     for (std::size_t i = 0; i + 1 < fields.size(); i += 2) {
-      if (fields[i].str == "job") job_id = parse_job_id(fields[i + 1].str);
+      if (fields[i].str == "job") notice = parse_notice(fields[i + 1].str);
     }
   }
-  if (!job_id) {
+  if (!notice) {
     record_error("job bus: ignoring malformed stream entry", entry_id);
     return ReadResult::Empty;
   }
@@ -109,7 +123,7 @@ RedisJobBus::ReadResult RedisJobBus::read_once(std::chrono::milliseconds block,
   return ReadResult::Message;
 }
 
-std::optional<std::int64_t> RedisJobBus::next(std::chrono::milliseconds timeout) {
+std::optional<JobNotice> RedisJobBus::next(std::chrono::milliseconds timeout) {
   using Clock = std::chrono::steady_clock;
   auto deadline = Clock::now() + std::max(timeout, std::chrono::milliseconds(0));
   while (!closed_.load(std::memory_order_acquire)) {
@@ -117,10 +131,10 @@ std::optional<std::int64_t> RedisJobBus::next(std::chrono::milliseconds timeout)
     auto block = std::clamp(remaining, std::chrono::milliseconds(0), options_.max_block);
     try {
       if (!group_ready_.load(std::memory_order_acquire)) create_group("0");
-      std::optional<std::int64_t> job_id;
-      switch (read_once(block, job_id)) {
+      std::optional<JobNotice> notice;
+      switch (read_once(block, notice)) {
         case ReadResult::Message:
-          return job_id;
+          return notice;
         case ReadResult::NoGroup:
           // Redis restarted (or the stream was deleted): recreate and read again at once.
           group_ready_.store(false, std::memory_order_release);

@@ -1,12 +1,15 @@
 // JobBus over a Redis Stream with a consumer group (production).
 //
-//   publish(id): XADD <stream> MAXLEN ~ <max_length> * job <id>
-//   next(t):     XREADGROUP GROUP <group> <consumer> [BLOCK ms] COUNT 1 STREAMS <stream> >
-//                followed at once by XACK.
+//   publish(n): XADD <stream> MAXLEN ~ <max_length> * job <owner>:<job id>
+//   next(t):    XREADGROUP GROUP <group> <consumer> [BLOCK ms] COUNT 1 STREAMS <stream> >
+//               followed at once by XACK.
 // Each message goes to one consumer of the group, so workers in any number of processes get
-// distinct ids. Acknowledging right after reading is deliberate: the database is the source of
-// truth and workers claim jobs idempotently with leases, so the bus only carries low-latency
-// wake-ups; a wake-up lost to a crash is found again by the database sweeper / polling workers.
+// distinct notices. An entry whose `job` field is not "<owner>:<job id>" (two decimal integers,
+// owner >= 0, job id > 0; e.g. a bare id from a version that did not send owners) is
+// acknowledged, logged, counted as an error and skipped: the sweeper re-publishes its job.
+// Acknowledging right after reading is deliberate: the database is the source of truth and workers
+// claim jobs idempotently with leases, so the bus only carries low-latency wake-ups; a wake-up lost
+// to a crash is found again by the database sweeper / polling workers.
 //
 // The group is created with MKSTREAM at construction (starting at "$"). After a Redis restart the
 // stream and group are gone: XREADGROUP then answers NOGROUP and the group is recreated starting
@@ -53,15 +56,15 @@ struct RedisJobBusOptions {
 struct RedisJobBusStats {
   std::uint64_t published = 0;
   std::uint64_t received = 0;
-  std::uint64_t errors = 0;  // failed publishes (dropped) and failed reads
+  std::uint64_t errors = 0;  // failed publishes (dropped), failed reads, malformed entries
 };
 
 class RedisJobBus final : public JobBus {
  public:
   explicit RedisJobBus(std::shared_ptr<redis::RedisClient> client, RedisJobBusOptions options = {});
 
-  void publish(std::int64_t job_id) override;
-  std::optional<std::int64_t> next(std::chrono::milliseconds timeout) override;
+  void publish(const JobNotice& notice) override;
+  std::optional<JobNotice> next(std::chrono::milliseconds timeout) override;
   void close() override;
 
   RedisJobBusStats stats() const;
@@ -71,7 +74,7 @@ class RedisJobBus final : public JobBus {
   void create_group(const char* start_id);
   enum class ReadResult { Message, Empty, NoGroup };
   // One XREADGROUP (+XACK). Throws Unavailable.
-  ReadResult read_once(std::chrono::milliseconds block, std::optional<std::int64_t>& job_id);
+  ReadResult read_once(std::chrono::milliseconds block, std::optional<JobNotice>& notice);
   void record_error(std::string_view what, std::string_view detail);
   void sleep_unless_closed(std::chrono::milliseconds duration);
 

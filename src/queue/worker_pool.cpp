@@ -158,9 +158,10 @@ void WorkerPool::run_worker(int index) {
     }
   } exit_notice{this};
   while (!stopping_) {
+    // Only the job id matters here: the claimed row says whose job it is.
     std::optional<std::int64_t> hint;
     try {
-      hint = bus_.next(options_.poll_interval);
+      if (auto notice = bus_.next(options_.poll_interval)) hint = notice->job_id;
     } catch (const std::exception& e) {
       spdlog::warn("{}: job bus: {}", worker_id, e.what());
     }
@@ -225,7 +226,9 @@ void WorkerPool::process(const ClaimedJob& claimed, const std::string& worker_id
       spdlog::warn("{}: job {} lease was lost; result discarded", worker_id, job.id);
       return;
     }
-    if (result.note_version) cache_.invalidate(job.note_id, *result.note_version);
+    if (result.note_version) {
+      cache_.invalidate(NoteKey{job.owner_id, job.note_id}, *result.note_version);
+    }
     counters_.succeeded.fetch_add(1);
     return;
   } catch (const BadRequest& e) {
@@ -285,7 +288,7 @@ void WorkerPool::run_sweeper() {
     if (stopping_) break;
     lock.unlock();
     try {
-      for (auto id : store_.runnable_job_ids(100)) bus_.publish(id);
+      for (const JobNotice& notice : store_.runnable_jobs(100)) bus_.publish(notice);
     } catch (const std::exception& e) {
       spdlog::warn("sweeper: {}", e.what());
     }

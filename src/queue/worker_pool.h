@@ -1,4 +1,4 @@
-// Background translation workers: take job ids from the JobBus (or poll the database when the
+// Background translation workers: take job notices from the JobBus (or poll the database when the
 // bus is quiet or down), claim each job with a lease, keep the lease alive while translating,
 // and commit the result, the note's translated_* fields and the job status in one transaction.
 #pragma once

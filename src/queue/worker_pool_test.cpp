@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <filesystem>
@@ -17,6 +18,8 @@
 #include "cache/memory_cache.h"
 #include "domain/errors.h"
 #include "queue/memory_bus.h"
+#include "queue/redis_bus.h"
+#include "redis/redis_test_support.h"
 #include "storage/storage.h"
 #include "translation/registry.h"
 
@@ -24,11 +27,11 @@ namespace transnotes::queue {
 namespace {
 
 using cache::MemoryNoteCache;
+using std::chrono::milliseconds;
 using storage::open_store;
 using storage::StorageConfig;
 using translation::Engine;
 using translation::EngineRegistry;
-using std::chrono::milliseconds;
 using Clock = std::chrono::steady_clock;
 
 // Runs `behaviour(call_number)` for every batch (call numbers start at 1); the behaviour throws
@@ -97,22 +100,29 @@ class RecordingStore final : public Store {
   }
 
   void migrate() override { store_.migrate(); }
-  Note create_note(const NoteFields& fields) override { return store_.create_note(fields); }
-  std::optional<Note> get_note(std::int64_t id) override { return store_.get_note(id); }
-  std::vector<Note> list_notes(const ListQuery& query) override { return store_.list_notes(query); }
-  std::optional<Note> update_note(std::int64_t id, const NoteFields& fields) override {
-    return store_.update_note(id, fields);
+  Note create_note(UserId owner, const NoteFields& fields) override {
+    return store_.create_note(owner, fields);
   }
-  bool delete_note(std::int64_t id) override { return store_.delete_note(id); }
-  Stats stats() override { return store_.stats(); }
-  std::optional<TranslationJob> create_job(std::int64_t note_id, const std::string& source,
-                                           const std::string& target, const std::string& engine,
-                                           int max_attempts) override {
-    return store_.create_job(note_id, source, target, engine, max_attempts);
+  std::optional<Note> get_note(UserId owner, std::int64_t id) override {
+    return store_.get_note(owner, id);
   }
-  std::optional<TranslationJob> get_job(std::int64_t id) override { return store_.get_job(id); }
-  std::vector<TranslationJob> latest_jobs_for_note(std::int64_t note_id) override {
-    return store_.latest_jobs_for_note(note_id);
+  std::vector<Note> list_notes(UserId owner, const ListQuery& query) override {
+    return store_.list_notes(owner, query);
+  }
+  std::optional<Note> update_note(UserId owner, std::int64_t id,
+                                  const NoteFields& fields) override {
+    return store_.update_note(owner, id, fields);
+  }
+  bool delete_note(UserId owner, std::int64_t id) override { return store_.delete_note(owner, id); }
+  Stats stats(UserId owner) override { return store_.stats(owner); }
+  JobRequestResult request_job(const JobRequest& request) override {
+    return store_.request_job(request);
+  }
+  std::optional<TranslationJob> get_job(UserId owner, std::int64_t id) override {
+    return store_.get_job(owner, id);
+  }
+  std::vector<TranslationJob> latest_jobs_for_note(UserId owner, std::int64_t note_id) override {
+    return store_.latest_jobs_for_note(owner, note_id);
   }
   std::optional<ClaimedJob> claim_job(const std::string& worker_id, milliseconds lease,
                                       std::optional<std::int64_t> preferred_id) override {
@@ -133,17 +143,69 @@ class RecordingStore final : public Store {
     }
     return store_.fail_job(job_id, worker_id, error, retry_after);
   }
-  std::vector<std::int64_t> runnable_job_ids(int limit) override {
-    return store_.runnable_job_ids(limit);
-  }
   bool release_job(std::int64_t job_id, const std::string& worker_id) override {
     return store_.release_job(job_id, worker_id);
+  }
+  std::vector<JobNotice> runnable_jobs(int limit) override { return store_.runnable_jobs(limit); }
+  std::optional<User> create_user(const std::string& username, const std::string& email,
+                                  const std::string& password_hash) override {
+    return store_.create_user(username, email, password_hash);
+  }
+  std::optional<User> find_user(const std::string& username) override {
+    return store_.find_user(username);
+  }
+  std::optional<User> get_user(UserId id) override { return store_.get_user(id); }
+  std::vector<User> list_users() override { return store_.list_users(); }
+  bool delete_user(UserId id) override { return store_.delete_user(id); }
+  bool set_password_hash(UserId id, const std::string& password_hash) override {
+    return store_.set_password_hash(id, password_hash);
+  }
+  void blacklist_token(const std::string& jti, UserId user, Timestamp expires_at) override {
+    store_.blacklist_token(jti, user, expires_at);
+  }
+  bool is_token_blacklisted(const std::string& jti) override {
+    return store_.is_token_blacklisted(jti);
+  }
+  std::optional<IdempotentResponse> reserve_idempotency_key(UserId owner, const std::string& key,
+                                                            const std::string& fingerprint,
+                                                            Timestamp expire_before) override {
+    return store_.reserve_idempotency_key(owner, key, fingerprint, expire_before);
+  }
+  void finish_idempotency_key(UserId owner, const std::string& key, int status,
+                              const std::string& body, const std::string& location) override {
+    store_.finish_idempotency_key(owner, key, status, body, location);
+  }
+  void release_idempotency_key(UserId owner, const std::string& key) override {
+    store_.release_idempotency_key(owner, key);
   }
 
  private:
   Store& store_;
   std::mutex mutex_;
   std::vector<milliseconds> retry_delays_;
+};
+
+// An in-process bus that also remembers every notice published on it.
+class RecordingBus final : public JobBus {
+ public:
+  void publish(const JobNotice& notice) override {
+    {
+      std::lock_guard lock(mutex_);
+      published_.push_back(notice);
+    }
+    bus_.publish(notice);
+  }
+  std::optional<JobNotice> next(milliseconds timeout) override { return bus_.next(timeout); }
+  void close() override { bus_.close(); }
+  std::vector<JobNotice> published() {
+    std::lock_guard lock(mutex_);
+    return published_;
+  }
+
+ private:
+  MemoryJobBus bus_;
+  std::mutex mutex_;
+  std::vector<JobNotice> published_;
 };
 
 class WorkerPoolTest : public ::testing::Test {
@@ -157,30 +219,45 @@ class WorkerPoolTest : public ::testing::Test {
     config.database_url = "sqlite://" + (dir_ / "db.sqlite3").string();
     store_ = open_store(config);
     store_->migrate();
+    // A real user rather than the open-mode owner, so that a lost owner would show.
+    auto user = store_->create_user("worker-test-owner", "", "not a real hash");
+    ASSERT_TRUE(user.has_value());
+    owner_ = user->id;
   }
   void TearDown() override {
     store_.reset();
     std::filesystem::remove_all(dir_);
   }
 
-  // A note and a queued en->es job for it, announced on `bus`.
-  TranslationJob queue_job(JobBus& bus, int max_attempts) {
+  // A note of `owner_` and a queued en->es job for it, announced on `bus` unless told not to.
+  TranslationJob queue_job(JobBus& bus, int max_attempts, bool announce = true) {
     NoteFields fields;
     fields.title = "t";
     fields.original_text = "Hello world.";
     fields.original_language = "en";
-    const Note note = store_->create_note(fields);
-    auto job = store_->create_job(note.id, "en", "es", "scripted", max_attempts);
-    EXPECT_TRUE(job.has_value());
-    bus.publish(job->id);
-    return *job;
+    const Note note = store_->create_note(owner_, fields);
+    JobRequest request;
+    request.owner = owner_;
+    request.note_id = note.id;
+    request.source_language = "en";
+    request.target_language = "es";
+    request.engine = "scripted";
+    request.max_attempts = max_attempts;
+    const JobRequestResult result = store_->request_job(request);
+    EXPECT_EQ(result.outcome, JobRequestResult::Outcome::kCreated);
+    EXPECT_TRUE(result.job.has_value());
+    if (announce) bus.publish(JobNotice{result.job->id, owner_});
+    return *result.job;
   }
+
+  std::optional<TranslationJob> stored_job(std::int64_t id) { return store_->get_job(owner_, id); }
+  std::optional<Note> stored_note(std::int64_t id) { return store_->get_note(owner_, id); }
 
   // Waits until the job reaches `status` (the event) or 30 s pass (a failure, not a pass).
   TranslationJob wait_for_status(std::int64_t job_id, JobStatus status) {
     const auto deadline = Clock::now() + std::chrono::seconds(30);
     for (;;) {
-      auto job = store_->get_job(job_id);
+      auto job = store_->get_job(owner_, job_id);
       if (job && job->status == status) return *job;
       if (Clock::now() > deadline) {
         ADD_FAILURE() << "job " << job_id << " never became " << to_string(status) << "; it is "
@@ -203,6 +280,7 @@ class WorkerPoolTest : public ::testing::Test {
 
   std::filesystem::path dir_;
   std::unique_ptr<Store> store_;
+  UserId owner_ = kOpenModeOwner;
   MemoryJobBus bus_;
   MemoryNoteCache cache_;
 };
@@ -241,7 +319,7 @@ TEST_F(WorkerPoolTest, EngineFailingTwiceThenSucceedingSucceedsOnTheThirdAttempt
   EXPECT_EQ(done.attempts, 3);
   EXPECT_EQ(done.text, "Hola mundo.");
   EXPECT_EQ(engine->calls(), 3);
-  EXPECT_EQ(store_->get_note(job.note_id)->translated_text, "Hola mundo.");
+  EXPECT_EQ(stored_note(job.note_id)->translated_text, "Hola mundo.");
   pool.stop();
   EXPECT_EQ(pool.counters().retried.load(), 2u);
   EXPECT_EQ(pool.counters().succeeded.load(), 1u);
@@ -261,7 +339,7 @@ TEST_F(WorkerPoolTest, AlwaysFailingEngineFailsTheJobAfterExactlyMaxAttempts) {
   EXPECT_EQ(failed.attempts, 3);
   EXPECT_EQ(engine->calls(), 3);
   EXPECT_EQ(failed.error, "broken 3");
-  EXPECT_EQ(store_->get_note(job.note_id)->translated_text, std::nullopt);
+  EXPECT_EQ(stored_note(job.note_id)->translated_text, std::nullopt);
   EXPECT_EQ(pool.counters().failed.load(), 1u);
   EXPECT_EQ(pool.counters().retried.load(), 2u);
 }
@@ -318,14 +396,14 @@ TEST_F(WorkerPoolTest, FailedTryIsNotRetriedBeforeItsBackoff) {
   const auto deadline = Clock::now() + std::chrono::seconds(30);
   std::optional<TranslationJob> queued;
   while (Clock::now() < deadline) {
-    queued = store_->get_job(job.id);
+    queued = stored_job(job.id);
     if (queued && queued->status == JobStatus::kQueued && queued->error) break;
     std::this_thread::sleep_for(milliseconds(5));
   }
   ASSERT_TRUE(queued && queued->error) << "the failed try was never recorded";
   EXPECT_EQ(queued->attempts, 1);
   // Not due for ten minutes: neither the sweeper's query nor a claim may see it.
-  EXPECT_TRUE(store_->runnable_job_ids(100).empty());
+  EXPECT_TRUE(store_->runnable_jobs(100).empty());
   EXPECT_EQ(store_->claim_job("other", milliseconds(1000), std::nullopt), std::nullopt);
   pool.stop();
   EXPECT_EQ(engine->calls(), 1);
@@ -336,7 +414,7 @@ TEST_F(WorkerPoolTest, QueuedJobIsClaimedWhateverItsAttemptCount) {
   const auto job = queue_job(bus_, 1);
   ASSERT_TRUE(store_->claim_job("previous", milliseconds(60000), job.id));
   ASSERT_TRUE(store_->fail_job(job.id, "previous", "abandoned", milliseconds(0)));
-  ASSERT_EQ(store_->get_job(job.id)->attempts, 1);
+  ASSERT_EQ(stored_job(job.id)->attempts, 1);
 
   auto engine = std::make_shared<ScriptedEngine>([](int) { return std::string("Hola."); });
   auto registry = registry_with(engine);
@@ -375,9 +453,9 @@ TEST_F(WorkerPoolTest, LeaseIsRenewedUntilWorkersStopSoTheResultIsKept) {
   stopper.join();
 
   EXPECT_FALSE(taken_over) << "the lease lapsed while stop() waited for the translation";
-  const auto done = store_->get_job(job.id);
+  const auto done = stored_job(job.id);
   EXPECT_EQ(done->status, JobStatus::kSucceeded);
-  EXPECT_EQ(store_->get_note(job.note_id)->translated_text, "Hola mundo.");
+  EXPECT_EQ(stored_note(job.note_id)->translated_text, "Hola mundo.");
   EXPECT_EQ(pool.counters().lost_leases.load(), 0u);
 }
 
@@ -407,11 +485,11 @@ TEST_F(WorkerPoolTest, StopWithGraceAbandonsAStuckTryAndQueuesItsJobForTheNextWo
   EXPECT_LT(took, grace + std::chrono::seconds(2));
   EXPECT_TRUE(abandon_called);
 
-  const auto requeued = store_->get_job(job.id);
+  const auto requeued = stored_job(job.id);
   EXPECT_EQ(requeued->status, JobStatus::kQueued);
   EXPECT_EQ(requeued->attempts, 0);  // the abandoned try is not counted
   pool.reset();  // joins the worker the abandon hook released; it must not touch the job
-  EXPECT_EQ(store_->get_job(job.id)->status, JobStatus::kQueued);
+  EXPECT_EQ(stored_job(job.id)->status, JobStatus::kQueued);
   EXPECT_EQ(stuck->calls(), 1);
 
   MemoryJobBus next_bus;
@@ -423,7 +501,7 @@ TEST_F(WorkerPoolTest, StopWithGraceAbandonsAStuckTryAndQueuesItsJobForTheNextWo
   next.stop();
   EXPECT_EQ(done.text, "Hola mundo.");
   EXPECT_EQ(done.attempts, 1);
-  EXPECT_EQ(store_->get_note(job.note_id)->translated_text, "Hola mundo.");
+  EXPECT_EQ(stored_note(job.note_id)->translated_text, "Hola mundo.");
 }
 
 TEST_F(WorkerPoolTest, StopWithGraceKeepsResultsThatArriveInTime) {
@@ -440,8 +518,78 @@ TEST_F(WorkerPoolTest, StopWithGraceKeepsResultsThatArriveInTime) {
   std::thread opener([&gate] { gate.open(); });
   EXPECT_TRUE(pool.stop(std::chrono::seconds(60)));
   opener.join();
-  EXPECT_EQ(store_->get_job(job.id)->status, JobStatus::kSucceeded);
+  EXPECT_EQ(stored_job(job.id)->status, JobStatus::kSucceeded);
   EXPECT_EQ(pool.counters().abandoned.load(), 0u);
+}
+
+// The result bumps the note's version; the cached copy the API keeps under the job owner's key
+// is dropped and its old version blocked. Another owner's entry for the same id is not touched.
+TEST_F(WorkerPoolTest, ResultInvalidatesTheCachedNoteOfTheJobsOwner) {
+  auto engine = std::make_shared<ScriptedEngine>([](int) { return std::string("Hola mundo."); });
+  auto registry = registry_with(engine);
+  const auto job = queue_job(bus_, 3);
+  const Note before = *stored_note(job.note_id);
+  const NoteKey owners_key{owner_, job.note_id};
+  const NoteKey other_owners_key{owner_ + 1, job.note_id};
+  cache_.put(owners_key, before.version, "the note before its translation");
+  cache_.put(other_owners_key, before.version, "another user's note with the same id");
+  WorkerPool pool(*store_, bus_, *registry, cache_, fast_options());
+  pool.start();
+  wait_for_status(job.id, JobStatus::kSucceeded);
+  pool.stop();  // joins the worker: whatever it does after completing the job is done
+
+  ASSERT_GT(stored_note(job.note_id)->version, before.version);
+  EXPECT_EQ(cache_.get(owners_key), std::nullopt);
+  cache_.put(owners_key, before.version, "the note before its translation");  // a late reader
+  EXPECT_EQ(cache_.get(owners_key), std::nullopt);
+  EXPECT_EQ(cache_.get(other_owners_key), "another user's note with the same id");
+}
+
+// A job nobody announced (its wake-up was lost) is announced by the sweeper, with its owner, and
+// runs: the workers here wait on the bus for an hour between database polls.
+TEST_F(WorkerPoolTest, SweeperAnnouncesRunnableJobsWithTheirOwners) {
+  auto engine = std::make_shared<ScriptedEngine>([](int) { return std::string("Hola mundo."); });
+  auto registry = registry_with(engine);
+  RecordingBus bus;
+  const auto job = queue_job(bus, 3, /*announce=*/false);
+  auto options = fast_options();
+  options.poll_interval = std::chrono::hours(1);
+  options.sweep_interval = milliseconds(20);
+  WorkerPool pool(*store_, bus, *registry, cache_, options);
+  pool.start();
+  wait_for_status(job.id, JobStatus::kSucceeded);
+  pool.stop();
+  const auto published = bus.published();
+  EXPECT_NE(std::find(published.begin(), published.end(), JobNotice{job.id, owner_}),
+            published.end());
+}
+
+// Junk on the Redis stream (here a bare job id, as a version without owners wrote, and text) is
+// dropped by the bus; the worker keeps going and runs the job of the next well-formed notice.
+TEST_F(WorkerPoolTest, MalformedRedisMessagesAreDroppedAndTheWorkerKeepsGoing) {
+  auto url = redis::testing::shared_test_redis_url();
+  if (!url) GTEST_FAIL() << "TRANSNOTES_TEST_REDIS_URL is not set (run scripts/services.sh)";
+  auto client = std::make_shared<redis::RedisClient>(redis::parse_redis_url(*url));
+  RedisJobBusOptions bus_options;
+  bus_options.stream = redis::testing::unique_test_prefix("worker-bus") + "jobs";
+  bus_options.max_block = milliseconds(100);
+  RedisJobBus bus(client, bus_options);
+  auto engine = std::make_shared<ScriptedEngine>([](int) { return std::string("Hola mundo."); });
+  auto registry = registry_with(engine);
+  const auto job = queue_job(bus, 3, /*announce=*/false);
+  for (std::string junk : {std::to_string(job.id), std::string("junk"), std::string(":")}) {
+    client->command({"XADD", bus_options.stream, "*", "job", junk});
+  }
+  bus.publish(JobNotice{job.id, owner_});
+  auto options = fast_options();
+  options.poll_interval = std::chrono::hours(1);  // only the bus can wake the worker
+  options.sweep_interval = std::chrono::hours(1);
+  WorkerPool pool(*store_, bus, *registry, cache_, options);
+  pool.start();
+  wait_for_status(job.id, JobStatus::kSucceeded);
+  pool.stop();
+  EXPECT_EQ(bus.stats().errors, 3u);
+  client->command({"DEL", bus_options.stream});
 }
 
 }  // namespace
