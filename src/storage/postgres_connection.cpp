@@ -47,6 +47,7 @@ Result Connection::check(PGresult* raw) {
   if (sqlstate == "57014") throw Unavailable("database unavailable: " + message);
   if (sqlstate == "40P01" || sqlstate == "40001") throw RetryableConflict(message);
   if (sqlstate == "22021") throw InvalidValue("text is not valid UTF-8");
+  if (sqlstate == "23503") throw ForeignKeyViolation("database error: " + message);
   throw Error("database error: " + message);
 }
 

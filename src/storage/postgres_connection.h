@@ -3,7 +3,8 @@
 //    a lost connection (no result, SQLSTATE classes 08, 53, 57P) or a cancelled statement
 //    (57014, statement_timeout) -> Unavailable; a deadlock or serialization failure (40P01,
 //    40001) -> RetryableConflict, which the store's transactions retry; invalid UTF-8 (22021)
-//    -> BadRequest; anything else -> Error.
+//    -> InvalidValue; a foreign key violation (23503) -> ForeignKeyViolation, which the store
+//    turns into its own terms; anything else -> Error.
 //  - Connection: opened with the timeouts, keepalives and session settings every query relies
 //    on; prepares each named statement once; marks itself broken after a connection-level
 //    failure so the pool discards it instead of handing it out again.
@@ -31,6 +32,12 @@ namespace transnotes::storage::postgres {
 
 // A deadlock or serialization failure: the whole transaction may be retried.
 class RetryableConflict : public Error {
+ public:
+  using Error::Error;
+};
+
+// A foreign key refused a row (SQLSTATE 23503), e.g. a note for a user that no longer exists.
+class ForeignKeyViolation : public Error {
  public:
   using Error::Error;
 };

@@ -30,6 +30,19 @@ struct Migration {
   "VALUES (OLD.original_language, shard_id, -1, -(OLD.translated_text IS NOT " \
   "NULL)::int) " TN_STATS_ACCUMULATE
 
+// The same pieces for the per-owner counters (migration 3).
+#define TN_OWNER_STATS_ACCUMULATE                               \
+  "ON CONFLICT (owner_id, original_language, shard) DO UPDATE " \
+  "SET notes = s.notes + excluded.notes, translated = s.translated + excluded.translated;\n"
+#define TN_OWNER_STATS_ADD_NEW                                                             \
+  "INSERT INTO note_stats AS s (owner_id, original_language, shard, notes, translated) "   \
+  "VALUES (NEW.owner_id, NEW.original_language, shard_id, 1, (NEW.translated_text IS NOT " \
+  "NULL)::int) " TN_OWNER_STATS_ACCUMULATE
+#define TN_OWNER_STATS_REMOVE_OLD                                                            \
+  "INSERT INTO note_stats AS s (owner_id, original_language, shard, notes, translated) "     \
+  "VALUES (OLD.owner_id, OLD.original_language, shard_id, -1, -(OLD.translated_text IS NOT " \
+  "NULL)::int) " TN_OWNER_STATS_ACCUMULATE
+
 constexpr Migration kMigrations[] = {
     {1, R"sql(
 CREATE TABLE notes (
@@ -118,11 +131,100 @@ CREATE TRIGGER note_stats_after_update AFTER UPDATE OF original_language, transl
         OR (OLD.translated_text IS NULL) <> (NEW.translated_text IS NULL))
   EXECUTE FUNCTION note_stats_track();
 )sql"},
+    // Users and per-user isolation. Every note that existed before gets the reserved user 0 (the
+    // open-mode owner); user ids from the sequence start at 1. The stats counters become per
+    // (owner, language, shard), rebuilt from the notes under the same table lock as migration 2;
+    // the trigger function is replaced in place, so the triggers keep calling it. Two counter
+    // rows of one update belong to one owner, so the language order still orders their locks.
+    {3, R"sql(
+LOCK TABLE notes IN SHARE ROW EXCLUSIVE MODE;
+CREATE TABLE users (
+  id BIGSERIAL PRIMARY KEY,
+  username TEXT NOT NULL,
+  email TEXT NOT NULL,
+  password_hash TEXT NOT NULL,
+  is_active BOOLEAN NOT NULL,
+  date_joined TIMESTAMPTZ NOT NULL
+);
+CREATE UNIQUE INDEX users_username_ci ON users (lower(username));
+INSERT INTO users (id, username, email, password_hash, is_active, date_joined)
+  VALUES (0, '', '', '!', false, clock_timestamp());
+ALTER TABLE notes
+  ADD COLUMN owner_id BIGINT NOT NULL DEFAULT 0 REFERENCES users (id) ON DELETE CASCADE;
+DROP INDEX notes_list_order;
+DROP INDEX notes_original_language;
+CREATE INDEX notes_owner_list ON notes (owner_id, created_at DESC, id DESC);
+ALTER TABLE translation_jobs
+  ADD COLUMN owner_id BIGINT NOT NULL DEFAULT 0,
+  ADD COLUMN source_digest TEXT NULL;
+CREATE INDEX translation_jobs_owner_active ON translation_jobs (owner_id)
+  WHERE status IN ('queued', 'running');
+DROP TABLE note_stats;
+CREATE TABLE note_stats (
+  owner_id BIGINT NOT NULL,
+  original_language TEXT NOT NULL,
+  shard INTEGER NOT NULL,
+  notes BIGINT NOT NULL,
+  translated BIGINT NOT NULL,
+  PRIMARY KEY (owner_id, original_language, shard)
+);
+INSERT INTO note_stats (owner_id, original_language, shard, notes, translated)
+  SELECT owner_id, original_language, 0, count(*), count(translated_text) FROM notes
+  GROUP BY owner_id, original_language;
+CREATE OR REPLACE FUNCTION note_stats_track() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $fn$
+DECLARE
+  shard_id INTEGER := pg_backend_pid() % 16;
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    )sql" TN_OWNER_STATS_ADD_NEW R"sql(
+  ELSIF TG_OP = 'DELETE' THEN
+    )sql" TN_OWNER_STATS_REMOVE_OLD R"sql(
+  ELSIF OLD.owner_id = NEW.owner_id AND OLD.original_language = NEW.original_language THEN
+    INSERT INTO note_stats AS s (owner_id, original_language, shard, notes, translated)
+    VALUES (NEW.owner_id, NEW.original_language, shard_id, 0,
+            (NEW.translated_text IS NOT NULL)::int - (OLD.translated_text IS NOT NULL)::int)
+    )sql" TN_OWNER_STATS_ACCUMULATE R"sql(
+  ELSIF (OLD.owner_id, OLD.original_language COLLATE "C")
+        < (NEW.owner_id, NEW.original_language COLLATE "C") THEN
+    )sql" TN_OWNER_STATS_REMOVE_OLD TN_OWNER_STATS_ADD_NEW R"sql(
+  ELSE
+    )sql" TN_OWNER_STATS_ADD_NEW TN_OWNER_STATS_REMOVE_OLD R"sql(
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+DROP TRIGGER note_stats_after_update ON notes;
+CREATE TRIGGER note_stats_after_update
+  AFTER UPDATE OF owner_id, original_language, translated_text ON notes
+  FOR EACH ROW
+  WHEN (OLD.owner_id IS DISTINCT FROM NEW.owner_id
+        OR OLD.original_language IS DISTINCT FROM NEW.original_language
+        OR (OLD.translated_text IS NULL) <> (NEW.translated_text IS NULL))
+  EXECUTE FUNCTION note_stats_track();
+CREATE TABLE token_blacklist (
+  jti TEXT PRIMARY KEY,
+  user_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  expires_at TIMESTAMPTZ NOT NULL
+);
+CREATE INDEX token_blacklist_expiry ON token_blacklist (expires_at);
+CREATE INDEX token_blacklist_user ON token_blacklist (user_id);
+CREATE TABLE idempotency_keys (
+  owner_id BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+  key TEXT NOT NULL,
+  fingerprint TEXT NOT NULL,
+  status INTEGER NOT NULL,
+  body TEXT NOT NULL,
+  location TEXT NOT NULL,
+  created_at TIMESTAMPTZ NOT NULL,
+  PRIMARY KEY (owner_id, key)
+);
+)sql"},
 };
 
 }  // namespace
 
-void migrate(Connection& conn, const std::optional<std::string>& schema) {
+void migrate(Connection& conn, const std::optional<std::string>& schema, int up_to_version) {
   try {
     // Serialises migrators across processes; the key is per schema so separate schemas
     // (e.g. tests) do not wait for each other. Session lock: released on unlock or disconnect.
@@ -138,6 +240,7 @@ void migrate(Connection& conn, const std::optional<std::string>& schema) {
       versions.insert(Row(applied.get(), i).int64(0));
     }
     for (const Migration& migration : kMigrations) {
+      if (migration.version > up_to_version) break;
       if (versions.count(migration.version) != 0) continue;
       spdlog::info("postgres: applying schema migration {}", migration.version);
       conn.exec("BEGIN");

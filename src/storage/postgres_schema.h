@@ -3,6 +3,7 @@
 // entries are never edited, because databases in the field have already run them.
 #pragma once
 
+#include <climits>
 #include <optional>
 #include <string>
 
@@ -14,6 +15,9 @@ namespace transnotes::storage::postgres {
 // search_path already points there), then applies every migration not yet recorded, each in its
 // own transaction. Migrators in other processes wait on an advisory lock per schema. On failure
 // the connection is marked broken, so that closing it releases the lock.
-void migrate(Connection& conn, const std::optional<std::string>& schema);
+// `up_to_version` stops early (tests build an older schema with it, to check that upgrades keep
+// data).
+void migrate(Connection& conn, const std::optional<std::string>& schema,
+             int up_to_version = INT_MAX);
 
 }  // namespace transnotes::storage::postgres

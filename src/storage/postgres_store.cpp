@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <exception>
 #include <optional>
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "domain/errors.h"
+#include "domain/text.h"
 #include "storage/batcher.h"
 #include "storage/connection_pool.h"
 #include "storage/postgres_connection.h"
@@ -38,13 +40,17 @@ namespace {
 
 // timestamptz <-> int64 microseconds since the epoch.
 #define TN_MICROS(col) "(extract(epoch FROM " col ") * 1000000)::int8"
+#define TN_FROM_MICROS(param) "(timestamptz 'epoch' + " param "::int8 * interval '1 microsecond')"
 #define TN_NOTE_COLUMNS                                                                            \
   "id, title, original_text, original_language, translated_text, translated_language, " TN_MICROS( \
-      "created_at") ", " TN_MICROS("updated_at") ", version"
+      "created_at") ", " TN_MICROS("updated_at") ", version, owner_id"
 #define TN_JOB_COLUMNS                                                                     \
   "id, note_id, source_language, target_language, status, text, error, engine, attempts, " \
   "max_attempts, " TN_MICROS("created_at") ", " TN_MICROS("started_at") ", " TN_MICROS(    \
-      "finished_at")
+      "finished_at") ", owner_id"
+#define TN_USER_COLUMNS \
+  "id, username, email, password_hash, is_active::int, " TN_MICROS("date_joined")
+#define TN_ACTIVE_JOB "status IN ('queued', 'running')"
 #define TN_RUNNABLE                                                \
   "((status = 'queued' AND available_at <= clock_timestamp()) OR " \
   " (status = 'running' AND lease_expires_at < clock_timestamp() AND attempts < max_attempts))"
@@ -52,12 +58,13 @@ namespace {
 
 constexpr StatementDef kInsertNote{
     "insert_note",
-    "INSERT INTO notes (title, original_text, original_language, created_at, updated_at, version) "
-    "SELECT $1, $2, $3, t, t, 1 FROM (SELECT clock_timestamp() AS t) now "
+    "INSERT INTO notes (owner_id, title, original_text, original_language, created_at, "
+    "updated_at, version) SELECT $4, $1, $2, $3, t, t, 1 FROM (SELECT clock_timestamp() AS t) now "
     "RETURNING " TN_NOTE_COLUMNS};
 // Concurrent creates are inserted together (group commit): one statement, one transaction,
 // one WAL flush for up to kMaxCreateBatch notes. Statements for each batch size are built once.
 constexpr std::size_t kMaxCreateBatch = 64;
+constexpr std::size_t kInsertParams = 4;  // title, text, language, owner
 
 class BatchInsertStatements {
  public:
@@ -69,15 +76,16 @@ class BatchInsertStatements {
       // clock_timestamp() in the inner query's target list is evaluated per row, and both
       // timestamps of a row come from that one value.
       std::string sql =
-          "INSERT INTO notes (title, original_text, original_language, created_at, updated_at, "
-          "version) SELECT title, body, lang, t, t, 1 FROM (SELECT v.title, v.body, v.lang, "
-          "clock_timestamp() AS t FROM (VALUES ";
+          "INSERT INTO notes (owner_id, title, original_text, original_language, created_at, "
+          "updated_at, version) SELECT owner, title, body, lang, t, t, 1 FROM (SELECT v.owner, "
+          "v.title, v.body, v.lang, clock_timestamp() AS t FROM (VALUES ";
       for (std::size_t i = 0; i < n; ++i) {
-        const std::size_t p = i * 3;
+        const std::size_t p = i * kInsertParams;
         sql += (i ? ", ($" : "($") + std::to_string(p + 1) + "::text, $" + std::to_string(p + 2) +
-               "::text, $" + std::to_string(p + 3) + "::text)";
+               "::text, $" + std::to_string(p + 3) + "::text, $" + std::to_string(p + 4) +
+               "::int8)";
       }
-      sql += ") AS v (title, body, lang)) AS input RETURNING " TN_NOTE_COLUMNS;
+      sql += ") AS v (title, body, lang, owner)) AS input RETURNING " TN_NOTE_COLUMNS;
       sqls_[n] = std::move(sql);
     }
   }
@@ -92,10 +100,11 @@ const BatchInsertStatements& batch_insert_statements() {
   return statements;
 }
 
-constexpr StatementDef kSelectNote{"select_note",
-                                   "SELECT " TN_NOTE_COLUMNS " FROM notes WHERE id = $1"};
+constexpr StatementDef kSelectNote{
+    "select_note", "SELECT " TN_NOTE_COLUMNS " FROM notes WHERE id = $1 AND owner_id = $2"};
 constexpr StatementDef kListNotes{"list_notes", "SELECT " TN_NOTE_COLUMNS
-                                                " FROM notes ORDER BY created_at DESC, id DESC "
+                                                " FROM notes WHERE owner_id = $3 "
+                                                "ORDER BY created_at DESC, id DESC "
                                                 "LIMIT $1 OFFSET $2"};
 // Unset fields are NULL and keep the stored value; updated_at strictly increases per row.
 constexpr StatementDef kUpdateNote{
@@ -103,29 +112,53 @@ constexpr StatementDef kUpdateNote{
     "UPDATE notes SET title = COALESCE($2, title), original_text = COALESCE($3, original_text), "
     "original_language = COALESCE($4, original_language), "
     "updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond'), "
-    "version = version + 1 WHERE id = $1 RETURNING " TN_NOTE_COLUMNS};
-constexpr StatementDef kDeleteNote{"delete_note", "DELETE FROM notes WHERE id = $1"};
-// Sums the trigger-maintained shards; languages whose notes all went away are hidden.
+    "version = version + 1 WHERE id = $1 AND owner_id = $5 RETURNING " TN_NOTE_COLUMNS};
+constexpr StatementDef kDeleteNote{"delete_note",
+                                   "DELETE FROM notes WHERE id = $1 AND owner_id = $2"};
+// Sums the trigger-maintained shards of every asked-for owner in one query; languages whose
+// notes all went away are hidden.
 constexpr StatementDef kLanguageStats{
     "language_stats",
-    "SELECT original_language, sum(notes)::int8 AS n, sum(translated)::int8 FROM note_stats "
-    "GROUP BY original_language HAVING sum(notes) > 0 "
-    "ORDER BY n DESC, original_language COLLATE \"C\" ASC"};
+    "SELECT owner_id, original_language, sum(notes)::int8 AS n, sum(translated)::int8 "
+    "FROM note_stats WHERE owner_id = ANY($1::int8[]) "
+    "GROUP BY owner_id, original_language HAVING sum(notes) > 0 "
+    "ORDER BY owner_id, n DESC, original_language COLLATE \"C\" ASC"};
 // Locks the note so a concurrent delete waits (and keeps the note-then-job lock order).
 constexpr StatementDef kLockNote{"lock_note", "SELECT 1 FROM notes WHERE id = $1 FOR UPDATE"};
+constexpr StatementDef kLockOwnedNote{
+    "lock_owned_note",
+    "SELECT original_text, original_language FROM notes WHERE id = $1 AND owner_id = $2 "
+    "FOR UPDATE"};
+// Serialises the job requests of one owner (only when a cap is enforced), so that two requests
+// for different notes cannot both see room for one more job. Taken before any row lock.
+constexpr StatementDef kLockOwnerJobs{
+    "lock_owner_jobs",
+    "SELECT pg_advisory_xact_lock(hashtextextended('transnotes.request_job', $1::int8))"};
+constexpr StatementDef kActiveJobForText{
+    "active_job_for_text",
+    "SELECT " TN_JOB_COLUMNS
+    " FROM translation_jobs WHERE note_id = $1 AND target_language = $2 AND source_digest = $3 "
+    "AND " TN_ACTIVE_JOB " ORDER BY id DESC LIMIT 1"};
+// Counts no further than the cap: the answer only has to say whether the cap is reached.
+constexpr StatementDef kActiveJobsOfOwner{
+    "active_jobs_of_owner",
+    "SELECT count(*) FROM (SELECT 1 FROM translation_jobs WHERE owner_id = $1 AND " TN_ACTIVE_JOB
+    " LIMIT $2) active"};
 constexpr StatementDef kInsertJob{
     "insert_job",
-    "INSERT INTO translation_jobs (note_id, source_language, target_language, status, engine, "
-    "attempts, max_attempts, created_at, available_at) "
-    "SELECT $1, $2, $3, 'queued', $4, 0, $5, t, t FROM (SELECT clock_timestamp() AS t) now "
-    "RETURNING " TN_JOB_COLUMNS};
+    "INSERT INTO translation_jobs (note_id, owner_id, source_language, target_language, "
+    "source_digest, status, engine, attempts, max_attempts, created_at, available_at) "
+    "SELECT $1, $6, $2, $3, $7, 'queued', $4, 0, $5, t, t "
+    "FROM (SELECT clock_timestamp() AS t) now RETURNING " TN_JOB_COLUMNS};
 constexpr StatementDef kSelectJob{"select_job",
-                                  "SELECT " TN_JOB_COLUMNS " FROM translation_jobs WHERE id = $1"};
+                                  "SELECT " TN_JOB_COLUMNS
+                                  " FROM translation_jobs WHERE id = $1 AND owner_id = $2"};
 constexpr StatementDef kLatestJobs{
     "latest_jobs",
     "SELECT " TN_JOB_COLUMNS
-    " FROM translation_jobs j WHERE note_id = $1 AND id = (SELECT max(id) FROM translation_jobs "
-    "WHERE note_id = j.note_id AND target_language = j.target_language) ORDER BY id DESC"};
+    " FROM translation_jobs j WHERE note_id = $1 AND owner_id = $2 AND id = (SELECT max(id) "
+    "FROM translation_jobs WHERE note_id = j.note_id AND target_language = j.target_language) "
+    "ORDER BY id DESC"};
 // A crashed worker's job that used up its attempts is failed instead of re-claimed.
 constexpr StatementDef kFailExhausted{
     "fail_exhausted",
@@ -143,7 +176,8 @@ constexpr StatementDef kClaimJob{
     " AND ($3::int8 IS NULL OR id = $3::int8) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) "
     "RETURNING j.id, j.note_id, j.source_language, j.target_language, j.status, j.text, j.error, "
     "j.engine, j.attempts, j.max_attempts, " TN_MICROS("j.created_at") ", " TN_MICROS(
-        "j.started_at") ", " TN_MICROS("j.finished_at") ", n.original_text, n.original_language"};
+        "j.started_at") ", " TN_MICROS("j.finished_at") ", j.owner_id, n.original_text, "
+                        "n.original_language"};
 constexpr StatementDef kRenewLease{
     "renew_lease", "UPDATE translation_jobs SET lease_expires_at = clock_timestamp() + " TN_MS(
                        "$3") " WHERE id = $1 AND status = 'running' AND lease_owner = $2"};
@@ -153,13 +187,14 @@ constexpr StatementDef kCompleteJob{
     "UPDATE translation_jobs SET status = 'succeeded', text = $3, engine = $4, error = NULL, "
     "finished_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL "
     "WHERE id = $1 AND status = 'running' AND lease_owner = $2 RETURNING note_id, "
-    "target_language"};
-// Only the translation columns: a concurrent edit of title/text must not be overwritten.
+    "target_language, owner_id"};
+// Only the translation columns: a concurrent edit of title/text must not be overwritten. Only
+// into a note of the job's owner.
 constexpr StatementDef kSetTranslation{
     "set_translation",
     "UPDATE notes SET translated_text = $2, translated_language = $3, "
     "updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond'), "
-    "version = version + 1 WHERE id = $1 RETURNING version"};
+    "version = version + 1 WHERE id = $1 AND owner_id = $4 RETURNING version"};
 constexpr StatementDef kRetryJob{
     "retry_job",
     "UPDATE translation_jobs SET status = 'queued', error = $3, "
@@ -175,8 +210,63 @@ constexpr StatementDef kReleaseJob{
     "UPDATE translation_jobs SET status = 'queued', attempts = attempts - 1, "
     "available_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL "
     "WHERE id = $1 AND status = 'running' AND lease_owner = $2"};
-constexpr StatementDef kRunnableIds{
-    "runnable_ids", "SELECT id FROM translation_jobs WHERE " TN_RUNNABLE " ORDER BY id LIMIT $1"};
+constexpr StatementDef kRunnableJobs{"runnable_jobs",
+                                     "SELECT id, owner_id FROM translation_jobs WHERE " TN_RUNNABLE
+                                     " ORDER BY id LIMIT $1"};
+
+// Users: the reserved row 0 is invisible to every statement here. ON CONFLICT DO NOTHING covers
+// the unique index on lower(username), also against a concurrent insert of the same name.
+constexpr StatementDef kInsertUser{
+    "insert_user",
+    "INSERT INTO users (username, email, password_hash, is_active, date_joined) "
+    "VALUES ($1, $2, $3, true, clock_timestamp()) ON CONFLICT DO NOTHING "
+    "RETURNING " TN_USER_COLUMNS};
+constexpr StatementDef kFindUser{"find_user",
+                                 "SELECT " TN_USER_COLUMNS
+                                 " FROM users WHERE lower(username) = lower($1) AND id <> 0"};
+constexpr StatementDef kSelectUser{
+    "select_user", "SELECT " TN_USER_COLUMNS " FROM users WHERE id = $1 AND id <> 0"};
+constexpr StatementDef kListUsers{
+    "list_users", "SELECT " TN_USER_COLUMNS " FROM users WHERE id <> 0 ORDER BY id"};
+constexpr StatementDef kDeleteUser{"delete_user", "DELETE FROM users WHERE id = $1 AND id <> 0"};
+// The cascade of the user's notes left counter rows that sum to zero; they would only be clutter.
+constexpr StatementDef kDeleteOwnerStats{"delete_owner_stats",
+                                         "DELETE FROM note_stats WHERE owner_id = $1"};
+constexpr StatementDef kSetPasswordHash{
+    "set_password_hash", "UPDATE users SET password_hash = $2 WHERE id = $1 AND id <> 0"};
+
+// A token of a user that no longer exists needs no row: nothing can use it any more.
+constexpr StatementDef kBlacklistToken{
+    "blacklist_token",
+    "INSERT INTO token_blacklist (jti, user_id, expires_at) SELECT $1, $2, " TN_FROM_MICROS(
+        "$3") " WHERE EXISTS (SELECT 1 FROM users WHERE id = $2) ON CONFLICT (jti) DO NOTHING"};
+// A bounded purge per insert keeps the table near the live tokens without a sweeper.
+constexpr StatementDef kPurgeBlacklist{
+    "purge_blacklist",
+    "DELETE FROM token_blacklist WHERE jti IN (SELECT jti FROM token_blacklist "
+    "WHERE expires_at < clock_timestamp() LIMIT 64 FOR UPDATE SKIP LOCKED)"};
+constexpr StatementDef kTokenBlacklisted{"token_blacklisted",
+                                         "SELECT 1 FROM token_blacklist WHERE jti = $1"};
+
+#define TN_IDEMPOTENCY_COLUMNS "fingerprint, status, body, location, " TN_MICROS("created_at")
+// Inserts a fresh reservation, or takes over an expired one; returns a row only then.
+constexpr StatementDef kReserveIdempotencyKey{
+    "reserve_idempotency_key",
+    "INSERT INTO idempotency_keys AS k (owner_id, key, fingerprint, status, body, location, "
+    "created_at) VALUES ($1, $2, $3, 0, '', '', clock_timestamp()) "
+    "ON CONFLICT (owner_id, key) DO UPDATE SET fingerprint = excluded.fingerprint, status = 0, "
+    "body = '', location = '', created_at = excluded.created_at "
+    "WHERE k.created_at < " TN_FROM_MICROS("$4") " RETURNING 1"};
+constexpr StatementDef kSelectIdempotencyKey{
+    "select_idempotency_key",
+    "SELECT " TN_IDEMPOTENCY_COLUMNS " FROM idempotency_keys WHERE owner_id = $1 AND key = $2"};
+constexpr StatementDef kFinishIdempotencyKey{
+    "finish_idempotency_key",
+    "UPDATE idempotency_keys SET status = $3, body = $4, location = $5 "
+    "WHERE owner_id = $1 AND key = $2"};
+constexpr StatementDef kReleaseIdempotencyKey{
+    "release_idempotency_key",
+    "DELETE FROM idempotency_keys WHERE owner_id = $1 AND key = $2 AND status = 0"};
 
 class PostgresStore final : public Store {
  private:
@@ -202,39 +292,58 @@ class PostgresStore final : public Store {
       }
     }
   }
-  using CreateBatcher = Batcher<NoteFields, Note>;
-  struct StatsRequest {};
+  struct CreateRequest {
+    UserId owner = kOpenModeOwner;
+    const NoteFields* fields = nullptr;
+  };
+  using CreateBatcher = Batcher<CreateRequest, Note>;
+  struct StatsRequest {
+    UserId owner = kOpenModeOwner;
+  };
   using StatsBatcher = Batcher<StatsRequest, Stats>;
 
-  // One autocommit statement: a single snapshot of the counters. Totals are the sums of the
-  // returned rows (a hidden zero-note language also has 0 translated).
-  Stats query_stats() {
-    auto result = single(kLanguageStats, Params());
-    Stats stats;
+  // One autocommit statement for every owner asked for: a single snapshot of the counters.
+  // Totals are the sums of the returned rows (a hidden zero-note language also has 0 translated).
+  void query_stats(std::span<StatsBatcher::Slot*> slots) {
+    std::string owners = "{";
+    for (auto* slot : slots) {
+      if (owners.size() > 1) owners += ',';
+      owners += std::to_string(slot->input->owner);
+    }
+    owners += "}";
+    auto result = single(kLanguageStats, Params().add(owners));
+    std::unordered_map<UserId, Stats> per_owner;
     for (int i = 0; i < PQntuples(result.get()); ++i) {
       Row row(result.get(), i);
-      stats.total_notes += row.int64(1);
-      stats.total_translations += row.int64(2);
-      stats.language_breakdown.push_back({row.text(0), row.int64(1)});
+      Stats& stats = per_owner[row.int64(0)];
+      stats.total_notes += row.int64(2);
+      stats.total_translations += row.int64(3);
+      stats.language_breakdown.push_back({row.text(1), row.int64(2)});
     }
-    return stats;
+    for (auto* slot : slots) slot->output = per_owner[slot->input->owner];
   }
 
-  static void add_insert_params(Params& params, const NoteFields& fields) {
+  static void add_insert_params(Params& params, const CreateRequest& request) {
+    const NoteFields& fields = *request.fields;
     params.add(fields.title.value_or(""))
         .add(fields.original_text.value_or(""))
-        .add(fields.original_language.value_or(kDefaultLanguage));
+        .add(fields.original_language.value_or(kDefaultLanguage))
+        .add(request.owner);
   }
-  Note insert_one(const NoteFields& fields) {
+  Note insert_one(const CreateRequest& request) {
     Params params;
-    add_insert_params(params, fields);
-    auto result = single(kInsertNote, params);
-    return read_note(Row(result.get(), 0));
+    add_insert_params(params, request);
+    try {
+      auto result = single(kInsertNote, params);
+      return read_note(Row(result.get(), 0));
+    } catch (const ForeignKeyViolation&) {
+      throw UnknownUser();  // the only foreign key of a note is its owner
+    }
   }
 
   // Inserts the batch's notes with one multi-row INSERT (autocommit: one durable commit). If it
-  // fails for a reason other than the database being down (e.g. one note's invalid UTF-8), the
-  // notes are inserted one by one so that only the bad one fails.
+  // fails for a reason other than the database being down (e.g. one note's invalid UTF-8, or an
+  // owner that was deleted), the notes are inserted one by one so that only the bad one fails.
   void insert_notes(std::span<CreateBatcher::Slot*> slots) {
     if (slots.size() == 1) {
       slots[0]->output = insert_one(*slots[0]->input);
@@ -259,20 +368,23 @@ class PostgresStore final : public Store {
     }
     // RETURNING's row order is not specified, so each caller takes a row with its own content;
     // notes with identical content are interchangeable (each gets a distinct one).
-    auto key = [](const std::string& title, const std::string& text, const std::string& lang) {
-      return std::to_string(title.size()) + ':' + title + std::to_string(text.size()) + ':' + text +
-             lang;
+    auto key = [](UserId owner, const std::string& title, const std::string& text,
+                  const std::string& lang) {
+      return std::to_string(owner) + ':' + std::to_string(title.size()) + ':' + title +
+             std::to_string(text.size()) + ':' + text + lang;
     };
     std::unordered_multimap<std::string, Note> rows;
     for (int i = 0; i < PQntuples(result.get()); ++i) {
       Note note = read_note(Row(result.get(), i));
-      std::string row_key = key(note.title, note.original_text, note.original_language);
+      std::string row_key =
+          key(note.owner_id, note.title, note.original_text, note.original_language);
       rows.emplace(std::move(row_key), std::move(note));
     }
     for (auto* slot : slots) {
-      const NoteFields& f = *slot->input;
-      auto it = rows.find(key(f.title.value_or(""), f.original_text.value_or(""),
-                              f.original_language.value_or(kDefaultLanguage)));
+      const NoteFields& f = *slot->input->fields;
+      auto it =
+          rows.find(key(slot->input->owner, f.title.value_or(""), f.original_text.value_or(""),
+                        f.original_language.value_or(kDefaultLanguage)));
       if (it == rows.end()) {
         slot->error = std::make_exception_ptr(Error("batched insert returned no row for a note"));
         continue;
@@ -304,77 +416,112 @@ class PostgresStore final : public Store {
         create_batcher_(std::clamp<std::size_t>(config.write_batch, 1, kMaxCreateBatch),
                         std::max(1, config.pool_size / 4)) {}
 
-  void migrate() override {
+  void migrate() override { migrate_to(INT_MAX); }
+
+  void migrate_to(int version) {
     auto conn = pool_.acquire();
-    postgres::migrate(*conn, schema_);
+    postgres::migrate(*conn, schema_, version);
   }
 
-  Note create_note(const NoteFields& fields) override {
+  Note create_note(UserId owner, const NoteFields& fields) override {
+    const CreateRequest request{owner, &fields};
     return create_batcher_.submit(
-        fields, [this](std::span<CreateBatcher::Slot*> slots) { insert_notes(slots); });
+        request, [this](std::span<CreateBatcher::Slot*> slots) { insert_notes(slots); });
   }
 
-  std::optional<Note> get_note(std::int64_t id) override {
-    auto result = single(kSelectNote, Params().add(id));
+  std::optional<Note> get_note(UserId owner, std::int64_t id) override {
+    auto result = single(kSelectNote, Params().add(id).add(owner));
     if (PQntuples(result.get()) == 0) return std::nullopt;
     return read_note(Row(result.get(), 0));
   }
 
-  std::vector<Note> list_notes(const ListQuery& query) override {
+  std::vector<Note> list_notes(UserId owner, const ListQuery& query) override {
     auto result = single(kListNotes, Params()
                                          .add(std::max<std::int64_t>(query.limit, 0))
-                                         .add(std::max<std::int64_t>(query.offset, 0)));
+                                         .add(std::max<std::int64_t>(query.offset, 0))
+                                         .add(owner));
     std::vector<Note> notes;
     for (int i = 0; i < PQntuples(result.get()); ++i)
       notes.push_back(read_note(Row(result.get(), i)));
     return notes;
   }
 
-  std::optional<Note> update_note(std::int64_t id, const NoteFields& fields) override {
-    auto result = single(
-        kUpdateNote,
-        Params().add(id).add(fields.title).add(fields.original_text).add(fields.original_language));
+  std::optional<Note> update_note(UserId owner, std::int64_t id,
+                                  const NoteFields& fields) override {
+    auto result = single(kUpdateNote, Params()
+                                          .add(id)
+                                          .add(fields.title)
+                                          .add(fields.original_text)
+                                          .add(fields.original_language)
+                                          .add(owner));
     if (PQntuples(result.get()) == 0) return std::nullopt;
     return read_note(Row(result.get(), 0));
   }
 
-  bool delete_note(std::int64_t id) override {
-    return affected(single(kDeleteNote, Params().add(id))) > 0;
+  bool delete_note(UserId owner, std::int64_t id) override {
+    return affected(single(kDeleteNote, Params().add(id).add(owner))) > 0;
   }
 
-  Stats stats() override {
+  Stats stats(UserId owner) override {
     // Callers that arrive while a stats query runs share the next one: it starts after they
     // arrived, so each still sees every write that finished before its call.
-    const StatsRequest request;
-    return stats_batcher_.submit(request, [this](std::span<StatsBatcher::Slot*> slots) {
-      Stats stats = query_stats();
-      for (auto* slot : slots) slot->output = stats;
+    const StatsRequest request{owner};
+    return stats_batcher_.submit(
+        request, [this](std::span<StatsBatcher::Slot*> slots) { query_stats(slots); });
+  }
+
+  JobRequestResult request_job(const JobRequest& request) override {
+    return transaction([&](Pool::Lease& conn) {
+      JobRequestResult result;
+      const bool capped = request.max_active_per_owner > 0;
+      if (capped) conn->run(kLockOwnerJobs, Params().add(request.owner));
+      // The note's row lock orders requests for one note (de-duplication) and pins its text.
+      auto note = conn->run(kLockOwnedNote, Params().add(request.note_id).add(request.owner));
+      if (PQntuples(note.get()) == 0) {
+        result.outcome = JobRequestResult::Outcome::kNoteNotFound;
+        return result;
+      }
+      const std::string digest =
+          source_digest(Row(note.get(), 0).text(0), Row(note.get(), 0).text(1));
+      auto existing =
+          conn->run(kActiveJobForText,
+                    Params().add(request.note_id).add(request.target_language).add(digest));
+      if (PQntuples(existing.get()) > 0) {
+        result.outcome = JobRequestResult::Outcome::kExisting;
+        result.job = read_job(Row(existing.get(), 0));
+        return result;
+      }
+      if (capped) {
+        auto active =
+            conn->run(kActiveJobsOfOwner,
+                      Params().add(request.owner).add(std::int64_t{request.max_active_per_owner}));
+        if (Row(active.get(), 0).int64(0) >= request.max_active_per_owner) {
+          result.outcome = JobRequestResult::Outcome::kOwnerQueueFull;
+          return result;
+        }
+      }
+      auto inserted = conn->run(kInsertJob, Params()
+                                                .add(request.note_id)
+                                                .add(request.source_language)
+                                                .add(request.target_language)
+                                                .add(request.engine)
+                                                .add(std::int64_t{request.max_attempts})
+                                                .add(request.owner)
+                                                .add(digest));
+      result.outcome = JobRequestResult::Outcome::kCreated;
+      result.job = read_job(Row(inserted.get(), 0));
+      return result;
     });
   }
 
-  std::optional<TranslationJob> create_job(std::int64_t note_id, const std::string& source_language,
-                                           const std::string& target_language,
-                                           const std::string& engine, int max_attempts) override {
-    return transaction([&](Pool::Lease& conn) -> std::optional<TranslationJob> {
-      if (PQntuples(conn->run(kLockNote, Params().add(note_id)).get()) == 0) return std::nullopt;
-      auto result = conn->run(kInsertJob, Params()
-                                              .add(note_id)
-                                              .add(source_language)
-                                              .add(target_language)
-                                              .add(engine)
-                                              .add(std::int64_t{max_attempts}));
-      return read_job(Row(result.get(), 0));
-    });
-  }
-
-  std::optional<TranslationJob> get_job(std::int64_t id) override {
-    auto result = single(kSelectJob, Params().add(id));
+  std::optional<TranslationJob> get_job(UserId owner, std::int64_t id) override {
+    auto result = single(kSelectJob, Params().add(id).add(owner));
     if (PQntuples(result.get()) == 0) return std::nullopt;
     return read_job(Row(result.get(), 0));
   }
 
-  std::vector<TranslationJob> latest_jobs_for_note(std::int64_t note_id) override {
-    auto result = single(kLatestJobs, Params().add(note_id));
+  std::vector<TranslationJob> latest_jobs_for_note(UserId owner, std::int64_t note_id) override {
+    auto result = single(kLatestJobs, Params().add(note_id).add(owner));
     std::vector<TranslationJob> jobs;
     for (int i = 0; i < PQntuples(result.get()); ++i)
       jobs.push_back(read_job(Row(result.get(), i)));
@@ -391,8 +538,8 @@ class PostgresStore final : public Store {
     Row row(result.get(), 0);
     ClaimedJob claimed;
     claimed.job = read_job(row);
-    claimed.note_text = row.text(13);
-    claimed.note_language = row.text(14);
+    claimed.note_text = row.text(14);
+    claimed.note_language = row.text(15);
     return claimed;
   }
 
@@ -413,8 +560,9 @@ class PostgresStore final : public Store {
       auto job = conn->run(kCompleteJob, Params().add(job_id).add(worker_id).add(text).add(engine));
       if (PQntuples(job.get()) == 0) return result;
       result.applied = true;
+      Row done(job.get(), 0);
       auto note = conn->run(kSetTranslation,
-                            Params().add(note_id).add(text).add(Row(job.get(), 0).text(1)));
+                            Params().add(note_id).add(text).add(done.text(1)).add(done.int64(2)));
       if (PQntuples(note.get()) > 0) result.note_version = Row(note.get(), 0).int64(0);
       return result;
     });
@@ -429,15 +577,95 @@ class PostgresStore final : public Store {
     return affected(single(kFailJob, Params().add(job_id).add(worker_id).add(error))) > 0;
   }
 
-  std::vector<std::int64_t> runnable_job_ids(int limit) override {
-    auto result = single(kRunnableIds, Params().add(std::int64_t{std::max(limit, 0)}));
-    std::vector<std::int64_t> ids;
-    for (int i = 0; i < PQntuples(result.get()); ++i) ids.push_back(Row(result.get(), i).int64(0));
-    return ids;
+  std::vector<JobNotice> runnable_jobs(int limit) override {
+    auto result = single(kRunnableJobs, Params().add(std::int64_t{std::max(limit, 0)}));
+    std::vector<JobNotice> jobs;
+    for (int i = 0; i < PQntuples(result.get()); ++i) {
+      Row row(result.get(), i);
+      jobs.push_back({row.int64(0), row.int64(1)});
+    }
+    return jobs;
   }
 
   bool release_job(std::int64_t job_id, const std::string& worker_id) override {
     return affected(single(kReleaseJob, Params().add(job_id).add(worker_id))) > 0;
+  }
+
+  std::optional<User> create_user(const std::string& username, const std::string& email,
+                                  const std::string& password_hash) override {
+    auto result = single(kInsertUser, Params().add(username).add(email).add(password_hash));
+    if (PQntuples(result.get()) == 0) return std::nullopt;
+    return read_user(Row(result.get(), 0));
+  }
+
+  std::optional<User> find_user(const std::string& username) override {
+    auto result = single(kFindUser, Params().add(username));
+    if (PQntuples(result.get()) == 0) return std::nullopt;
+    return read_user(Row(result.get(), 0));
+  }
+
+  std::optional<User> get_user(UserId id) override {
+    auto result = single(kSelectUser, Params().add(id));
+    if (PQntuples(result.get()) == 0) return std::nullopt;
+    return read_user(Row(result.get(), 0));
+  }
+
+  std::vector<User> list_users() override {
+    auto result = single(kListUsers, Params());
+    std::vector<User> users;
+    for (int i = 0; i < PQntuples(result.get()); ++i)
+      users.push_back(read_user(Row(result.get(), i)));
+    return users;
+  }
+
+  bool delete_user(UserId id) override {
+    return transaction([&](Pool::Lease& conn) {
+      if (affected(conn->run(kDeleteUser, Params().add(id))) == 0) return false;
+      conn->run(kDeleteOwnerStats, Params().add(id));
+      return true;
+    });
+  }
+
+  bool set_password_hash(UserId id, const std::string& password_hash) override {
+    return affected(single(kSetPasswordHash, Params().add(id).add(password_hash))) > 0;
+  }
+
+  void blacklist_token(const std::string& jti, UserId user, Timestamp expires_at) override {
+    auto conn = pool_.acquire();
+    conn->run(kPurgeBlacklist, Params());
+    try {
+      conn->run(kBlacklistToken, Params().add(jti).add(user).add(expires_at));
+    } catch (const ForeignKeyViolation&) {
+      // The user was deleted meanwhile; their tokens are dead without a row.
+    }
+  }
+
+  bool is_token_blacklisted(const std::string& jti) override {
+    return PQntuples(single(kTokenBlacklisted, Params().add(jti)).get()) > 0;
+  }
+
+  std::optional<IdempotentResponse> reserve_idempotency_key(UserId owner, const std::string& key,
+                                                            const std::string& fingerprint,
+                                                            Timestamp expire_before) override {
+    auto conn = pool_.acquire();
+    // The record found may be released before it is read; then the key is free again.
+    for (;;) {
+      auto reserved = conn->run(kReserveIdempotencyKey,
+                                Params().add(owner).add(key).add(fingerprint).add(expire_before));
+      if (PQntuples(reserved.get()) > 0) return std::nullopt;
+      auto existing = conn->run(kSelectIdempotencyKey, Params().add(owner).add(key));
+      if (PQntuples(existing.get()) > 0) return read_idempotent_response(Row(existing.get(), 0));
+    }
+  }
+
+  void finish_idempotency_key(UserId owner, const std::string& key, int status,
+                              const std::string& body, const std::string& location) override {
+    single(kFinishIdempotencyKey,
+           Params().add(owner).add(key).add(std::int64_t{status}).add(body).add(location));
+  }
+
+  void release_idempotency_key(UserId owner, const std::string& key) override {
+    single(kReleaseIdempotencyKey, Params().add(owner).add(key));
   }
 
  private:
@@ -461,7 +689,10 @@ bool valid_schema_name(const std::string& name) {
 
 }  // namespace postgres
 
-std::unique_ptr<Store> make_postgres_store(const std::string& url, const StorageConfig& config) {
+namespace {
+
+std::unique_ptr<postgres::PostgresStore> open_postgres_store(const std::string& url,
+                                                             const StorageConfig& config) {
   // Take our own `schema` parameter out of the query string; libpq rejects unknown parameters.
   std::string libpq_url = url;
   std::optional<std::string> schema;
@@ -496,6 +727,16 @@ std::unique_ptr<Store> make_postgres_store(const std::string& url, const Storage
   }
   PQconninfoFree(options);
   return std::make_unique<postgres::PostgresStore>(libpq_url, schema, config);
+}
+
+}  // namespace
+
+std::unique_ptr<Store> make_postgres_store(const std::string& url, const StorageConfig& config) {
+  return open_postgres_store(url, config);
+}
+
+void migrate_postgres_to_version(const std::string& url, const StorageConfig& config, int version) {
+  open_postgres_store(url, config)->migrate_to(version);
 }
 
 }  // namespace transnotes::storage

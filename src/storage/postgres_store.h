@@ -15,4 +15,8 @@ namespace transnotes::storage {
 // URL cannot be parsed.
 std::unique_ptr<Store> make_postgres_store(const std::string& url, const StorageConfig& config);
 
+// Tests only: applies the migrations up to `version` and no further, to build a database as an
+// older release left it.
+void migrate_postgres_to_version(const std::string& url, const StorageConfig& config, int version);
+
 }  // namespace transnotes::storage

@@ -1,6 +1,6 @@
 // Private to src/storage: maps a result row to the domain types. Both stores select note and
-// job columns in the order read here, so one mapping serves both; a row type needs int64(i),
-// text(i), optional_text(i) and optional_int64(i).
+// job (and user) columns in the order read here, so one mapping serves both; a row type needs
+// int64(i), text(i), optional_text(i) and optional_int64(i).
 #pragma once
 
 #include "domain/model.h"
@@ -19,6 +19,7 @@ Note read_note(const Row& row) {
   note.created_at = row.int64(6);
   note.updated_at = row.int64(7);
   note.version = row.int64(8);
+  note.owner_id = row.int64(9);
   return note;
 }
 
@@ -38,7 +39,32 @@ TranslationJob read_job(const Row& row) {
   job.created_at = row.int64(10);
   job.started_at = row.optional_int64(11);
   job.finished_at = row.optional_int64(12);
+  job.owner_id = row.int64(13);
   return job;
+}
+
+template <typename Row>
+User read_user(const Row& row) {
+  User user;
+  user.id = row.int64(0);
+  user.username = row.text(1);
+  user.email = row.text(2);
+  user.password_hash = row.text(3);
+  user.is_active = row.int64(4) != 0;
+  user.date_joined = row.int64(5);
+  return user;
+}
+
+// Columns: fingerprint, status, body, location, created_at.
+template <typename Row>
+IdempotentResponse read_idempotent_response(const Row& row) {
+  IdempotentResponse response;
+  response.fingerprint = row.text(0);
+  response.status = static_cast<int>(row.int64(1));
+  response.body = row.text(2);
+  response.location = row.text(3);
+  response.created_at = row.int64(4);
+  return response;
 }
 
 }  // namespace transnotes::storage

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "domain/errors.h"
+#include "domain/text.h"
 #include "storage/connection_pool.h"
 #include "storage/row_mapping.h"
 #include "storage/sqlite_connection.h"
@@ -35,45 +36,61 @@ Pool::Policy pool_policy(const StorageConfig& config) {
 
 #define TN_JOB_COLUMNS                                                                     \
   "id, note_id, source_language, target_language, status, text, error, engine, attempts, " \
-  "max_attempts, created_at, started_at, finished_at"
+  "max_attempts, created_at, started_at, finished_at, owner_id"
 #define TN_NOTE_COLUMNS                                                                 \
   "id, title, original_text, original_language, translated_text, translated_language, " \
-  "created_at, updated_at, version"
+  "created_at, updated_at, version, owner_id"
+#define TN_USER_COLUMNS "id, username, email, password_hash, is_active, date_joined"
+#define TN_ACTIVE_JOB "status IN ('queued', 'running')"
 
 // A queued job that is due, or a running job whose lease expired with attempts left.
 #define TN_RUNNABLE                                 \
   "((status = 'queued' AND available_at <= ?1) OR " \
   " (status = 'running' AND lease_expires_at < ?1 AND attempts < max_attempts))"
 
+constexpr const char* kUserExists = "SELECT 1 FROM users WHERE id = ?1";
 constexpr const char* kInsertNote =
-    "INSERT INTO notes (title, original_text, original_language, created_at, updated_at, version) "
-    "VALUES (?1, ?2, ?3, ?4, ?4, 1) RETURNING " TN_NOTE_COLUMNS;
-constexpr const char* kSelectNote = "SELECT " TN_NOTE_COLUMNS " FROM notes WHERE id = ?1";
+    "INSERT INTO notes (owner_id, title, original_text, original_language, created_at, "
+    "updated_at, version) VALUES (?5, ?1, ?2, ?3, ?4, ?4, 1) RETURNING " TN_NOTE_COLUMNS;
+constexpr const char* kSelectNote =
+    "SELECT " TN_NOTE_COLUMNS " FROM notes WHERE id = ?1 AND owner_id = ?2";
 constexpr const char* kListNotes = "SELECT " TN_NOTE_COLUMNS
-                                   " FROM notes ORDER BY created_at DESC, id DESC "
-                                   "LIMIT ?1 OFFSET ?2";
+                                   " FROM notes WHERE owner_id = ?3 "
+                                   "ORDER BY created_at DESC, id DESC LIMIT ?1 OFFSET ?2";
 // Unset fields are NULL and keep the stored value; updated_at strictly increases per row.
 constexpr const char* kUpdateNote =
     "UPDATE notes SET title = COALESCE(?2, title), original_text = COALESCE(?3, original_text), "
     "original_language = COALESCE(?4, original_language), "
     "updated_at = MAX(?5, updated_at + 1), version = version + 1 "
-    "WHERE id = ?1 RETURNING " TN_NOTE_COLUMNS;
-constexpr const char* kDeleteNote = "DELETE FROM notes WHERE id = ?1";
+    "WHERE id = ?1 AND owner_id = ?6 RETURNING " TN_NOTE_COLUMNS;
+constexpr const char* kDeleteNote = "DELETE FROM notes WHERE id = ?1 AND owner_id = ?2";
 // Languages whose notes all went away keep a zero row; HAVING hides them. BINARY collation
 // orders like Postgres' "C".
 constexpr const char* kLanguageStats =
     "SELECT original_language, sum(notes) AS n, sum(translated) FROM note_stats "
-    "GROUP BY original_language HAVING sum(notes) > 0 ORDER BY n DESC, original_language ASC";
-constexpr const char* kNoteExists = "SELECT 1 FROM notes WHERE id = ?1";
+    "WHERE owner_id = ?1 GROUP BY original_language HAVING sum(notes) > 0 "
+    "ORDER BY n DESC, original_language ASC";
+constexpr const char* kOwnedNoteText =
+    "SELECT original_text, original_language FROM notes WHERE id = ?1 AND owner_id = ?2";
+constexpr const char* kActiveJobForText =
+    "SELECT " TN_JOB_COLUMNS
+    " FROM translation_jobs WHERE note_id = ?1 AND target_language = ?2 AND source_digest = ?3 "
+    "AND " TN_ACTIVE_JOB " ORDER BY id DESC LIMIT 1";
+// Counts no further than the cap: the answer only has to say whether the cap is reached.
+constexpr const char* kActiveJobsOfOwner =
+    "SELECT count(*) FROM (SELECT 1 FROM translation_jobs WHERE owner_id = ?1 AND " TN_ACTIVE_JOB
+    " LIMIT ?2)";
 constexpr const char* kInsertJob =
-    "INSERT INTO translation_jobs (note_id, source_language, target_language, status, engine, "
-    "attempts, max_attempts, created_at, available_at) "
-    "VALUES (?1, ?2, ?3, 'queued', ?4, 0, ?5, ?6, ?6) RETURNING " TN_JOB_COLUMNS;
-constexpr const char* kSelectJob = "SELECT " TN_JOB_COLUMNS " FROM translation_jobs WHERE id = ?1";
+    "INSERT INTO translation_jobs (note_id, owner_id, source_language, target_language, "
+    "source_digest, status, engine, attempts, max_attempts, created_at, available_at) "
+    "VALUES (?1, ?7, ?2, ?3, ?8, 'queued', ?4, 0, ?5, ?6, ?6) RETURNING " TN_JOB_COLUMNS;
+constexpr const char* kSelectJob =
+    "SELECT " TN_JOB_COLUMNS " FROM translation_jobs WHERE id = ?1 AND owner_id = ?2";
 constexpr const char* kLatestJobs =
     "SELECT " TN_JOB_COLUMNS
-    " FROM translation_jobs j WHERE note_id = ?1 AND id = (SELECT max(id) FROM translation_jobs "
-    "WHERE note_id = j.note_id AND target_language = j.target_language) ORDER BY id DESC";
+    " FROM translation_jobs j WHERE note_id = ?1 AND owner_id = ?2 AND id = (SELECT max(id) "
+    "FROM translation_jobs WHERE note_id = j.note_id AND target_language = j.target_language) "
+    "ORDER BY id DESC";
 // A crashed worker's job that used up its attempts is failed instead of re-claimed.
 constexpr const char* kFailExhausted =
     "UPDATE translation_jobs SET status = 'failed', finished_at = ?1, lease_owner = NULL, "
@@ -92,11 +109,14 @@ constexpr const char* kRenewLease =
 constexpr const char* kCompleteJob =
     "UPDATE translation_jobs SET status = 'succeeded', text = ?3, engine = ?4, error = NULL, "
     "finished_at = ?5, lease_owner = NULL, lease_expires_at = NULL "
-    "WHERE id = ?1 AND status = 'running' AND lease_owner = ?2 RETURNING note_id, target_language";
-// Only the translation columns: a concurrent edit of title/text must not be overwritten.
+    "WHERE id = ?1 AND status = 'running' AND lease_owner = ?2 "
+    "RETURNING note_id, target_language, owner_id";
+// Only the translation columns: a concurrent edit of title/text must not be overwritten. Only
+// into a note of the job's owner.
 constexpr const char* kSetTranslation =
     "UPDATE notes SET translated_text = ?2, translated_language = ?3, "
-    "updated_at = MAX(?4, updated_at + 1), version = version + 1 WHERE id = ?1 RETURNING version";
+    "updated_at = MAX(?4, updated_at + 1), version = version + 1 "
+    "WHERE id = ?1 AND owner_id = ?5 RETURNING version";
 constexpr const char* kRetryJob =
     "UPDATE translation_jobs SET status = 'queued', error = ?3, available_at = ?4, "
     "lease_owner = NULL, lease_expires_at = NULL "
@@ -109,8 +129,48 @@ constexpr const char* kReleaseJob =
     "UPDATE translation_jobs SET status = 'queued', attempts = attempts - 1, available_at = ?3, "
     "lease_owner = NULL, lease_expires_at = NULL "
     "WHERE id = ?1 AND status = 'running' AND lease_owner = ?2";
-constexpr const char* kRunnableIds =
-    "SELECT id FROM translation_jobs WHERE " TN_RUNNABLE " ORDER BY id LIMIT ?2";
+constexpr const char* kRunnableJobs =
+    "SELECT id, owner_id FROM translation_jobs WHERE " TN_RUNNABLE " ORDER BY id LIMIT ?2";
+
+// Users: the reserved row 0 is invisible to every statement here. A taken username (compared
+// through the unique index on lower(username)) makes the insert return no row.
+constexpr const char* kInsertUser =
+    "INSERT INTO users (username, email, password_hash, is_active, date_joined) "
+    "VALUES (?1, ?2, ?3, 1, ?4) ON CONFLICT DO NOTHING RETURNING " TN_USER_COLUMNS;
+constexpr const char* kFindUser =
+    "SELECT " TN_USER_COLUMNS " FROM users WHERE lower(username) = lower(?1) AND id <> 0";
+constexpr const char* kSelectUser =
+    "SELECT " TN_USER_COLUMNS " FROM users WHERE id = ?1 AND id <> 0";
+constexpr const char* kListUsers =
+    "SELECT " TN_USER_COLUMNS " FROM users WHERE id <> 0 ORDER BY id";
+constexpr const char* kDeleteUser = "DELETE FROM users WHERE id = ?1 AND id <> 0";
+// The cascade of the user's notes left zero rows behind; they would only be clutter.
+constexpr const char* kDeleteOwnerStats = "DELETE FROM note_stats WHERE owner_id = ?1";
+constexpr const char* kSetPasswordHash =
+    "UPDATE users SET password_hash = ?2 WHERE id = ?1 AND id <> 0";
+
+// A token of a user that no longer exists needs no row: nothing can use it any more.
+constexpr const char* kBlacklistToken =
+    "INSERT INTO token_blacklist (jti, user_id, expires_at) SELECT ?1, ?2, ?3 "
+    "WHERE EXISTS (SELECT 1 FROM users WHERE id = ?2) ON CONFLICT (jti) DO NOTHING";
+// A bounded purge per insert keeps the table near the live tokens without a sweeper.
+constexpr const char* kPurgeBlacklist =
+    "DELETE FROM token_blacklist WHERE jti IN (SELECT jti FROM token_blacklist "
+    "WHERE expires_at < ?1 LIMIT 64)";
+constexpr const char* kTokenBlacklisted = "SELECT 1 FROM token_blacklist WHERE jti = ?1";
+
+#define TN_IDEMPOTENCY_COLUMNS "fingerprint, status, body, location, created_at"
+constexpr const char* kSelectIdempotencyKey = "SELECT " TN_IDEMPOTENCY_COLUMNS
+                                              " FROM idempotency_keys "
+                                              "WHERE owner_id = ?1 AND key = ?2";
+constexpr const char* kReserveIdempotencyKey =
+    "INSERT OR REPLACE INTO idempotency_keys (owner_id, key, fingerprint, status, body, "
+    "location, created_at) VALUES (?1, ?2, ?3, 0, '', '', ?4)";
+constexpr const char* kFinishIdempotencyKey =
+    "UPDATE idempotency_keys SET status = ?3, body = ?4, location = ?5 "
+    "WHERE owner_id = ?1 AND key = ?2";
+constexpr const char* kReleaseIdempotencyKey =
+    "DELETE FROM idempotency_keys WHERE owner_id = ?1 AND key = ?2 AND status = 0";
 
 class SqliteStore final : public Store {
  private:
@@ -156,63 +216,77 @@ class SqliteStore final : public Store {
     });
   }
 
-  Note create_note(const NoteFields& fields) override {
+  void migrate_to(int version) {
+    write([&](Pool::Lease& conn) {
+      sqlite::migrate(*conn, version);
+      return 0;
+    });
+  }
+
+  Note create_note(UserId owner, const NoteFields& fields) override {
     return write([&](Pool::Lease& conn) {
+      // In the write transaction, so the user cannot go away between the check and the insert.
+      if (!conn->prepare(kUserExists).bind(1, owner).step()) throw UnknownUser();
       auto stmt = conn->prepare(kInsertNote);
       stmt.bind(1, fields.title.value_or(""))
           .bind(2, fields.original_text.value_or(""))
           .bind(3, fields.original_language.value_or(kDefaultLanguage))
-          .bind(4, now_micros());
+          .bind(4, now_micros())
+          .bind(5, owner);
       if (!stmt.step()) throw Error("database error: insert returned no row");
       return read_note(stmt);
     });
   }
 
-  std::optional<Note> get_note(std::int64_t id) override {
+  std::optional<Note> get_note(UserId owner, std::int64_t id) override {
     return read([&](Pool::Lease& conn) -> std::optional<Note> {
       auto stmt = conn->prepare(kSelectNote);
-      if (!stmt.bind(1, id).step()) return std::nullopt;
+      if (!stmt.bind(1, id).bind(2, owner).step()) return std::nullopt;
       return read_note(stmt);
     });
   }
 
-  std::vector<Note> list_notes(const ListQuery& query) override {
+  std::vector<Note> list_notes(UserId owner, const ListQuery& query) override {
     return read([&](Pool::Lease& conn) {
       auto stmt = conn->prepare(kListNotes);
       stmt.bind(1, std::max<std::int64_t>(query.limit, 0))
-          .bind(2, std::max<std::int64_t>(query.offset, 0));
+          .bind(2, std::max<std::int64_t>(query.offset, 0))
+          .bind(3, owner);
       std::vector<Note> notes;
       while (stmt.step()) notes.push_back(read_note(stmt));
       return notes;
     });
   }
 
-  std::optional<Note> update_note(std::int64_t id, const NoteFields& fields) override {
+  std::optional<Note> update_note(UserId owner, std::int64_t id,
+                                  const NoteFields& fields) override {
     return write([&](Pool::Lease& conn) -> std::optional<Note> {
       auto stmt = conn->prepare(kUpdateNote);
       stmt.bind(1, id)
           .bind(2, fields.title)
           .bind(3, fields.original_text)
           .bind(4, fields.original_language)
-          .bind(5, now_micros());
+          .bind(5, now_micros())
+          .bind(6, owner);
       if (!stmt.step()) return std::nullopt;
       return read_note(stmt);
     });
   }
 
-  bool delete_note(std::int64_t id) override {
+  bool delete_note(UserId owner, std::int64_t id) override {
     return write([&](Pool::Lease& conn) {
-      conn->prepare(kDeleteNote).bind(1, id).run();
+      conn->prepare(kDeleteNote).bind(1, id).bind(2, owner).run();
       return changes(conn) > 0;
     });
   }
 
-  Stats stats() override {
+  Stats stats(UserId owner) override {
     // One statement over the trigger-maintained counters: a consistent snapshot on its own.
     // Totals are the sums of the returned rows (a hidden zero-note language has 0 translated).
     return read([&](Pool::Lease& conn) {
       Stats stats;
       auto rows = conn->prepare(kLanguageStats);
+      rows.bind(1, owner);
       while (rows.step()) {
         stats.total_notes += rows.int64(1);
         stats.total_translations += rows.int64(2);
@@ -222,35 +296,67 @@ class SqliteStore final : public Store {
     });
   }
 
-  std::optional<TranslationJob> create_job(std::int64_t note_id, const std::string& source_language,
-                                           const std::string& target_language,
-                                           const std::string& engine, int max_attempts) override {
-    return write([&](Pool::Lease& conn) -> std::optional<TranslationJob> {
-      if (!conn->prepare(kNoteExists).bind(1, note_id).step()) return std::nullopt;
+  JobRequestResult request_job(const JobRequest& request) override {
+    // The write transaction (BEGIN IMMEDIATE) holds the only write lock: no other request can
+    // add a job between the checks and the insert.
+    return write([&](Pool::Lease& conn) {
+      JobRequestResult result;
+      std::string digest;
+      {
+        auto note = conn->prepare(kOwnedNoteText);
+        if (!note.bind(1, request.note_id).bind(2, request.owner).step()) {
+          result.outcome = JobRequestResult::Outcome::kNoteNotFound;
+          return result;
+        }
+        digest = source_digest(note.text(0), note.text(1));
+      }
+      {
+        auto existing = conn->prepare(kActiveJobForText);
+        if (existing.bind(1, request.note_id)
+                .bind(2, request.target_language)
+                .bind(3, digest)
+                .step()) {
+          result.outcome = JobRequestResult::Outcome::kExisting;
+          result.job = read_job(existing);
+          return result;
+        }
+      }
+      if (request.max_active_per_owner > 0) {
+        auto active = conn->prepare(kActiveJobsOfOwner);
+        active.bind(1, request.owner).bind(2, std::int64_t{request.max_active_per_owner}).step();
+        if (active.int64(0) >= request.max_active_per_owner) {
+          result.outcome = JobRequestResult::Outcome::kOwnerQueueFull;
+          return result;
+        }
+      }
       auto stmt = conn->prepare(kInsertJob);
-      stmt.bind(1, note_id)
-          .bind(2, source_language)
-          .bind(3, target_language)
-          .bind(4, engine)
-          .bind(5, std::int64_t{max_attempts})
-          .bind(6, now_micros());
+      stmt.bind(1, request.note_id)
+          .bind(2, request.source_language)
+          .bind(3, request.target_language)
+          .bind(4, request.engine)
+          .bind(5, std::int64_t{request.max_attempts})
+          .bind(6, now_micros())
+          .bind(7, request.owner)
+          .bind(8, digest);
       if (!stmt.step()) throw Error("database error: insert returned no row");
-      return read_job(stmt);
+      result.outcome = JobRequestResult::Outcome::kCreated;
+      result.job = read_job(stmt);
+      return result;
     });
   }
 
-  std::optional<TranslationJob> get_job(std::int64_t id) override {
+  std::optional<TranslationJob> get_job(UserId owner, std::int64_t id) override {
     return read([&](Pool::Lease& conn) -> std::optional<TranslationJob> {
       auto stmt = conn->prepare(kSelectJob);
-      if (!stmt.bind(1, id).step()) return std::nullopt;
+      if (!stmt.bind(1, id).bind(2, owner).step()) return std::nullopt;
       return read_job(stmt);
     });
   }
 
-  std::vector<TranslationJob> latest_jobs_for_note(std::int64_t note_id) override {
+  std::vector<TranslationJob> latest_jobs_for_note(UserId owner, std::int64_t note_id) override {
     return read([&](Pool::Lease& conn) {
       auto stmt = conn->prepare(kLatestJobs);
-      stmt.bind(1, note_id);
+      stmt.bind(1, note_id).bind(2, owner);
       std::vector<TranslationJob> jobs;
       while (stmt.step()) jobs.push_back(read_job(stmt));
       return jobs;
@@ -300,6 +406,7 @@ class SqliteStore final : public Store {
       CompleteResult result;
       const Timestamp now = now_micros();
       std::int64_t note_id = 0;
+      UserId owner = kOpenModeOwner;
       std::string target_language;
       {
         auto job = conn->prepare(kCompleteJob);
@@ -307,10 +414,11 @@ class SqliteStore final : public Store {
         if (!job.step()) return result;
         note_id = job.int64(0);
         target_language = job.text(1);
+        owner = job.int64(2);
       }
       result.applied = true;
       auto note = conn->prepare(kSetTranslation);
-      note.bind(1, note_id).bind(2, text).bind(3, target_language).bind(4, now);
+      note.bind(1, note_id).bind(2, text).bind(3, target_language).bind(4, now).bind(5, owner);
       if (note.step()) result.note_version = note.int64(0);
       return result;
     });
@@ -339,13 +447,13 @@ class SqliteStore final : public Store {
     });
   }
 
-  std::vector<std::int64_t> runnable_job_ids(int limit) override {
+  std::vector<JobNotice> runnable_jobs(int limit) override {
     return read([&](Pool::Lease& conn) {
-      auto stmt = conn->prepare(kRunnableIds);
+      auto stmt = conn->prepare(kRunnableJobs);
       stmt.bind(1, now_micros()).bind(2, std::int64_t{std::max(limit, 0)});
-      std::vector<std::int64_t> ids;
-      while (stmt.step()) ids.push_back(stmt.int64(0));
-      return ids;
+      std::vector<JobNotice> jobs;
+      while (stmt.step()) jobs.push_back({stmt.int64(0), stmt.int64(1)});
+      return jobs;
     });
   }
 
@@ -355,13 +463,121 @@ class SqliteStore final : public Store {
       return changes(conn) > 0;
     });
   }
+
+  std::optional<User> create_user(const std::string& username, const std::string& email,
+                                  const std::string& password_hash) override {
+    return write([&](Pool::Lease& conn) -> std::optional<User> {
+      auto stmt = conn->prepare(kInsertUser);
+      stmt.bind(1, username).bind(2, email).bind(3, password_hash).bind(4, now_micros());
+      if (!stmt.step()) return std::nullopt;
+      return read_user(stmt);
+    });
+  }
+
+  std::optional<User> find_user(const std::string& username) override {
+    return read([&](Pool::Lease& conn) -> std::optional<User> {
+      auto stmt = conn->prepare(kFindUser);
+      if (!stmt.bind(1, username).step()) return std::nullopt;
+      return read_user(stmt);
+    });
+  }
+
+  std::optional<User> get_user(UserId id) override {
+    return read([&](Pool::Lease& conn) -> std::optional<User> {
+      auto stmt = conn->prepare(kSelectUser);
+      if (!stmt.bind(1, id).step()) return std::nullopt;
+      return read_user(stmt);
+    });
+  }
+
+  std::vector<User> list_users() override {
+    return read([&](Pool::Lease& conn) {
+      auto stmt = conn->prepare(kListUsers);
+      std::vector<User> users;
+      while (stmt.step()) users.push_back(read_user(stmt));
+      return users;
+    });
+  }
+
+  bool delete_user(UserId id) override {
+    return write([&](Pool::Lease& conn) {
+      conn->prepare(kDeleteUser).bind(1, id).run();
+      if (changes(conn) == 0) return false;
+      conn->prepare(kDeleteOwnerStats).bind(1, id).run();
+      return true;
+    });
+  }
+
+  bool set_password_hash(UserId id, const std::string& password_hash) override {
+    return write([&](Pool::Lease& conn) {
+      conn->prepare(kSetPasswordHash).bind(1, id).bind(2, password_hash).run();
+      return changes(conn) > 0;
+    });
+  }
+
+  void blacklist_token(const std::string& jti, UserId user, Timestamp expires_at) override {
+    write([&](Pool::Lease& conn) {
+      conn->prepare(kPurgeBlacklist).bind(1, now_micros()).run();
+      conn->prepare(kBlacklistToken).bind(1, jti).bind(2, user).bind(3, expires_at).run();
+      return 0;
+    });
+  }
+
+  bool is_token_blacklisted(const std::string& jti) override {
+    return read(
+        [&](Pool::Lease& conn) { return conn->prepare(kTokenBlacklisted).bind(1, jti).step(); });
+  }
+
+  std::optional<IdempotentResponse> reserve_idempotency_key(UserId owner, const std::string& key,
+                                                            const std::string& fingerprint,
+                                                            Timestamp expire_before) override {
+    return write([&](Pool::Lease& conn) -> std::optional<IdempotentResponse> {
+      {
+        auto existing = conn->prepare(kSelectIdempotencyKey);
+        if (existing.bind(1, owner).bind(2, key).step()) {
+          IdempotentResponse response = read_idempotent_response(existing);
+          if (response.created_at >= expire_before) return response;
+        }
+      }
+      conn->prepare(kReserveIdempotencyKey)
+          .bind(1, owner)
+          .bind(2, key)
+          .bind(3, fingerprint)
+          .bind(4, now_micros())
+          .run();
+      return std::nullopt;
+    });
+  }
+
+  void finish_idempotency_key(UserId owner, const std::string& key, int status,
+                              const std::string& body, const std::string& location) override {
+    write([&](Pool::Lease& conn) {
+      conn->prepare(kFinishIdempotencyKey)
+          .bind(1, owner)
+          .bind(2, key)
+          .bind(3, std::int64_t{status})
+          .bind(4, body)
+          .bind(5, location)
+          .run();
+      return 0;
+    });
+  }
+
+  void release_idempotency_key(UserId owner, const std::string& key) override {
+    write([&](Pool::Lease& conn) {
+      conn->prepare(kReleaseIdempotencyKey).bind(1, owner).bind(2, key).run();
+      return 0;
+    });
+  }
 };
 
 }  // namespace
 
 }  // namespace sqlite
 
-std::unique_ptr<Store> make_sqlite_store(const std::string& path, const StorageConfig& config) {
+namespace {
+
+void create_parent_directories(const std::string& path) {
   std::filesystem::path file(path);
   if (file.has_parent_path()) {
     std::error_code ec;
@@ -371,7 +587,18 @@ std::unique_ptr<Store> make_sqlite_store(const std::string& path, const StorageC
                         file.parent_path().string() + ": " + ec.message());
     }
   }
+}
+
+}  // namespace
+
+std::unique_ptr<Store> make_sqlite_store(const std::string& path, const StorageConfig& config) {
+  create_parent_directories(path);
   return std::make_unique<sqlite::SqliteStore>(path, config);
+}
+
+void migrate_sqlite_to_version(const std::string& path, const StorageConfig& config, int version) {
+  create_parent_directories(path);
+  sqlite::SqliteStore(path, config).migrate_to(version);
 }
 
 }  // namespace transnotes::storage

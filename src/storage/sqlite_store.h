@@ -13,4 +13,8 @@ namespace transnotes::storage {
 // Durability: WAL with synchronous=NORMAL (a power loss may drop the last commits, never corrupts).
 std::unique_ptr<Store> make_sqlite_store(const std::string& path, const StorageConfig& config);
 
+// Tests only: applies the migrations up to `version` and no further, to build a database as an
+// older release left it.
+void migrate_sqlite_to_version(const std::string& path, const StorageConfig& config, int version);
+
 }  // namespace transnotes::storage

@@ -1,6 +1,7 @@
 #include "storage/storage.h"
 
 #include "domain/errors.h"
+#include "storage/migration_testing.h"
 #include "storage/postgres_store.h"
 #include "storage/sqlite_store.h"
 
@@ -24,6 +25,14 @@ std::string sqlite_path_from_url(const std::string& url) {
 }
 
 }  // namespace
+
+void migrate_to_version_for_tests(const StorageConfig& config, int version) {
+  if (starts_with(config.database_url, "sqlite:")) {
+    migrate_sqlite_to_version(sqlite_path_from_url(config.database_url), config, version);
+  } else {
+    migrate_postgres_to_version(config.database_url, config, version);
+  }
+}
 
 std::unique_ptr<Store> open_store(const StorageConfig& config) {
   if (config.pool_size < 1) throw Error("invalid storage settings: pool_size must be at least 1");

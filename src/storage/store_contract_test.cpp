@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "domain/errors.h"
+#include "storage/migration_testing.h"
 #include "storage/storage.h"
 
 namespace transnotes::storage {
@@ -79,6 +80,7 @@ class StoreContract : public ::testing::TestWithParam<std::string> {
     }
     std::string schema = "tn_test_" + unique_suffix();
     pg_schemas_.push_back(schema);
+    schema_ = schema;
     std::string url = test_postgres_url();
     return url + (url.find('?') == std::string::npos ? "?" : "&") + "schema=" + schema;
   }
@@ -96,40 +98,92 @@ class StoreContract : public ::testing::TestWithParam<std::string> {
   }
 
   Note make_note(const std::string& title = "Title", const std::string& language = "en") {
-    return store_->create_note(fields(title, "Text of " + title, language));
+    return store_->create_note(kOpenModeOwner, fields(title, "Text of " + title, language));
+  }
+
+  // Asks for a job that must be new (request_job's kCreated), as the translate path does.
+  std::optional<TranslationJob> create_job(std::int64_t note_id, const std::string& source,
+                                           const std::string& target, const std::string& engine,
+                                           int max_attempts, UserId owner = kOpenModeOwner) {
+    JobRequest request;
+    request.owner = owner;
+    request.note_id = note_id;
+    request.source_language = source;
+    request.target_language = target;
+    request.engine = engine;
+    request.max_attempts = max_attempts;
+    JobRequestResult result = store_->request_job(request);
+    if (result.outcome != JobRequestResult::Outcome::kCreated) return std::nullopt;
+    return result.job;
+  }
+
+  std::vector<std::int64_t> runnable_ids(int limit) {
+    std::vector<std::int64_t> ids;
+    for (const JobNotice& notice : store_->runnable_jobs(limit)) ids.push_back(notice.job_id);
+    return ids;
   }
 
   // Runs SQL directly on this test's database (outside the store), failing the test on error.
   // Postgres: in a separate session whose search_path is this test's schema.
-  void exec_direct(const std::string& sql) {
+  void exec_direct(const std::string& sql) { query_direct(sql); }
+
+  // Runs SQL directly like exec_direct and returns the first column of the first row as an
+  // integer (0 when there is no row).
+  std::int64_t query_direct(const std::string& sql) {
+    std::int64_t value = 0;
     if (GetParam() == "sqlite") {
       sqlite3* db = nullptr;
-      ASSERT_EQ(sqlite3_open(url_.substr(std::string("sqlite://").size()).c_str(), &db), SQLITE_OK);
+      EXPECT_EQ(sqlite3_open(url_.substr(std::string("sqlite://").size()).c_str(), &db), SQLITE_OK);
       char* error = nullptr;
-      int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &error);
+      int rc = sqlite3_exec(
+          db, sql.c_str(),
+          [](void* out, int columns, char** values, char**) {
+            if (columns > 0 && values[0] != nullptr) {
+              *static_cast<std::int64_t*>(out) = std::atoll(values[0]);
+            }
+            return 1;  // the first row is all we read
+          },
+          &value, &error);
       std::string message = error != nullptr ? error : "";
       sqlite3_free(error);
       sqlite3_close(db);
-      ASSERT_EQ(rc, SQLITE_OK) << message << "\n" << sql;
-      return;
+      EXPECT_TRUE(rc == SQLITE_OK || rc == SQLITE_ABORT) << message << "\n" << sql;
+      return value;
     }
     PGconn* conn = PQconnectdb(test_postgres_url());
-    ASSERT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
+    EXPECT_EQ(PQstatus(conn), CONNECTION_OK) << PQerrorMessage(conn);
     const std::string full =
-        "SET client_min_messages = warning; SET search_path TO " + pg_schemas_.front() + "; " + sql;
+        "SET client_min_messages = warning; SET search_path TO " + schema_ + "; " + sql;
     PGresult* result = PQexec(conn, full.c_str());
     const ExecStatusType status = PQresultStatus(result);
     const std::string message = PQresultErrorMessage(result);
+    if (status == PGRES_TUPLES_OK && PQntuples(result) > 0 && PQnfields(result) > 0) {
+      value = std::atoll(PQgetvalue(result, 0, 0));
+    }
     PQclear(result);
     PQfinish(conn);
-    ASSERT_TRUE(status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) << message << "\n" << sql;
+    EXPECT_TRUE(status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK) << message << "\n" << sql;
+    return value;
+  }
+
+  // A timestamp literal in this backend's column type.
+  std::string timestamp_literal() const { return GetParam() == "sqlite" ? "1000000" : "now()"; }
+
+  // Points this test at a new, empty database and returns a store for it, migrated only up to
+  // `version` (as an older release left it); exec_direct then runs there.
+  void use_database_at_version(int version) {
+    store_.reset();
+    url_ = fresh_database_url();
+    StorageConfig config;
+    config.database_url = url_;
+    migrate_to_version_for_tests(config, version);
   }
 
   // Stats recomputed from every note (the definition stats() must match).
   Stats recount() {
     std::map<std::string, std::int64_t> per_language;
     Stats stats;
-    for (const Note& note : store_->list_notes({1'000'000, 0})) {
+    for (const Note& note : store_->list_notes(kOpenModeOwner, {1'000'000, 0})) {
       ++stats.total_notes;
       if (note.translated_text) ++stats.total_translations;
       ++per_language[note.original_language];
@@ -145,7 +199,7 @@ class StoreContract : public ::testing::TestWithParam<std::string> {
 
   // Gives `note_id` a translation through the job path (create, claim, complete).
   void translate(std::int64_t note_id, const std::string& target, const std::string& text) {
-    auto job = store_->create_job(note_id, "en", target, "apertium", 3);
+    auto job = create_job(note_id, "en", target, "apertium", 3);
     ASSERT_TRUE(job);
     ASSERT_TRUE(store_->claim_job("translator", 30s, job->id));
     auto done = store_->complete_job(job->id, "translator", text, "apertium");
@@ -155,12 +209,13 @@ class StoreContract : public ::testing::TestWithParam<std::string> {
 
   std::unique_ptr<Store> store_;
   std::string url_;
+  std::string schema_;  // Postgres: the schema url_ names
   std::vector<std::filesystem::path> sqlite_dirs_;
   std::vector<std::string> pg_schemas_;
 };
 
 TEST_P(StoreContract, CreateAndGetRoundTrip) {
-  Note created = store_->create_note(fields("Hello", "Hello world", "en"));
+  Note created = store_->create_note(kOpenModeOwner, fields("Hello", "Hello world", "en"));
   EXPECT_GT(created.id, 0);
   EXPECT_EQ(created.title, "Hello");
   EXPECT_EQ(created.original_text, "Hello world");
@@ -171,7 +226,7 @@ TEST_P(StoreContract, CreateAndGetRoundTrip) {
   EXPECT_GT(created.created_at, 0);
   EXPECT_EQ(created.created_at, created.updated_at);
 
-  auto fetched = store_->get_note(created.id);
+  auto fetched = store_->get_note(kOpenModeOwner, created.id);
   ASSERT_TRUE(fetched.has_value());
   EXPECT_EQ(fetched->id, created.id);
   EXPECT_EQ(fetched->title, created.title);
@@ -182,35 +237,35 @@ TEST_P(StoreContract, CreateAndGetRoundTrip) {
 }
 
 TEST_P(StoreContract, MissingNoteIsReportedNotThrown) {
-  EXPECT_FALSE(store_->get_note(987654).has_value());
-  EXPECT_FALSE(store_->update_note(987654, fields("a", "b")).has_value());
-  EXPECT_FALSE(store_->delete_note(987654));
-  EXPECT_FALSE(store_->get_job(987654).has_value());
-  EXPECT_TRUE(store_->latest_jobs_for_note(987654).empty());
+  EXPECT_FALSE(store_->get_note(kOpenModeOwner, 987654).has_value());
+  EXPECT_FALSE(store_->update_note(kOpenModeOwner, 987654, fields("a", "b")).has_value());
+  EXPECT_FALSE(store_->delete_note(kOpenModeOwner, 987654));
+  EXPECT_FALSE(store_->get_job(kOpenModeOwner, 987654).has_value());
+  EXPECT_TRUE(store_->latest_jobs_for_note(kOpenModeOwner, 987654).empty());
 }
 
 TEST_P(StoreContract, ListIsNewestFirstWithLimitAndOffset) {
   std::vector<std::int64_t> ids;
   for (int i = 0; i < 5; ++i)
     ids.push_back(make_note(std::string("n").append(std::to_string(i))).id);
-  auto all = store_->list_notes({100, 0});
+  auto all = store_->list_notes(kOpenModeOwner, {100, 0});
   ASSERT_EQ(all.size(), 5u);
   for (std::size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i].id, ids[4 - i]);
   for (std::size_t i = 1; i < all.size(); ++i) EXPECT_GE(all[i - 1].created_at, all[i].created_at);
 
-  auto page = store_->list_notes({2, 1});
+  auto page = store_->list_notes(kOpenModeOwner, {2, 1});
   ASSERT_EQ(page.size(), 2u);
   EXPECT_EQ(page[0].id, ids[3]);
   EXPECT_EQ(page[1].id, ids[2]);
-  EXPECT_TRUE(store_->list_notes({10, 5}).empty());
-  EXPECT_TRUE(store_->list_notes({0, 0}).empty());
+  EXPECT_TRUE(store_->list_notes(kOpenModeOwner, {10, 5}).empty());
+  EXPECT_TRUE(store_->list_notes(kOpenModeOwner, {0, 0}).empty());
 }
 
 TEST_P(StoreContract, UpdateWritesOnlyGivenFieldsAndBumpsVersion) {
-  Note note = store_->create_note(fields("Old title", "Old text", "en"));
+  Note note = store_->create_note(kOpenModeOwner, fields("Old title", "Old text", "en"));
   NoteFields patch;
   patch.title = "New title";
-  auto updated = store_->update_note(note.id, patch);
+  auto updated = store_->update_note(kOpenModeOwner, note.id, patch);
   ASSERT_TRUE(updated.has_value());
   EXPECT_EQ(updated->title, "New title");
   EXPECT_EQ(updated->original_text, "Old text");
@@ -221,32 +276,32 @@ TEST_P(StoreContract, UpdateWritesOnlyGivenFieldsAndBumpsVersion) {
 
   NoteFields language_only;
   language_only.original_language = "es";
-  auto again = store_->update_note(note.id, language_only);
+  auto again = store_->update_note(kOpenModeOwner, note.id, language_only);
   ASSERT_TRUE(again.has_value());
   EXPECT_EQ(again->title, "New title");
   EXPECT_EQ(again->original_language, "es");
   EXPECT_EQ(again->version, 3);
   EXPECT_GT(again->updated_at, updated->updated_at);
 
-  auto empty_patch = store_->update_note(note.id, NoteFields{});
+  auto empty_patch = store_->update_note(kOpenModeOwner, note.id, NoteFields{});
   ASSERT_TRUE(empty_patch.has_value());
   EXPECT_EQ(empty_patch->version, 4);
-  EXPECT_EQ(store_->get_note(note.id)->version, 4);
+  EXPECT_EQ(store_->get_note(kOpenModeOwner, note.id)->version, 4);
 }
 
 TEST_P(StoreContract, DeleteCascadesJobs) {
   Note note = make_note();
-  auto job = store_->create_job(note.id, "en", "es", "apertium", 3);
+  auto job = create_job(note.id, "en", "es", "apertium", 3);
   ASSERT_TRUE(job.has_value());
-  EXPECT_TRUE(store_->delete_note(note.id));
-  EXPECT_FALSE(store_->get_note(note.id).has_value());
-  EXPECT_FALSE(store_->get_job(job->id).has_value());
-  EXPECT_FALSE(store_->delete_note(note.id));
-  EXPECT_TRUE(store_->runnable_job_ids(10).empty());
+  EXPECT_TRUE(store_->delete_note(kOpenModeOwner, note.id));
+  EXPECT_FALSE(store_->get_note(kOpenModeOwner, note.id).has_value());
+  EXPECT_FALSE(store_->get_job(kOpenModeOwner, job->id).has_value());
+  EXPECT_FALSE(store_->delete_note(kOpenModeOwner, note.id));
+  EXPECT_TRUE(runnable_ids(10).empty());
 }
 
 TEST_P(StoreContract, StatsCountsAndOrdersLanguages) {
-  Stats empty = store_->stats();
+  Stats empty = store_->stats(kOpenModeOwner);
   EXPECT_EQ(empty.total_notes, 0);
   EXPECT_EQ(empty.total_translations, 0);
   EXPECT_TRUE(empty.language_breakdown.empty());
@@ -257,12 +312,12 @@ TEST_P(StoreContract, StatsCountsAndOrdersLanguages) {
   make_note("d", "es");
   make_note("e", "de");
   Note translated = make_note("f", "en");
-  auto job = store_->create_job(translated.id, "en", "es", "apertium", 3);
+  auto job = create_job(translated.id, "en", "es", "apertium", 3);
   ASSERT_TRUE(job);
   ASSERT_TRUE(store_->claim_job("w", 30s, job->id));
   ASSERT_TRUE(store_->complete_job(job->id, "w", "texto", "apertium").applied);
 
-  Stats stats = store_->stats();
+  Stats stats = store_->stats(kOpenModeOwner);
   EXPECT_EQ(stats.total_notes, 6);
   EXPECT_EQ(stats.total_translations, 1);
   ASSERT_EQ(stats.language_breakdown.size(), 4u);
@@ -290,34 +345,38 @@ TEST_P(StoreContract, StatsFollowCreateDeleteAndLanguageChange) {
   Note fr = make_note("fr note", "fr");
   Note translated = make_note("translated en note", "en");
   translate(translated.id, "es", "traducido");
-  EXPECT_EQ(describe(store_->stats()), "notes=3 translated=1 [en:2 fr:1 ]");
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=3 translated=1 [en:2 fr:1 ]");
 
-  ASSERT_TRUE(store_->delete_note(translated.id));  // a translated note takes its count along
-  EXPECT_EQ(describe(store_->stats()), "notes=2 translated=0 [en:1 fr:1 ]");
+  ASSERT_TRUE(store_->delete_note(kOpenModeOwner,
+                                  translated.id));  // a translated note takes its count along
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=2 translated=0 [en:1 fr:1 ]");
 
   NoteFields to_german;
   to_german.original_language = "de";
-  ASSERT_TRUE(store_->update_note(fr.id, to_german));  // fr drops to 0 and leaves the breakdown
-  EXPECT_EQ(describe(store_->stats()), "notes=2 translated=0 [de:1 en:1 ]");
+  ASSERT_TRUE(store_->update_note(kOpenModeOwner, fr.id,
+                                  to_german));  // fr drops to 0 and leaves the breakdown
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=2 translated=0 [de:1 en:1 ]");
 
   NoteFields title_only;
   title_only.title = "renamed";
-  ASSERT_TRUE(store_->update_note(en.id, title_only));
-  ASSERT_TRUE(store_->update_note(fr.id, to_german));  // same language again: no change
-  EXPECT_EQ(describe(store_->stats()), "notes=2 translated=0 [de:1 en:1 ]");
+  ASSERT_TRUE(store_->update_note(kOpenModeOwner, en.id, title_only));
+  ASSERT_TRUE(
+      store_->update_note(kOpenModeOwner, fr.id, to_german));  // same language again: no change
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=2 translated=0 [de:1 en:1 ]");
 
   translate(fr.id, "en", "translated");
   NoteFields back_to_english;
   back_to_english.original_language = "en";
-  ASSERT_TRUE(store_->update_note(fr.id, back_to_english));  // moves its translation along
-  EXPECT_EQ(describe(store_->stats()), "notes=2 translated=1 [en:2 ]");
+  ASSERT_TRUE(
+      store_->update_note(kOpenModeOwner, fr.id, back_to_english));  // moves its translation along
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=2 translated=1 [en:2 ]");
 
-  ASSERT_TRUE(store_->delete_note(en.id));
-  ASSERT_TRUE(store_->delete_note(fr.id));
-  EXPECT_EQ(describe(store_->stats()), "notes=0 translated=0 []");
+  ASSERT_TRUE(store_->delete_note(kOpenModeOwner, en.id));
+  ASSERT_TRUE(store_->delete_note(kOpenModeOwner, fr.id));
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=0 translated=0 []");
   Note again = make_note("fr again", "fr");
-  EXPECT_EQ(describe(store_->stats()), "notes=1 translated=0 [fr:1 ]");
-  EXPECT_EQ(describe(store_->stats()), describe(recount()));
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=1 translated=0 [fr:1 ]");
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), describe(recount()));
   EXPECT_GT(again.id, 0);
 }
 
@@ -326,16 +385,16 @@ TEST_P(StoreContract, StatsCountATranslatedNoteOnceWhateverItsJobs) {
   make_note("plain", "en");
   translate(note.id, "es", "hola");
   translate(note.id, "fr", "bonjour");  // translated_text was already set: still one
-  EXPECT_EQ(describe(store_->stats()), "notes=2 translated=1 [en:2 ]");
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=2 translated=1 [en:2 ]");
 
   // A job completed after its note was deleted changes nothing.
   Note doomed = make_note("doomed", "ca");
-  auto job = store_->create_job(doomed.id, "ca", "es", "apertium", 3);
+  auto job = create_job(doomed.id, "ca", "es", "apertium", 3);
   ASSERT_TRUE(job);
   ASSERT_TRUE(store_->claim_job("w", 30s, job->id));
-  ASSERT_TRUE(store_->delete_note(doomed.id));
+  ASSERT_TRUE(store_->delete_note(kOpenModeOwner, doomed.id));
   EXPECT_FALSE(store_->complete_job(job->id, "w", "late", "apertium").note_version);
-  EXPECT_EQ(describe(store_->stats()), "notes=2 translated=1 [en:2 ]");
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=2 translated=1 [en:2 ]");
 }
 
 TEST_P(StoreContract, StatsMatchARecountAfterConcurrentWrites) {
@@ -351,7 +410,7 @@ TEST_P(StoreContract, StatsMatchARecountAfterConcurrentWrites) {
         for (int i = 0; i < 25; ++i) {  // 200 notes in all
           Note note = make_note(std::string("t").append(std::to_string(t * 100 + i)), pick());
           if (i % 4 == 0) {
-            auto job = store_->create_job(note.id, note.original_language, "en", "apertium", 3);
+            auto job = create_job(note.id, note.original_language, "en", "apertium", 3);
             if (!job || !store_->claim_job(worker, 30s, job->id) ||
                 !store_->complete_job(job->id, worker, "x", "apertium").applied) {
               throw std::runtime_error("translation path failed");
@@ -360,10 +419,12 @@ TEST_P(StoreContract, StatsMatchARecountAfterConcurrentWrites) {
           if (i % 5 == 1) {  // language changes in both directions contend on counter rows
             NoteFields change;
             change.original_language = pick();
-            if (!store_->update_note(note.id, change)) throw std::runtime_error("update failed");
+            if (!store_->update_note(kOpenModeOwner, note.id, change))
+              throw std::runtime_error("update failed");
           }
-          if (i % 3 == 2 && !store_->delete_note(note.id)) throw std::runtime_error("delete");
-          if (i % 7 == 0) store_->stats();
+          if (i % 3 == 2 && !store_->delete_note(kOpenModeOwner, note.id))
+            throw std::runtime_error("delete");
+          if (i % 7 == 0) store_->stats(kOpenModeOwner);
         }
       } catch (const std::exception& e) {
         ADD_FAILURE() << e.what();
@@ -373,41 +434,41 @@ TEST_P(StoreContract, StatsMatchARecountAfterConcurrentWrites) {
   }
   for (auto& thread : threads) thread.join();
   ASSERT_EQ(errors.load(), 0);
-  Stats stats = store_->stats();
+  Stats stats = store_->stats(kOpenModeOwner);
   EXPECT_EQ(stats.total_notes, 200 - 8 * 8);  // i % 3 == 2 for 8 of each thread's 25
   EXPECT_EQ(describe(stats), describe(recount()));
 }
 
-TEST_P(StoreContract, StatsMigrationBackfillsExistingNotes) {
-  make_note("a", "es");
-  make_note("b", "en");
-  Note translated = make_note("c", "es");
-  translate(translated.id, "en", "translated");
-  make_note("d", "fr");
-  // Turn the database back into one from before the stats migration (notes, no counters), then
-  // migrate again: the migration must count the notes already there.
-  if (GetParam() == "sqlite") {
-    exec_direct(
-        "DROP TRIGGER note_stats_after_insert; DROP TRIGGER note_stats_after_delete; "
-        "DROP TRIGGER note_stats_after_update; DROP TABLE note_stats; "
-        "DELETE FROM schema_migrations WHERE version = 2");
-  } else {
-    exec_direct(
-        "DROP FUNCTION note_stats_track() CASCADE; DROP TABLE note_stats; "
-        "DELETE FROM schema_migrations WHERE version = 2");
-  }
+// A database from before the stats counters (schema 1) with notes in it: the upgrade must count
+// them, and counting goes on afterwards.
+TEST_P(StoreContract, MigrationFromSchema1BackfillsStats) {
+  use_database_at_version(1);
+  const std::string ts = timestamp_literal();
   exec_direct(
-      "INSERT INTO notes (title, original_text, original_language, created_at, updated_at) "
-      "VALUES ('old', 'written before the migration', 'de', " +
-      std::string(GetParam() == "sqlite" ? "1, 1" : "now(), now()") + ")");
-  auto migrator = open_url(url_);
-  migrator->migrate();
-  EXPECT_EQ(describe(store_->stats()), "notes=5 translated=1 [es:2 de:1 en:1 fr:1 ]");
-  EXPECT_EQ(describe(store_->stats()), describe(recount()));
+      "INSERT INTO notes (title, original_text, original_language, translated_text, "
+      "translated_language, created_at, updated_at) VALUES "
+      "('a', 'x', 'es', NULL, NULL, " +
+      ts + ", " + ts +
+      "), "
+      "('b', 'x', 'en', NULL, NULL, " +
+      ts + ", " + ts +
+      "), "
+      "('c', 'x', 'es', 'translated', 'en', " +
+      ts + ", " + ts +
+      "), "
+      "('d', 'x', 'fr', NULL, NULL, " +
+      ts + ", " + ts +
+      "), "
+      "('old', 'x', 'de', NULL, NULL, " +
+      ts + ", " + ts + ")");
+  store_ = open_url(url_);
+  store_->migrate();
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=5 translated=1 [es:2 de:1 en:1 fr:1 ]");
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), describe(recount()));
 
   make_note("e", "fr");  // and counting goes on after the backfill
-  EXPECT_EQ(describe(migrator->stats()), "notes=6 translated=1 [es:2 fr:2 de:1 en:1 ]");
-  EXPECT_EQ(describe(store_->stats()), describe(recount()));
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=6 translated=1 [es:2 fr:2 de:1 en:1 ]");
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), describe(recount()));
 }
 
 TEST_P(StoreContract, StatsCountWritesMadeOutsideTheStore) {
@@ -420,28 +481,28 @@ TEST_P(StoreContract, StatsCountWritesMadeOutsideTheStore) {
   if (GetParam() == "postgres") {
     PGconn* conn = PQconnectdb(test_postgres_url());
     ASSERT_EQ(PQstatus(conn), CONNECTION_OK);
-    const std::string sql = "INSERT INTO " + pg_schemas_.front() +
+    const std::string sql = "INSERT INTO " + schema_ +
                             ".notes (title, original_text, original_language, created_at, "
                             "updated_at) VALUES ('t', 'x', 'it', now(), now())";
     PGresult* result = PQexec(conn, sql.c_str());
     EXPECT_EQ(PQresultStatus(result), PGRES_COMMAND_OK) << PQresultErrorMessage(result);
     PQclear(result);
     PQfinish(conn);
-    EXPECT_EQ(describe(store_->stats()), "notes=2 translated=1 [it:2 ]");
+    EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=2 translated=1 [it:2 ]");
   } else {
-    EXPECT_EQ(describe(store_->stats()), "notes=1 translated=1 [it:1 ]");
+    EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=1 translated=1 [it:1 ]");
   }
-  EXPECT_EQ(describe(store_->stats()), describe(recount()));
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), describe(recount()));
 }
 
 TEST_P(StoreContract, CreateJobOnMissingNoteReturnsNullopt) {
-  EXPECT_FALSE(store_->create_job(424242, "en", "es", "apertium", 3).has_value());
-  EXPECT_TRUE(store_->runnable_job_ids(10).empty());
+  EXPECT_FALSE(create_job(424242, "en", "es", "apertium", 3).has_value());
+  EXPECT_TRUE(runnable_ids(10).empty());
 }
 
 TEST_P(StoreContract, CreateJobStartsQueued) {
   Note note = make_note();
-  auto job = store_->create_job(note.id, "en", "es", "apertium", 5);
+  auto job = create_job(note.id, "en", "es", "apertium", 5);
   ASSERT_TRUE(job.has_value());
   EXPECT_GT(job->id, 0);
   EXPECT_EQ(job->note_id, note.id);
@@ -452,7 +513,7 @@ TEST_P(StoreContract, CreateJobStartsQueued) {
   EXPECT_EQ(job->attempts, 0);
   EXPECT_EQ(job->max_attempts, 5);
   EXPECT_FALSE(job->text || job->error || job->started_at || job->finished_at);
-  auto fetched = store_->get_job(job->id);
+  auto fetched = store_->get_job(kOpenModeOwner, job->id);
   ASSERT_TRUE(fetched.has_value());
   EXPECT_EQ(fetched->created_at, job->created_at);
   EXPECT_EQ(fetched->status, JobStatus::kQueued);
@@ -461,12 +522,15 @@ TEST_P(StoreContract, CreateJobStartsQueued) {
 TEST_P(StoreContract, LatestJobsArePerTargetLanguageNewestFirst) {
   Note note = make_note();
   Note other = make_note("other");
-  auto es1 = store_->create_job(note.id, "en", "es", "apertium", 3);
-  auto fr1 = store_->create_job(note.id, "en", "fr", "apertium", 3);
-  auto es2 = store_->create_job(note.id, "en", "es", "marian", 3);
-  store_->create_job(other.id, "en", "de", "apertium", 3);
+  auto es1 = create_job(note.id, "en", "es", "apertium", 3);
+  auto fr1 = create_job(note.id, "en", "fr", "apertium", 3);
+  NoteFields new_text;
+  new_text.original_text = "changed, so es needs a new job";
+  ASSERT_TRUE(store_->update_note(kOpenModeOwner, note.id, new_text));
+  auto es2 = create_job(note.id, "en", "es", "marian", 3);
+  create_job(other.id, "en", "de", "apertium", 3);
   ASSERT_TRUE(es1 && fr1 && es2);
-  auto latest = store_->latest_jobs_for_note(note.id);
+  auto latest = store_->latest_jobs_for_note(kOpenModeOwner, note.id);
   ASSERT_EQ(latest.size(), 2u);
   EXPECT_EQ(latest[0].id, es2->id);
   EXPECT_EQ(latest[0].engine, "marian");
@@ -474,13 +538,13 @@ TEST_P(StoreContract, LatestJobsArePerTargetLanguageNewestFirst) {
 }
 
 TEST_P(StoreContract, ClaimSetsLeaseAndReturnsCurrentNoteText) {
-  Note note = store_->create_note(fields("T", "before", "en"));
-  auto job = store_->create_job(note.id, "en", "es", "apertium", 3);
+  Note note = store_->create_note(kOpenModeOwner, fields("T", "before", "en"));
+  auto job = create_job(note.id, "en", "es", "apertium", 3);
   ASSERT_TRUE(job);
   NoteFields patch;
   patch.original_text = "after";
   patch.original_language = "ca";
-  ASSERT_TRUE(store_->update_note(note.id, patch));
+  ASSERT_TRUE(store_->update_note(kOpenModeOwner, note.id, patch));
 
   auto claimed = store_->claim_job("worker-1", 30s, std::nullopt);
   ASSERT_TRUE(claimed.has_value());
@@ -492,14 +556,14 @@ TEST_P(StoreContract, ClaimSetsLeaseAndReturnsCurrentNoteText) {
   EXPECT_EQ(claimed->note_language, "ca");
   EXPECT_FALSE(store_->claim_job("worker-2", 30s, std::nullopt).has_value());
   EXPECT_FALSE(store_->claim_job("worker-2", 30s, job->id).has_value());
-  EXPECT_TRUE(store_->runnable_job_ids(10).empty());
-  EXPECT_EQ(store_->get_job(job->id)->status, JobStatus::kRunning);
+  EXPECT_TRUE(runnable_ids(10).empty());
+  EXPECT_EQ(store_->get_job(kOpenModeOwner, job->id)->status, JobStatus::kRunning);
 }
 
 TEST_P(StoreContract, ClaimPreferredIdConsidersOnlyThatJob) {
   Note note = make_note();
-  auto first = store_->create_job(note.id, "en", "es", "apertium", 3);
-  auto second = store_->create_job(note.id, "en", "fr", "apertium", 3);
+  auto first = create_job(note.id, "en", "es", "apertium", 3);
+  auto second = create_job(note.id, "en", "fr", "apertium", 3);
   ASSERT_TRUE(first && second);
   auto claimed = store_->claim_job("w", 30s, second->id);
   ASSERT_TRUE(claimed);
@@ -514,7 +578,7 @@ TEST_P(StoreContract, ConcurrentClaimsTakeEachJobExactlyOnce) {
   Note note = make_note();
   std::set<std::int64_t> created;
   for (int i = 0; i < 50; ++i) {
-    auto job = store_->create_job(note.id, "en", "es", "apertium", 3);
+    auto job = create_job(note.id, "en", std::string("t").append(std::to_string(i)), "apertium", 3);
     ASSERT_TRUE(job);
     created.insert(job->id);
   }
@@ -543,7 +607,7 @@ TEST_P(StoreContract, ConcurrentClaimsTakeEachJobExactlyOnce) {
 
 TEST_P(StoreContract, ExpiredLeaseIsReclaimedAndOldWorkerIsRejected) {
   Note note = make_note();
-  auto job = store_->create_job(note.id, "en", "es", "apertium", 3);
+  auto job = create_job(note.id, "en", "es", "apertium", 3);
   ASSERT_TRUE(job);
   ASSERT_TRUE(store_->claim_job("crashed", 50ms, std::nullopt));
 
@@ -559,22 +623,22 @@ TEST_P(StoreContract, ExpiredLeaseIsReclaimedAndOldWorkerIsRejected) {
   EXPECT_FALSE(store_->renew_lease(job->id, "crashed", 30s));
   EXPECT_FALSE(store_->complete_job(job->id, "crashed", "stale", "apertium").applied);
   EXPECT_FALSE(store_->fail_job(job->id, "crashed", "boom", std::nullopt));
-  EXPECT_FALSE(store_->get_note(note.id)->translated_text.has_value());
+  EXPECT_FALSE(store_->get_note(kOpenModeOwner, note.id)->translated_text.has_value());
 
   auto done = store_->complete_job(job->id, "rescuer", "fresh", "apertium");
   EXPECT_TRUE(done.applied);
-  EXPECT_EQ(store_->get_note(note.id)->translated_text, "fresh");
+  EXPECT_EQ(store_->get_note(kOpenModeOwner, note.id)->translated_text, "fresh");
 }
 
 TEST_P(StoreContract, ExpiredLeaseWithoutAttemptsLeftFails) {
   Note note = make_note();
-  auto job = store_->create_job(note.id, "en", "es", "apertium", 1);
+  auto job = create_job(note.id, "en", "es", "apertium", 1);
   ASSERT_TRUE(job);
   ASSERT_TRUE(store_->claim_job("crashed", 20ms, std::nullopt));
   std::this_thread::sleep_for(100ms);
-  EXPECT_TRUE(store_->runnable_job_ids(10).empty());
+  EXPECT_TRUE(runnable_ids(10).empty());
   EXPECT_FALSE(store_->claim_job("rescuer", 30s, std::nullopt).has_value());
-  auto after = store_->get_job(job->id);
+  auto after = store_->get_job(kOpenModeOwner, job->id);
   ASSERT_TRUE(after);
   EXPECT_EQ(after->status, JobStatus::kFailed);
   EXPECT_TRUE(after->error.has_value());
@@ -583,7 +647,7 @@ TEST_P(StoreContract, ExpiredLeaseWithoutAttemptsLeftFails) {
 
 TEST_P(StoreContract, RenewLeaseKeepsTheJob) {
   Note note = make_note();
-  auto job = store_->create_job(note.id, "en", "es", "apertium", 3);
+  auto job = create_job(note.id, "en", "es", "apertium", 3);
   ASSERT_TRUE(job);
   ASSERT_TRUE(store_->claim_job("w1", 30s, std::nullopt));
   EXPECT_TRUE(store_->renew_lease(job->id, "w1", 60s));
@@ -592,8 +656,8 @@ TEST_P(StoreContract, RenewLeaseKeepsTheJob) {
 }
 
 TEST_P(StoreContract, CompleteSetsTranslationWithoutOverwritingConcurrentEdit) {
-  Note note = store_->create_note(fields("Title", "Hello", "en"));
-  auto job = store_->create_job(note.id, "en", "es", "apertium", 3);
+  Note note = store_->create_note(kOpenModeOwner, fields("Title", "Hello", "en"));
+  auto job = create_job(note.id, "en", "es", "apertium", 3);
   ASSERT_TRUE(job);
   auto claimed = store_->claim_job("w", 30s, std::nullopt);
   ASSERT_TRUE(claimed);
@@ -602,7 +666,7 @@ TEST_P(StoreContract, CompleteSetsTranslationWithoutOverwritingConcurrentEdit) {
   NoteFields edit;
   edit.title = "Edited while translating";
   edit.original_text = "Edited text";
-  auto edited = store_->update_note(note.id, edit);
+  auto edited = store_->update_note(kOpenModeOwner, note.id, edit);
   ASSERT_TRUE(edited);
   EXPECT_EQ(edited->version, 2);
 
@@ -611,7 +675,7 @@ TEST_P(StoreContract, CompleteSetsTranslationWithoutOverwritingConcurrentEdit) {
   ASSERT_TRUE(result.note_version.has_value());
   EXPECT_EQ(*result.note_version, 3);
 
-  auto after = store_->get_note(note.id);
+  auto after = store_->get_note(kOpenModeOwner, note.id);
   ASSERT_TRUE(after);
   EXPECT_EQ(after->title, "Edited while translating");
   EXPECT_EQ(after->original_text, "Edited text");
@@ -620,7 +684,7 @@ TEST_P(StoreContract, CompleteSetsTranslationWithoutOverwritingConcurrentEdit) {
   EXPECT_EQ(after->version, 3);
   EXPECT_GE(after->updated_at, edited->updated_at);
 
-  auto finished = store_->get_job(job->id);
+  auto finished = store_->get_job(kOpenModeOwner, job->id);
   ASSERT_TRUE(finished);
   EXPECT_EQ(finished->status, JobStatus::kSucceeded);
   EXPECT_EQ(finished->text, "Hola");
@@ -630,47 +694,47 @@ TEST_P(StoreContract, CompleteSetsTranslationWithoutOverwritingConcurrentEdit) {
 
 TEST_P(StoreContract, CompleteAfterNoteDeletedDoesNotResurrectIt) {
   Note note = make_note();
-  auto job = store_->create_job(note.id, "en", "es", "apertium", 3);
+  auto job = create_job(note.id, "en", "es", "apertium", 3);
   ASSERT_TRUE(job);
   ASSERT_TRUE(store_->claim_job("w", 30s, std::nullopt));
-  ASSERT_TRUE(store_->delete_note(note.id));
+  ASSERT_TRUE(store_->delete_note(kOpenModeOwner, note.id));
   auto result = store_->complete_job(job->id, "w", "Hola", "apertium");
   EXPECT_FALSE(result.note_version.has_value());
-  EXPECT_FALSE(store_->get_note(note.id).has_value());
-  EXPECT_EQ(store_->stats().total_notes, 0);
-  EXPECT_TRUE(store_->list_notes({10, 0}).empty());
+  EXPECT_FALSE(store_->get_note(kOpenModeOwner, note.id).has_value());
+  EXPECT_EQ(store_->stats(kOpenModeOwner).total_notes, 0);
+  EXPECT_TRUE(store_->list_notes(kOpenModeOwner, {10, 0}).empty());
 }
 
 TEST_P(StoreContract, FailJobRetriesThenFailsFinally) {
   Note note = make_note();
-  auto job = store_->create_job(note.id, "en", "es", "apertium", 3);
+  auto job = create_job(note.id, "en", "es", "apertium", 3);
   ASSERT_TRUE(job);
   ASSERT_TRUE(store_->claim_job("w", 30s, std::nullopt));
   EXPECT_FALSE(store_->fail_job(job->id, "intruder", "nope", std::nullopt));
 
   // Retry far in the future: queued but neither runnable nor claimable.
   EXPECT_TRUE(store_->fail_job(job->id, "w", "engine crashed", std::chrono::hours(1)));
-  auto queued = store_->get_job(job->id);
+  auto queued = store_->get_job(kOpenModeOwner, job->id);
   ASSERT_TRUE(queued);
   EXPECT_EQ(queued->status, JobStatus::kQueued);
   EXPECT_EQ(queued->error, "engine crashed");
   EXPECT_EQ(queued->attempts, 1);
-  EXPECT_TRUE(store_->runnable_job_ids(10).empty());
+  EXPECT_TRUE(runnable_ids(10).empty());
   EXPECT_FALSE(store_->claim_job("w", 30s, std::nullopt).has_value());
 
   // A second job retried immediately is runnable again and counts attempts.
-  auto job2 = store_->create_job(note.id, "en", "fr", "apertium", 3);
+  auto job2 = create_job(note.id, "en", "fr", "apertium", 3);
   ASSERT_TRUE(job2);
   ASSERT_TRUE(store_->claim_job("w", 30s, job2->id));
   EXPECT_TRUE(store_->fail_job(job2->id, "w", "flaky", 0ms));
-  EXPECT_EQ(store_->runnable_job_ids(10), std::vector<std::int64_t>{job2->id});
+  EXPECT_EQ(runnable_ids(10), std::vector<std::int64_t>{job2->id});
   auto again = store_->claim_job("w", 30s, std::nullopt);
   ASSERT_TRUE(again);
   EXPECT_EQ(again->job.id, job2->id);
   EXPECT_EQ(again->job.attempts, 2);
 
   EXPECT_TRUE(store_->fail_job(job2->id, "w", "gave up", std::nullopt));
-  auto failed = store_->get_job(job2->id);
+  auto failed = store_->get_job(kOpenModeOwner, job2->id);
   ASSERT_TRUE(failed);
   EXPECT_EQ(failed->status, JobStatus::kFailed);
   EXPECT_EQ(failed->error, "gave up");
@@ -680,29 +744,29 @@ TEST_P(StoreContract, FailJobRetriesThenFailsFinally) {
 }
 
 TEST_P(StoreContract, RunnableIdsOldestFirst) {
-  EXPECT_TRUE(store_->runnable_job_ids(10).empty());
+  EXPECT_TRUE(runnable_ids(10).empty());
   Note note = make_note();
-  auto a = store_->create_job(note.id, "en", "es", "apertium", 3);
-  auto b = store_->create_job(note.id, "en", "fr", "apertium", 3);
-  auto c = store_->create_job(note.id, "en", "de", "apertium", 3);
+  auto a = create_job(note.id, "en", "es", "apertium", 3);
+  auto b = create_job(note.id, "en", "fr", "apertium", 3);
+  auto c = create_job(note.id, "en", "de", "apertium", 3);
   ASSERT_TRUE(a && b && c);
-  EXPECT_EQ(store_->runnable_job_ids(10), (std::vector<std::int64_t>{a->id, b->id, c->id}));
-  EXPECT_EQ(store_->runnable_job_ids(2), (std::vector<std::int64_t>{a->id, b->id}));
+  EXPECT_EQ(runnable_ids(10), (std::vector<std::int64_t>{a->id, b->id, c->id}));
+  EXPECT_EQ(runnable_ids(2), (std::vector<std::int64_t>{a->id, b->id}));
 }
 
 TEST_P(StoreContract, ReleasedJobIsQueuedAgainWithoutCountingTheTry) {
   Note note = make_note();
-  auto job = store_->create_job(note.id, "en", "es", "apertium", 3);
+  auto job = create_job(note.id, "en", "es", "apertium", 3);
   ASSERT_TRUE(job);
   ASSERT_TRUE(store_->claim_job("w", 30s, std::nullopt));
-  EXPECT_EQ(store_->get_job(job->id)->attempts, 1);
+  EXPECT_EQ(store_->get_job(kOpenModeOwner, job->id)->attempts, 1);
   EXPECT_FALSE(store_->release_job(job->id, "intruder"));
   EXPECT_TRUE(store_->release_job(job->id, "w"));
-  auto released = store_->get_job(job->id);
+  auto released = store_->get_job(kOpenModeOwner, job->id);
   ASSERT_TRUE(released);
   EXPECT_EQ(released->status, JobStatus::kQueued);
   EXPECT_EQ(released->attempts, 0);
-  EXPECT_EQ(store_->runnable_job_ids(10), (std::vector<std::int64_t>{job->id}));
+  EXPECT_EQ(runnable_ids(10), (std::vector<std::int64_t>{job->id}));
   EXPECT_FALSE(store_->release_job(job->id, "w"));  // no longer held
   auto again = store_->claim_job("other", 30s, std::nullopt);
   ASSERT_TRUE(again);
@@ -714,7 +778,7 @@ TEST_P(StoreContract, MigrateTwiceIsHarmless) {
   store_->migrate();
   Note note = make_note();
   store_->migrate();
-  EXPECT_TRUE(store_->get_note(note.id).has_value());
+  EXPECT_TRUE(store_->get_note(kOpenModeOwner, note.id).has_value());
 }
 
 TEST_P(StoreContract, MigrateConcurrentlyFromSeparateStores) {
@@ -735,8 +799,8 @@ TEST_P(StoreContract, MigrateConcurrentlyFromSeparateStores) {
   }
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(errors.load(), 0);
-  Note note = stores[0]->create_note(fields("after migrate", "x"));
-  EXPECT_TRUE(stores[3]->get_note(note.id).has_value());
+  Note note = stores[0]->create_note(kOpenModeOwner, fields("after migrate", "x"));
+  EXPECT_TRUE(stores[3]->get_note(kOpenModeOwner, note.id).has_value());
 }
 
 TEST_P(StoreContract, ConcurrentCreatesGetDistinctIds) {
@@ -747,8 +811,8 @@ TEST_P(StoreContract, ConcurrentCreatesGetDistinctIds) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 5; ++i) {
         try {
-          Note note =
-              store_->create_note(fields(std::string("t").append(std::to_string(t)), "body"));
+          Note note = store_->create_note(
+              kOpenModeOwner, fields(std::string("t").append(std::to_string(t)), "body"));
           std::lock_guard lock(mutex);
           ids.insert(note.id);
         } catch (const std::exception& e) {
@@ -759,7 +823,7 @@ TEST_P(StoreContract, ConcurrentCreatesGetDistinctIds) {
   }
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(ids.size(), 50u);
-  EXPECT_EQ(store_->stats().total_notes, 50);
+  EXPECT_EQ(store_->stats(kOpenModeOwner).total_notes, 50);
 }
 
 // Concurrent creates may be committed as one batch (Postgres group commit). One note the
@@ -780,10 +844,10 @@ TEST_P(StoreContract, ConcurrentCreatesWithOneBadNoteFailOnlyThatOne) {
         ++ready;
         while (ready < 24) std::this_thread::yield();
         try {
-          Note note = store_->create_note(fields(title, bad ? invalid : "body"));
+          Note note = store_->create_note(kOpenModeOwner, fields(title, bad ? invalid : "body"));
           EXPECT_EQ(note.title, title);
           EXPECT_EQ(note.original_text, bad ? invalid : "body");
-          auto fetched = store_->get_note(note.id);
+          auto fetched = store_->get_note(kOpenModeOwner, note.id);
           ASSERT_TRUE(fetched);
           EXPECT_EQ(fetched->title, title);
           ++created;
@@ -797,8 +861,9 @@ TEST_P(StoreContract, ConcurrentCreatesWithOneBadNoteFailOnlyThatOne) {
     for (auto& thread : threads) thread.join();
   }
   EXPECT_GE(created.load(), 3 * 23);
-  EXPECT_EQ(store_->stats().total_notes, created.load());
-  EXPECT_EQ(store_->list_notes({1000, 0}).size(), static_cast<std::size_t>(created.load()));
+  EXPECT_EQ(store_->stats(kOpenModeOwner).total_notes, created.load());
+  EXPECT_EQ(store_->list_notes(kOpenModeOwner, {1000, 0}).size(),
+            static_cast<std::size_t>(created.load()));
 }
 
 // Concurrent stats calls may share one query (Postgres): a call must still see every create
@@ -810,10 +875,11 @@ TEST_P(StoreContract, ConcurrentStatsSeeEveryEarlierWrite) {
     threads.emplace_back([&, t] {
       for (int i = 0; i < 15; ++i) {
         try {
-          store_->create_note(fields(std::string("s").append(std::to_string(t)), "body"));
+          store_->create_note(kOpenModeOwner,
+                              fields(std::string("s").append(std::to_string(t)), "body"));
           ++finished_creates;
           const int at_least = finished_creates.load();
-          const Stats stats = store_->stats();
+          const Stats stats = store_->stats(kOpenModeOwner);
           EXPECT_GE(stats.total_notes, at_least);
         } catch (const std::exception& e) {
           ADD_FAILURE() << e.what();
@@ -822,7 +888,7 @@ TEST_P(StoreContract, ConcurrentStatsSeeEveryEarlierWrite) {
     });
   }
   for (auto& thread : threads) thread.join();
-  EXPECT_EQ(store_->stats().total_notes, 8 * 15);
+  EXPECT_EQ(store_->stats(kOpenModeOwner).total_notes, 8 * 15);
 }
 
 TEST_P(StoreContract, UnicodeAndLargeTextRoundTrip) {
@@ -830,33 +896,640 @@ TEST_P(StoreContract, UnicodeAndLargeTextRoundTrip) {
       "Ünïcödé — 日本語テキスト 🚀 \"quotes\" 'single' \\backslash; DROP TABLE notes;";
   std::string large;
   while (large.size() < 2'000'000) large += unicode + "\n";
-  Note note = store_->create_note(fields(unicode, large, "ja"));
-  auto fetched = store_->get_note(note.id);
+  Note note = store_->create_note(kOpenModeOwner, fields(unicode, large, "ja"));
+  auto fetched = store_->get_note(kOpenModeOwner, note.id);
   ASSERT_TRUE(fetched);
   EXPECT_EQ(fetched->title, unicode);
   EXPECT_EQ(fetched->original_text.size(), large.size());
   EXPECT_TRUE(fetched->original_text == large);
 
-  auto job = store_->create_job(note.id, "ja", "en", "marian", 3);
+  auto job = create_job(note.id, "ja", "en", "marian", 3);
   ASSERT_TRUE(job);
   auto claimed = store_->claim_job("w", 30s, std::nullopt);
   ASSERT_TRUE(claimed);
   EXPECT_TRUE(claimed->note_text == large);
   ASSERT_TRUE(store_->complete_job(job->id, "w", large, "marian").applied);
-  EXPECT_TRUE(store_->get_note(note.id)->translated_text == large);
-  EXPECT_TRUE(store_->get_job(job->id)->text == large);
+  EXPECT_TRUE(store_->get_note(kOpenModeOwner, note.id)->translated_text == large);
+  EXPECT_TRUE(store_->get_job(kOpenModeOwner, job->id)->text == large);
 }
 
 TEST_P(StoreContract, InvalidUtf8EitherRoundTripsOrIsRejectedCleanly) {
   const std::string invalid = std::string("bad \xff\xfe bytes \xc3", 13);
   try {
-    Note note = store_->create_note(fields("t", invalid));
-    EXPECT_EQ(store_->get_note(note.id)->original_text, invalid);
+    Note note = store_->create_note(kOpenModeOwner, fields("t", invalid));
+    EXPECT_EQ(store_->get_note(kOpenModeOwner, note.id)->original_text, invalid);
   } catch (const InvalidValue&) {
     SUCCEED() << "rejected as InvalidValue";  // PostgreSQL text columns only hold valid UTF-8
   }
-  EXPECT_EQ(store_->list_notes({10, 0}).size(), store_->stats().total_notes + 0u);
+  EXPECT_EQ(store_->list_notes(kOpenModeOwner, {10, 0}).size(),
+            store_->stats(kOpenModeOwner).total_notes + 0u);
   make_note("still works");
+}
+
+// ---- Schema upgrades keep what an older release wrote ----
+
+// A database at schema 2 (before users) with notes and jobs: after the upgrade they all belong to
+// the open-mode owner, stay reachable, and ids of deleted rows are not handed out again.
+TEST_P(StoreContract, MigrationFromSchema2GivesExistingNotesAndJobsToTheOpenModeOwner) {
+  use_database_at_version(2);
+  const std::string ts = timestamp_literal();
+  exec_direct(
+      "INSERT INTO notes (title, original_text, original_language, translated_text, "
+      "translated_language, created_at, updated_at, version) VALUES "
+      "('first', 'Hello', 'en', NULL, NULL, " +
+      ts + ", " + ts +
+      ", 1), "
+      "('second', 'Hola', 'es', 'Hello', 'en', " +
+      ts + ", " + ts +
+      ", 3), "
+      "('third', 'deleted later', 'en', NULL, NULL, " +
+      ts + ", " + ts + ", 1)");
+  exec_direct(
+      "INSERT INTO translation_jobs (note_id, source_language, target_language, status, text, "
+      "engine, attempts, max_attempts, created_at, available_at) VALUES "
+      "(1, 'en', 'es', 'queued', NULL, 'apertium', 0, 3, " +
+      ts + ", " + ts +
+      "), "
+      "(2, 'es', 'en', 'succeeded', 'Hello', 'apertium', 1, 3, " +
+      ts + ", " + ts +
+      "), "
+      "(3, 'en', 'fr', 'queued', NULL, 'apertium', 0, 3, " +
+      ts + ", " + ts + ")");
+  // The highest ids are gone before the upgrade (with their job, as the store deletes).
+  exec_direct(std::string(GetParam() == "sqlite" ? "PRAGMA foreign_keys = ON; " : "") +
+              "DELETE FROM notes WHERE id = 3");
+
+  store_ = open_url(url_);
+  store_->migrate();
+
+  auto first = store_->get_note(kOpenModeOwner, 1);
+  ASSERT_TRUE(first);
+  EXPECT_EQ(first->owner_id, kOpenModeOwner);
+  EXPECT_EQ(first->title, "first");
+  auto second = store_->get_note(kOpenModeOwner, 2);
+  ASSERT_TRUE(second);
+  EXPECT_EQ(second->translated_text, "Hello");
+  EXPECT_EQ(second->version, 3);
+  EXPECT_EQ(store_->list_notes(kOpenModeOwner, {10, 0}).size(), 2u);
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=2 translated=1 [en:1 es:1 ]");
+
+  auto done = store_->get_job(kOpenModeOwner, 2);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->owner_id, kOpenModeOwner);
+  EXPECT_EQ(done->text, "Hello");
+  EXPECT_FALSE(store_->get_job(kOpenModeOwner, 3));
+  EXPECT_EQ(store_->runnable_jobs(10), (std::vector<JobNotice>{{1, kOpenModeOwner}}));
+  auto claimed = store_->claim_job("w", 30s, std::nullopt);
+  ASSERT_TRUE(claimed);
+  EXPECT_EQ(claimed->job.id, 1);
+  EXPECT_EQ(claimed->job.owner_id, kOpenModeOwner);
+  EXPECT_EQ(claimed->note_text, "Hello");
+  EXPECT_TRUE(store_->complete_job(1, "w", "Hola", "apertium").note_version.has_value());
+
+  Note newer = make_note("after the upgrade");
+  EXPECT_GT(newer.id, 3);
+  auto job = create_job(newer.id, "en", "de", "apertium", 3);
+  ASSERT_TRUE(job);
+  EXPECT_GT(job->id, 3);
+
+  auto user = store_->create_user("alice", "", "hash");
+  ASSERT_TRUE(user);
+  EXPECT_GE(user->id, 1);
+  EXPECT_FALSE(store_->get_note(user->id, 1));
+  EXPECT_TRUE(store_->list_notes(user->id, {10, 0}).empty());
+}
+
+// ---- Owners: one user's notes and jobs are invisible to another ----
+
+TEST_P(StoreContract, AnotherOwnersNoteAndJobBehaveExactlyLikeMissingOnes) {
+  auto alice = store_->create_user("alice", "a@example.com", "hash-a");
+  auto bob = store_->create_user("bob", "", "hash-b");
+  ASSERT_TRUE(alice && bob);
+  Note note = store_->create_note(alice->id, fields("Alice's", "secret", "en"));
+  EXPECT_EQ(note.owner_id, alice->id);
+  auto job = create_job(note.id, "en", "es", "apertium", 3, alice->id);
+  ASSERT_TRUE(job);
+  EXPECT_EQ(job->owner_id, alice->id);
+
+  EXPECT_FALSE(store_->get_note(bob->id, note.id));
+  EXPECT_FALSE(store_->get_note(kOpenModeOwner, note.id));
+  EXPECT_TRUE(store_->list_notes(bob->id, {100, 0}).empty());
+  EXPECT_FALSE(store_->update_note(bob->id, note.id, fields("stolen", "x")));
+  EXPECT_FALSE(store_->delete_note(bob->id, note.id));
+  EXPECT_EQ(describe(store_->stats(bob->id)), "notes=0 translated=0 []");
+  EXPECT_FALSE(store_->get_job(bob->id, job->id));
+  EXPECT_TRUE(store_->latest_jobs_for_note(bob->id, note.id).empty());
+  JobRequest request;
+  request.owner = bob->id;
+  request.note_id = note.id;
+  request.source_language = "en";
+  request.target_language = "es";
+  request.engine = "apertium";
+  EXPECT_EQ(store_->request_job(request).outcome, JobRequestResult::Outcome::kNoteNotFound);
+  EXPECT_FALSE(store_->request_job(request).job);
+
+  auto kept = store_->get_note(alice->id, note.id);
+  ASSERT_TRUE(kept);
+  EXPECT_EQ(kept->title, "Alice's");
+  EXPECT_EQ(kept->version, 1);
+  EXPECT_EQ(store_->list_notes(alice->id, {100, 0}).size(), 1u);
+  EXPECT_EQ(describe(store_->stats(alice->id)), "notes=1 translated=0 [en:1 ]");
+  EXPECT_EQ(store_->latest_jobs_for_note(alice->id, note.id).size(), 1u);
+  EXPECT_EQ(store_->runnable_jobs(10), (std::vector<JobNotice>{{job->id, alice->id}}));
+  auto claimed = store_->claim_job("w", 30s, std::nullopt);
+  ASSERT_TRUE(claimed);
+  EXPECT_EQ(claimed->job.owner_id, alice->id);
+  EXPECT_TRUE(store_->delete_note(alice->id, note.id));
+}
+
+TEST_P(StoreContract, ListsAndStatsAreEachOwnersOwn) {
+  auto alice = store_->create_user("alice", "", "h");
+  auto bob = store_->create_user("bob", "", "h");
+  ASSERT_TRUE(alice && bob);
+  std::vector<std::int64_t> alice_ids;
+  for (int i = 0; i < 3; ++i) {
+    alice_ids.push_back(
+        store_
+            ->create_note(alice->id, fields(std::string("a").append(std::to_string(i)), "x", "fr"))
+            .id);
+    store_->create_note(bob->id, fields(std::string("b").append(std::to_string(i)), "x", "de"));
+  }
+  make_note("open", "en");
+  auto listed = store_->list_notes(alice->id, {100, 0});
+  ASSERT_EQ(listed.size(), 3u);
+  for (std::size_t i = 0; i < listed.size(); ++i) EXPECT_EQ(listed[i].id, alice_ids[2 - i]);
+  auto page = store_->list_notes(alice->id, {1, 1});
+  ASSERT_EQ(page.size(), 1u);
+  EXPECT_EQ(page[0].id, alice_ids[1]);
+  EXPECT_EQ(describe(store_->stats(alice->id)), "notes=3 translated=0 [fr:3 ]");
+  EXPECT_EQ(describe(store_->stats(bob->id)), "notes=3 translated=0 [de:3 ]");
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=1 translated=0 [en:1 ]");
+}
+
+TEST_P(StoreContract, CreateNoteForAnUnknownOwnerThrowsUnknownUser) {
+  EXPECT_THROW(store_->create_note(987654, fields("t", "x")), UnknownUser);
+  auto gone = store_->create_user("gone", "", "h");
+  ASSERT_TRUE(gone);
+  ASSERT_TRUE(store_->delete_user(gone->id));
+  EXPECT_THROW(store_->create_note(gone->id, fields("t", "x")), UnknownUser);
+  EXPECT_TRUE(store_->list_notes(gone->id, {10, 0}).empty());
+  EXPECT_EQ(describe(store_->stats(gone->id)), "notes=0 translated=0 []");
+}
+
+// Concurrent creates may be committed as one batch (Postgres group commit): a create for a
+// deleted user fails alone with UnknownUser.
+TEST_P(StoreContract, ConcurrentCreatesWithOneUnknownOwnerFailOnlyThatOne) {
+  auto alice = store_->create_user("alice", "", "h");
+  ASSERT_TRUE(alice);
+  std::atomic<int> created{0};
+  std::atomic<int> refused{0};
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 16; ++t) {
+    threads.emplace_back([&, t] {
+      const UserId owner = t == 5 ? 424242 : alice->id;
+      ++ready;
+      while (ready < 16) std::this_thread::yield();
+      try {
+        Note note =
+            store_->create_note(owner, fields(std::string("t").append(std::to_string(t)), "body"));
+        EXPECT_EQ(note.owner_id, alice->id);
+        ++created;
+      } catch (const UnknownUser&) {
+        EXPECT_EQ(t, 5);
+        ++refused;
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(created.load(), 15);
+  EXPECT_EQ(refused.load(), 1);
+  EXPECT_EQ(store_->list_notes(alice->id, {100, 0}).size(), 15u);
+  EXPECT_EQ(store_->stats(alice->id).total_notes, 15);
+}
+
+// ---- request_job: not found, created, existing, owner queue full ----
+
+JobRequest job_request(UserId owner, std::int64_t note_id, const std::string& target,
+                       int max_active = 0) {
+  JobRequest request;
+  request.owner = owner;
+  request.note_id = note_id;
+  request.source_language = "en";
+  request.target_language = target;
+  request.engine = "apertium";
+  request.max_attempts = 4;
+  request.max_active_per_owner = max_active;
+  return request;
+}
+
+TEST_P(StoreContract, RequestJobCreatesThenReturnsTheActiveJobForTheSameText) {
+  using Outcome = JobRequestResult::Outcome;
+  auto alice = store_->create_user("alice", "", "h");
+  ASSERT_TRUE(alice);
+  EXPECT_EQ(store_->request_job(job_request(alice->id, 424242, "es")).outcome,
+            Outcome::kNoteNotFound);
+  Note note = store_->create_note(alice->id, fields("t", "Hello", "en"));
+
+  auto first = store_->request_job(job_request(alice->id, note.id, "es"));
+  ASSERT_EQ(first.outcome, Outcome::kCreated);
+  ASSERT_TRUE(first.job);
+  EXPECT_EQ(first.job->owner_id, alice->id);
+  EXPECT_EQ(first.job->note_id, note.id);
+  EXPECT_EQ(first.job->status, JobStatus::kQueued);
+  EXPECT_EQ(first.job->engine, "apertium");
+  EXPECT_EQ(first.job->max_attempts, 4);
+
+  auto again = store_->request_job(job_request(alice->id, note.id, "es"));
+  EXPECT_EQ(again.outcome, Outcome::kExisting);
+  ASSERT_TRUE(again.job);
+  EXPECT_EQ(again.job->id, first.job->id);
+
+  auto other_target = store_->request_job(job_request(alice->id, note.id, "fr"));
+  EXPECT_EQ(other_target.outcome, Outcome::kCreated);
+
+  ASSERT_TRUE(store_->claim_job("w", 30s, first.job->id));  // running still counts as active
+  auto while_running = store_->request_job(job_request(alice->id, note.id, "es"));
+  EXPECT_EQ(while_running.outcome, Outcome::kExisting);
+  EXPECT_EQ(while_running.job->id, first.job->id);
+  EXPECT_EQ(while_running.job->status, JobStatus::kRunning);
+
+  // The text changed: the running job translates the old text, so a new one is needed.
+  NoteFields edit;
+  edit.original_text = "Hello again";
+  ASSERT_TRUE(store_->update_note(alice->id, note.id, edit));
+  auto after_edit = store_->request_job(job_request(alice->id, note.id, "es"));
+  ASSERT_EQ(after_edit.outcome, Outcome::kCreated);
+  EXPECT_NE(after_edit.job->id, first.job->id);
+  EXPECT_EQ(store_->request_job(job_request(alice->id, note.id, "es")).job->id, after_edit.job->id);
+
+  // So did the language, with the same text.
+  NoteFields language;
+  language.original_language = "ca";
+  ASSERT_TRUE(store_->update_note(alice->id, note.id, language));
+  EXPECT_EQ(store_->request_job(job_request(alice->id, note.id, "es")).outcome, Outcome::kCreated);
+
+  // A finished job is not active: asking again makes a new one.
+  ASSERT_TRUE(store_->complete_job(first.job->id, "w", "Hola", "apertium").applied);
+  auto fr_claim = store_->claim_job("w", 30s, other_target.job->id);
+  ASSERT_TRUE(fr_claim);
+  ASSERT_TRUE(store_->fail_job(other_target.job->id, "w", "broken", std::nullopt));
+  NoteFields back;
+  back.original_language = "en";
+  back.original_text = "Hello";
+  ASSERT_TRUE(store_->update_note(alice->id, note.id, back));
+  EXPECT_EQ(store_->request_job(job_request(alice->id, note.id, "fr")).outcome, Outcome::kCreated);
+  auto es_again = store_->request_job(job_request(alice->id, note.id, "es"));
+  EXPECT_EQ(es_again.outcome, Outcome::kCreated);  // the job for "Hello" succeeded
+  EXPECT_NE(es_again.job->id, first.job->id);
+}
+
+TEST_P(StoreContract, RequestJobRefusesWhenTheOwnersQueueIsFull) {
+  using Outcome = JobRequestResult::Outcome;
+  auto alice = store_->create_user("alice", "", "h");
+  auto bob = store_->create_user("bob", "", "h");
+  ASSERT_TRUE(alice && bob);
+  Note a1 = store_->create_note(alice->id, fields("a1", "one"));
+  Note a2 = store_->create_note(alice->id, fields("a2", "two"));
+  Note b1 = store_->create_note(bob->id, fields("b1", "three"));
+
+  auto es = store_->request_job(job_request(alice->id, a1.id, "es", 2));
+  auto fr = store_->request_job(job_request(alice->id, a2.id, "fr", 2));
+  ASSERT_EQ(es.outcome, Outcome::kCreated);
+  ASSERT_EQ(fr.outcome, Outcome::kCreated);
+  auto full = store_->request_job(job_request(alice->id, a1.id, "de", 2));
+  EXPECT_EQ(full.outcome, Outcome::kOwnerQueueFull);
+  EXPECT_FALSE(full.job);
+  // De-duplication comes first: the job that exists is still answered.
+  EXPECT_EQ(store_->request_job(job_request(alice->id, a1.id, "es", 2)).outcome,
+            Outcome::kExisting);
+  // Without a cap, or for another owner, there is room.
+  EXPECT_EQ(store_->request_job(job_request(bob->id, b1.id, "de", 2)).outcome, Outcome::kCreated);
+  EXPECT_EQ(store_->request_job(job_request(alice->id, a1.id, "it", 0)).outcome, Outcome::kCreated);
+
+  // Finished jobs free their places.
+  auto claimed = store_->claim_job("w", 30s, es.job->id);
+  ASSERT_TRUE(claimed);
+  ASSERT_TRUE(store_->complete_job(es.job->id, "w", "x", "apertium").applied);
+  auto claimed_fr = store_->claim_job("w", 30s, fr.job->id);
+  ASSERT_TRUE(claimed_fr);
+  ASSERT_TRUE(store_->fail_job(fr.job->id, "w", "x", std::nullopt));
+  EXPECT_EQ(store_->request_job(job_request(alice->id, a1.id, "de", 2)).outcome,
+            Outcome::kCreated);  // "it" and "de" are active now
+  EXPECT_EQ(store_->request_job(job_request(alice->id, a2.id, "pt", 2)).outcome,
+            Outcome::kOwnerQueueFull);
+}
+
+TEST_P(StoreContract, ConcurrentRequestsForOneNoteAndTargetMakeOneJob) {
+  using Outcome = JobRequestResult::Outcome;
+  auto alice = store_->create_user("alice", "", "h");
+  ASSERT_TRUE(alice);
+  for (int cap : {0, 5}) {
+    Note note = store_->create_note(alice->id,
+                                    fields("t", std::string("Hello ").append(std::to_string(cap))));
+    std::mutex mutex;
+    std::vector<JobRequestResult> results;
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t) {
+      threads.emplace_back([&] {
+        ++ready;
+        while (ready < 8) std::this_thread::yield();
+        try {
+          auto result = store_->request_job(job_request(alice->id, note.id, "es", cap));
+          std::lock_guard lock(mutex);
+          results.push_back(result);
+        } catch (const std::exception& e) {
+          ADD_FAILURE() << e.what();
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    ASSERT_EQ(results.size(), 8u);
+    std::set<std::int64_t> ids;
+    int created = 0;
+    for (const auto& result : results) {
+      ASSERT_TRUE(result.job);
+      ids.insert(result.job->id);
+      if (result.outcome == Outcome::kCreated)
+        ++created;
+      else
+        EXPECT_EQ(result.outcome, Outcome::kExisting);
+    }
+    EXPECT_EQ(created, 1) << "cap " << cap;
+    EXPECT_EQ(ids.size(), 1u) << "cap " << cap;
+  }
+}
+
+TEST_P(StoreContract, ConcurrentRequestsNeverExceedTheOwnersCap) {
+  using Outcome = JobRequestResult::Outcome;
+  auto alice = store_->create_user("alice", "", "h");
+  ASSERT_TRUE(alice);
+  std::vector<Note> notes;
+  for (int i = 0; i < 12; ++i) {
+    notes.push_back(store_->create_note(
+        alice->id, fields("n", std::string("text ").append(std::to_string(i)))));
+  }
+  std::atomic<int> created{0};
+  std::atomic<int> full{0};
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 12; ++t) {
+    threads.emplace_back([&, t] {
+      ++ready;
+      while (ready < 12) std::this_thread::yield();
+      try {
+        auto result = store_->request_job(job_request(alice->id, notes[t].id, "es", 3));
+        if (result.outcome == Outcome::kCreated) ++created;
+        if (result.outcome == Outcome::kOwnerQueueFull) ++full;
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(created.load(), 3);
+  EXPECT_EQ(full.load(), 9);
+  EXPECT_EQ(store_->runnable_jobs(100).size(), 3u);
+}
+
+// A job's result goes only into a note that still exists and still belongs to the job's owner.
+TEST_P(StoreContract, CompleteJobWritesOnlyIntoTheJobOwnersNote) {
+  auto alice = store_->create_user("alice", "", "h");
+  auto bob = store_->create_user("bob", "", "h");
+  ASSERT_TRUE(alice && bob);
+  Note note = store_->create_note(alice->id, fields("t", "Hello"));
+  auto job = create_job(note.id, "en", "es", "apertium", 3, alice->id);
+  ASSERT_TRUE(job);
+  auto claimed = store_->claim_job("w", 30s, job->id);
+  ASSERT_TRUE(claimed);
+  EXPECT_EQ(claimed->job.owner_id, alice->id);
+  // A job whose owner is not the note's (which the store never creates) must not write into it.
+  exec_direct("UPDATE translation_jobs SET owner_id = " + std::to_string(bob->id) +
+              " WHERE id = " + std::to_string(job->id));
+  auto result = store_->complete_job(job->id, "w", "Hola", "apertium");
+  EXPECT_TRUE(result.applied);
+  EXPECT_FALSE(result.note_version);
+  auto untouched = store_->get_note(alice->id, note.id);
+  ASSERT_TRUE(untouched);
+  EXPECT_FALSE(untouched->translated_text);
+  EXPECT_EQ(untouched->version, 1);
+  EXPECT_EQ(store_->stats(alice->id).total_translations, 0);
+}
+
+// ---- Users ----
+
+TEST_P(StoreContract, UsersAreUniqueCaseInsensitivelyAndFoundThatWay) {
+  auto alice = store_->create_user("Alice", "alice@example.com", "hash-1");
+  ASSERT_TRUE(alice);
+  EXPECT_GE(alice->id, 1);
+  EXPECT_EQ(alice->username, "Alice");
+  EXPECT_EQ(alice->email, "alice@example.com");
+  EXPECT_EQ(alice->password_hash, "hash-1");
+  EXPECT_TRUE(alice->is_active);
+  EXPECT_GT(alice->date_joined, 0);
+  EXPECT_FALSE(store_->create_user("alice", "", "h"));
+  EXPECT_FALSE(store_->create_user("ALICE", "", "h"));
+
+  auto found = store_->find_user("aLiCe");
+  ASSERT_TRUE(found);
+  EXPECT_EQ(found->id, alice->id);
+  EXPECT_EQ(found->username, "Alice");
+  EXPECT_EQ(found->date_joined, alice->date_joined);
+  EXPECT_FALSE(store_->find_user("alic"));
+  auto by_id = store_->get_user(alice->id);
+  ASSERT_TRUE(by_id);
+  EXPECT_EQ(by_id->username, "Alice");
+  EXPECT_EQ(by_id->password_hash, "hash-1");
+
+  EXPECT_TRUE(store_->set_password_hash(alice->id, "hash-2"));
+  EXPECT_EQ(store_->find_user("alice")->password_hash, "hash-2");
+  EXPECT_FALSE(store_->set_password_hash(424242, "x"));
+
+  auto bob = store_->create_user("bob", "", "h");
+  ASSERT_TRUE(bob);
+  EXPECT_GT(bob->id, alice->id);
+  auto users = store_->list_users();
+  ASSERT_EQ(users.size(), 2u);
+  EXPECT_EQ(users[0].id, alice->id);
+  EXPECT_EQ(users[1].id, bob->id);
+}
+
+TEST_P(StoreContract, TheReservedOpenModeOwnerIsNeverAUser) {
+  EXPECT_TRUE(store_->list_users().empty());
+  EXPECT_FALSE(store_->get_user(kOpenModeOwner));
+  EXPECT_FALSE(store_->find_user(""));
+  EXPECT_FALSE(store_->delete_user(kOpenModeOwner));
+  EXPECT_FALSE(store_->set_password_hash(kOpenModeOwner, "known"));
+  EXPECT_FALSE(store_->delete_user(424242));
+  // Open-mode notes still work, the row is still there.
+  Note note = make_note();
+  EXPECT_TRUE(store_->get_note(kOpenModeOwner, note.id));
+  auto user = store_->create_user("carol", "", "h");
+  ASSERT_TRUE(user);
+  EXPECT_NE(user->id, kOpenModeOwner);
+  EXPECT_EQ(store_->list_users().size(), 1u);
+}
+
+TEST_P(StoreContract, ConcurrentRegistrationsOfOneNameMakeOneUser) {
+  std::atomic<int> created{0};
+  std::atomic<int> taken{0};
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&, t] {
+      const std::string name = t % 2 == 0 ? "dave" : "DAVE";
+      ++ready;
+      while (ready < 8) std::this_thread::yield();
+      try {
+        if (store_->create_user(name, "", std::string("h").append(std::to_string(t)))) {
+          ++created;
+        } else {
+          ++taken;
+        }
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(created.load(), 1);
+  EXPECT_EQ(taken.load(), 7);
+  EXPECT_EQ(store_->list_users().size(), 1u);
+}
+
+TEST_P(StoreContract, DeleteUserTakesEverythingOfTheirsAlong) {
+  auto alice = store_->create_user("alice", "", "h");
+  auto bob = store_->create_user("bob", "", "h");
+  ASSERT_TRUE(alice && bob);
+  Note note = store_->create_note(alice->id, fields("t", "x", "fr"));
+  auto job = create_job(note.id, "fr", "en", "apertium", 3, alice->id);
+  ASSERT_TRUE(job);
+  Note bobs = store_->create_note(bob->id, fields("t", "y", "fr"));
+  auto bobs_job = create_job(bobs.id, "fr", "en", "apertium", 3, bob->id);
+  ASSERT_TRUE(bobs_job);
+  const Timestamp later = now_micros() + 3'600'000'000;
+  store_->blacklist_token("alice-token", alice->id, later);
+  store_->blacklist_token("bob-token", bob->id, later);
+  ASSERT_FALSE(store_->reserve_idempotency_key(alice->id, "k", "fp", 0));
+  ASSERT_FALSE(store_->reserve_idempotency_key(bob->id, "k", "fp", 0));
+
+  EXPECT_TRUE(store_->delete_user(alice->id));
+  EXPECT_FALSE(store_->get_user(alice->id));
+  EXPECT_FALSE(store_->find_user("alice"));
+  EXPECT_FALSE(store_->get_note(alice->id, note.id));
+  EXPECT_FALSE(store_->get_job(alice->id, job->id));
+  EXPECT_EQ(describe(store_->stats(alice->id)), "notes=0 translated=0 []");
+  EXPECT_FALSE(store_->is_token_blacklisted("alice-token"));
+  EXPECT_EQ(store_->runnable_jobs(10), (std::vector<JobNotice>{{bobs_job->id, bob->id}}));
+  const std::string alice_id = std::to_string(alice->id);
+  EXPECT_EQ(query_direct("SELECT count(*) FROM notes WHERE owner_id = " + alice_id), 0);
+  EXPECT_EQ(query_direct("SELECT count(*) FROM translation_jobs WHERE owner_id = " + alice_id), 0);
+  EXPECT_EQ(query_direct("SELECT count(*) FROM idempotency_keys WHERE owner_id = " + alice_id), 0);
+  EXPECT_EQ(query_direct("SELECT count(*) FROM note_stats WHERE owner_id = " + alice_id), 0);
+  EXPECT_FALSE(store_->delete_user(alice->id));
+
+  // Bob keeps everything.
+  EXPECT_TRUE(store_->get_note(bob->id, bobs.id));
+  EXPECT_TRUE(store_->get_job(bob->id, bobs_job->id));
+  EXPECT_TRUE(store_->is_token_blacklisted("bob-token"));
+  EXPECT_TRUE(store_->reserve_idempotency_key(bob->id, "k", "fp", 0));
+  EXPECT_EQ(describe(store_->stats(bob->id)), "notes=1 translated=0 [fr:1 ]");
+  // The name is free again.
+  EXPECT_TRUE(store_->create_user("Alice", "", "h"));
+}
+
+// ---- Token blacklist ----
+
+TEST_P(StoreContract, BlacklistedTokensAreRememberedAndExpiredOnesPurged) {
+  auto alice = store_->create_user("alice", "", "h");
+  ASSERT_TRUE(alice);
+  const Timestamp later = now_micros() + 3'600'000'000;
+  EXPECT_FALSE(store_->is_token_blacklisted("jti-1"));
+  store_->blacklist_token("jti-1", alice->id, later);
+  store_->blacklist_token("jti-1", alice->id, later);  // idempotent
+  EXPECT_TRUE(store_->is_token_blacklisted("jti-1"));
+  EXPECT_FALSE(store_->is_token_blacklisted("jti-2"));
+
+  store_->blacklist_token("expired", alice->id, now_micros() - 1'000'000);
+  EXPECT_EQ(query_direct("SELECT count(*) FROM token_blacklist"), 2);
+  store_->blacklist_token("jti-3", alice->id, later);  // purges what expired
+  EXPECT_EQ(query_direct("SELECT count(*) FROM token_blacklist"), 2);
+  EXPECT_FALSE(store_->is_token_blacklisted("expired"));
+  EXPECT_TRUE(store_->is_token_blacklisted("jti-1"));
+  EXPECT_TRUE(store_->is_token_blacklisted("jti-3"));
+
+  store_->blacklist_token("of-nobody", 424242, later);  // a deleted user's token: no row, no error
+  EXPECT_FALSE(store_->is_token_blacklisted("of-nobody"));
+}
+
+// ---- Idempotency keys ----
+
+TEST_P(StoreContract, IdempotencyKeysReserveFinishReleaseAndExpire) {
+  auto alice = store_->create_user("alice", "", "h");
+  auto bob = store_->create_user("bob", "", "h");
+  ASSERT_TRUE(alice && bob);
+  const Timestamp long_ago = 0;
+
+  EXPECT_FALSE(store_->reserve_idempotency_key(alice->id, "key-1", "POST /notes abc", long_ago));
+  auto running = store_->reserve_idempotency_key(alice->id, "key-1", "POST /notes xyz", long_ago);
+  ASSERT_TRUE(running);
+  EXPECT_EQ(running->status, 0);
+  EXPECT_EQ(running->fingerprint, "POST /notes abc");
+  EXPECT_GT(running->created_at, 0);
+  // Keys are per owner.
+  EXPECT_FALSE(store_->reserve_idempotency_key(bob->id, "key-1", "POST /notes abc", long_ago));
+  EXPECT_FALSE(
+      store_->reserve_idempotency_key(kOpenModeOwner, "key-1", "POST /notes abc", long_ago));
+
+  store_->finish_idempotency_key(alice->id, "key-1", 201, "{\"id\":1}", "/notes/1");
+  auto done = store_->reserve_idempotency_key(alice->id, "key-1", "POST /notes abc", long_ago);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->status, 201);
+  EXPECT_EQ(done->body, "{\"id\":1}");
+  EXPECT_EQ(done->location, "/notes/1");
+  EXPECT_EQ(done->created_at, running->created_at);
+  store_->release_idempotency_key(alice->id, "key-1");  // finished: release leaves it
+  EXPECT_EQ(store_->reserve_idempotency_key(alice->id, "key-1", "x", long_ago)->status, 201);
+
+  // A failed request frees its key for a retry.
+  EXPECT_FALSE(store_->reserve_idempotency_key(alice->id, "key-2", "fp", long_ago));
+  store_->release_idempotency_key(alice->id, "key-2");
+  EXPECT_FALSE(store_->reserve_idempotency_key(alice->id, "key-2", "fp-retry", long_ago));
+  EXPECT_EQ(store_->reserve_idempotency_key(alice->id, "key-2", "x", long_ago)->fingerprint,
+            "fp-retry");
+
+  // An expired key counts as absent: reserved anew, its old answer gone.
+  const Timestamp everything_older = now_micros() + 3'600'000'000;
+  EXPECT_FALSE(store_->reserve_idempotency_key(alice->id, "key-1", "fresh", everything_older));
+  auto renewed = store_->reserve_idempotency_key(alice->id, "key-1", "x", long_ago);
+  ASSERT_TRUE(renewed);
+  EXPECT_EQ(renewed->status, 0);
+  EXPECT_EQ(renewed->fingerprint, "fresh");
+  EXPECT_EQ(renewed->body, "");
+}
+
+TEST_P(StoreContract, ConcurrentReservationsOfOneKeyLetOneRequestRun) {
+  auto alice = store_->create_user("alice", "", "h");
+  ASSERT_TRUE(alice);
+  std::atomic<int> free_answers{0};
+  std::atomic<int> ready{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      ++ready;
+      while (ready < 8) std::this_thread::yield();
+      try {
+        if (!store_->reserve_idempotency_key(alice->id, "same", "fp", 0)) ++free_answers;
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(free_answers.load(), 1);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, ::testing::Values("sqlite", "postgres"),
@@ -899,7 +1572,7 @@ TEST(OpenStore, SqliteRelativeUrlCreatesFile) {
     config.database_url = "sqlite:sub/rel.db";
     auto store = open_store(config);
     store->migrate();
-    store->create_note(fields("a", "b"));
+    store->create_note(kOpenModeOwner, fields("a", "b"));
   }
   std::filesystem::current_path(old);
   EXPECT_TRUE(std::filesystem::exists(dir / "sub" / "rel.db"));
@@ -913,14 +1586,14 @@ TEST(PostgresFailure, UnreachableServerThrowsUnavailableAndKeepsWorking) {
   auto store = open_store(config);
   for (int i = 0; i < 3; ++i) {
     try {
-      store->get_note(1);
+      store->get_note(kOpenModeOwner, 1);
       ADD_FAILURE() << "expected Unavailable";
     } catch (const Unavailable& e) {
       EXPECT_NE(std::string(e.what()).find("database unavailable"), std::string::npos) << e.what();
     }
   }
   EXPECT_THROW(store->migrate(), Unavailable);
-  EXPECT_THROW(store->create_note(fields("a", "b")), Unavailable);
+  EXPECT_THROW(store->create_note(kOpenModeOwner, fields("a", "b")), Unavailable);
 }
 
 TEST(PostgresFailure, ReconnectsAfterConnectionsAreKilled) {
@@ -935,7 +1608,7 @@ TEST(PostgresFailure, ReconnectsAfterConnectionsAreKilled) {
   config.pool_size = 2;
   auto store = open_store(config);
   store->migrate();
-  Note note = store->create_note(fields("survives", "x"));
+  Note note = store->create_note(kOpenModeOwner, fields("survives", "x"));
   postgres_admin(
       "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = '" + app +
       "'");
@@ -943,13 +1616,13 @@ TEST(PostgresFailure, ReconnectsAfterConnectionsAreKilled) {
   std::optional<Note> fetched;
   for (int i = 0; i < 4 && !fetched; ++i) {
     try {
-      fetched = store->get_note(note.id);
+      fetched = store->get_note(kOpenModeOwner, note.id);
     } catch (const Unavailable&) {
     }
   }
   ASSERT_TRUE(fetched.has_value());
   EXPECT_EQ(fetched->title, "survives");
-  EXPECT_TRUE(store->create_note(fields("after", "reconnect")).id > note.id);
+  EXPECT_TRUE(store->create_note(kOpenModeOwner, fields("after", "reconnect")).id > note.id);
   store.reset();
   postgres_admin("DROP SCHEMA IF EXISTS " + schema + " CASCADE");
 }
