@@ -15,4 +15,17 @@ OpenedCache open_cache(const CacheSettings& settings) {
   return opened;
 }
 
+std::unique_ptr<RateLimiter> open_rate_limiter(std::shared_ptr<redis::RedisClient> redis,
+                                               const RateLimiterSettings& settings) {
+  if (redis) return std::make_unique<RedisRateLimiter>(std::move(redis), settings.redis_options);
+  return std::make_unique<MemoryRateLimiter>(settings.memory);
+}
+
+std::string rate_limiter_metrics(const RateLimiter& limiter) {
+  if (const auto* shared = dynamic_cast<const RedisRateLimiter*>(&limiter)) {
+    return render_prometheus(shared->stats());
+  }
+  return std::string();
+}
+
 }  // namespace transnotes::cache

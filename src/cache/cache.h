@@ -1,6 +1,7 @@
 // open_cache(): the NoteCache the settings ask for — Redis when a client is given (shared by
 // every API and worker process), else the in-process LRU — like open_store() for the database.
-// The app needs nothing backend-specific beyond what this returns.
+// open_rate_limiter(): likewise for the RateLimiter. The app needs nothing backend-specific
+// beyond what these return.
 #pragma once
 
 #include <functional>
@@ -8,7 +9,9 @@
 #include <string>
 
 #include "cache/memory_cache.h"
+#include "cache/memory_rate_limiter.h"
 #include "cache/redis_cache.h"
+#include "cache/redis_rate_limiter.h"
 #include "domain/ports.h"
 
 namespace transnotes::cache {
@@ -27,5 +30,19 @@ struct OpenedCache {
 };
 
 OpenedCache open_cache(const CacheSettings& settings);
+
+struct RateLimiterSettings {
+  MemoryRateLimiterOptions memory;
+  RedisRateLimiterOptions redis_options;
+};
+
+// RedisRateLimiter over `redis` (buckets shared by every process using that Redis), or a
+// MemoryRateLimiter (this process only) when `redis` is null.
+std::unique_ptr<RateLimiter> open_rate_limiter(std::shared_ptr<redis::RedisClient> redis,
+                                               const RateLimiterSettings& settings = {});
+
+// The limiter's own figures in Prometheus text format: the Redis limiter's decisions and
+// failures, "" for the in-process one.
+std::string rate_limiter_metrics(const RateLimiter& limiter);
 
 }  // namespace transnotes::cache
