@@ -4,7 +4,6 @@
 
 #include <algorithm>
 #include <mutex>
-#include <ostream>
 #include <set>
 #include <thread>
 #include <vector>

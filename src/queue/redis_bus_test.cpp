@@ -6,7 +6,6 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
-#include <ostream>
 #include <set>
 #include <sstream>
 #include <thread>
