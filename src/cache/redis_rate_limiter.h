@@ -15,6 +15,10 @@
 // anyway). Scripts calling TIME before writing need effect replication: the default since
 // Redis 5, the only mode since 7; the script asks for it explicitly for older servers.
 //
+// The client resends a command once when its pooled connection turns out closed by the server
+// (redis_client.h); should the first send have run after all, that request took its cost twice:
+// rare, and it errs toward limiting.
+//
 // Failures: never throws and never refuses because of Redis. When Redis is unreachable, times
 // out or answers with an error, the request is let through, the failure is counted and logged
 // (at most once per 10 s). The client reconnects by itself.
