@@ -4,6 +4,7 @@
 #include <sodium.h>
 
 #include <array>
+#include <cerrno>
 #include <charconv>
 #include <cstdlib>
 #include <memory>
@@ -46,9 +47,18 @@ std::string random_jti() {
 
 enum class ClaimState { kMissing, kNotInteger, kPresent };
 
-// libjwt's jwt_get_grant_int answers 0 both for a 0 and for a string or a float, so the claim is
-// read back as its JSON text: jansson writes an integer as bare decimal digits and nothing else.
+// libjwt's jwt_get_grant_int answers 0 both for a 0 and for a string, a float or a boolean (and
+// -1 with errno ENOENT when the claim is missing). Any other answer is the integer itself, which
+// is what every claim of a genuine token holds; only a 0 is read back as its JSON text, where
+// jansson writes an integer as bare decimal digits and nothing else.
 ClaimState integer_claim(jwt_t* jwt, const char* name, std::int64_t& value) {
+  errno = 0;
+  const long quick = jwt_get_grant_int(jwt, name);
+  if (errno == ENOENT) return ClaimState::kMissing;
+  if (quick != 0) {
+    value = quick;
+    return ClaimState::kPresent;
+  }
   MallocText json(jwt_get_grants_json(jwt, name));
   if (!json) return ClaimState::kMissing;
   std::string_view text(json.get());

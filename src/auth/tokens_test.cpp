@@ -314,6 +314,18 @@ TEST_F(Tokens, GarbageClaimsAreInvalid) {
             TokenProblem::kWrongType);
 }
 
+TEST_F(Tokens, ZeroAndNegativeUserIdsAreIntegersToo) {
+  // libjwt reads 0 for a non-integer claim; a real 0 (or -1, its "missing" answer) must still
+  // read as itself.
+  for (std::int64_t id : {0, -1}) {
+    DecodeResult result = codec.decode(
+        sign(payload("access", kNow + 300, kNow, R"(,"jti":"ab","user_id":)" + std::to_string(id))),
+        TokenType::kAccess);
+    ASSERT_TRUE(result.ok()) << id;
+    EXPECT_EQ(result.claims().user_id, id);
+  }
+}
+
 TEST_F(Tokens, IssuedInTheFutureIsInvalid) {
   // PyJWT refuses an iat later than now ("The token is not yet valid (iat)").
   EXPECT_EQ(problem(sign(payload("access", kNow + 300, kNow + 1))), TokenProblem::kInvalid);
