@@ -147,7 +147,11 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->body_limit(server_.options.max_body_bytes);
     parser_->header_limit(static_cast<std::uint32_t>(
         std::min<std::size_t>(server_.options.max_header_bytes, UINT32_MAX)));
-    if (buffer_.size() > 0) return read_header();
+    header_bytes_ = 0;
+    if (buffer_.size() > 0) {  // pipelined: this request's first bytes came with the last one
+      stream_.expires_after(server_.options.read_timeout);
+      return parse_header();
+    }
     // A keep-alive connection may idle longer than a request may take to arrive, but only until
     // the request's first bytes: one read waits for them under the idle timeout.
     stream_.expires_after(server_.options.idle_timeout);
@@ -159,19 +163,39 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_first_bytes(beast::error_code ec, std::size_t n) {
     if (ec) return on_read_error(ec);
     buffer_.commit(n);
-    // Usually the whole header came in this one read: parse it here, with no further I/O.
-    auto used = parser_->put(buffer_.data(), ec);
-    buffer_.consume(used);
-    if (ec == bhttp::error::need_more) return read_header();
-    if (ec) return on_read_error(ec);
-    on_header({}, used);
+    // The request has begun: the rest of its header must arrive within the read timeout.
+    stream_.expires_after(server_.options.read_timeout);
+    parse_header();
   }
 
-  // The request has begun: the rest of its header must arrive within the read timeout.
-  void read_header() {
-    stream_.expires_after(server_.options.read_timeout);
-    bhttp::async_read_header(stream_, buffer_, *parser_,
-                             beast::bind_front_handler(&Session::on_header, shared_from_this()));
+  // Parses what the buffer holds and reads on while the header is incomplete (usually the whole
+  // header came in the first read). Beast's header_limit bounds only what one put() looks at, and
+  // fields an earlier put() parsed are not counted again, so a header arriving in pieces could
+  // pass any limit: its size is counted here, across reads.
+  void parse_header() {
+    beast::error_code ec;
+    const auto used = parser_->put(buffer_.data(), ec);
+    buffer_.consume(used);
+    header_bytes_ += used;
+    const auto limit = server_.options.max_header_bytes;
+    if (!ec) {
+      if (header_bytes_ > limit) return on_read_error(bhttp::error::header_limit);
+      return on_header({}, header_bytes_);
+    }
+    if (ec != bhttp::error::need_more) return on_read_error(ec);
+    // Incomplete although it already holds `limit` bytes: the header is larger than the limit.
+    if (header_bytes_ + buffer_.size() >= limit) return on_read_error(bhttp::error::header_limit);
+    stream_.async_read_some(
+        buffer_.prepare(beast::read_size(buffer_, kReadSize)),
+        beast::bind_front_handler(&Session::on_more_header, shared_from_this()));
+  }
+
+  void on_more_header(beast::error_code ec, std::size_t n) {
+    // The client ended its side inside a request: a partial message (400), as Beast reports it.
+    if (ec == asio::error::eof) parser_->put_eof(ec);
+    if (ec) return on_read_error(ec);
+    buffer_.commit(n);
+    parse_header();
   }
 
   void on_header(beast::error_code ec, std::size_t header_bytes) {
@@ -445,6 +469,7 @@ class Session : public std::enable_shared_from_this<Session> {
   beast::flat_buffer buffer_;
   bool request_open_ = false;  // headers read, answer not yet written
   HeaderAllowance header_allowance_;
+  std::size_t header_bytes_ = 0;         // of this request's header, parsed so far
   std::size_t header_fields_bytes_ = 0;  // of a chunked request, before its trailers
   std::vector<char> drain_;
   std::size_t drained_ = 0;
