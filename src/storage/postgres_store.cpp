@@ -650,8 +650,13 @@ class PostgresStore final : public Store {
     auto conn = pool_.acquire();
     // The record found may be released before it is read; then the key is free again.
     for (;;) {
-      auto reserved = conn->run(kReserveIdempotencyKey,
-                                Params().add(owner).add(key).add(fingerprint).add(expire_before));
+      Result reserved;
+      try {
+        reserved = conn->run(kReserveIdempotencyKey,
+                             Params().add(owner).add(key).add(fingerprint).add(expire_before));
+      } catch (const ForeignKeyViolation&) {
+        throw UnknownUser();  // the key's only foreign key is its owner
+      }
       if (PQntuples(reserved.get()) > 0) return std::nullopt;
       auto existing = conn->run(kSelectIdempotencyKey, Params().add(owner).add(key));
       if (PQntuples(existing.get()) > 0) return read_idempotent_response(Row(existing.get(), 0));

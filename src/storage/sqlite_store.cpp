@@ -532,6 +532,7 @@ class SqliteStore final : public Store {
                                                             const std::string& fingerprint,
                                                             Timestamp expire_before) override {
     return write([&](Pool::Lease& conn) -> std::optional<IdempotentResponse> {
+      if (!conn->prepare(kUserExists).bind(1, owner).step()) throw UnknownUser();
       {
         auto existing = conn->prepare(kSelectIdempotencyKey);
         if (existing.bind(1, owner).bind(2, key).step()) {

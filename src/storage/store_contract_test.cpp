@@ -1516,6 +1516,8 @@ TEST_P(StoreContract, IdempotencyKeysReserveFinishReleaseAndExpire) {
   EXPECT_EQ(renewed->status, 0);
   EXPECT_EQ(renewed->fingerprint, "fresh");
   EXPECT_EQ(renewed->body, "");
+
+  EXPECT_THROW(store_->reserve_idempotency_key(424242, "key-1", "fp", long_ago), UnknownUser);
 }
 
 TEST_P(StoreContract, ConcurrentReservationsOfOneKeyLetOneRequestRun) {
