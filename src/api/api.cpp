@@ -2,11 +2,14 @@
 
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
+#include <stdexcept>
 
 #include "api/error_mapping.h"
 #include "api/json_io.h"
 #include "api/pagination.h"
 #include "api/router.h"
+#include "auth/account_service.h"
+#include "domain/text.h"
 
 namespace transnotes::api {
 
@@ -44,29 +47,49 @@ std::string render_note(const Note& note) { return render_note_json(note); }
 // The API's resources. Routing, 405 with `Allow`, HEAD and OPTIONS all come from this table
 // (tests/openapi_check.sh reads it to compare with docs/openapi.yaml: keep one route a line).
 std::unique_ptr<Router> Api::make_router(Api& api) {
-  const auto on = [&api](http::Response (Api::*handler)(const http::Request&, const Params&)) {
+  // Anyone may call these.
+  const auto open = [&api](http::Response (Api::*handler)(const http::Request&, const Params&)) {
     return [&api, handler](const http::Request& request, const Params& params) {
       return (api.*handler)(request, params);
     };
   };
+  // Only for the authenticated caller, whose notes they touch.
+  const auto user =
+      [&api](http::Response (Api::*handler)(const http::Request&, const Params&, UserId)) {
+        return [&api, handler](const http::Request& request, const Params& params) {
+          return (api.*handler)(request, params, api.caller(request));
+        };
+      };
   // clang-format off
   return std::make_unique<Router>(std::vector<Route>{
-      {"/health/", "", {{"GET", on(&Api::health)}}},
-      {"/ready/", "", {{"GET", on(&Api::health)}}},
-      {"/metrics", "", {{"GET", on(&Api::metrics)}}},
-      {"/api/v1/notes/", "Note List", {{"GET", on(&Api::list_notes)}, {"POST", on(&Api::create_note)}}},
-      {"/api/v1/notes/{id}/", "Note Instance", {{"GET", on(&Api::retrieve_note)}, {"PUT", on(&Api::replace_note)}, {"PATCH", on(&Api::patch_note)}, {"DELETE", on(&Api::delete_note)}}},
-      {"/api/v1/notes/{id}/translate/", "Translate Note", {{"POST", on(&Api::translate_note)}}},
-      {"/api/v1/notes/{id}/translations/", "Note Translations", {{"GET", on(&Api::note_translations)}}},
-      {"/api/v1/translations/{id}/", "Translation Instance", {{"GET", on(&Api::translation)}}},
-      {"/api/v1/stats/", "Stats", {{"GET", on(&Api::stats)}}},
-      {"/api/v1/languages/", "Languages", {{"GET", on(&Api::languages)}}},
+      {"/health/", "", {{"GET", open(&Api::health)}}},
+      {"/ready/", "", {{"GET", open(&Api::health)}}},
+      {"/metrics", "", {{"GET", open(&Api::metrics)}}},
+      {"/api/v1/auth/register/", "Register", {{"POST", open(&Api::register_user)}}},
+      {"/api/v1/auth/token/", "Token Obtain Pair", {{"POST", open(&Api::obtain_token)}}},
+      {"/api/v1/auth/token/refresh/", "Token Refresh", {{"POST", open(&Api::refresh_token)}}},
+      {"/api/v1/auth/token/verify/", "Token Verify", {{"POST", open(&Api::verify_token)}}},
+      {"/api/v1/auth/token/blacklist/", "Token Blacklist", {{"POST", open(&Api::blacklist_token)}}},
+      {"/api/v1/notes/", "Note List", {{"GET", user(&Api::list_notes)}, {"POST", user(&Api::create_note)}}},
+      {"/api/v1/notes/{id}/", "Note Instance", {{"GET", user(&Api::retrieve_note)}, {"PUT", user(&Api::replace_note)}, {"PATCH", user(&Api::patch_note)}, {"DELETE", user(&Api::delete_note)}}},
+      {"/api/v1/notes/{id}/translate/", "Translate Note", {{"POST", user(&Api::translate_note)}}},
+      {"/api/v1/notes/{id}/translations/", "Note Translations", {{"GET", user(&Api::note_translations)}}},
+      {"/api/v1/translations/{id}/", "Translation Instance", {{"GET", user(&Api::translation)}}},
+      {"/api/v1/stats/", "Stats", {{"GET", user(&Api::stats)}}},
+      {"/api/v1/languages/", "Languages", {{"GET", user(&Api::languages)}}},
   });
   // clang-format on
 }
 
-Api::Api(NoteService& notes, ApiOptions options)
-    : notes_(notes), options_(std::move(options)), router_(make_router(*this)) {}
+Api::Api(ApiServices services, ApiOptions options)
+    : services_(services),
+      notes_(services.notes),
+      options_(std::move(options)),
+      router_(make_router(*this)) {
+  if (options_.auth_mode == AuthMode::kJwt && !services_.accounts) {
+    throw std::invalid_argument("Api: JWT authentication needs an AccountService");
+  }
+}
 
 Api::~Api() = default;
 
@@ -93,8 +116,10 @@ bool Api::try_cached_async(const http::Request& request, http::AsyncDone done) {
   } catch (const BadRequest&) {
     return false;  // handle() gives the 400
   }
+  auto owner = fast_caller(request);
+  if (!owner) return false;
   return notes_.cached_rendered_async(
-      *id, [this, done = std::move(done)](std::optional<std::string> body) {
+      *owner, *id, [this, done = std::move(done)](std::optional<std::string> body) {
         if (!body) return done(std::nullopt);
         counters_.requests.fetch_add(1, std::memory_order_relaxed);
         counters_.responses_2xx.fetch_add(1, std::memory_order_relaxed);
@@ -110,7 +135,9 @@ std::optional<http::Response> Api::try_cached(const http::Request& request) {
   } catch (const BadRequest&) {
     return std::nullopt;  // handle() gives the 400
   }
-  auto body = notes_.cached_rendered(*id);
+  auto owner = fast_caller(request);
+  if (!owner) return std::nullopt;
+  auto body = notes_.cached_rendered(*owner, *id);
   if (!body) return std::nullopt;
   counters_.requests.fetch_add(1, std::memory_order_relaxed);
   counters_.responses_2xx.fetch_add(1, std::memory_order_relaxed);
@@ -147,17 +174,19 @@ http::Response Api::metrics(const http::Request&, const Params&) {
   body += "# TYPE transnotes_translations_requested_total counter\n";
   body += "transnotes_translations_requested_total " +
           std::to_string(counters_.translations_requested.load()) + "\n";
+  body += "# TYPE transnotes_http_throttled_total counter\n";
+  body += "transnotes_http_throttled_total " + std::to_string(counters_.throttled.load()) + "\n";
   if (options_.extra_metrics) body += options_.extra_metrics();
   return http::Response{200, std::move(body), "text/plain; version=0.0.4", {}};
 }
 
-http::Response Api::list_notes(const http::Request& request, const Params&) {
+http::Response Api::list_notes(const http::Request& request, const Params&, UserId owner) {
   auto url = boost::urls::parse_origin_form(request.target);
   const ListQuery query = list_query_from(url->params());
   // One row more than the page tells whether a next page exists.
   ListQuery probe = query;
   probe.limit = query.limit + 1;
-  auto notes = notes_.list(probe);
+  auto notes = notes_.list(owner, probe);
   const bool more_rows = static_cast<std::int64_t>(notes.size()) > query.limit;
   if (more_rows) notes.pop_back();
   std::size_t rendered = 0;
@@ -170,67 +199,78 @@ http::Response Api::list_notes(const http::Request& request, const Params&) {
   return response;
 }
 
-http::Response Api::create_note(const http::Request& request, const Params&) {
-  Note note = notes_.create(read_note_fields(parse_body(request)));
-  return with_header(http::Response{201, render_note(note), "application/json", {}}, "Location",
-                     std::string(kNotesPath) + std::to_string(note.id) + "/");
+http::Response Api::create_note(const http::Request& request, const Params&, UserId owner) {
+  return idempotent(request, owner, [&] {
+    Note note = notes_.create(owner, read_note_fields(parse_body(request)));
+    return with_header(http::Response{201, render_note(note), "application/json", {}}, "Location",
+                       std::string(kNotesPath) + std::to_string(note.id) + "/");
+  });
 }
 
-http::Response Api::retrieve_note(const http::Request&, const Params& params) {
-  return http::Response{200, notes_.get_rendered(params.id), "application/json", {}};
+http::Response Api::retrieve_note(const http::Request&, const Params& params, UserId owner) {
+  return http::Response{200, notes_.get_rendered(owner, params.id), "application/json", {}};
 }
 
-http::Response Api::replace_note(const http::Request& request, const Params& params) {
+http::Response Api::replace_note(const http::Request& request, const Params& params, UserId owner) {
   return http::Response{
       200,
-      notes_.update_rendered(params.id, read_note_fields(parse_body(request)), /*partial=*/false),
+      notes_.update_rendered(owner, params.id, read_note_fields(parse_body(request)),
+                             /*partial=*/false),
       "application/json",
       {}};
 }
 
-http::Response Api::patch_note(const http::Request& request, const Params& params) {
+http::Response Api::patch_note(const http::Request& request, const Params& params, UserId owner) {
   return http::Response{
       200,
-      notes_.update_rendered(params.id, read_note_fields(parse_body(request)), /*partial=*/true),
+      notes_.update_rendered(owner, params.id, read_note_fields(parse_body(request)),
+                             /*partial=*/true),
       "application/json",
       {}};
 }
 
-http::Response Api::delete_note(const http::Request&, const Params& params) {
-  notes_.remove(params.id);
+http::Response Api::delete_note(const http::Request&, const Params& params, UserId owner) {
+  notes_.remove(owner, params.id);
   return http::Response{204, "", "", {}};
 }
 
-http::Response Api::translate_note(const http::Request& request, const Params& params) {
-  auto body = parse_body(request);
-  ValidationError::FieldErrors errors;
-  auto target = read_string_field(body, "target_language", errors);
-  if (!errors.empty()) throw ValidationError(std::move(errors));
-  if (!target) throw ValidationError("target_language", "This field is required.");
-  TranslationJob job = notes_.request_translation(params.id, *target);
-  counters_.translations_requested.fetch_add(1, std::memory_order_relaxed);
-  std::string location = std::string(kPrefix) + "/translations/" + std::to_string(job.id) + "/";
-  return with_header(json_response(202, json::object{{"message", "Translation task started."},
-                                                     {"status", "Translation in progress"},
-                                                     {"translation", job_to_json(job)}}),
-                     "Location", std::move(location));
+http::Response Api::translate_note(const http::Request& request, const Params& params,
+                                   UserId owner) {
+  if (options_.auth_mode == AuthMode::kJwt) {
+    throttle("translate:user:" + std::to_string(owner), options_.throttle.translate_per_user);
+  }
+  return idempotent(request, owner, [&] {
+    auto body = parse_body(request);
+    ValidationError::FieldErrors errors;
+    auto target = read_string_field(body, "target_language", errors);
+    if (!errors.empty()) throw ValidationError(std::move(errors));
+    if (!target) throw ValidationError("target_language", "This field is required.");
+    TranslationRequest asked = notes_.request_translation(owner, params.id, *target);
+    counters_.translations_requested.fetch_add(1, std::memory_order_relaxed);
+    std::string location =
+        std::string(kPrefix) + "/translations/" + std::to_string(asked.job.id) + "/";
+    return with_header(json_response(202, json::object{{"message", "Translation task started."},
+                                                       {"status", "Translation in progress"},
+                                                       {"translation", job_to_json(asked.job)}}),
+                       "Location", std::move(location));
+  });
 }
 
-http::Response Api::note_translations(const http::Request&, const Params& params) {
+http::Response Api::note_translations(const http::Request&, const Params& params, UserId owner) {
   json::array items;
-  for (const auto& job : notes_.jobs_for_note(params.id)) items.push_back(job_to_json(job));
+  for (const auto& job : notes_.jobs_for_note(owner, params.id)) items.push_back(job_to_json(job));
   return json_response(200, json::value(std::move(items)));
 }
 
-http::Response Api::translation(const http::Request&, const Params& params) {
-  return json_response(200, job_to_json(notes_.job(params.id)));
+http::Response Api::translation(const http::Request&, const Params& params, UserId owner) {
+  return json_response(200, job_to_json(notes_.job(owner, params.id)));
 }
 
-http::Response Api::stats(const http::Request&, const Params&) {
-  return json_response(200, stats_to_json(notes_.stats()));
+http::Response Api::stats(const http::Request&, const Params&, UserId owner) {
+  return json_response(200, stats_to_json(notes_.stats(owner)));
 }
 
-http::Response Api::languages(const http::Request&, const Params&) {
+http::Response Api::languages(const http::Request&, const Params&, UserId) {
   return json_response(200, languages_to_json(notes_.languages()));
 }
 

@@ -4,17 +4,36 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
 
+#include "auth/account_service.h"
 #include "domain/model.h"
 #include "domain/note_service.h"
+#include "domain/ports.h"
 #include "http/server.h"
 
 namespace transnotes::api {
+
+enum class AuthMode {
+  kJwt,  // every /api/v1/ route but auth/ needs a Bearer access token; notes are per user
+  kOpen  // the original's open API: no accounts, one shared owner (kOpenModeOwner), no limits
+};
+
+// Token buckets (see RateLimit) guarding what costs the service or what an attacker would
+// repeat. Reads are never throttled. Generous: a test suite registering a few users and
+// translating a few dozen notes a minute from one address never meets them.
+struct ThrottleRates {
+  RateLimit translate_per_user{120, std::chrono::seconds(60)};
+  // Register and the token routes, per client address.
+  RateLimit auth_per_address{60, std::chrono::seconds(60)};
+  // Wrong passwords per username, whatever the address (brute force on one account).
+  RateLimit failed_logins_per_username{10, std::chrono::seconds(60)};
+};
 
 struct ApiOptions {
   std::size_t max_body_bytes = 1 << 20;  // mentioned in 413 answers (the server enforces it)
@@ -28,6 +47,21 @@ struct ApiOptions {
   std::function<std::string()> readiness_check;
   // Appended to /metrics: more metric families in Prometheus text format (e.g. the cache's).
   std::function<std::string()> extra_metrics;
+  AuthMode auth_mode = AuthMode::kJwt;
+  ThrottleRates throttle;
+  // How long a stored answer to an Idempotency-Key is replayed.
+  std::chrono::seconds idempotency_ttl{24 * 3600};
+};
+
+// What the Api serves with. All must outlive it.
+struct ApiServices {
+  NoteService& notes;
+  // Required with AuthMode::kJwt.
+  auth::AccountService* accounts = nullptr;
+  // Throttling; none: no limits.
+  RateLimiter* limiter = nullptr;
+  // Where Idempotency-Key answers are kept; none: the header is ignored.
+  Store* idempotency_store = nullptr;
 };
 
 // Renders a note exactly as the original's NoteSerializer did.
@@ -38,8 +72,8 @@ struct PathParams;
 
 class Api {
  public:
-  // `notes` must outlive the Api.
-  Api(NoteService& notes, ApiOptions options);
+  // Throws std::invalid_argument when options.auth_mode is kJwt without services.accounts.
+  Api(ApiServices services, ApiOptions options);
   ~Api();
   Api(const Api&) = delete;
   Api& operator=(const Api&) = delete;
@@ -59,6 +93,7 @@ class Api {
     std::atomic<std::uint64_t> responses_4xx{0};
     std::atomic<std::uint64_t> responses_5xx{0};
     std::atomic<std::uint64_t> translations_requested{0};
+    std::atomic<std::uint64_t> throttled{0};
   };
   const Counters& counters() const { return counters_; }
 
@@ -67,21 +102,45 @@ class Api {
   static std::unique_ptr<Router> make_router(Api& api);
   http::Response route(const http::Request& request);
 
-  // One per method of each route; see make_router for the table.
+  // The user a protected request acts for (kOpenModeOwner in open mode). Throws
+  // NotAuthenticated or AuthenticationFailed.
+  UserId caller(const http::Request& request) const;
+  // The same for the event-loop fast path: nullopt when the request is not authenticated
+  // (handle() then gives the 401).
+  std::optional<UserId> fast_caller(const http::Request& request) const;
+  // The client's address for per-address limits: the peer, or with trust_proxy the address the
+  // proxy appended to X-Forwarded-For.
+  std::string client_address(const http::Request& request) const;
+  // Takes `cost` tokens from bucket `key`; throws Throttled when it is empty.
+  void throttle(const std::string& key, const RateLimit& limit, int cost = 1);
+  // Runs `handler` once per Idempotency-Key of the owner and replays its answer after that.
+  http::Response idempotent(const http::Request& request, UserId owner,
+                            const std::function<http::Response()>& handler);
+  auth::AccountService& accounts() const;
+
+  // One per method of each route; see make_router for the table. Handlers taking a UserId
+  // need an authenticated caller.
   http::Response health(const http::Request& request, const Params& params);
   http::Response metrics(const http::Request& request, const Params& params);
-  http::Response list_notes(const http::Request& request, const Params& params);
-  http::Response create_note(const http::Request& request, const Params& params);
-  http::Response retrieve_note(const http::Request& request, const Params& params);
-  http::Response replace_note(const http::Request& request, const Params& params);
-  http::Response patch_note(const http::Request& request, const Params& params);
-  http::Response delete_note(const http::Request& request, const Params& params);
-  http::Response translate_note(const http::Request& request, const Params& params);
-  http::Response note_translations(const http::Request& request, const Params& params);
-  http::Response translation(const http::Request& request, const Params& params);
-  http::Response stats(const http::Request& request, const Params& params);
-  http::Response languages(const http::Request& request, const Params& params);
+  http::Response register_user(const http::Request& request, const Params& params);
+  http::Response obtain_token(const http::Request& request, const Params& params);
+  http::Response refresh_token(const http::Request& request, const Params& params);
+  http::Response verify_token(const http::Request& request, const Params& params);
+  http::Response blacklist_token(const http::Request& request, const Params& params);
+  http::Response list_notes(const http::Request& request, const Params& params, UserId owner);
+  http::Response create_note(const http::Request& request, const Params& params, UserId owner);
+  http::Response retrieve_note(const http::Request& request, const Params& params, UserId owner);
+  http::Response replace_note(const http::Request& request, const Params& params, UserId owner);
+  http::Response patch_note(const http::Request& request, const Params& params, UserId owner);
+  http::Response delete_note(const http::Request& request, const Params& params, UserId owner);
+  http::Response translate_note(const http::Request& request, const Params& params, UserId owner);
+  http::Response note_translations(const http::Request& request, const Params& params,
+                                   UserId owner);
+  http::Response translation(const http::Request& request, const Params& params, UserId owner);
+  http::Response stats(const http::Request& request, const Params& params, UserId owner);
+  http::Response languages(const http::Request& request, const Params& params, UserId owner);
 
+  ApiServices services_;
   NoteService& notes_;
   ApiOptions options_;
   Counters counters_;

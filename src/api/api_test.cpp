@@ -45,7 +45,7 @@ class ApiUnit : public ::testing::Test {
     config.database_url = "sqlite:///" + (directory_ / "notes.db").string();
     store_ = storage::open_store(config);
     store_->migrate();
-    notes_ = std::make_unique<NoteService>(*store_, cache_, bus_, translator_, render_note, 3);
+    notes_ = std::make_unique<NoteService>(*store_, cache_, bus_, translator_, render_note);
   }
   void TearDown() override {
     api_.reset();
@@ -54,16 +54,28 @@ class ApiUnit : public ::testing::Test {
     std::filesystem::remove_all(directory_);
   }
 
-  Api& api(ApiOptions options = {}) {
-    api_ = std::make_unique<Api>(*notes_, std::move(options));
+  // The open API (no accounts) unless the options say otherwise; AuthUnit tests JWT.
+  Api& api(ApiOptions options = open_options()) {
+    api_ = std::make_unique<Api>(ApiServices{*notes_}, std::move(options));
     return *api_;
+  }
+  static ApiOptions open_options() {
+    ApiOptions options;
+    options.auth_mode = AuthMode::kOpen;
+    return options;
   }
 
   static http::Request make(std::string method, std::string target, std::string body = "",
                             std::vector<std::pair<std::string, std::string>> headers = {
                                 {"Host", "127.0.0.1:8000"}}) {
     if (!body.empty()) headers.emplace_back("Content-Type", "application/json");
-    return http::Request{std::move(method), std::move(target), std::move(headers), std::move(body)};
+    http::Request request;
+    request.method = std::move(method);
+    request.target = std::move(target);
+    request.headers = std::move(headers);
+    request.body = std::move(body);
+    request.remote_address = "127.0.0.1";
+    return request;
   }
 
   static std::string header(const http::Response& response, std::string_view name) {
@@ -143,7 +155,7 @@ TEST_F(ApiUnit, ABadHostIsRefusedEvenWhenTheCacheHoldsTheNote) {
 }
 
 TEST_F(ApiUnit, PagesStopAtTheByteBudgetAndNextContinuesExactly) {
-  ApiOptions options;
+  ApiOptions options = open_options();
   options.max_list_bytes = 4096;
   Api& service = api(options);
   std::vector<std::int64_t> created;
@@ -177,7 +189,7 @@ TEST_F(ApiUnit, PagesStopAtTheByteBudgetAndNextContinuesExactly) {
 }
 
 TEST_F(ApiUnit, TrustedProxyHeadersNameTheLinks) {
-  ApiOptions options;
+  ApiOptions options = open_options();
   options.trust_proxy = true;
   Api& service = api(options);
   create(service, "a", "x");

@@ -10,6 +10,11 @@ namespace transnotes::api {
 
 namespace json = boost::json;
 
+namespace {
+// DRF answers 401 (not 403) when the authenticator names a challenge; simplejwt's is this.
+constexpr const char* kBearerChallenge = "Bearer realm=\"api\"";
+}  // namespace
+
 http::Response json_response(int status, const json::value& body) {
   return http::Response{status, json::serialize(body), "application/json", {}};
 }
@@ -29,6 +34,32 @@ http::Response error_response(const http::Request& request) {
       body[field] = std::move(list);
     }
     return json_response(400, body);
+  } catch (const NotAuthenticated& e) {
+    auto response = detail_response(401, e.what());
+    response.headers.emplace_back("WWW-Authenticate", kBearerChallenge);
+    return response;
+  } catch (const AuthenticationFailed& e) {
+    // simplejwt's shape: detail, then code when there is one, then each token class's reason.
+    json::object body{{"detail", e.detail()}};
+    if (!e.code().empty()) body["code"] = e.code();
+    if (!e.messages().empty()) {
+      json::array messages;
+      for (const auto& refusal : e.messages()) {
+        messages.push_back(json::object{{"token_class", refusal.token_class},
+                                        {"token_type", refusal.token_type},
+                                        {"message", refusal.message}});
+      }
+      body["messages"] = std::move(messages);
+    }
+    auto response = json_response(401, body);
+    response.headers.emplace_back("WWW-Authenticate", kBearerChallenge);
+    return response;
+  } catch (const Throttled& e) {
+    auto response = detail_response(429, e.what());
+    response.headers.emplace_back("Retry-After", std::to_string(e.retry_after().count()));
+    return response;
+  } catch (const Conflict& e) {
+    return detail_response(409, e.what());
   } catch (const BadRequest& e) {  // MalformedBody too
     return detail_response(400, e.what());
   } catch (const NotFound& e) {

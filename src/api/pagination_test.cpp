@@ -87,7 +87,7 @@ TEST(Host, RefusesAnythingThatCouldBreakALink) {
 }
 
 http::Request with_headers(std::vector<std::pair<std::string, std::string>> headers) {
-  return http::Request{"GET", "/api/v1/notes/", std::move(headers), {}};
+  return http::Request{"GET", "/api/v1/notes/", std::move(headers), {}, {}};
 }
 
 TEST(BaseUrl, UsesHostAndIgnoresForwardedHeadersUnlessTrusted) {

@@ -10,7 +10,7 @@ namespace transnotes::api {
 namespace {
 
 http::Request request_for(std::string method, std::string target = "/") {
-  return http::Request{std::move(method), std::move(target), {}, {}};
+  return http::Request{std::move(method), std::move(target), {}, {}, {}};
 }
 
 // Each handler answers with its name and the id it was given, so a test sees what ran.

@@ -9,6 +9,9 @@
 #include <sstream>
 
 #include "api/api.h"
+#include "app/accounts.h"
+#include "app/user_commands.h"
+#include "auth/account_service.h"
 #include "cache/cache.h"
 #include "domain/errors.h"
 #include "domain/note_service.h"
@@ -27,6 +30,7 @@ namespace transnotes::app {
 // The composition root: it names the adapters of every layer.
 using cache::CacheSettings;
 using cache::open_cache;
+using cache::open_rate_limiter;
 using cache::OpenedCache;
 using marian::discover_marian_models_default;
 using marian::marian_pair_from_name;
@@ -208,25 +212,80 @@ int run_migrate(const Config& config) {
   return 0;
 }
 
+namespace {
+
+RateLimit to_rate_limit(const std::string& rate_text) {
+  auto rate = parse_throttle_rate(rate_text);
+  // "off": an empty limit, which the API never asks the limiter about.
+  if (!rate) return RateLimit{0, std::chrono::seconds(0)};
+  return RateLimit{rate->requests, std::chrono::seconds(rate->period_seconds)};
+}
+
+void log_auth_mode(const Config& config) {
+  if (config.open_auth()) {
+    spdlog::warn(
+        "auth mode: open (no accounts: every client reads and writes the same notes, no limits)");
+    return;
+  }
+  spdlog::info(
+      "auth mode: jwt (access tokens {} s, refresh tokens {} s, rotation {}, limits: translate "
+      "{} per user, auth {} per address, failed logins {} per username, {} active jobs per user)",
+      config.access_token_lifetime_seconds, config.refresh_token_lifetime_seconds,
+      config.rotate_refresh_tokens ? "on" : "off", config.throttle_translate, config.throttle_auth,
+      config.throttle_failed_logins, config.max_active_jobs_per_user);
+}
+
+}  // namespace
+
 int run_serve(const Config& config) {
+  if (config.open_auth() && !is_loopback_host(config.host) && !config.allow_open_auth_on_network) {
+    throw ConfigError(
+        "--auth open serves everyone's notes to anyone; it listens only on a "
+        "loopback address unless --allow-open-auth-on-network is given (host " +
+        config.host + ")");
+  }
+  const std::string secret_key =
+      config.open_auth() && !config.is_production() ? std::string() : resolve_secret_key(config);
   sigset_t signals = block_shutdown_signals();
   Backends b = open_backends(config, std::max(1, config.workers), /*serves_http=*/true);
-  NoteService notes(*b.store, *b.cache, *b.bus, *b.translator, api::render_note,
-                    config.max_attempts);
+  NoteServiceOptions note_options;
+  note_options.max_attempts = config.max_attempts;
+  note_options.max_text_characters = static_cast<std::size_t>(config.max_note_characters);
+  // Open mode is the original's API: one shared owner, no per-user cap.
+  note_options.max_active_jobs_per_owner = config.open_auth() ? 0 : config.max_active_jobs_per_user;
+  NoteService notes(*b.store, *b.cache, *b.bus, *b.translator, api::render_note, note_options);
   api::ApiOptions api_options;
   api_options.max_body_bytes = config.max_body_bytes;
   api_options.trust_proxy = config.trust_proxy;
   Store* store_ptr = b.store.get();
   api_options.readiness_check = [store_ptr]() -> std::string {
     try {
-      store_ptr->stats();
+      store_ptr->stats(kOpenModeOwner);
       return {};
     } catch (const std::exception& e) {
       return e.what();
     }
   };
-  api_options.extra_metrics = b.cache_metrics;
-  api::Api api(notes, api_options);
+  api_options.auth_mode = config.open_auth() ? api::AuthMode::kOpen : api::AuthMode::kJwt;
+  api_options.throttle.translate_per_user = to_rate_limit(config.throttle_translate);
+  api_options.throttle.auth_per_address = to_rate_limit(config.throttle_auth);
+  api_options.throttle.failed_logins_per_username = to_rate_limit(config.throttle_failed_logins);
+  Accounts accounts;
+  api::ApiServices services{notes};
+  if (!config.open_auth()) {
+    accounts = make_accounts(config, *b.store, secret_key);
+    services.accounts = accounts.service.get();
+  }
+  // Shared through Redis when there is one, so every API process draws from the same buckets.
+  auto limiter = open_rate_limiter(b.redis.broker);
+  services.limiter = limiter.get();
+  api_options.extra_metrics = [cache_metrics = b.cache_metrics, limiter = limiter.get()] {
+    return (cache_metrics ? cache_metrics() : std::string()) +
+           cache::rate_limiter_metrics(*limiter);
+  };
+  services.idempotency_store = b.store.get();
+  log_auth_mode(config);
+  api::Api api(services, api_options);
 
   // Connections are file descriptors: take every one the hard limit allows before sizing the cap.
   const auto fd_limit = http::raise_open_file_limit();

@@ -84,6 +84,8 @@ void apply_environment_fallbacks(Config& config) {
     config.redis_url = redis_url_from_parts(env("REDIS_HOST"), env("REDIS_PORT"), env("REDIS_DB"),
                                             env("REDIS_PASSWORD"));
   }
+  // A secret belongs in the environment (or the data directory), never in argv where `ps` shows it.
+  if (config.secret_key.empty()) config.secret_key = env("SECRET_KEY");
   std::string debug = env("DEBUG");
   if (debug == "1" || debug == "true" || debug == "True" || debug == "yes") config.debug = true;
 }
@@ -140,11 +142,65 @@ void Config::validate() const {
       throw ConfigError(std::string("bad REDIS_URL: ") + e.what());
     }
   }
+  if (auth_mode != "jwt" && auth_mode != "open") {
+    throw ConfigError("auth must be jwt or open, got '" + auth_mode + "'");
+  }
+  if (access_token_lifetime_seconds < 1 || refresh_token_lifetime_seconds < 1) {
+    throw ConfigError("token lifetimes must be at least 1 second");
+  }
+  parse_throttle_rate(throttle_translate);
+  parse_throttle_rate(throttle_auth);
+  parse_throttle_rate(throttle_failed_logins);
+  if (max_active_jobs_per_user < 0) throw ConfigError("max active jobs must be 0 or more");
+  if (max_note_characters < 0) throw ConfigError("max note characters must be 0 or more");
   for (const auto& e : engine_order()) {
     if (e != "marian" && e != "apertium") {
       throw ConfigError("unknown engine '" + e + "' in engine list (known: marian, apertium)");
     }
   }
+}
+
+std::optional<ThrottleRate> parse_throttle_rate(const std::string& text) {
+  if (text == "off") return std::nullopt;
+  const auto bad = [&text] {
+    return ConfigError("bad throttle rate '" + text +
+                       "' (expected N/period with period s, min, hour or day, or off)");
+  };
+  auto slash = text.find('/');
+  if (slash == std::string::npos || slash == 0) throw bad();
+  ThrottleRate rate;
+  try {
+    std::size_t used = 0;
+    rate.requests = std::stoi(text.substr(0, slash), &used);
+    if (used != slash || rate.requests < 1) throw bad();
+  } catch (const std::logic_error&) {
+    throw bad();
+  }
+  // As DRF reads "100/minute": only the period's first letter counts.
+  const std::string period = text.substr(slash + 1);
+  if (period.empty()) throw bad();
+  switch (period[0]) {
+    case 's':
+      rate.period_seconds = 1;
+      break;
+    case 'm':
+      rate.period_seconds = 60;
+      break;
+    case 'h':
+      rate.period_seconds = 3600;
+      break;
+    case 'd':
+      rate.period_seconds = 86400;
+      break;
+    default:
+      throw bad();
+  }
+  return rate;
+}
+
+bool is_loopback_host(const std::string& host) {
+  if (host == "localhost" || host == "::1" || host == "[::1]") return true;
+  return host.starts_with("127.") && host.find_first_not_of("0123456789.") == std::string::npos;
 }
 
 }  // namespace transnotes::app

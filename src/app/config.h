@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -52,6 +53,21 @@ struct Config {
   std::string apertium_modes_dir = "/usr/share/apertium/modes";  // APERTIUM_MODES_DIR
   int engine_threads = 2;    // TRANSNOTES_ENGINE_THREADS: BLAS threads
   bool marian_int8 = false;  // TRANSNOTES_MARIAN_INT8: int8 MarianMT weights (and products)
+  // Accounts and limits (serve)
+  std::string auth_mode = "jwt";  // TRANSNOTES_AUTH: jwt | open
+  // TRANSNOTES_ALLOW_OPEN_AUTH_ON_NETWORK: open mode on an address other than loopback
+  bool allow_open_auth_on_network = false;
+  int access_token_lifetime_seconds = 300;     // TRANSNOTES_ACCESS_TOKEN_LIFETIME
+  int refresh_token_lifetime_seconds = 86400;  // TRANSNOTES_REFRESH_TOKEN_LIFETIME
+  bool rotate_refresh_tokens = false;          // TRANSNOTES_ROTATE_REFRESH_TOKENS
+  bool blacklist_after_rotation = true;        // TRANSNOTES_BLACKLIST_AFTER_ROTATION
+  // DRF-style rates "N/period", period s|sec|m|min|h|hour|d|day (a bucket of N refilled per
+  // period); "off" disables that limit.
+  std::string throttle_translate = "120/min";     // TRANSNOTES_THROTTLE_TRANSLATE (per user)
+  std::string throttle_auth = "60/min";           // TRANSNOTES_THROTTLE_AUTH (per address)
+  std::string throttle_failed_logins = "10/min";  // TRANSNOTES_THROTTLE_FAILED_LOGINS (per name)
+  int max_active_jobs_per_user = 100;             // TRANSNOTES_MAX_ACTIVE_JOBS (0: no cap)
+  int max_note_characters = 100'000;              // TRANSNOTES_MAX_NOTE_CHARACTERS (0: none)
   // Misc (from the original's .env)
   std::string secret_key;          // SECRET_KEY
   bool debug = false;              // DEBUG
@@ -67,6 +83,10 @@ struct Config {
     return uses_postgres() ? db_pool_size : 0;
   }
   bool uses_redis() const { return !redis_url.empty(); }
+  // Production deployments (PostgreSQL) must be given SECRET_KEY; the embedded default keeps a
+  // generated one in data_dir.
+  bool is_production() const { return uses_postgres(); }
+  bool open_auth() const { return auth_mode == "open"; }
   std::vector<std::string> engine_order() const;
   // Throws ConfigError describing the first bad value.
   void validate() const;
@@ -83,6 +103,17 @@ std::string postgres_url_from_parts(const std::string& db, const std::string& us
 // port and db mean 6379 and 0. The result is checked like any REDIS_URL by Config::validate().
 std::string redis_url_from_parts(const std::string& host, const std::string& port,
                                  const std::string& db, const std::string& password);
+
+// A parsed throttle rate ("120/min"): a bucket of `requests` refilled per `period_seconds`.
+// nullopt for "off". Throws ConfigError for anything else.
+struct ThrottleRate {
+  int requests = 0;
+  int period_seconds = 0;
+};
+std::optional<ThrottleRate> parse_throttle_rate(const std::string& text);
+
+// Whether `host` (a listen address) is only reachable from this machine.
+bool is_loopback_host(const std::string& host);
 
 // Percent-escapes every byte except RFC 3986 unreserved characters.
 std::string percent_encode(const std::string& text);

@@ -9,6 +9,7 @@
 #include "app/application.h"
 #include "app/config.h"
 #include "app/model_commands.h"
+#include "app/user_commands.h"
 #include "domain/errors.h"
 #include "marian/model_hub.h"
 
@@ -68,6 +69,42 @@ void add_runtime_options(CLI::App& cmd, Config& config) {
       ->envname("TRANSNOTES_LEASE_SECONDS");
 }
 
+void add_auth_options(CLI::App& cmd, Config& config) {
+  cmd.add_option("--auth", config.auth_mode,
+                 "jwt: users and Bearer tokens; open: the original's open API, one shared owner")
+      ->envname("TRANSNOTES_AUTH");
+  cmd.add_flag("--allow-open-auth-on-network", config.allow_open_auth_on_network,
+               "Allow --auth open on an address other than loopback")
+      ->envname("TRANSNOTES_ALLOW_OPEN_AUTH_ON_NETWORK");
+  cmd.add_option("--access-token-lifetime", config.access_token_lifetime_seconds,
+                 "Access token lifetime in seconds")
+      ->envname("TRANSNOTES_ACCESS_TOKEN_LIFETIME");
+  cmd.add_option("--refresh-token-lifetime", config.refresh_token_lifetime_seconds,
+                 "Refresh token lifetime in seconds")
+      ->envname("TRANSNOTES_REFRESH_TOKEN_LIFETIME");
+  cmd.add_option("--rotate-refresh-tokens", config.rotate_refresh_tokens,
+                 "A refresh also returns a new refresh token (true/false)")
+      ->envname("TRANSNOTES_ROTATE_REFRESH_TOKENS");
+  cmd.add_option("--blacklist-after-rotation", config.blacklist_after_rotation,
+                 "With rotation, the rotated refresh token stops working (true/false)")
+      ->envname("TRANSNOTES_BLACKLIST_AFTER_ROTATION");
+  cmd.add_option("--throttle-translate", config.throttle_translate,
+                 "Translate requests per user, N/period (s, min, hour, day) or off")
+      ->envname("TRANSNOTES_THROTTLE_TRANSLATE");
+  cmd.add_option("--throttle-auth", config.throttle_auth,
+                 "Register and token requests per client address, N/period or off")
+      ->envname("TRANSNOTES_THROTTLE_AUTH");
+  cmd.add_option("--throttle-failed-logins", config.throttle_failed_logins,
+                 "Failed logins per username, N/period or off")
+      ->envname("TRANSNOTES_THROTTLE_FAILED_LOGINS");
+  cmd.add_option("--max-active-jobs", config.max_active_jobs_per_user,
+                 "Queued + running translations per user (0: no cap)")
+      ->envname("TRANSNOTES_MAX_ACTIVE_JOBS");
+  cmd.add_option("--max-note-characters", config.max_note_characters,
+                 "Longest note text in characters (0: no limit)")
+      ->envname("TRANSNOTES_MAX_NOTE_CHARACTERS");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -99,6 +136,7 @@ int main(int argc, char** argv) {
       ->envname("TRANSNOTES_TRUST_PROXY");
   serve->add_option("--workers", config.workers, "In-process worker threads (0: none)")
       ->envname("TRANSNOTES_WORKERS");
+  add_auth_options(*serve, config);
   add_runtime_options(*serve, config);
 
   auto* worker = app.add_subcommand("worker", "Run translation workers only");
@@ -108,6 +146,21 @@ int main(int argc, char** argv) {
 
   auto* migrate = app.add_subcommand("migrate", "Apply database schema migrations");
   add_storage_options(*migrate, config);
+
+  auto* users = app.add_subcommand("users", "Manage user accounts (passwords from stdin)");
+  users->require_subcommand(1);
+  transnotes::app::UserCommand user_command;
+  auto* users_create = users->add_subcommand("create", "Create a user; reads the password");
+  users_create->add_option("username", user_command.username, "Login name")->required();
+  users_create->add_option("--email", user_command.email, "Email address");
+  auto* users_list = users->add_subcommand("list", "List users");
+  auto* users_delete = users->add_subcommand("delete", "Delete a user and all their notes");
+  users_delete->add_option("username", user_command.username, "Login name")->required();
+  auto* users_password = users->add_subcommand("set-password", "Set a user's password");
+  users_password->add_option("username", user_command.username, "Login name")->required();
+  for (auto* cmd : {users_create, users_list, users_delete, users_password}) {
+    add_storage_options(*cmd, config);
+  }
 
   transnotes::app::TranslateOptions translate_options;
   auto* translate = app.add_subcommand("translate", "Translate stdin to stdout");
@@ -152,7 +205,9 @@ int main(int argc, char** argv) {
 
   // Logs go to stderr: stdout belongs to command output (translate, models list).
   spdlog::set_default_logger(spdlog::stderr_color_mt("transnotes"));
-  if (log_level->count() == 0 && (*translate || *languages || *models)) config.log_level = "warn";
+  if (log_level->count() == 0 && (*translate || *languages || *models || *users)) {
+    config.log_level = "warn";
+  }
   spdlog::set_level(spdlog::level::from_str(config.log_level));
   transnotes::app::apply_environment_fallbacks(config);
   try {
@@ -160,6 +215,13 @@ int main(int argc, char** argv) {
     if (*serve) return transnotes::app::run_serve(config);
     if (*worker) return transnotes::app::run_worker(config);
     if (*migrate) return transnotes::app::run_migrate(config);
+    if (*users) {
+      user_command.action = *users_create   ? "create"
+                            : *users_list   ? "list"
+                            : *users_delete ? "delete"
+                                            : "set-password";
+      return transnotes::app::run_users(config, user_command, std::cin, std::cout, std::cerr);
+    }
     if (*translate) {
       return transnotes::app::run_translate(config, translate_options, std::cin, std::cout,
                                             std::cerr);

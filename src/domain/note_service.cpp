@@ -117,8 +117,7 @@ ValidationError::FieldErrors NoteService::clean(NoteFields& fields, bool partial
   auto errors = clean_note_fields(fields, partial);
   // The operator's limit on note size, checked like the title's max_length (after trimming, in
   // characters, and only on text that is valid).
-  if (options_.max_text_characters && fields.original_text &&
-      !errors.contains("original_text") &&
+  if (options_.max_text_characters && fields.original_text && !errors.contains("original_text") &&
       count_characters(*fields.original_text) > options_.max_text_characters) {
     errors["original_text"].push_back(too_long(options_.max_text_characters));
   }

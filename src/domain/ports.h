@@ -53,8 +53,7 @@ class Store {
   virtual JobRequestResult request_job(const JobRequest& request) = 0;
   virtual std::optional<TranslationJob> get_job(UserId owner, std::int64_t id) = 0;
   // The newest job per target language of a note, newest first.
-  virtual std::vector<TranslationJob> latest_jobs_for_note(UserId owner,
-                                                           std::int64_t note_id) = 0;
+  virtual std::vector<TranslationJob> latest_jobs_for_note(UserId owner, std::int64_t note_id) = 0;
 
   // Claims one runnable job for `worker_id`: queued and due, or running with an expired lease.
   // If `preferred_id` is set, only that job is considered. The claim sets status running,
@@ -115,9 +114,10 @@ class Store {
   // Reserves `key` for the request described by `fingerprint`: nullopt when it was free (the
   // caller runs the request, then calls finish_ or release_idempotency_key), else the record of
   // the first request with the key (status 0 while that one still runs).
-  virtual std::optional<IdempotentResponse> reserve_idempotency_key(
-      UserId owner, const std::string& key, const std::string& fingerprint,
-      Timestamp expire_before) = 0;
+  virtual std::optional<IdempotentResponse> reserve_idempotency_key(UserId owner,
+                                                                    const std::string& key,
+                                                                    const std::string& fingerprint,
+                                                                    Timestamp expire_before) = 0;
   // Stores the answer of the request that reserved `key`.
   virtual void finish_idempotency_key(UserId owner, const std::string& key, int status,
                                       const std::string& body, const std::string& location) = 0;

@@ -1,0 +1,80 @@
+// The accounts use cases: registration, the simplejwt token endpoints (obtain, refresh, verify,
+// blacklist), resolving an Authorization header to a user, and the operator's user commands.
+// Knows the Store port and this layer's token, password and policy helpers; no HTTP.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "auth/tokens.h"
+#include "domain/model.h"
+#include "domain/ports.h"
+
+namespace transnotes::auth {
+
+class PasswordPolicy;
+struct PasswordHashing;
+
+struct AccountOptions {
+  // simplejwt's ROTATE_REFRESH_TOKENS: a refresh also returns a new refresh token.
+  bool rotate_refresh_tokens = false;
+  // simplejwt's BLACKLIST_AFTER_ROTATION: the refresh token that was rotated stops working.
+  bool blacklist_after_rotation = true;
+};
+
+struct RefreshResult {
+  std::string access;
+  std::optional<std::string> refresh;  // with rotation
+};
+
+// Thread-safe; keeps references to its arguments, which must outlive it.
+class AccountService {
+ public:
+  AccountService(Store& store, TokenCodec& tokens, PasswordPolicy& policy,
+                 const PasswordHashing& hashing, AccountOptions options = {});
+  ~AccountService();
+
+  // Checks username, email and password as Django's registration would and creates the user.
+  // Throws ValidationError with every field's messages.
+  User register_user(const std::string& username, const std::string& password,
+                     const std::string& email);
+  // Throws AuthenticationFailed("No active account found with the given credentials") for a
+  // wrong username or password, in about the same time either way.
+  TokenPair obtain_tokens(const std::string& username, const std::string& password);
+  // Throws AuthenticationFailed(code token_not_valid: "Token is invalid", "Token is expired",
+  // "Token is blacklisted", ...) or (code no_active_account) when the user is gone.
+  RefreshResult refresh(const std::string& refresh_token);
+  // Any valid token type. Throws AuthenticationFailed(token_not_valid) for a bad token and
+  // ValidationError(non_field_errors: "Token is blacklisted") for a blacklisted one.
+  void verify(const std::string& token);
+  // Log out: the refresh token stops working. Throws AuthenticationFailed(token_not_valid).
+  void blacklist(const std::string& refresh_token);
+
+  // The user an API request acts for, from its Authorization header value (empty when absent).
+  // Stateless: checks the access token's signature, expiry and type, not the database.
+  // Throws NotAuthenticated when there is no Bearer credential, AuthenticationFailed otherwise.
+  UserId authenticate(std::string_view authorization) const;
+
+  // Operator commands (the `users` CLI). Passwords are checked by the same policy.
+  User create_user(const std::string& username, const std::string& password,
+                   const std::string& email) {
+    return register_user(username, password, email);
+  }
+  std::vector<User> list_users();
+  // False when there is no such user.
+  bool delete_user(const std::string& username);
+  // Throws ValidationError for a weak password, NotFound for an unknown user.
+  void set_password(const std::string& username, const std::string& password);
+
+ private:
+  Store& store_;
+  TokenCodec& tokens_;
+  PasswordPolicy& policy_;
+  const PasswordHashing& hashing_;
+  AccountOptions options_;
+};
+
+}  // namespace transnotes::auth
