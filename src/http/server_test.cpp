@@ -333,23 +333,6 @@ TEST(ServerHeaderLimit, FieldsParsedByAnEarlierReadStillCount) {
   server.stop();
 }
 
-// Trailers are parsed into the header's fields as they arrive, each parse call bounded on its
-// own; checked only once the body was complete, they could grow without bound while a client kept
-// sending them. The answer must come as soon as they pass the limit, with the request unfinished.
-TEST(ServerHeaderLimit, TrailersPastTheLimitAreRefusedBeforeTheRequestEnds) {
-  ServerOptions options = test_options();
-    Server server(options, echo);
-  server.start();
-  Client client(server.port());
-  client.send("POST /c HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\n0\r\n");
-  for (int i = 0; i < 4000 && !client.closed(); ++i)
-    client.send("X-Trailer-" + std::to_string(i) + ": " + std::string(50, 't') + "\r\n");
-  // No blank line: the request never ends, so only the limit can answer it.
-  auto out = client.read("\r\n\r\n", 5s);
-  EXPECT_EQ(out.rfind("HTTP/1.1 431", 0), 0u) << out.substr(0, 200);
-  server.stop();
-}
-
 // Just below the limit, in many fields, a header still passes.
 TEST_F(ServerTest, AHeaderOfManyFieldsWithinTheLimitPasses) {
   std::string fields;
