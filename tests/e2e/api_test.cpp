@@ -1,5 +1,6 @@
 // The API contract, end to end: the real binary, real HTTP over a socket, a real database.
-// The same suite runs against the embedded SQLite default and PostgreSQL.
+// The same suite runs against the embedded SQLite default and PostgreSQL, each with JWT auth on
+// (the harness registers and logs in a user whose token every request carries) and in open mode.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -8,6 +9,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <tuple>
 
 #include "e2e/harness.h"
 
@@ -16,18 +18,24 @@ namespace {
 namespace json = boost::json;
 using e2e::request;
 
-class ApiTest : public ::testing::TestWithParam<std::string> {
+class ApiTest : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
  protected:
+  static const std::string& backend() { return std::get<0>(GetParam()); }
+  static const std::string& auth() { return std::get<1>(GetParam()); }
+
   void SetUp() override {
     e2e::ServiceOptions options;
-    if (GetParam() == "postgres") {
+    options.auth = auth();
+    if (backend() == "postgres") {
       std::string url = e2e::database_url_for("postgres");
       if (url.empty())
         GTEST_FAIL() << "TRANSNOTES_TEST_DATABASE_URL unset: the PostgreSQL run needs it "
                         "(scripts/test.sh starts one)";
       options.env["DATABASE_URL"] = url;
     }
-    options.args = {"--workers", "2"};
+    // Notes of a megabyte (the body limit) are part of this contract's tests; the default note
+    // limit (100,000 characters) has its own test in auth_test.cpp.
+    options.args = {"--workers", "2", "--max-note-characters", "1000000"};
     service_ = std::make_unique<e2e::Service>(options);
     port_ = service_->port();
   }
@@ -319,7 +327,8 @@ TEST_P(ApiTest, DeletedNoteIsNotResurrectedByItsTranslation) {
   e2e::ServiceOptions options{
       .args = {"--workers", "1"},
       .env = {{"APERTIUM_MODES_DIR", modes}, {"TRANSNOTES_ENGINES", "apertium"}}};
-  if (GetParam() == "postgres") options.env["DATABASE_URL"] = e2e::database_url_for("postgres");
+  options.auth = auth();
+  if (backend() == "postgres") options.env["DATABASE_URL"] = e2e::database_url_for("postgres");
   e2e::Service service(options);
   const int port = service.port();
   auto post_note = [port](const std::string& title) {
@@ -555,7 +564,11 @@ TEST_P(ApiTest, LanguageCodesAreNormalizedToThePrimarySubtag) {
             json::parse(R"([{"original_language": "es", "count": 1}])"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Backends, ApiTest, ::testing::Values("sqlite", "postgres"),
-                         [](const auto& info) { return info.param; });
+INSTANTIATE_TEST_SUITE_P(Backends, ApiTest,
+                         ::testing::Combine(::testing::Values("sqlite", "postgres"),
+                                            ::testing::Values("jwt", "open")),
+                         [](const auto& info) {
+                           return std::get<0>(info.param) + "_" + std::get<1>(info.param);
+                         });
 
 }  // namespace

@@ -11,6 +11,8 @@
 #include <boost/beast/http.hpp>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <random>
 #include <sstream>
 #include <stdexcept>
@@ -32,6 +34,51 @@ std::string HttpResult::header(const std::string& name) const {
   return it == headers.end() ? std::string() : it->second;
 }
 
+namespace {
+std::mutex tokens_mutex;
+std::map<int, std::string> tokens_by_port;
+}  // namespace
+
+std::string default_token(int port) {
+  std::lock_guard lock(tokens_mutex);
+  auto it = tokens_by_port.find(port);
+  return it == tokens_by_port.end() ? std::string() : it->second;
+}
+
+void set_default_token(int port, const std::string& access_token) {
+  std::lock_guard lock(tokens_mutex);
+  if (access_token.empty()) {
+    tokens_by_port.erase(port);
+  } else {
+    tokens_by_port[port] = access_token;
+  }
+}
+
+std::vector<std::pair<std::string, std::string>> bearer(const std::string& access_token) {
+  return {{"Authorization", "Bearer " + access_token}};
+}
+
+Tokens register_and_login(int port, const std::string& username, const std::string& password) {
+  const auto credentials =
+      boost::json::serialize(boost::json::object{{"username", username}, {"password", password}});
+  // No default token on these: the account routes need none.
+  const std::vector<std::pair<std::string, std::string>> anonymous{{"Authorization", ""}};
+  auto registered =
+      request(port, "POST", "/api/v1/auth/register/", credentials, "application/json", anonymous);
+  if (registered.status != 201 && registered.body.find("already exists") == std::string::npos) {
+    ADD_FAILURE() << "register " << username << ": " << registered.status << " " << registered.body;
+    return {};
+  }
+  auto login =
+      request(port, "POST", "/api/v1/auth/token/", credentials, "application/json", anonymous);
+  if (login.status != 200) {
+    ADD_FAILURE() << "login " << username << ": " << login.status << " " << login.body;
+    return {};
+  }
+  auto body = login.json().as_object();
+  return {std::string(body.at("access").as_string()), std::string(body.at("refresh").as_string())};
+}
+
 HttpResult request(int port, const std::string& method, const std::string& target,
                    const std::string& body, const std::string& content_type,
                    const std::vector<std::pair<std::string, std::string>>& extra_headers) {
@@ -44,7 +91,19 @@ HttpResult request(int port, const std::string& method, const std::string& targe
   if (req.method() == bhttp::verb::unknown) req.method_string(method);
   req.set(bhttp::field::host, "127.0.0.1:" + std::to_string(port));
   if (!body.empty() && !content_type.empty()) req.set(bhttp::field::content_type, content_type);
-  for (const auto& [k, v] : extra_headers) req.set(k, v);
+  bool names_authorization = false;
+  for (const auto& [k, v] : extra_headers) {
+    if (beast::iequals(k, "Authorization")) {
+      names_authorization = true;
+      if (v.empty()) continue;  // "": explicitly anonymous
+    }
+    req.set(k, v);
+  }
+  if (!names_authorization) {
+    if (auto token = default_token(port); !token.empty()) {
+      req.set(bhttp::field::authorization, "Bearer " + token);
+    }
+  }
   req.body() = body;
   req.prepare_payload();
   beast::error_code write_error;
@@ -129,10 +188,11 @@ Service::Service(ServiceOptions options) : options_(std::move(options)) {
     dup2(out, 1);
     dup2(err, 2);
     setenv("TRANSNOTES_DATA_DIR", data_dir_.c_str(), 1);
+    setenv("SECRET_KEY", kTestSecretKey, 1);
     for (const auto& [k, v] : options_.env) setenv(k.c_str(), v.c_str(), 1);
     std::vector<std::string> args{TRANSNOTES_BINARY, options_.subcommand};
     if (options_.subcommand == "serve") {
-      args.insert(args.end(), {"--host", "127.0.0.1", "--port", "0"});
+      args.insert(args.end(), {"--host", "127.0.0.1", "--port", "0", "--auth", options_.auth});
     }
     args.insert(args.end(), options_.args.begin(), options_.args.end());
     std::vector<char*> argv;
@@ -149,6 +209,9 @@ Service::Service(ServiceOptions options) : options_(std::move(options)) {
     while (std::getline(in, line)) {
       if (line.starts_with("listening on ")) {
         port_ = std::stoi(line.substr(line.rfind(':') + 1));
+        set_default_token(port_, {});  // a port may be reused by a later service
+        if (options_.auth == "jwt")
+          set_default_token(port_, register_and_login(port_, kTestUser).access);
         return;
       }
       if (line.starts_with("worker ready")) return;

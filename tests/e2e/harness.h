@@ -19,7 +19,9 @@ struct HttpResult {
   std::string header(const std::string& name) const;
 };
 
-// One HTTP/1.1 request on a fresh connection.
+// One HTTP/1.1 request on a fresh connection. When a Service on `port` logged in its test user
+// (see ServiceOptions::auth) and `extra_headers` name no Authorization, the request carries that
+// user's Bearer token, so tests written for the open API run unchanged with auth on.
 HttpResult request(int port, const std::string& method, const std::string& target,
                    const std::string& body = "",
                    const std::string& content_type = "application/json",
@@ -37,7 +39,32 @@ struct ServiceOptions {
   // from /metrics and fails the test unless it is 0. Tests that cause outages on purpose (503)
   // set this.
   bool allow_server_errors = false;
+  // serve's --auth. With "jwt" the harness registers (once per database) and logs in the test
+  // user kTestUser, whose token request() then sends to this service by default.
+  std::string auth = "jwt";
 };
+
+// The user every jwt-mode Service logs in, and its password.
+inline constexpr const char* kTestUser = "e2e-tester";
+inline constexpr const char* kTestPassword = "Correct-Horse-Battery-27";
+// SECRET_KEY given to every Service unless a test sets its own: processes of one test (two API
+// processes against one database) then accept each other's tokens.
+inline constexpr const char* kTestSecretKey = "e2e-secret-key-0123456789abcdef0123456789abcdef";
+
+// The token request() sends to `port` by default ("" for none), and a way to change it.
+std::string default_token(int port);
+void set_default_token(int port, const std::string& access_token);
+
+// Registers `username` (ignoring "already exists") and logs in; returns {access, refresh}.
+// Fails the test when either step fails otherwise.
+struct Tokens {
+  std::string access;
+  std::string refresh;
+};
+Tokens register_and_login(int port, const std::string& username,
+                          const std::string& password = kTestPassword);
+// {"Authorization": "Bearer <access>"} for extra_headers.
+std::vector<std::pair<std::string, std::string>> bearer(const std::string& access_token);
 
 class Service {
  public:
