@@ -40,9 +40,28 @@ TEST(Cli, BadConfigurationIsOneLineAndExitCode2) {
   r = run("REDIS_URL=foo://x " + kBinary + " serve --data-dir /nonexistent/never-created");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("REDIS_URL"), std::string::npos) << r.output;
-  r = run(kBinary + " serve --database-url postgresql://nobody@127.0.0.1:1/none");
+  r = run("SECRET_KEY=0123456789abcdef0123456789abcdef " + kBinary +
+          " serve --database-url postgresql://nobody@127.0.0.1:1/none");
   EXPECT_EQ(r.exit_code, 3) << r.output;  // unreachable database at start: one line, no crash
   EXPECT_NE(r.output.find("database unavailable"), std::string::npos) << r.output;
+  // Production signs tokens with SECRET_KEY: missing or short, the service refuses to start.
+  r = run("env -u SECRET_KEY " + kBinary +
+          " serve --database-url postgresql://nobody@127.0.0.1:1/none");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("SECRET_KEY is not set"), std::string::npos) << r.output;
+  r = run("SECRET_KEY=short " + kBinary + " serve --database-url postgresql://x@127.0.0.1:1/y");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("at least 32 bytes"), std::string::npos) << r.output;
+  EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;
+  // The open API on a public address needs the operator to say so.
+  r = run(kBinary + " serve --auth open --host 0.0.0.0 --data-dir /nonexistent/never-created");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--allow-open-auth-on-network"), std::string::npos) << r.output;
+  r = run(kBinary + " serve --auth sometimes");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = run(kBinary + " serve --throttle-translate 5/fortnight");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("bad throttle rate"), std::string::npos) << r.output;
   r = run(kBinary + " migrate --database-url mysql://x/y");
   EXPECT_NE(r.exit_code, 0);
   EXPECT_EQ(std::count(r.output.begin(), r.output.end(), '\n'), 1) << r.output;

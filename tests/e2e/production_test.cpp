@@ -45,8 +45,13 @@ Env production_env(const std::string& database_url, const std::string& redis_url
   return {{"DATABASE_URL", database_url}, {"REDIS_URL", redis_url}, {"LOG_LEVEL", "info"}};
 }
 
+// These tests push hundreds of translations through one user in seconds: far beyond the per-user
+// limits, which have tests of their own (auth_test.cpp).
 e2e::ServiceOptions api_process(const Env& env) {
-  return {.args = {"--workers", "0"}, .env = env, .data_dir = "", .subcommand = "serve"};
+  return {.args = {"--workers", "0", "--throttle-translate", "off", "--max-active-jobs", "0"},
+          .env = env,
+          .data_dir = "",
+          .subcommand = "serve"};
 }
 
 e2e::ServiceOptions worker_process(const Env& env, int threads, int lease_seconds) {
@@ -662,8 +667,9 @@ TEST(ProductionShutdown, RequestWhoseBodyIsStillArrivingAtSigtermIsAnswered) {
   const std::string head =
       "POST /api/v1/notes/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
       "Content-Type: application/json\r\nConnection: close\r\nExpect: 100-continue\r\n"
-      "Content-Length: " +
-      std::to_string(body.size()) + "\r\n\r\n";
+      "Authorization: Bearer " +
+      e2e::default_token(api.port()) + "\r\nContent-Length: " + std::to_string(body.size()) +
+      "\r\n\r\n";
   std::string answer;
   std::promise<void> headers_taken;
   std::thread client([&] {
