@@ -60,3 +60,11 @@ if [ "${TRANSNOTES_SKIP_SANITIZERS:-0}" != "1" ]; then
   export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp"
   run_ctest asan 900
 fi
+
+# libFuzzer targets (fuzz/README.md), ~20 s each, two at a time: a short pass that catches a
+# regression in a parser of untrusted input; longer runs are `scripts/fuzz.sh all SECONDS`.
+# Set TRANSNOTES_SKIP_FUZZ=1 to skip it locally.
+if [ "${TRANSNOTES_SKIP_FUZZ:-0}" != "1" ]; then
+  echo "== Fuzz"
+  bash scripts/fuzz.sh all "${TRANSNOTES_FUZZ_SECONDS:-20}"
+fi
