@@ -37,6 +37,14 @@ end
 
 bench.json_headers = { ["Content-Type"] = "application/json" }
 
+-- With auth on, run.sh logs in a bench user and passes its access token: every request carries it
+-- (wrk.format with an explicit header table ignores wrk.headers, so both get it).
+local token = os.getenv("BENCH_TOKEN") or ""
+if token ~= "" then
+  wrk.headers["Authorization"] = "Bearer " .. token
+  bench.json_headers["Authorization"] = "Bearer " .. token
+end
+
 -- One machine-readable line per run; run.sh parses it. Latencies are in milliseconds.
 -- Non-2xx/3xx answers and socket errors are reported so a fast run of errors can't pass as good.
 function bench.report(name, summary, latency)

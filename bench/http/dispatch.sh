@@ -12,8 +12,11 @@ set -euo pipefail
 BASE="${1:?usage: dispatch.sh BASE_URL [JOBS]}"
 JOBS="${2:-200}"
 POLL_LIMIT_S="${DISPATCH_POLL_LIMIT_S:-30}"
+# With auth on, run.sh exports the bench user's access token.
+auth=()
+[ -n "${BENCH_TOKEN:-}" ] && auth=(-H "Authorization: Bearer $BENCH_TOKEN")
 
-note_id=$(curl -sf -H 'Content-Type: application/json' \
+note_id=$(curl -sf "${auth[@]}" -H 'Content-Type: application/json' \
   -d '{"title":"dispatch","original_text":"Good morning. How are you?","original_language":"en"}' \
   "$BASE/api/v1/notes/" | jq -r .id)
 
@@ -23,12 +26,12 @@ to_seconds() { awk -F'[T:Z]' '{ printf "%.6f\n", $2 * 3600 + $3 * 60 + $4 }' <<<
 samples=()
 unstarted=0
 for ((i = 0; i < JOBS; i++)); do
-  job_id=$(curl -sf -H 'Content-Type: application/json' -d '{"target_language":"es"}' \
+  job_id=$(curl -sf "${auth[@]}" -H 'Content-Type: application/json' -d '{"target_language":"es"}' \
     "$BASE/api/v1/notes/$note_id/translate/" | jq -r .translation.id)
   deadline=$((SECONDS + POLL_LIMIT_S))
   job=""
   while ((SECONDS < deadline)); do
-    job=$(curl -sf "$BASE/api/v1/translations/$job_id/")
+    job=$(curl -sf "${auth[@]}" "$BASE/api/v1/translations/$job_id/")
     finished=$(jq -r .finished_at <<<"$job")
     [ "$finished" != "null" ] && break
     sleep 0.005

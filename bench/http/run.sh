@@ -19,6 +19,11 @@
 #     --no-nginx                  skip the nginx ceiling run
 #     --pairs N                   alternate transnotes retrieve and nginx N times (median ratio)
 #     --results DIR               keep raw wrk outputs and server logs there
+#     --auth jwt|open             jwt (default): a bench user logs in and every request carries
+#                                 its Bearer token; open: no accounts
+#     --compare-open N            also start an --auth open server (embedded) and alternate the
+#                                 retrieve load between it and the jwt server N times (median
+#                                 Bearer/open ratio)
 #
 # Only 127.0.0.1; every server it starts is stopped on exit (by pid).
 set -euo pipefail
@@ -28,6 +33,7 @@ HERE="$ROOT/bench/http"
 
 mode=embedded binary="" schema="" threads=4 sweep="" procs=1 workers=2
 duration=10s connections=64 wrk_threads=2 seed=1000 dispatch=0 nginx=1 pairs=1 results=""
+auth=jwt compare_open=0
 scenarios="retrieve list stats patch mix create"
 while (($#)); do
   case "$1" in
@@ -46,11 +52,14 @@ while (($#)); do
     --no-nginx) nginx=0; shift ;;
     --pairs) pairs="$2"; shift 2 ;;
     --results) results="$2"; shift 2 ;;
-    -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --auth) auth="$2"; shift 2 ;;
+    --compare-open) compare_open="$2"; shift 2 ;;
+    -h|--help) sed -n '2,28p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
 case "$mode" in embedded|production) ;; *) echo "run.sh: bad --mode $mode" >&2; exit 2 ;; esac
+case "$auth" in jwt|open) ;; *) echo "run.sh: bad --auth $auth" >&2; exit 2 ;; esac
 for tool in wrk curl jq python3; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool is required" >&2; exit 1; }
 done
@@ -82,7 +91,7 @@ stop_servers() {
 cleanup() {
   stop_servers
   [ -n "$nginx_pid" ] && stop_pid "$nginx_pid"
-  rm -rf "$work/data" "$work/nginx" "$work/seed.curl"
+  rm -rf "$work/data" "$work/data-open" "$work/nginx" "$work/seed.curl"
   if [ -n "${schema:-}" ]; then  # production mode: the schema was only for this run
     "${TRANSNOTES_TEST_PG_BIN:-/usr/bin}/psql" -q "$TRANSNOTES_TEST_DATABASE_URL" \
       -c "DROP SCHEMA IF EXISTS \"$schema\" CASCADE" >/dev/null 2>&1 || true
@@ -117,26 +126,45 @@ if [ "$mode" = production ]; then
   redis-cli -h 127.0.0.1 -p "$redis_port" -n 15 flushdb >/dev/null
 fi
 
+# Every process of a run signs with the same key, so a token from one is good on all. Tokens
+# live for the whole run; the benchmark measures throughput, not the per-user limits.
+bench_secret="bench-secret-$(date +%s%N)-0123456789abcdef0123456789"
+auth_args=(--auth "$auth" --access-token-lifetime 86400 --throttle-auth off --throttle-translate off
+  --max-active-jobs 0)
+
 ports=()
 start_servers() {  # THREADS
   local n port
   ports=()
   for ((n = 0; n < procs; n++)); do
     port="$(free_port)"
-    env -u DATABASE_URL -u REDIS_URL "${env_args[@]}" LOG_LEVEL=warn \
+    env -u DATABASE_URL -u REDIS_URL "${env_args[@]}" LOG_LEVEL=warn SECRET_KEY="$bench_secret" \
       "$binary" serve --host 127.0.0.1 --port "$port" --threads "$1" --workers "$workers" \
-      --data-dir "$work/data" >>"$results/server-$n.log" 2>&1 &
+      --data-dir "$work/data" "${auth_args[@]}" >>"$results/server-$n.log" 2>&1 &
     server_pids+=("$!")
     ports+=("$port")
     wait_http "http://127.0.0.1:$port/health"
   done
 }
 
+# Registers the bench user (once per database) and exports its access token as BENCH_TOKEN, which
+# the Lua scripts and curl calls send.
+login() {  # BASE_URL
+  local credentials='{"username":"bench","password":"Bench-Harbor-58-kettle"}'
+  curl -s -o /dev/null -X POST "$1/api/v1/auth/register/" -H 'Content-Type: application/json' \
+    -d "$credentials"
+  BENCH_TOKEN="$(curl -sf -X POST "$1/api/v1/auth/token/" -H 'Content-Type: application/json' \
+    -d "$credentials" | jq -r .access)"
+  export BENCH_TOKEN
+}
+curl_auth=()
+
 seed_notes() {  # COUNT, through one keep-alive curl
   local base="http://127.0.0.1:${ports[0]}" i
   {
     for ((i = 1; i <= $1; i++)); do
       printf 'url = "%s/api/v1/notes/"\nheader = "Content-Type: application/json"\n' "$base"
+      [ -n "${BENCH_TOKEN:-}" ] && printf 'header = "Authorization: Bearer %s"\n' "$BENCH_TOKEN"
       printf 'data = "{\\"title\\":\\"Seed %d\\",\\"original_text\\":\\"The quick brown fox jumps over the lazy dog, note %d.\\",\\"original_language\\":\\"en\\"}"\n' "$i" "$i"
       printf 'output = "/dev/null"\n'
       ((i < $1)) && printf 'next\n'
@@ -145,7 +173,7 @@ seed_notes() {  # COUNT, through one keep-alive curl
   curl -sf -K "$work/seed.curl"
   # The id range the mix and patch scenarios draw from.
   local ids
-  ids="$(curl -sf "$base/api/v1/notes/?limit=1000" | jq -r '[.[].id] | "\(min) \(max)"')"
+  ids="$(curl -sf "${curl_auth[@]}" "$base/api/v1/notes/?limit=1000" | jq -r '[.[].id] | "\(min) \(max)"')"
   export BENCH_ID_MIN="${ids% *}" BENCH_ID_MAX="${ids#* }" BENCH_NOTE_ID="${ids% *}"
 }
 
@@ -196,15 +224,19 @@ echo "== transnotes HTTP bench: mode=$mode procs=$procs duration=$duration c=$co
 uptime >&2
 
 start_servers "$threads"
+if [ "$auth" = jwt ]; then
+  login "http://127.0.0.1:${ports[0]}"
+  curl_auth=(-H "Authorization: Bearer $BENCH_TOKEN")
+fi
 seed_notes "$seed"
-load_note="$(curl -sf "http://127.0.0.1:${ports[0]}/api/v1/notes/$BENCH_NOTE_ID/")"
+load_note="$(curl -sf "${curl_auth[@]}" "http://127.0.0.1:${ports[0]}/api/v1/notes/$BENCH_NOTE_ID/")"
 
 if [ -n "$sweep" ]; then
   best_rate=0 best_threads="$threads"
   for t in $sweep; do
     stop_servers
     start_servers "$t"
-    curl -sf -o /dev/null "http://127.0.0.1:${ports[0]}/api/v1/notes/$BENCH_NOTE_ID/"  # warm the cache
+    curl -sf -o /dev/null "${curl_auth[@]}" "http://127.0.0.1:${ports[0]}/api/v1/notes/$BENCH_NOTE_ID/"  # warm the cache
     run_wrk "retrieve --threads $t" retrieve "${ports[@]}"
     if ((last_rate > best_rate)); then best_rate="$last_rate" best_threads="$t"; fi
   done
@@ -214,7 +246,7 @@ if [ -n "$sweep" ]; then
 fi
 
 for s in $scenarios; do
-  curl -sf -o /dev/null "http://127.0.0.1:${ports[0]}/api/v1/notes/$BENCH_NOTE_ID/"
+  curl -sf -o /dev/null "${curl_auth[@]}" "http://127.0.0.1:${ports[0]}/api/v1/notes/$BENCH_NOTE_ID/"
   run_wrk "$s" "$s" "${ports[@]}"
   [ "$s" = retrieve ] && app_retrieve="$last_rate"
 done
@@ -223,6 +255,30 @@ dispatch_line=""
 if ((dispatch > 0)); then
   dispatch_line="$("$HERE/dispatch.sh" "http://127.0.0.1:${ports[0]}" "$dispatch" || true)"
   echo "$dispatch_line" >&2
+fi
+
+auth_ratios=()
+if ((compare_open > 0)); then
+  [ "$auth" = jwt ] || { echo "run.sh: --compare-open needs --auth jwt" >&2; exit 2; }
+  # An open-mode server beside the jwt one, same binary and settings, its own data dir with the
+  # same note: each is idle while the other is measured.
+  oport="$(free_port)"
+  LOG_LEVEL=warn "$binary" serve --host 127.0.0.1 --port "$oport" --threads "$threads" \
+    --workers "$workers" --data-dir "$work/data-open" --auth open >>"$results/server-open.log" 2>&1 &
+  open_pid="$!"
+  server_pids+=("$open_pid")
+  wait_http "http://127.0.0.1:$oport/health"
+  open_id="$(curl -sf -X POST "http://127.0.0.1:$oport/api/v1/notes/" \
+    -H 'Content-Type: application/json' \
+    -d "$(jq -c '{title, original_text, original_language}' <<<"$load_note")" | jq -r .id)"
+  curl -sf -o /dev/null "http://127.0.0.1:$oport/api/v1/notes/$open_id/"
+  for ((pair = 1; pair <= compare_open; pair++)); do
+    run_wrk "retrieve bearer #$pair" retrieve "${ports[@]}"
+    bearer_rate="$last_rate"
+    BENCH_TOKEN="" BENCH_NOTE_ID="$open_id" run_wrk "retrieve open #$pair" retrieve "$oport"
+    auth_ratios+=("$(awk -v a="$bearer_rate" -v b="$last_rate" 'BEGIN { printf "%.0f", 100 * a / b }')")
+  done
+  stop_pid "$open_pid"
 fi
 
 ratios=()
@@ -286,6 +342,10 @@ printf '%s\n' "${table[@]}"
 if ((${#ratios[@]})); then
   echo "retrieve / nginx: $(printf '%s%% ' "${ratios[@]}")(median $(printf '%s\n' "${ratios[@]}" |
     sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')%)"
+fi
+if ((${#auth_ratios[@]})); then
+  echo "retrieve bearer / open: $(printf '%s%% ' "${auth_ratios[@]}")(median $(printf '%s\n' \
+    "${auth_ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')%)"
 fi
 [ -n "$dispatch_line" ] && echo "$dispatch_line"
 echo "raw outputs: $results"

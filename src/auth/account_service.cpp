@@ -2,6 +2,9 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <thread>
+
 #include "auth/password_policy.h"
 #include "auth/passwords.h"
 #include "auth/tokens.h"
@@ -27,11 +30,31 @@ AuthenticationFailed blacklisted() {
 
 Timestamp seconds_to_micros(std::int64_t seconds) { return seconds * 1'000'000; }
 
+unsigned hashing_slots(unsigned configured) {
+  if (configured > 0) return std::min(configured, 1024u);
+  return std::clamp(std::thread::hardware_concurrency(), 2u, 1024u);
+}
+
 }  // namespace
 
 AccountService::AccountService(Store& store, TokenCodec& tokens, PasswordPolicy& policy,
                                const PasswordHashing& hashing, AccountOptions options)
-    : store_(store), tokens_(tokens), policy_(policy), hashing_(hashing), options_(options) {}
+    : store_(store),
+      tokens_(tokens),
+      policy_(policy),
+      hashing_(hashing),
+      options_(options),
+      hashing_slots_(hashing_slots(options.concurrent_hashes)) {}
+
+template <typename Work>
+auto AccountService::with_hashing_slot(Work&& work) {
+  hashing_slots_.acquire();
+  struct Release {
+    std::counting_semaphore<1024>& slots;
+    ~Release() { slots.release(); }
+  } release{hashing_slots_};
+  return work();
+}
 
 AccountService::~AccountService() = default;
 
@@ -48,7 +71,8 @@ User AccountService::register_user(const std::string& username, const std::strin
     errors["username"].push_back(kUsernameTaken);
   }
   if (!errors.empty()) throw ValidationError(std::move(errors));
-  auto user = store_.create_user(username, email, hashing_.hash(password));
+  const std::string hash = with_hashing_slot([&] { return hashing_.hash(password); });
+  auto user = store_.create_user(username, email, hash);
   // Another registration of the same name won the race between the check and the insert.
   if (!user) throw ValidationError("username", kUsernameTaken);
   spdlog::info("user {} registered (id {})", user->username, user->id);
@@ -59,13 +83,14 @@ TokenPair AccountService::obtain_tokens(const std::string& username, const std::
   auto user = store_.find_user(username);
   if (!user) {
     // The same work as a real check, so the answer's timing does not tell whether the name exists.
-    hashing_.verify_against_dummy(password);
+    with_hashing_slot([&] { return hashing_.verify_against_dummy(password); });
     throw AuthenticationFailed(kNoActiveAccount);
   }
-  const bool good = hashing_.verify(password, user->password_hash);
+  const bool good =
+      with_hashing_slot([&] { return hashing_.verify(password, user->password_hash); });
   if (!good || !user->is_active) throw AuthenticationFailed(kNoActiveAccount);
   if (hashing_.needs_rehash(user->password_hash)) {
-    store_.set_password_hash(user->id, hashing_.hash(password));
+    store_.set_password_hash(user->id, with_hashing_slot([&] { return hashing_.hash(password); }));
   }
   return tokens_.issue_pair(user->id);
 }
@@ -108,8 +133,12 @@ void AccountService::blacklist(const std::string& refresh_token) {
 UserId AccountService::authenticate(std::string_view authorization) const {
   auto raw = raw_token_from_authorization(authorization);
   if (!raw) throw NotAuthenticated();
+  if (raw->size() <= TokenCodec::kMaxTokenLength) {
+    if (auto user = verified_.find(*raw, tokens_.now_seconds())) return *user;
+  }
   auto decoded = tokens_.decode(*raw, TokenType::kAccess);
   if (!decoded) throw authentication_failure(decoded.problem());
+  verified_.remember(*raw, decoded.claims().user_id, decoded.claims().exp);
   return decoded.claims().user_id;
 }
 
@@ -129,7 +158,8 @@ void AccountService::set_password(const std::string& username, const std::string
   auto problems = policy_.validate(password, user->username, user->email);
   if (!problems.empty())
     throw ValidationError(ValidationError::FieldErrors{{"password", problems}});
-  if (!store_.set_password_hash(user->id, hashing_.hash(password))) throw NotFound();
+  const std::string hash = with_hashing_slot([&] { return hashing_.hash(password); });
+  if (!store_.set_password_hash(user->id, hash)) throw NotFound();
 }
 
 }  // namespace transnotes::auth

@@ -5,11 +5,13 @@
 
 #include <memory>
 #include <optional>
+#include <semaphore>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "auth/tokens.h"
+#include "auth/verified_tokens.h"
 #include "domain/model.h"
 #include "domain/ports.h"
 
@@ -23,6 +25,9 @@ struct AccountOptions {
   bool rotate_refresh_tokens = false;
   // simplejwt's BLACKLIST_AFTER_ROTATION: the refresh token that was rotated stops working.
   bool blacklist_after_rotation = true;
+  // Password hashes computed at once (each Argon2id run takes its memory limit, 64 MiB by
+  // default); further logins wait. 0: the number of CPUs, at least 2.
+  unsigned concurrent_hashes = 0;
 };
 
 struct RefreshResult {
@@ -54,7 +59,8 @@ class AccountService {
   void blacklist(const std::string& refresh_token);
 
   // The user an API request acts for, from its Authorization header value (empty when absent).
-  // Stateless: checks the access token's signature, expiry and type, not the database.
+  // Stateless: checks the access token's signature, expiry and type, not the database. A token
+  // verified before is recognized by its bytes (expiry still checked each time).
   // Throws NotAuthenticated when there is no Bearer credential, AuthenticationFailed otherwise.
   UserId authenticate(std::string_view authorization) const;
 
@@ -75,6 +81,12 @@ class AccountService {
   PasswordPolicy& policy_;
   const PasswordHashing& hashing_;
   AccountOptions options_;
+  mutable VerifiedTokens verified_;
+  // Bounds the memory and CPU that password hashing takes (see AccountOptions).
+  std::counting_semaphore<1024> hashing_slots_;
+  // Runs `work` (a hash or a verification) in one of hashing_slots_.
+  template <typename Work>
+  auto with_hashing_slot(Work&& work);  // a memo of authenticate(), which stays logically const
 };
 
 }  // namespace transnotes::auth
