@@ -101,6 +101,13 @@ class Store {
   // False if no such user.
   virtual bool delete_user(UserId id) = 0;
   virtual bool set_password_hash(UserId id, const std::string& password_hash) = 0;
+  // In one transaction: gives every note of `from` and their translation jobs to `to`, keeping
+  // ids, versions and timestamps (e.g. hands the notes kept for kOpenModeOwner before users
+  // existed to a real account). Per-owner stats follow exactly; idempotency keys stay with
+  // `from`. A note `from` creates meanwhile is either moved or stays with `from`, whole.
+  // Returns the number of notes moved; 0 when from == to. Throws UnknownUser when `to` is no
+  // users row (kOpenModeOwner is one). Cached copies keyed by `from` are the caller's to drop.
+  virtual std::int64_t reassign_notes(UserId from, UserId to) = 0;
 
   // --- Refresh-token blacklist (log out, rotation).
 

@@ -232,6 +232,30 @@ constexpr StatementDef kDeleteUser{"delete_user", "DELETE FROM users WHERE id = 
 // The cascade of the user's notes left counter rows that sum to zero; they would only be clutter.
 constexpr StatementDef kDeleteOwnerStats{"delete_owner_stats",
                                          "DELETE FROM note_stats WHERE owner_id = $1"};
+// Reassigning notes. The user row is key-share locked so `to` cannot be deleted under the move.
+constexpr StatementDef kLockUser{"lock_user", "SELECT 1 FROM users WHERE id = $1 FOR KEY SHARE"};
+// Every writer locks its note rows before any counter row; the move takes all of them first.
+constexpr StatementDef kLockNotesOfOwner{
+    "lock_notes_of_owner",
+    "SELECT count(*) FROM (SELECT 1 FROM notes WHERE owner_id = $1 ORDER BY id FOR UPDATE) n"};
+// The triggers of the move touch two counter rows per language in this backend's shard, row by
+// row in note order; a single-note language change of `to` locks two of them in (owner,
+// language) order. Locking all of them up front in that order, before any trigger runs, keeps
+// the two from deadlocking. Upserting a zero delta creates the missing rows locked as well.
+constexpr StatementDef kLockMoveCounters{
+    "lock_move_counters",
+    "INSERT INTO note_stats AS s (owner_id, original_language, shard, notes, translated) "
+    "SELECT o.owner_id, l.original_language, pg_backend_pid() % 16, 0, 0 "
+    "FROM (SELECT DISTINCT original_language FROM notes WHERE owner_id = $1) l "
+    "CROSS JOIN (VALUES ($1::int8), ($2::int8)) AS o (owner_id) "
+    "ORDER BY o.owner_id, l.original_language COLLATE \"C\" "
+    "ON CONFLICT (owner_id, original_language, shard) DO UPDATE SET notes = s.notes"};
+// The stats trigger on UPDATE OF owner_id (migration 3) moves the counters.
+constexpr StatementDef kMoveNotes{"move_notes",
+                                  "UPDATE notes SET owner_id = $2 WHERE owner_id = $1"};
+constexpr StatementDef kMoveJobs{"move_jobs",
+                                 "UPDATE translation_jobs SET owner_id = $2 WHERE owner_id = $1 "
+                                 "AND note_id IN (SELECT id FROM notes WHERE owner_id = $2)"};
 constexpr StatementDef kSetPasswordHash{
     "set_password_hash", "UPDATE users SET password_hash = $2 WHERE id = $1 AND id <> 0"};
 
@@ -623,6 +647,22 @@ class PostgresStore final : public Store {
       if (affected(conn->run(kDeleteUser, Params().add(id))) == 0) return false;
       conn->run(kDeleteOwnerStats, Params().add(id));
       return true;
+    });
+  }
+
+  std::int64_t reassign_notes(UserId from, UserId to) override {
+    return transaction([&](Pool::Lease& conn) -> std::int64_t {
+      if (PQntuples(conn->run(kLockUser, Params().add(to)).get()) == 0) throw UnknownUser();
+      if (from == to) return 0;
+      conn->run(kLockNotesOfOwner, Params().add(from));
+      conn->run(kLockMoveCounters, Params().add(from).add(to));
+      // A note `from` committed since the lock is moved too (this statement's snapshot is
+      // newer); its counters are then locked by the trigger, as for any single-note write.
+      const std::int64_t moved = affected(conn->run(kMoveNotes, Params().add(from).add(to)));
+      // A job request for a moved note locked it as `from`'s note: it committed before the move
+      // (its job is seen here) or finds the note gone from `from` after it.
+      conn->run(kMoveJobs, Params().add(from).add(to));
+      return moved;
     });
   }
 

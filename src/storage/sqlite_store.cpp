@@ -146,6 +146,11 @@ constexpr const char* kListUsers =
 constexpr const char* kDeleteUser = "DELETE FROM users WHERE id = ?1 AND id <> 0";
 // The cascade of the user's notes left zero rows behind; they would only be clutter.
 constexpr const char* kDeleteOwnerStats = "DELETE FROM note_stats WHERE owner_id = ?1";
+// The stats trigger on UPDATE OF owner_id (migration 3) moves the counters.
+constexpr const char* kMoveNotes = "UPDATE notes SET owner_id = ?2 WHERE owner_id = ?1";
+constexpr const char* kMoveJobs =
+    "UPDATE translation_jobs SET owner_id = ?2 WHERE owner_id = ?1 "
+    "AND note_id IN (SELECT id FROM notes WHERE owner_id = ?2)";
 constexpr const char* kSetPasswordHash =
     "UPDATE users SET password_hash = ?2 WHERE id = ?1 AND id <> 0";
 
@@ -505,6 +510,18 @@ class SqliteStore final : public Store {
       if (changes(conn) == 0) return false;
       conn->prepare(kDeleteOwnerStats).bind(1, id).run();
       return true;
+    });
+  }
+
+  std::int64_t reassign_notes(UserId from, UserId to) override {
+    // One write transaction: no other write (a create for `from` included) lands in between.
+    return write([&](Pool::Lease& conn) -> std::int64_t {
+      if (!conn->prepare(kUserExists).bind(1, to).step()) throw UnknownUser();
+      if (from == to) return 0;
+      conn->prepare(kMoveNotes).bind(1, from).bind(2, to).run();
+      const std::int64_t moved = changes(conn);
+      conn->prepare(kMoveJobs).bind(1, from).bind(2, to).run();
+      return moved;
     });
   }
 

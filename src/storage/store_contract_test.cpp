@@ -180,10 +180,10 @@ class StoreContract : public ::testing::TestWithParam<std::string> {
   }
 
   // Stats recomputed from every note (the definition stats() must match).
-  Stats recount() {
+  Stats recount(UserId owner = kOpenModeOwner) {
     std::map<std::string, std::int64_t> per_language;
     Stats stats;
-    for (const Note& note : store_->list_notes(kOpenModeOwner, {1'000'000, 0})) {
+    for (const Note& note : store_->list_notes(owner, {1'000'000, 0})) {
       ++stats.total_notes;
       if (note.translated_text) ++stats.total_translations;
       ++per_language[note.original_language];
@@ -1539,6 +1539,206 @@ TEST_P(StoreContract, ConcurrentReservationsOfOneKeyLetOneRequestRun) {
   }
   for (auto& thread : threads) thread.join();
   EXPECT_EQ(free_answers.load(), 1);
+}
+
+// ---- reassign_notes: handing an owner's notes (e.g. open mode's) to a real account ----
+
+TEST_P(StoreContract, ReassignNotesMovesNotesJobsAndStatsButNotIdempotencyKeys) {
+  auto alice = store_->create_user("alice", "", "h");
+  auto bob = store_->create_user("bob", "", "h");
+  ASSERT_TRUE(alice && bob);
+  Note first = make_note("first", "en");
+  Note second = make_note("second", "en");
+  Note third = make_note("third", "fr");
+  translate(first.id, "es", "Primero");
+  auto queued = create_job(second.id, "en", "de", "apertium", 3);
+  ASSERT_TRUE(queued);
+  Note bobs = store_->create_note(bob->id, fields("bob's", "x", "en"));
+  Note alices = store_->create_note(alice->id, fields("alice's", "x", "it"));
+  ASSERT_FALSE(store_->reserve_idempotency_key(kOpenModeOwner, "key", "fp", 0));
+  store_->finish_idempotency_key(kOpenModeOwner, "key", 201, "{}", "/notes/1");
+
+  EXPECT_EQ(store_->reassign_notes(kOpenModeOwner, bob->id), 3);
+
+  EXPECT_EQ(describe(store_->stats(bob->id)), "notes=4 translated=1 [en:3 fr:1 ]");
+  EXPECT_EQ(describe(store_->stats(bob->id)), describe(recount(bob->id)));
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=0 translated=0 []");
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), describe(recount(kOpenModeOwner)));
+  EXPECT_EQ(describe(store_->stats(alice->id)), "notes=1 translated=0 [it:1 ]");
+  EXPECT_TRUE(store_->get_note(alice->id, alices.id));
+
+  EXPECT_TRUE(store_->list_notes(kOpenModeOwner, {100, 0}).empty());
+  auto listed = store_->list_notes(bob->id, {100, 0});
+  ASSERT_EQ(listed.size(), 4u);
+  EXPECT_EQ(listed[0].id, bobs.id);
+  for (const Note& note : {first, second, third}) {
+    EXPECT_FALSE(store_->get_note(kOpenModeOwner, note.id));
+    auto moved = store_->get_note(bob->id, note.id);
+    ASSERT_TRUE(moved);
+    EXPECT_EQ(moved->owner_id, bob->id);
+    EXPECT_EQ(moved->title, note.title);
+  }
+  EXPECT_EQ(store_->get_note(bob->id, first.id)->translated_text, "Primero");
+  EXPECT_EQ(store_->get_note(bob->id, first.id)->version, 2);  // the translation's bump only
+
+  EXPECT_FALSE(store_->get_job(kOpenModeOwner, queued->id));
+  EXPECT_TRUE(store_->latest_jobs_for_note(kOpenModeOwner, first.id).empty());
+  ASSERT_EQ(store_->latest_jobs_for_note(bob->id, first.id).size(), 1u);
+  EXPECT_EQ(store_->latest_jobs_for_note(bob->id, first.id)[0].owner_id, bob->id);
+  EXPECT_EQ(query_direct("SELECT count(*) FROM translation_jobs WHERE owner_id = 0"), 0);
+  EXPECT_EQ(store_->runnable_jobs(10), (std::vector<JobNotice>{{queued->id, bob->id}}));
+  auto claimed = store_->claim_job("w", 30s, queued->id);
+  ASSERT_TRUE(claimed);
+  EXPECT_EQ(claimed->job.owner_id, bob->id);
+  auto done = store_->complete_job(queued->id, "w", "Zweiter", "apertium");
+  EXPECT_TRUE(done.note_version.has_value());  // the note of the job's (new) owner
+  EXPECT_EQ(describe(store_->stats(bob->id)), "notes=4 translated=2 [en:3 fr:1 ]");
+
+  // Idempotency keys answer for the account that sent them, so they stay with it.
+  auto kept = store_->reserve_idempotency_key(kOpenModeOwner, "key", "fp", 0);
+  ASSERT_TRUE(kept);
+  EXPECT_EQ(kept->status, 201);
+  EXPECT_FALSE(store_->reserve_idempotency_key(bob->id, "key", "fp", 0));
+
+  // The moved notes are bob's like any other: edits and deletes keep his counters exact.
+  ASSERT_TRUE(store_->update_note(bob->id, third.id, fields("third", "x", "de")));
+  ASSERT_TRUE(store_->delete_note(bob->id, second.id));
+  EXPECT_FALSE(store_->update_note(kOpenModeOwner, first.id, fields("stolen", "x")));
+  EXPECT_EQ(describe(store_->stats(bob->id)), "notes=3 translated=1 [en:2 de:1 ]");
+  EXPECT_EQ(describe(store_->stats(bob->id)), describe(recount(bob->id)));
+
+  // And back: kOpenModeOwner is a users row, and moving into an owner with notes merges.
+  make_note("new open note", "en");
+  EXPECT_EQ(store_->reassign_notes(bob->id, kOpenModeOwner), 3);
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=4 translated=1 [en:3 de:1 ]");
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), describe(recount(kOpenModeOwner)));
+  EXPECT_EQ(describe(store_->stats(bob->id)), "notes=0 translated=0 []");
+}
+
+TEST_P(StoreContract, ReassignNotesToAnUnknownUserThrowsAndMovesNothing) {
+  Note note = make_note("kept", "en");
+  auto job = create_job(note.id, "en", "es", "apertium", 3);
+  ASSERT_TRUE(job);
+  EXPECT_THROW(store_->reassign_notes(kOpenModeOwner, 987654), UnknownUser);
+  auto gone = store_->create_user("gone", "", "h");
+  ASSERT_TRUE(gone);
+  ASSERT_TRUE(store_->delete_user(gone->id));
+  EXPECT_THROW(store_->reassign_notes(kOpenModeOwner, gone->id), UnknownUser);
+  EXPECT_THROW(store_->reassign_notes(987654, 987654), UnknownUser);
+
+  EXPECT_TRUE(store_->get_note(kOpenModeOwner, note.id));
+  EXPECT_TRUE(store_->get_job(kOpenModeOwner, job->id));
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=1 translated=0 [en:1 ]");
+  EXPECT_EQ(describe(store_->stats(gone->id)), "notes=0 translated=0 []");
+
+  EXPECT_EQ(store_->reassign_notes(kOpenModeOwner, kOpenModeOwner), 0);
+  auto alice = store_->create_user("alice", "", "h");
+  ASSERT_TRUE(alice);
+  EXPECT_EQ(store_->reassign_notes(987654, alice->id), 0);  // an owner without notes
+  EXPECT_EQ(store_->reassign_notes(alice->id, kOpenModeOwner), 0);
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=1 translated=0 [en:1 ]");
+  EXPECT_EQ(describe(store_->stats(alice->id)), "notes=0 translated=0 []");
+  EXPECT_TRUE(store_->get_job(kOpenModeOwner, job->id));
+}
+
+// Creates (with jobs) for `from` and language changes of `to`'s notes run while the notes move:
+// each note ends up whole with one owner (note and job together), and both owners' counters
+// match a recount. The language changes lock two counter rows of `to`, as the move does.
+TEST_P(StoreContract, ReassignNotesDuringConcurrentWritesKeepsEveryNoteWholeAndStatsExact) {
+  auto alice = store_->create_user("alice", "", "h");
+  ASSERT_TRUE(alice);
+  const std::vector<std::string> languages = {"de", "en", "es", "fr"};
+  std::vector<std::int64_t> alices;
+  for (const auto& language : languages) {
+    alices.push_back(store_->create_note(alice->id, fields("a", "x", language)).id);
+  }
+  constexpr int kBefore = 120;
+  for (int i = 0; i < kBefore; ++i) make_note("before", languages[i % languages.size()]);
+
+  constexpr int kCreators = 4;
+  constexpr int kPerCreator = 12;
+  std::atomic<int> created{0};
+  std::atomic<int> creators_done{0};
+  std::atomic<bool> moves_done{false};
+  std::mutex ids_mutex;
+  std::vector<std::pair<std::int64_t, std::int64_t>> note_and_job;  // job 0: none requested
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kCreators; ++t) {
+    threads.emplace_back([&, t] {
+      try {
+        for (int i = 0; i < kPerCreator; ++i) {
+          Note note = make_note("during", languages[(t + i) % languages.size()]);
+          std::int64_t job_id = 0;
+          if (i % 2 == 0) {
+            JobRequest request;
+            request.owner = kOpenModeOwner;
+            request.note_id = note.id;
+            request.source_language = note.original_language;
+            request.target_language = "it";
+            request.engine = "apertium";
+            request.max_attempts = 3;
+            JobRequestResult result = store_->request_job(request);
+            // Moved in between: the note is alice's now, so open mode cannot ask for it.
+            if (result.job) job_id = result.job->id;
+          }
+          std::lock_guard lock(ids_mutex);
+          note_and_job.emplace_back(note.id, job_id);
+          ++created;
+        }
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+      }
+      ++creators_done;
+    });
+  }
+  for (std::size_t u = 0; u < alices.size(); ++u) {
+    threads.emplace_back([&, u] {
+      try {
+        for (std::size_t i = u + 1; !moves_done; ++i) {
+          const std::string& language = languages[i % languages.size()];
+          ASSERT_TRUE(store_->update_note(alice->id, alices[u], fields("a", "x", language)));
+        }
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+      }
+    });
+  }
+
+  std::int64_t moved = 0;
+  // Moves run while creators are part-way through: once some notes exist, then repeatedly.
+  while (created < kCreators && creators_done < kCreators) std::this_thread::yield();
+  for (int round = 0; round < 5; ++round) {
+    moved += store_->reassign_notes(kOpenModeOwner, alice->id);
+    const int seen = created;
+    while (created == seen && creators_done < kCreators) std::this_thread::yield();
+  }
+  moves_done = true;
+  for (auto& thread : threads) thread.join();
+
+  int with_alice = 0;
+  for (const auto& [note_id, job_id] : note_and_job) {
+    const bool open = store_->get_note(kOpenModeOwner, note_id).has_value();
+    const bool alices_now = store_->get_note(alice->id, note_id).has_value();
+    ASSERT_NE(open, alices_now) << "note " << note_id;
+    with_alice += alices_now ? 1 : 0;
+    if (job_id != 0) {
+      const UserId owner = alices_now ? alice->id : kOpenModeOwner;
+      auto job = store_->get_job(owner, job_id);
+      ASSERT_TRUE(job) << "job " << job_id << " of note " << note_id;
+      EXPECT_EQ(job->owner_id, owner);
+    }
+  }
+  EXPECT_EQ(query_direct("SELECT count(*) FROM translation_jobs j JOIN notes n ON n.id = j.note_id "
+                         "WHERE j.owner_id <> n.owner_id"),
+            0);
+  EXPECT_EQ(moved, kBefore + with_alice);
+  EXPECT_GT(moved, kBefore);
+  const Stats open_stats = store_->stats(kOpenModeOwner);
+  const Stats alice_stats = store_->stats(alice->id);
+  EXPECT_EQ(describe(open_stats), describe(recount(kOpenModeOwner)));
+  EXPECT_EQ(describe(alice_stats), describe(recount(alice->id)));
+  EXPECT_EQ(open_stats.total_notes + alice_stats.total_notes,
+            4 + kBefore + kCreators * kPerCreator);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, ::testing::Values("sqlite", "postgres"),
