@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iostream>
 #include <map>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -310,8 +311,6 @@ TEST_P(AuthTest, TokenRefreshVerifyAndTheirRefusals) {
   EXPECT_EQ(split_token(access).payload.at("token_type"), "access");
   EXPECT_EQ(split_token(refresh).payload.at("token_type"), "refresh");
   EXPECT_EQ(split_token(access).payload.at("jti").as_string().size(), 32u);
-  // The user name is matched case-insensitively, as registration does.
-  EXPECT_EQ(login(port, "DORA", kPassword).status, 200);
 
   res = post(port, "/api/v1/auth/token/refresh/", {{"refresh", refresh}});
   ASSERT_EQ(res.status, 200) << res.body;
@@ -416,6 +415,9 @@ TEST_P(AuthTest, NoOrBadTokenIsRefusedOnEveryProtectedRouteAndMethod) {
   auto translated = translate(port, note, kAsDefault);
   ASSERT_EQ(translated.status, 202) << translated.body;
   const auto job = translated.json().at("translation").at("id").as_int64();
+  // Read twice by its owner, the note is in the cache: the refusals below must hold there too.
+  ASSERT_EQ(request(port, "GET", note_path(note)).status, 200);
+  ASSERT_EQ(request(port, "GET", note_path(note)).status, 200);
 
   struct Route {
     std::string method, path, body;
@@ -870,6 +872,89 @@ TEST_P(AuthTest, IdempotencyKeyReplaysTheFirstAnswerPerUser) {
                        {{"Idempotency-Key", bad}});
     EXPECT_EQ(res.status, 400) << bad;
   }
+}
+
+TEST_P(AuthTest, ConcurrentRetriesWithOneIdempotencyKeyCreateOneNote) {
+  START_OR_FAIL(service, {"--workers", "0"});
+  const int port = service->port();
+  const std::string body = R"({"title": "Raced", "original_text": "Only once."})";
+  constexpr int kClients = 8;
+  std::vector<e2e::HttpResult> answers(kClients);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back([&, i] {
+      answers[i] = request(port, "POST", "/api/v1/notes/", body, "application/json",
+                           {{"Idempotency-Key", "raced-key"}});
+    });
+  }
+  for (auto& client : clients) client.join();
+  std::string created;
+  for (const auto& answer : answers) {
+    // The first finishes the request; one arriving while it runs is told to retry (409).
+    ASSERT_TRUE(answer.status == 201 || answer.status == 409)
+        << answer.status << " " << answer.body;
+    if (answer.status == 201) {
+      if (created.empty()) created = answer.body;
+      EXPECT_EQ(answer.body, created);
+    }
+  }
+  EXPECT_FALSE(created.empty());
+  EXPECT_EQ(request(port, "GET", "/api/v1/notes/").json().as_array().size(), 1u);
+  auto retried = request(port, "POST", "/api/v1/notes/", body, "application/json",
+                         {{"Idempotency-Key", "raced-key"}});
+  EXPECT_EQ(retried.status, 201);
+  EXPECT_EQ(retried.header("Idempotent-Replayed"), "true");
+}
+
+TEST_P(AuthTest, ConcurrentTranslatesOfOneNoteShareOneJob) {
+  START_OR_FAIL(service, {"--workers", "0"});
+  const int port = service->port();
+  const auto note = create_note(port, kAsDefault);
+  constexpr int kClients = 8;
+  std::vector<e2e::HttpResult> answers(kClients);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kClients; ++i) {
+    clients.emplace_back([&, i] { answers[i] = translate(port, note, kAsDefault); });
+  }
+  for (auto& client : clients) client.join();
+  std::set<std::int64_t> jobs;
+  for (const auto& answer : answers) {
+    ASSERT_EQ(answer.status, 202) << answer.body;
+    jobs.insert(answer.json().at("translation").at("id").as_int64());
+  }
+  EXPECT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(request(port, "GET", note_path(note) + "translations/").json().as_array().size(), 1u);
+}
+
+// The per-address bucket keys on the peer address; X-Forwarded-For counts only behind a proxy the
+// operator said to trust, and then only its last entry (the one that proxy appended).
+TEST_P(AuthTest, ForwardedForChoosesTheAddressBucketOnlyBehindATrustedProxy) {
+  auto exhaust = [](int port, const Headers& headers) {
+    e2e::HttpResult last;
+    for (int i = 0; i < 10 && last.status != 429; ++i) {
+      last = post(port, "/api/v1/auth/token/verify/", {{"token", "x"}}, headers);
+    }
+    return last;
+  };
+  {
+    START_OR_FAIL(direct, {"--throttle-auth", "3/min"});
+    ASSERT_EQ(exhaust(direct->port(), kAnonymous).status, 429);
+    auto spoofed = post(direct->port(), "/api/v1/auth/token/verify/", {{"token", "x"}},
+                        {{"Authorization", ""}, {"X-Forwarded-For", "203.0.113.9"}});
+    expect_throttled(spoofed, 60);
+  }
+  START_OR_FAIL(proxied, {"--throttle-auth", "3/min", "--trust-proxy"});
+  const int port = proxied->port();
+  const Headers client_a{{"Authorization", ""}, {"X-Forwarded-For", "203.0.113.1"}};
+  ASSERT_EQ(exhaust(port, client_a).status, 429);
+  // A client cannot pick a fresh bucket by writing its own entry before the proxy's.
+  expect_throttled(post(port, "/api/v1/auth/token/verify/", {{"token", "x"}},
+                        {{"Authorization", ""}, {"X-Forwarded-For", "198.51.100.7, 203.0.113.1"}}),
+                   60);
+  // Another client behind the same proxy has its own.
+  auto other = post(port, "/api/v1/auth/token/verify/", {{"token", "x"}},
+                    {{"Authorization", ""}, {"X-Forwarded-For", "203.0.113.2"}});
+  EXPECT_EQ(other.status, 401) << other.body;
 }
 
 TEST_P(AuthTest, NotesLongerThanTheDefaultLimitAreRefused) {

@@ -127,6 +127,63 @@ TEST_P(UsersCliTest, CreatedUserLogsInOverHttpAndTheOtherCommandsManageIt) {
   }
 }
 
+// Tokens are checked without a database read, so a deleted user's tokens stay well-formed until
+// they expire: they must reach nothing, not even an account registered after it (ids are never
+// reused), and refresh must refuse them.
+TEST_P(UsersCliTest, DeletedUsersTokensReachNothing) {
+  auto service = serve();
+  const int port = service->port();
+  // The newest account, so an id handed out again would be its id.
+  auto gone = e2e::register_and_login(port, "uma", "violet-Harbor-58-kettle");
+  const auto gone_headers = e2e::bearer(gone.access);
+  ASSERT_EQ(request(port, "POST", "/api/v1/notes/", R"({"title": "Uma's", "original_text": "x"})",
+                    "application/json", gone_headers)
+                .status,
+            201);
+  auto deleted = users("delete uma");
+  ASSERT_EQ(deleted.exit_code, 0) << deleted.output;
+
+  auto next = e2e::register_and_login(port, "vera", "amber-Lantern-14-orchard");
+  auto veras =
+      request(port, "POST", "/api/v1/notes/", R"({"title": "Vera's", "original_text": "y"})",
+              "application/json", e2e::bearer(next.access));
+  ASSERT_EQ(veras.status, 201) << veras.body;
+  const std::string veras_path =
+      "/api/v1/notes/" + std::to_string(veras.json().at("id").as_int64()) + "/";
+  EXPECT_EQ(request(port, "GET", veras_path, "", "", gone_headers).status, 404);
+  auto list = request(port, "GET", "/api/v1/notes/", "", "", gone_headers);
+  EXPECT_TRUE(list.status == 401 ||
+              (list.status == 200 && list.json() == json::value(json::array{})))
+      << list.status << " " << list.body;
+
+  // Writing as nobody is simplejwt's "User not found".
+  const json::value user_not_found =
+      json::parse(R"({"detail": "User not found", "code": "user_not_found"})");
+  for (const auto& extra :
+       {std::vector<std::pair<std::string, std::string>>{},
+        std::vector<std::pair<std::string, std::string>>{{"Idempotency-Key", "k1"}}}) {
+    auto headers = gone_headers;
+    headers.insert(headers.end(), extra.begin(), extra.end());
+    auto res = request(port, "POST", "/api/v1/notes/",
+                       R"({"title": "again", "original_text": "z"})", "application/json", headers);
+    EXPECT_EQ(res.status, 401) << res.body;
+    EXPECT_EQ(res.header("WWW-Authenticate"), "Bearer realm=\"api\"");
+    EXPECT_EQ(res.json(), user_not_found) << res.body;
+  }
+  auto refreshed = request(port, "POST", "/api/v1/auth/token/refresh/",
+                           json::serialize(json::object{{"refresh", gone.refresh}}),
+                           "application/json", kAnonymous);
+  EXPECT_EQ(refreshed.status, 401) << refreshed.body;
+  EXPECT_EQ(refreshed.json(),
+            json::parse(R"({"detail": "No active account found for the given token."})"));
+  // Logging out with it is harmless.
+  auto logout = request(port, "POST", "/api/v1/auth/token/blacklist/",
+                        json::serialize(json::object{{"refresh", gone.refresh}}),
+                        "application/json", kAnonymous);
+  EXPECT_LT(logout.status, 500) << logout.body;
+  EXPECT_EQ(request(port, "GET", veras_path, "", "", e2e::bearer(next.access)).status, 200);
+}
+
 TEST_P(UsersCliTest, NoPasswordOnStdinIsAnErrorNotAnEmptyPassword) {
   auto res = e2e::run_command(
       (database_url_.empty() ? "env -u DATABASE_URL "
