@@ -158,7 +158,10 @@ int main(int argc, char** argv) {
   users_delete->add_option("username", user_command.username, "Login name")->required();
   auto* users_password = users->add_subcommand("set-password", "Set a user's password");
   users_password->add_option("username", user_command.username, "Login name")->required();
-  for (auto* cmd : {users_create, users_list, users_delete, users_password}) {
+  auto* users_adopt = users->add_subcommand(
+      "adopt-open-notes", "Give the notes made in open mode (or before accounts) to a user");
+  users_adopt->add_option("username", user_command.username, "Login name")->required();
+  for (auto* cmd : {users_create, users_list, users_delete, users_password, users_adopt}) {
     add_storage_options(*cmd, config);
   }
 
@@ -219,6 +222,7 @@ int main(int argc, char** argv) {
       user_command.action = *users_create   ? "create"
                             : *users_list   ? "list"
                             : *users_delete ? "delete"
+                            : *users_adopt  ? "adopt-open-notes"
                                             : "set-password";
       return transnotes::app::run_users(config, user_command, std::cin, std::cout, std::cerr);
     }

@@ -157,6 +157,12 @@ int run_users(const Config& config, const UserCommand& command, std::istream& in
       out << "deleted user " << command.username << " and their notes\n";
       return 0;
     }
+    if (command.action == "adopt-open-notes") {
+      const auto moved = service.adopt_open_notes(command.username);
+      out << moved << " note" << (moved == 1 ? "" : "s") << " given to " << command.username
+          << "\n";
+      return 0;
+    }
     if (command.action == "set-password") {
       const std::string password = new_password(in, err);
       service.set_password(command.username, password);

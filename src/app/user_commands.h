@@ -16,7 +16,7 @@ namespace transnotes::app {
 std::string resolve_secret_key(const Config& config);
 
 struct UserCommand {
-  std::string action;  // create | list | delete | set-password
+  std::string action;  // create | list | delete | set-password | adopt-open-notes
   std::string username;
   std::string email;
 };

@@ -162,4 +162,12 @@ void AccountService::set_password(const std::string& username, const std::string
   if (!store_.set_password_hash(user->id, hash)) throw NotFound();
 }
 
+std::int64_t AccountService::adopt_open_notes(const std::string& username) {
+  auto user = store_.find_user(username);
+  if (!user) throw NotFound();
+  const auto moved = store_.reassign_notes(kOpenModeOwner, user->id);
+  spdlog::info("{} open-mode notes given to user {} (id {})", moved, user->username, user->id);
+  return moved;
+}
+
 }  // namespace transnotes::auth

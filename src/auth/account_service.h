@@ -74,6 +74,9 @@ class AccountService {
   bool delete_user(const std::string& username);
   // Throws ValidationError for a weak password, NotFound for an unknown user.
   void set_password(const std::string& username, const std::string& password);
+  // Gives the notes of the open-mode owner (those created with --auth open, or before accounts
+  // existed) to `username`. Returns how many moved. Throws NotFound for an unknown user.
+  std::int64_t adopt_open_notes(const std::string& username);
 
  private:
   Store& store_;

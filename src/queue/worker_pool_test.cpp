@@ -157,6 +157,9 @@ class RecordingStore final : public Store {
   std::optional<User> get_user(UserId id) override { return store_.get_user(id); }
   std::vector<User> list_users() override { return store_.list_users(); }
   bool delete_user(UserId id) override { return store_.delete_user(id); }
+  std::int64_t reassign_notes(UserId from, UserId to) override {
+    return store_.reassign_notes(from, to);
+  }
   bool set_password_hash(UserId id, const std::string& password_hash) override {
     return store_.set_password_hash(id, password_hash);
   }
