@@ -19,12 +19,14 @@ namespace {
 constexpr std::size_t kMaxIdempotencyKeyLength = 255;
 
 // DRF's CharField(required=True, allow_blank=False) for the account routes. Passwords are taken
-// as sent (Django's forms do not strip them either); other fields are trimmed.
+// as sent (Django's forms do not strip them either); other fields are trimmed. U+0000 is refused
+// as CharField's ProhibitNullCharactersValidator does, except where the caller's own validation
+// names it in DRF's order (the registered username).
 struct RequiredFields {
   const json::object& body;
   ValidationError::FieldErrors errors;
 
-  std::string take(const char* field, bool trim = true) {
+  std::string take(const char* field, bool trim = true, bool refuse_null = true) {
     auto value = read_string_field(body, field, errors);
     if (errors.contains(field)) return {};
     if (!value) {
@@ -36,7 +38,11 @@ struct RequiredFields {
       errors[field].push_back("Not a valid string.");
       return {};
     }
-    if (trimmed(text).empty()) errors[field].push_back("This field may not be blank.");
+    if (trimmed(text).empty()) {
+      errors[field].push_back("This field may not be blank.");
+    } else if (refuse_null && text.find('\0') != std::string::npos) {
+      errors[field].push_back("Null characters are not allowed.");
+    }
     return text;
   }
   std::string optional(const char* field) {
@@ -172,7 +178,7 @@ http::Response Api::register_user(const http::Request& request, const Params&) {
   throttle("auth:address:" + client_address(request), options_.throttle.auth_per_address);
   const auto body = parse_body(request);
   RequiredFields fields{body, {}};
-  std::string username = fields.take("username");
+  std::string username = fields.take("username", /*trim=*/true, /*refuse_null=*/false);
   std::string password = fields.take("password", /*trim=*/false);
   std::string email = fields.optional("email");
   fields.check();
