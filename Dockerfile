@@ -22,6 +22,7 @@ RUN apt-get update \
       libsentencepiece-dev libopenblas-dev \
       libspdlog-dev libfmt-dev libcli11-dev \
       libssl-dev libcurl4-openssl-dev \
+      libjwt-dev libsodium-dev libpwquality-dev cracklib-runtime \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
@@ -39,7 +40,8 @@ FROM debian:12-slim AS runtime
 ARG DEBIAN_FRONTEND=noninteractive
 # Shared libraries of the binary (checked with ldd + dpkg -S on Debian 12), Apertium with the
 # English<->Spanish pair, tini as PID 1 (Apertium pipelines are child processes: tini reaps them
-# and forwards SIGTERM to transnotes), curl for the HEALTHCHECK, CA certificates for `models pull`.
+# and forwards SIGTERM to transnotes), curl for the HEALTHCHECK, CA certificates for `models pull`,
+# and cracklib's dictionary (cracklib-runtime), without which registration refuses to start.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
       libstdc++6 \
@@ -47,6 +49,7 @@ RUN apt-get update \
       libsqlite3-0 libpq5 libhiredis0.14 \
       libsentencepiece0 libopenblas0-pthread \
       libspdlog1.10 libfmt9 libcurl4 \
+      libjwt0 libsodium23 libpwquality1 cracklib-runtime \
       apertium apertium-en-es \
       tini curl ca-certificates \
  && rm -rf /var/lib/apt/lists/*
