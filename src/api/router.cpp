@@ -6,6 +6,7 @@
 
 #include "api/error_mapping.h"
 #include "domain/errors.h"
+#include "domain/text.h"
 
 namespace transnotes::api {
 
@@ -109,7 +110,9 @@ http::Response Router::dispatch(const http::Request& request, std::string_view p
   for (const auto& handler : entry->route.methods) {
     if (handler.method == method) return handler.handler(request, params);
   }
-  throw MethodNotAllowed(request.method, entry->allow);
+  // The method is echoed into the JSON answer: it must be UTF-8 (the HTTP server lets only token
+  // characters through, but the router does not rely on that).
+  throw MethodNotAllowed(replace_invalid_utf8(request.method), entry->allow);
 }
 
 std::string Router::allow_for(std::string_view path) const {

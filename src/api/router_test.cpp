@@ -88,6 +88,13 @@ TEST(Router, OtherMethodsAre405WithTheRoutesAllow) {
     EXPECT_STREQ(e.what(), "Method \"HEAD\" not allowed.");
     EXPECT_EQ(e.allowed(), "POST, OPTIONS");  // HEAD only where GET is
   }
+  try {
+    // fuzz_api's finding: bytes that are not UTF-8 must not reach the 405's JSON.
+    router.dispatch(request_for("\xf8GET", "/api/v1/notes/"), "/api/v1/notes/");
+    FAIL() << "expected MethodNotAllowed";
+  } catch (const MethodNotAllowed& e) {
+    EXPECT_STREQ(e.what(), "Method \"\xEF\xBF\xBDGET\" not allowed.");
+  }
   EXPECT_EQ(router.allow_for("/api/v1/notes/3"), "GET, PUT, DELETE, HEAD, OPTIONS");
   EXPECT_EQ(router.allow_for("/metrics"), "GET, HEAD, OPTIONS");
   EXPECT_EQ(router.allow_for("/nothing/"), "");
