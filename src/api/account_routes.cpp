@@ -87,13 +87,17 @@ auth::AccountService& Api::accounts() const {
 
 UserId Api::caller(const http::Request& request) const {
   if (options_.auth_mode == AuthMode::kOpen) return kOpenModeOwner;
-  return services_.accounts->authenticate(request.header("Authorization"));
+  const UserId owner = services_.accounts->authenticate(request.header("Authorization"));
+  // The open-mode owner is a placeholder row, never an account: no token is issued for it, and
+  // one naming it (forged with the key) must not reach the notes written in open mode.
+  if (owner <= kOpenModeOwner) throw UnknownUser();
+  return owner;
 }
 
 std::optional<UserId> Api::fast_caller(const http::Request& request) const {
   if (options_.auth_mode == AuthMode::kOpen) return kOpenModeOwner;
   try {
-    return services_.accounts->authenticate(request.header("Authorization"));
+    return caller(request);
   } catch (const Error&) {
     return std::nullopt;
   }

@@ -1014,6 +1014,74 @@ TEST_P(AuthTest, NotesLongerThanTheDefaultLimitAreRefused) {
   EXPECT_EQ(res.json(), refusal);
 }
 
+TEST_P(AuthTest, ConcurrentRegistrationsOfOneNameCreateOneUser) {
+  START_OR_FAIL(service);
+  const int port = service->port();
+  constexpr int kClients = 6;
+  std::vector<e2e::HttpResult> answers(kClients);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < kClients; ++i) {
+    // Case differs between clients: the names are one name.
+    clients.emplace_back(
+        [&, i] { answers[i] = register_user(port, i % 2 ? "Racer" : "racer", kPassword); });
+  }
+  for (auto& client : clients) client.join();
+  int created = 0;
+  for (const auto& answer : answers) {
+    if (answer.status == 201) {
+      ++created;
+      continue;
+    }
+    EXPECT_EQ(answer.status, 400) << answer.body;
+    EXPECT_EQ(answer.json(),
+              json::parse(R"({"username": ["A user with that username already exists."]})"));
+  }
+  EXPECT_EQ(created, 1);
+}
+
+// Notes written in open mode belong to the open-mode owner, which is no account: a JWT-mode user
+// on the same store cannot reach them, and open mode still finds them afterwards.
+TEST_P(AuthTest, OpenModeNotesAreNoUsersInJwtMode) {
+  const std::string data_dir = e2e::make_temp_dir("transnotes-open-then-jwt");
+  const std::string database = GetParam() == "postgres" ? e2e::database_url_for("postgres") : "";
+  if (GetParam() == "postgres") {
+    ASSERT_FALSE(database.empty());
+  }
+  auto options = [&](const std::string& auth) {
+    e2e::ServiceOptions o;
+    o.auth = auth;
+    o.data_dir = data_dir;
+    if (!database.empty()) o.env["DATABASE_URL"] = database;
+    return o;
+  };
+  std::int64_t note = 0;
+  std::string body;
+  {
+    e2e::Service open(options("open"));
+    note = create_note(open.port(), kAnonymous, "Before accounts");
+    body = request(open.port(), "GET", note_path(note), "", "", kAnonymous).body;
+  }
+  {
+    e2e::Service jwt(options("jwt"));
+    const int port = jwt.port();
+    EXPECT_EQ(request(port, "GET", note_path(note)).status, 404);
+    EXPECT_EQ(request(port, "GET", "/api/v1/notes/").json(), json::value(json::array{}));
+    EXPECT_EQ(request(port, "GET", "/api/v1/stats/").json().at("total_notes"), 0);
+    // Not even with a token naming the open-mode owner's id, signed with the right key.
+    auth::TokenCodec same_key(e2e::kTestSecretKey);
+    const auto as_owner_zero = e2e::bearer(same_key.issue(0, auth::TokenType::kAccess));
+    // simplejwt answers a token whose user is not found so.
+    const json::value user_not_found =
+        json::parse(R"({"detail": "User not found", "code": "user_not_found"})");
+    for (const std::string& path : {std::string("/api/v1/notes/"), note_path(note)}) {
+      auto res = request(port, "GET", path, "", "", as_owner_zero);
+      expect_challenge(res, user_not_found, "GET " + path + " as the open-mode owner");
+    }
+  }
+  e2e::Service open_again(options("open"));
+  EXPECT_EQ(request(open_again.port(), "GET", note_path(note), "", "", kAnonymous).body, body);
+}
+
 TEST_P(AuthTest, OpenModeNeedsNoTokenAndHasNoAccountRoutes) {
   START_OR_FAIL(service, {}, {}, "open");
   const int port = service->port();
