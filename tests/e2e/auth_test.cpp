@@ -585,6 +585,7 @@ TEST_P(AuthTest, AnotherUsersNotesAndJobsAreIndistinguishableFromMissingOnes) {
   const std::int64_t missing = note + 1000;
   struct Probe {
     std::string method, suffix, body;
+    bool valid = true;  // a valid request, which only the missing note refuses
   };
   const std::vector<Probe> probes{
       {"GET", "", ""},
@@ -593,6 +594,11 @@ TEST_P(AuthTest, AnotherUsersNotesAndJobsAreIndistinguishableFromMissingOnes) {
       {"DELETE", "", ""},
       {"POST", "translate/", R"({"target_language": "es"})"},
       {"GET", "translations/", ""},
+      // Refusals of the body or the language must not tell an existing id from a missing one.
+      {"PUT", "", R"({"title": ""})", false},
+      {"PATCH", "", R"({"original_text": 5, "title": null})", false},
+      {"POST", "translate/", R"({"target_language": "xx"})", false},
+      {"POST", "translate/", R"({})", false},
   };
   for (const auto& probe : probes) {
     auto theirs = request(port, probe.method, note_path(note) + probe.suffix, probe.body,
@@ -600,9 +606,11 @@ TEST_P(AuthTest, AnotherUsersNotesAndJobsAreIndistinguishableFromMissingOnes) {
     auto absent = request(port, probe.method, note_path(missing) + probe.suffix, probe.body,
                           "application/json", as_bob);
     const std::string where = probe.method + " " + note_path(note) + probe.suffix;
-    EXPECT_EQ(theirs.status, 404) << where << ": " << theirs.body;
-    EXPECT_EQ(theirs.json(), not_found) << where;
-    EXPECT_EQ(theirs.status, absent.status) << where;
+    if (probe.valid) {
+      EXPECT_EQ(theirs.status, 404) << where << ": " << theirs.body;
+      EXPECT_EQ(theirs.json(), not_found) << where;
+    }
+    EXPECT_EQ(theirs.status, absent.status) << where << " " << probe.body;
     EXPECT_EQ(theirs.body, absent.body) << where;
     EXPECT_EQ(theirs.headers.size(), absent.headers.size()) << where;
   }
