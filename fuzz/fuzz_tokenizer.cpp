@@ -3,8 +3,9 @@
 // fit the model (split_source_pieces), and one greedy translation of the text.
 //
 // Input: one byte, then the text. The byte's low six bits set the run length for
-// split_source_pieces (plus 1); when both high bits are set the text is also translated (a
-// translation costs as much as fifty tokenizations, so only a quarter of inputs pay for it).
+// split_source_pieces (plus 1); when both high bits are set a text of up to kMaxTranslatedBytes
+// is also translated (a translation costs as much as a hundred tokenizations, so only some inputs
+// pay for it; long texts split into runs are fuzzed by the tokenization part).
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -18,6 +19,8 @@
 namespace {
 
 using namespace transnotes;
+
+constexpr std::size_t kMaxTranslatedBytes = 160;
 
 const marian::MarianTranslator& translator() {
   static const marian::MarianTranslator loaded = [] {
@@ -72,7 +75,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     } catch (const TranslationFailed&) {
       // Too few positions for a language token and a piece: refused, as documented.
     }
-    if (data[0] >= 0xC0) t.translate({text});
+    if (data[0] >= 0xC0 && text.size() <= kMaxTranslatedBytes) t.translate({text});
   } catch (const TranslationFailed&) {
   }
   return 0;
