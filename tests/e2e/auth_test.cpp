@@ -845,6 +845,19 @@ TEST_P(AuthTest, RepeatedTranslateOfTheSameTextReturnsTheQueuedJob) {
             new_job);
 }
 
+TEST_P(AuthTest, AFinishedJobIsNotReturnedForANewTranslate) {
+  START_OR_FAIL(service, {"--workers", "1"});
+  const int port = service->port();
+  const auto note = create_note(port, kAsDefault);
+  auto first = translate(port, note, kAsDefault);
+  ASSERT_EQ(first.status, 202) << first.body;
+  const auto job = first.json().at("translation").at("id").as_int64();
+  ASSERT_EQ(e2e::wait_for_job(port, job)["status"], "succeeded");
+  auto again = translate(port, note, kAsDefault);
+  ASSERT_EQ(again.status, 202) << again.body;
+  EXPECT_NE(again.json().at("translation").at("id").as_int64(), job);
+}
+
 TEST_P(AuthTest, IdempotencyKeyReplaysTheFirstAnswerPerUser) {
   START_OR_FAIL(service, {"--workers", "0"});
   const int port = service->port();
@@ -1168,6 +1181,34 @@ TEST(AuthProduction, TranslateBucketIsSharedAcrossProcesses) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(translate(first.port(), note, kAsDefault).status, 202);
   expect_throttled(translate(second.port(), note, kAsDefault), 60);
   expect_throttled(translate(first.port(), note, kAsDefault), 60);
+}
+
+TEST(AuthProduction, BlacklistAndFailedLoginsAreSharedAcrossProcesses) {
+  REQUIRE_PRODUCTION_SERVICES();
+  faults::RedisServer redis;
+  const std::string database = e2e::database_url_for("postgres");
+  const std::vector<std::string> flags{"--rotate-refresh-tokens", "true",
+                                       "--throttle-failed-logins", "3/min"};
+  e2e::Service first(production_api(database, redis.url(), flags));
+  e2e::Service second(production_api(database, redis.url(), flags));
+  auto tokens = e2e::register_and_login(first.port(), "rita", kPassword);
+  auto rotated = post(first.port(), "/api/v1/auth/token/refresh/", {{"refresh", tokens.refresh}});
+  ASSERT_EQ(rotated.status, 200) << rotated.body;
+  expect_challenge(
+      post(second.port(), "/api/v1/auth/token/refresh/", {{"refresh", tokens.refresh}}),
+      json::parse(R"({"detail": "Token is blacklisted", "code": "token_not_valid"})"),
+      "the rotated-out token on the other process");
+  // A token issued by one process works on the other (one SECRET_KEY).
+  EXPECT_EQ(request(second.port(), "GET", "/api/v1/notes/", "", "",
+                    e2e::bearer(std::string(rotated.json().at("access").as_string())))
+                .status,
+            200);
+
+  EXPECT_EQ(login(first.port(), "rita", "wrong-1").status, 401);
+  EXPECT_EQ(login(second.port(), "rita", "wrong-2").status, 401);
+  EXPECT_EQ(login(first.port(), "rita", "wrong-3").status, 401);
+  expect_throttled(login(second.port(), "rita", kPassword), 60);
+  expect_throttled(login(first.port(), "rita", kPassword), 60);
 }
 
 }  // namespace
