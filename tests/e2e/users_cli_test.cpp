@@ -136,10 +136,14 @@ TEST_P(UsersCliTest, DeletedUsersTokensReachNothing) {
   // The newest account, so an id handed out again would be its id.
   auto gone = e2e::register_and_login(port, "uma", "violet-Harbor-58-kettle");
   const auto gone_headers = e2e::bearer(gone.access);
-  ASSERT_EQ(request(port, "POST", "/api/v1/notes/", R"({"title": "Uma's", "original_text": "x"})",
-                    "application/json", gone_headers)
-                .status,
-            201);
+  auto umas = request(port, "POST", "/api/v1/notes/", R"({"title": "Uma's", "original_text": "x"})",
+                      "application/json", gone_headers);
+  ASSERT_EQ(umas.status, 201) << umas.body;
+  const std::string umas_path =
+      "/api/v1/notes/" + std::to_string(umas.json().at("id").as_int64()) + "/";
+  // Read twice, so the service has it cached when the account goes.
+  ASSERT_EQ(request(port, "GET", umas_path, "", "", gone_headers).status, 200);
+  ASSERT_EQ(request(port, "GET", umas_path, "", "", gone_headers).status, 200);
   auto deleted = users("delete uma");
   ASSERT_EQ(deleted.exit_code, 0) << deleted.output;
 
@@ -151,6 +155,8 @@ TEST_P(UsersCliTest, DeletedUsersTokensReachNothing) {
   const std::string veras_path =
       "/api/v1/notes/" + std::to_string(veras.json().at("id").as_int64()) + "/";
   EXPECT_EQ(request(port, "GET", veras_path, "", "", gone_headers).status, 404);
+  // (Its own deleted note from the serve process's cache: see
+  // DISABLED_DeletedUsersCachedNoteIsGoneToo.)
   auto list = request(port, "GET", "/api/v1/notes/", "", "", gone_headers);
   EXPECT_TRUE(list.status == 401 ||
               (list.status == 200 && list.json() == json::value(json::array{})))
@@ -182,6 +188,27 @@ TEST_P(UsersCliTest, DeletedUsersTokensReachNothing) {
                         "application/json", kAnonymous);
   EXPECT_LT(logout.status, 500) << logout.body;
   EXPECT_EQ(request(port, "GET", veras_path, "", "", e2e::bearer(next.access)).status, 200);
+}
+
+// Known gap, disabled until fixed outside tests: `users delete` runs in its own process and does
+// not reach a running serve's note cache (in memory, or Redis, which the command does not open),
+// and the cached GET path checks the token without a database read. So for as long as both the
+// access token (5 min) and the cache entry (300 s) live, a deleted user still reads their own
+// deleted note: 200 where 404 is due. Only their own notes; no other user's.
+TEST_P(UsersCliTest, DISABLED_DeletedUsersCachedNoteIsGoneToo) {
+  auto service = serve();
+  const int port = service->port();
+  auto gone = e2e::register_and_login(port, "wendy", "violet-Harbor-58-kettle");
+  const auto as_gone = e2e::bearer(gone.access);
+  auto note = request(port, "POST", "/api/v1/notes/", R"({"title": "W", "original_text": "x"})",
+                      "application/json", as_gone);
+  ASSERT_EQ(note.status, 201) << note.body;
+  const std::string path = "/api/v1/notes/" + std::to_string(note.json().at("id").as_int64()) + "/";
+  ASSERT_EQ(request(port, "GET", path, "", "", as_gone).status, 200);
+  ASSERT_EQ(request(port, "GET", path, "", "", as_gone).status, 200);  // now cached
+  ASSERT_EQ(users("delete wendy").exit_code, 0);
+  auto res = request(port, "GET", path, "", "", as_gone);
+  EXPECT_TRUE(res.status == 404 || res.status == 401) << res.status << " " << res.body;
 }
 
 TEST_P(UsersCliTest, NoPasswordOnStdinIsAnErrorNotAnEmptyPassword) {
