@@ -3,9 +3,11 @@
 // djangorestframework-simplejwt and DRF give. Tokens for the refusal cases are minted with the
 // service's own codec (auth::TokenCodec) and its clock seam, or taken apart by hand.
 #include <gtest/gtest.h>
+#include <jwt.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -88,6 +90,24 @@ TokenParts split_token(const std::string& token) {
 std::string join_token(const std::string& header, const json::object& payload,
                        const std::string& signature) {
   return header + "." + base64url_encode(json::serialize(payload)) + "." + signature;
+}
+
+// `payload` signed by libjwt with `algorithm` and `key`: for tokens whose signature is right but
+// whose algorithm is not the one the service accepts.
+std::string sign_with(jwt_alg_t algorithm, const json::object& payload, const std::string& key) {
+  jwt_t* token = nullptr;
+  if (jwt_new(&token) != 0) return {};
+  std::string encoded;
+  if (jwt_add_grants_json(token, json::serialize(payload).c_str()) == 0 &&
+      jwt_set_alg(token, algorithm, reinterpret_cast<const unsigned char*>(key.data()),
+                  static_cast<int>(key.size())) == 0) {
+    if (char* text = jwt_encode_str(token)) {
+      encoded = text;
+      free(text);
+    }
+  }
+  jwt_free(token);
+  return encoded;
 }
 
 std::int64_t user_id_of(const std::string& token) {
@@ -494,6 +514,11 @@ TEST_P(AuthTest, NoOrBadTokenIsRefusedOnEveryProtectedRouteAndMethod) {
                 .status,
             200);
   const std::string refresh = e2e::register_and_login(port, "henry", kPassword).refresh;
+  // libjwt signs as the codec does: the same claims with HS256 are accepted.
+  ASSERT_EQ(request(port, "GET", "/api/v1/stats/", "", "",
+                    e2e::bearer(sign_with(JWT_ALG_HS256, parts.payload, e2e::kTestSecretKey)))
+                .status,
+            200);
 
   struct BadToken {
     std::string what, token, message;
@@ -507,6 +532,10 @@ TEST_P(AuthTest, NoOrBadTokenIsRefusedOnEveryProtectedRouteAndMethod) {
       {"alg none with the old signature",
        join_token(alg_none_header, parts.payload, parts.signature), "Token is invalid"},
       {"wrong key", other_key.issue(me, auth::TokenType::kAccess), "Token is invalid"},
+      {"HS512 with the right key", sign_with(JWT_ALG_HS512, parts.payload, e2e::kTestSecretKey),
+       "Token is invalid"},
+      {"HS384 with the right key", sign_with(JWT_ALG_HS384, parts.payload, e2e::kTestSecretKey),
+       "Token is invalid"},
       {"refresh as access", refresh, "Token has wrong type"},
       {"garbage", "garbage", "Token is invalid"},
       {"three dots of nothing", "..", "Token is invalid"},
