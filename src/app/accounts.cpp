@@ -27,6 +27,7 @@ Accounts make_accounts(const Config& config, Store& store, const std::string& se
   auth::AccountOptions options;
   options.rotate_refresh_tokens = config.rotate_refresh_tokens;
   options.blacklist_after_rotation = config.blacklist_after_rotation;
+  options.user_recheck_interval = std::chrono::seconds(config.user_recheck_seconds);
   accounts.service = std::make_unique<auth::AccountService>(
       store, *accounts.tokens, *accounts.policy, *accounts.hashing, options);
   return accounts;

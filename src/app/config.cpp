@@ -148,6 +148,9 @@ void Config::validate() const {
   if (access_token_lifetime_seconds < 1 || refresh_token_lifetime_seconds < 1) {
     throw ConfigError("token lifetimes must be at least 1 second");
   }
+  if (user_recheck_seconds < 0 || user_recheck_seconds > 3600) {
+    throw ConfigError("user recheck seconds must be in 0..3600");
+  }
   parse_throttle_rate(throttle_translate);
   parse_throttle_rate(throttle_auth);
   parse_throttle_rate(throttle_failed_logins);

@@ -61,6 +61,9 @@ struct Config {
   int refresh_token_lifetime_seconds = 86400;  // TRANSNOTES_REFRESH_TOKEN_LIFETIME
   bool rotate_refresh_tokens = false;          // TRANSNOTES_ROTATE_REFRESH_TOKENS
   bool blacklist_after_rotation = true;        // TRANSNOTES_BLACKLIST_AFTER_ROTATION
+  // TRANSNOTES_USER_RECHECK_SECONDS: a token checked with its user is trusted this long before
+  // the user is looked up again (deleted or deactivated users lose access within it)
+  int user_recheck_seconds = 30;
   // DRF-style rates "N/period", period s|sec|m|min|h|hour|d|day (a bucket of N refilled per
   // period); "off" disables that limit.
   std::string throttle_translate = "120/min";     // TRANSNOTES_THROTTLE_TRANSLATE (per user)

@@ -88,6 +88,9 @@ void add_auth_options(CLI::App& cmd, Config& config) {
   cmd.add_option("--blacklist-after-rotation", config.blacklist_after_rotation,
                  "With rotation, the rotated refresh token stops working (true/false)")
       ->envname("TRANSNOTES_BLACKLIST_AFTER_ROTATION");
+  cmd.add_option("--user-recheck-seconds", config.user_recheck_seconds,
+                 "Seconds a checked token is trusted before its user is looked up again")
+      ->envname("TRANSNOTES_USER_RECHECK_SECONDS");
   cmd.add_option("--throttle-translate", config.throttle_translate,
                  "Translate requests per user, N/period (s, min, hour, day) or off")
       ->envname("TRANSNOTES_THROTTLE_TRANSLATE");

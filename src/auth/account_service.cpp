@@ -130,16 +130,33 @@ void AccountService::blacklist(const std::string& refresh_token) {
   store_.blacklist_token(claims.jti, claims.user_id, seconds_to_micros(claims.exp));
 }
 
+std::optional<UserId> AccountService::recognize(std::string_view authorization) const {
+  try {
+    auto raw = raw_token_from_authorization(authorization);
+    if (!raw || raw->size() > TokenCodec::kMaxTokenLength) return std::nullopt;
+    return verified_.find(*raw, tokens_.now_seconds());
+  } catch (const AuthenticationFailed&) {
+    return std::nullopt;  // a malformed header: authenticate() gives the 401
+  }
+}
+
 UserId AccountService::authenticate(std::string_view authorization) const {
   auto raw = raw_token_from_authorization(authorization);
   if (!raw) throw NotAuthenticated();
+  const std::int64_t now = tokens_.now_seconds();
   if (raw->size() <= TokenCodec::kMaxTokenLength) {
-    if (auto user = verified_.find(*raw, tokens_.now_seconds())) return *user;
+    if (auto user = verified_.find(*raw, now)) return *user;
   }
   auto decoded = tokens_.decode(*raw, TokenType::kAccess);
   if (!decoded) throw authentication_failure(decoded.problem());
-  verified_.remember(*raw, decoded.claims().user_id, decoded.claims().exp);
-  return decoded.claims().user_id;
+  const Claims& claims = decoded.claims();
+  // simplejwt's get_user: a token outliving its user (deleted, deactivated) is refused.
+  auto user = store_.get_user(claims.user_id);
+  if (!user) throw UnknownUser();
+  if (!user->is_active) throw AuthenticationFailed("User is inactive", "user_inactive");
+  verified_.remember(*raw, claims.user_id,
+                     std::min(claims.exp, now + options_.user_recheck_interval.count()));
+  return claims.user_id;
 }
 
 std::vector<User> AccountService::list_users() { return store_.list_users(); }

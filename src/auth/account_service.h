@@ -3,6 +3,7 @@
 // Knows the Store port and this layer's token, password and policy helpers; no HTTP.
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <semaphore>
@@ -28,6 +29,10 @@ struct AccountOptions {
   // Password hashes computed at once (each Argon2id run takes its memory limit, 64 MiB by
   // default); further logins wait. 0: the number of CPUs, at least 2.
   unsigned concurrent_hashes = 0;
+  // How long an access token, once checked together with its user, is trusted without looking
+  // the user up again: a deleted or deactivated user loses access within this time (simplejwt
+  // looks the user up on every request; this amortizes that lookup).
+  std::chrono::seconds user_recheck_interval{30};
 };
 
 struct RefreshResult {
@@ -58,11 +63,16 @@ class AccountService {
   // Log out: the refresh token stops working. Throws AuthenticationFailed(token_not_valid).
   void blacklist(const std::string& refresh_token);
 
-  // The user an API request acts for, from its Authorization header value (empty when absent).
-  // Stateless: checks the access token's signature, expiry and type, not the database. A token
-  // verified before is recognized by its bytes (expiry still checked each time).
-  // Throws NotAuthenticated when there is no Bearer credential, AuthenticationFailed otherwise.
+  // The user an API request acts for, from its Authorization header value (empty when absent):
+  // the access token's signature, expiry and type, and that its user exists and is active (as
+  // simplejwt's JWTAuthentication). A token checked in the last user_recheck_interval is
+  // recognized by its bytes without either (expiry is still checked every time).
+  // Throws NotAuthenticated when there is no Bearer credential, UnknownUser for a user that is
+  // gone, AuthenticationFailed otherwise.
   UserId authenticate(std::string_view authorization) const;
+  // authenticate() for callers that must not block (the HTTP event loop): only a token checked
+  // recently (see above) is recognized; nullopt for anything else, which authenticate() decides.
+  std::optional<UserId> recognize(std::string_view authorization) const;
 
   // Operator commands (the `users` CLI). Passwords are checked by the same policy.
   User create_user(const std::string& username, const std::string& password,

@@ -112,6 +112,27 @@ TEST_F(Accounts, ARememberedAccessTokenStillExpires) {
   EXPECT_THROW(service_->authenticate(bearer(pair.refresh)), AuthenticationFailed);
 }
 
+TEST_F(Accounts, ADeletedOrDeactivatedUserLosesAccessWithinTheRecheckInterval) {
+  const UserId alice = service_->register_user("alice", kPassword, "").id;
+  auto pair = service_->obtain_tokens("alice", kPassword);
+  const auto header = bearer(pair.access);
+  EXPECT_EQ(service_->recognize(header), std::nullopt);  // not checked yet: no shortcut
+  ASSERT_EQ(service_->authenticate(header), alice);
+  EXPECT_EQ(service_->recognize(header), std::optional<UserId>(alice));
+  ASSERT_TRUE(service_->delete_user("alice"));
+  EXPECT_EQ(service_->authenticate(header), alice);  // trusted for the interval...
+  now_ += 31s;
+  EXPECT_EQ(service_->recognize(header), std::nullopt);
+  try {
+    service_->authenticate(header);  // ...then the user is looked up again
+    FAIL() << "a deleted user's token was accepted";
+  } catch (const AuthenticationFailed& e) {
+    EXPECT_EQ(e.detail(), "User not found");
+    EXPECT_EQ(e.code(), "user_not_found");
+  }
+  EXPECT_EQ(service_->recognize("Bearer a b"), std::nullopt);  // malformed: no throw here
+}
+
 TEST_F(Accounts, BlacklistedRefreshTokensStopWorking) {
   service_->register_user("alice", kPassword, "");
   auto pair = service_->obtain_tokens("alice", kPassword);
