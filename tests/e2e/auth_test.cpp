@@ -599,6 +599,23 @@ TEST_P(AuthTest, AnExpiredAccessTokenFromTheServiceItselfIsRefused) {
             200);
 }
 
+TEST_P(AuthTest, AnExpiredRefreshTokenIsRefusedByTheTokenRoutes) {
+  START_OR_FAIL(service, {"--refresh-token-lifetime", "1"});
+  const int port = service->port();
+  auto tokens = e2e::register_and_login(port, "ivan", kPassword);
+  std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+  const json::value expired =
+      json::parse(R"({"detail": "Token is expired", "code": "token_not_valid"})");
+  expect_challenge(post(port, "/api/v1/auth/token/refresh/", {{"refresh", tokens.refresh}}),
+                   expired, "refresh with an expired refresh token");
+  expect_challenge(post(port, "/api/v1/auth/token/verify/", {{"token", tokens.refresh}}), expired,
+                   "verify an expired refresh token");
+  expect_challenge(post(port, "/api/v1/auth/token/blacklist/", {{"refresh", tokens.refresh}}),
+                   expired, "log out with an expired refresh token");
+  // The access token has its own (default) lifetime and still works.
+  EXPECT_EQ(request(port, "GET", "/api/v1/notes/", "", "", e2e::bearer(tokens.access)).status, 200);
+}
+
 TEST_P(AuthTest, AnotherUsersNotesAndJobsAreIndistinguishableFromMissingOnes) {
   START_OR_FAIL(service, {"--workers", "1"});
   const int port = service->port();
@@ -1201,6 +1218,9 @@ TEST(AuthProduction, CachedNoteStaysPrivateAcrossProcesses) {
     }
     EXPECT_EQ(request(port, "GET", "/api/v1/notes/", "", "", as_other).json(),
               json::value(json::array{}));
+    EXPECT_EQ(request(port, "GET", note_path(note) + "translations/", "", "", as_other).status,
+              404);
+    EXPECT_EQ(request(port, "GET", "/api/v1/stats/", "", "", as_other).json().at("total_notes"), 0);
   }
   EXPECT_EQ(request(second.port(), "GET", note_path(note)).body, owner_view.body);
 }
