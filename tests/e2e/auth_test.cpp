@@ -151,7 +151,7 @@ e2e::HttpResult translate(int port, std::int64_t note, const Headers& as,
                  headers);
 }
 
-// The default token's user: requests with `as_default` carry the harness's test user.
+// No Authorization named: request() sends the harness's test user's token.
 const Headers kAsDefault{};
 
 std::string throttled_detail(const std::string& retry_after) {
