@@ -737,17 +737,22 @@ TEST_P(AuthTest, TranslateIsThrottledPerUser) {
   START_OR_FAIL(service, {"--workers", "0", "--throttle-translate", "3/min"});
   const int port = service->port();
   const auto note = create_note(port, kAsDefault);
+  std::int64_t job = 0;
   for (int i = 0; i < 3; ++i) {
     auto res = translate(port, note, kAsDefault);
-    EXPECT_EQ(res.status, 202) << i << ": " << res.body;
+    ASSERT_EQ(res.status, 202) << i << ": " << res.body;
+    job = res.json().at("translation").at("id").as_int64();
   }
   expect_throttled(translate(port, note, kAsDefault), 60);
   // Another user has a bucket of their own; reads are never throttled.
   const Headers as_other = e2e::bearer(e2e::register_and_login(port, "liam", kPassword).access);
   EXPECT_EQ(translate(port, create_note(port, as_other), as_other).status, 202);
+  // Clients poll their jobs: that is never throttled either.
   for (int i = 0; i < 50; ++i) {
     ASSERT_EQ(request(port, "GET", note_path(note)).status, 200);
     ASSERT_EQ(request(port, "GET", "/api/v1/notes/").status, 200);
+    ASSERT_EQ(request(port, "GET", job_path(job)).status, 200);
+    ASSERT_EQ(request(port, "GET", note_path(note) + "translations/").status, 200);
   }
   auto metrics = request(port, "GET", "/metrics").body;
   EXPECT_NE(metrics.find("transnotes_http_throttled_total 1\n"), std::string::npos) << metrics;
