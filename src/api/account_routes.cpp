@@ -17,6 +17,9 @@ namespace json = boost::json;
 namespace {
 
 constexpr std::size_t kMaxIdempotencyKeyLength = 255;
+// A reservation still unanswered after this long belongs to a process that died: requests are
+// bounded far below it (statement timeouts, pool waits).
+constexpr Timestamp kAbandonedReservation = 120LL * 1'000'000;
 
 // DRF's CharField(required=True, allow_blank=False) for the account routes. Passwords are taken
 // as sent (Django's forms do not strip them either); other fields are trimmed. U+0000 is refused
@@ -141,7 +144,15 @@ http::Response Api::idempotent(const http::Request& request, UserId owner,
   const Timestamp expire_before =
       now_micros() -
       std::chrono::duration_cast<std::chrono::microseconds>(options_.idempotency_ttl).count();
-  if (auto first = store.reserve_idempotency_key(owner, key, fingerprint, expire_before)) {
+  auto first = store.reserve_idempotency_key(owner, key, fingerprint, expire_before);
+  if (first && first->status == 0 && first->fingerprint == fingerprint &&
+      first->created_at < now_micros() - kAbandonedReservation) {
+    // The process that reserved the key died before it answered (no request runs this long):
+    // free the key so that this retry runs the request instead of meeting 409 for a day.
+    store.release_idempotency_key(owner, key);
+    first = store.reserve_idempotency_key(owner, key, fingerprint, expire_before);
+  }
+  if (first) {
     if (first->fingerprint != fingerprint) {
       throw BadRequest(
           "This Idempotency-Key was already used with a different request; use a new key.");

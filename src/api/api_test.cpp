@@ -2,12 +2,14 @@
 #include "api/api.h"
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 #include <unistd.h>
 
 #include <boost/json.hpp>
 #include <filesystem>
 
 #include "cache/memory_cache.h"
+#include "domain/text.h"
 #include "queue/memory_bus.h"
 #include "storage/storage.h"
 
@@ -186,6 +188,35 @@ TEST_F(ApiUnit, PagesStopAtTheByteBudgetAndNextContinuesExactly) {
   }
   std::vector<std::int64_t> newest_first(created.rbegin(), created.rend());
   EXPECT_EQ(seen, newest_first);
+}
+
+TEST_F(ApiUnit, AnIdempotencyKeyLeftReservedByADeadProcessIsFreedAfterAWhile) {
+  api_ =
+      std::make_unique<Api>(ApiServices{*notes_, nullptr, nullptr, store_.get()}, open_options());
+  const std::string body = R"({"title": "t", "original_text": "x"})";
+  auto post = [&](const std::string& key) {
+    auto request = make("POST", "/api/v1/notes/", body);
+    request.headers.emplace_back("Idempotency-Key", key);
+    return api_->handle(request);
+  };
+  // A process reserved the key and died before answering.
+  const std::string fingerprint = "POST /api/v1/notes/ " + source_digest(body, "application/json");
+  ASSERT_FALSE(store_->reserve_idempotency_key(kOpenModeOwner, "k", fingerprint, 0));
+  EXPECT_EQ(post("k").status, 409);  // it might still be running
+  sqlite3* db = nullptr;
+  ASSERT_EQ(sqlite3_open((directory_ / "notes.db").c_str(), &db), SQLITE_OK);
+  ASSERT_EQ(sqlite3_exec(db,
+                         "UPDATE idempotency_keys SET created_at = created_at - 600000000 "
+                         "WHERE key = 'k'",
+                         nullptr, nullptr, nullptr),
+            SQLITE_OK);
+  sqlite3_close(db);
+  auto first = post("k");  // ten minutes on, nobody is running it any more
+  EXPECT_EQ(first.status, 201) << first.body;
+  auto replay = post("k");
+  EXPECT_EQ(replay.status, 201);
+  EXPECT_EQ(replay.body, first.body);
+  EXPECT_EQ(header(replay, "Idempotent-Replayed"), "true");
 }
 
 TEST_F(ApiUnit, TrustedProxyHeadersNameTheLinks) {
