@@ -9,9 +9,11 @@
 // bytes end (a server that waits on would hang the input: a finding, through -timeout).
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstddef>
 #include <cstdint>
 #include <cstdio>
@@ -77,8 +79,21 @@ int connect_to(std::uint16_t port) {
   address.sin_port = htons(port);
   address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address) != 0) {
-    std::perror("fuzz_http_request: connect");  // the harness failed, not the server
-    std::abort();
+    // libFuzzer's -timeout alarm interrupts system calls; an interrupted connect goes on in the
+    // background and tells its outcome through SO_ERROR once the socket is writable.
+    int error = errno;
+    if (error == EINTR) {
+      pollfd ready{fd, POLLOUT, 0};
+      while (::poll(&ready, 1, -1) < 0 && errno == EINTR) {
+      }
+      socklen_t length = sizeof error;
+      ::getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length);
+    }
+    if (error != 0) {
+      errno = error;
+      std::perror("fuzz_http_request: connect");  // the harness failed, not the server
+      std::abort();
+    }
   }
   return fd;
 }
@@ -102,6 +117,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   std::size_t sent = 0;
   while (sent < size) {
     const ssize_t n = ::send(fd, data + sent, size - sent, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;
     sent += static_cast<std::size_t>(n);
   }
@@ -110,6 +126,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   char chunk[16 * 1024];
   for (;;) {
     const ssize_t n = ::recv(fd, chunk, sizeof chunk, 0);
+    if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // closed (or reset after an early answer)
     answers.append(chunk, static_cast<std::size_t>(n));
   }
