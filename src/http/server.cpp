@@ -89,6 +89,7 @@ struct Server::Impl {
   // AsyncFastHandler callbacks not yet delivered; stop() waits for them, since they post to ioc.
   std::atomic<int> async_pending{0};
   std::unique_ptr<asio::thread_pool> handler_pool;  // set when options.handler_threads > 0
+  std::unique_ptr<asio::thread_pool> slow_pool;     // for options.slow_request, without the above
   // Keeps the event loop running while a request is away on the handler pool and nothing else
   // is pending (after stop() closed the acceptor); stop() ends the loop explicitly.
   asio::executor_work_guard<asio::io_context::executor_type> keep_running{ioc.get_executor()};
@@ -100,6 +101,8 @@ struct Server::Impl {
         acceptor(asio::make_strand(ioc)) {
     if (options.handler_threads > 0) {
       handler_pool = std::make_unique<asio::thread_pool>(options.handler_threads);
+    } else if (options.slow_request && options.slow_threads > 0) {
+      slow_pool = std::make_unique<asio::thread_pool>(options.slow_threads);
     }
   }
 
@@ -395,9 +398,13 @@ class Session : public std::enable_shared_from_this<Session> {
 
   // Runs the Handler: on the handler pool when there is one, answering on the event loop.
   void dispatch(Request req) {
-    if (!server_.handler_pool) return respond(run_handler(server_.handler, req));
+    asio::thread_pool* pool = server_.handler_pool.get();
+    if (!pool && server_.slow_pool && server_.options.slow_request(req)) {
+      pool = server_.slow_pool.get();
+    }
+    if (!pool) return respond(run_handler(server_.handler, req));
     // Handlers may block on the database: run them off the event loop, answer on it.
-    asio::post(*server_.handler_pool, [self = shared_from_this(), req = std::move(req)] {
+    asio::post(*pool, [self = shared_from_this(), req = std::move(req)] {
       Response out = run_handler(self->server_.handler, req);
       asio::post(self->stream_.get_executor(),
                  [self, out = std::move(out)]() mutable { self->respond(std::move(out)); });
@@ -613,6 +620,7 @@ void Server::stop(std::chrono::milliseconds grace) {
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
   if (impl_->handler_pool) impl_->handler_pool->join();
+  if (impl_->slow_pool) impl_->slow_pool->join();
 }
 
 }  // namespace transnotes::http

@@ -53,6 +53,11 @@ struct ServerOptions {
   // > 0: the Handler runs on a pool of this many threads, so requests that block on the
   // database do not stall the event loop; 0: it runs on the event-loop thread.
   int handler_threads = 0;
+  // With handler_threads 0: requests for which this returns true run on a pool of their own
+  // (slow_threads), so CPU-heavy handlers (password hashing) do not stall the event loop and
+  // every connection on it. Called on the event loop; must be cheap.
+  std::function<bool(const Request&)> slow_request;
+  int slow_threads = 2;
   FastHandler fast_handler;              // optional, see FastHandler
   AsyncFastHandler async_fast_handler;   // optional, tried first; see AsyncFastHandler
   std::size_t max_body_bytes = 1 << 20;  // larger bodies get 413

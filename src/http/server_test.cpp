@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <future>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -177,6 +178,37 @@ TEST(ServerPeer, HandlersSeeThePeerAddress) {
   auto out = client.read("peer=127.0.0.1");
   server.stop();
   EXPECT_NE(out.find("peer=127.0.0.1"), std::string::npos) << out;
+}
+
+TEST(ServerPools, SlowRequestsLeaveTheEventLoopFree) {
+  // One event-loop thread and no handler pool: a slow request (a login hashing a password)
+  // must not hold up a quick one on another connection.
+  std::promise<void> quick_answered;
+  auto quick_done = quick_answered.get_future().share();
+  ServerOptions options = test_options();
+  options.threads = 1;
+  options.handler_threads = 0;
+  options.slow_request = [](const Request& request) { return request.target == "/slow"; };
+  Server server(options, [quick_done](const Request& request) {
+    if (request.target == "/slow") {
+      // Waits for the quick answer (bounded, so a failure does not hang the test).
+      const bool overtaken = quick_done.wait_for(5s) == std::future_status::ready;
+      return Response{200, overtaken ? "slow after quick" : "slow first", "text/plain", {}};
+    }
+    return Response{200, "quick", "text/plain", {}};
+  });
+  server.start();
+  Client slow(server.port());
+  slow.send("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::this_thread::sleep_for(100ms);  // let the slow request reach its handler first
+  Client quick(server.port());
+  quick.send("GET /quick HTTP/1.1\r\nHost: x\r\n\r\n");
+  auto quick_out = quick.read("quick", 3s);
+  if (quick_out.find("quick") != std::string::npos) quick_answered.set_value();
+  auto slow_out = slow.read("slow ", 10s);
+  server.stop();
+  EXPECT_NE(quick_out.find("quick"), std::string::npos) << quick_out;
+  EXPECT_NE(slow_out.find("slow after quick"), std::string::npos) << slow_out;
 }
 
 TEST_F(ServerTest, ExpectContinueGetsAnInterimAnswer) {
