@@ -44,17 +44,23 @@ run_ctest() {
 }
 
 jobs="$(nproc)"
-echo "== Release build"
+# Each step's start and length, so a slow CI run shows where its time went.
+run_started=$SECONDS step_started=$SECONDS
+step() {
+  echo "== $1 (previous step $((SECONDS - step_started)) s, $((SECONDS - run_started)) s in all)"
+  step_started=$SECONDS
+}
+step "Release build"
 cmake --preset release >/dev/null
 cmake --build --preset release -j"$jobs"
-echo "== Release tests"
+step "Release tests"
 run_ctest release 600
 
 if [ "${TRANSNOTES_SKIP_SANITIZERS:-0}" != "1" ]; then
-  echo "== ASan + UBSan build"
+  step "ASan + UBSan build"
   cmake --preset asan >/dev/null
   cmake --build --preset asan -j"$jobs"
-  echo "== ASan + UBSan tests"
+  step "ASan + UBSan tests"
   export ASAN_OPTIONS="detect_leaks=1:abort_on_error=1"
   export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
   export LSAN_OPTIONS="suppressions=$PWD/scripts/lsan.supp"
@@ -65,6 +71,7 @@ fi
 # regression in a parser of untrusted input; longer runs are `scripts/fuzz.sh all SECONDS`.
 # Set TRANSNOTES_SKIP_FUZZ=1 to skip it locally.
 if [ "${TRANSNOTES_SKIP_FUZZ:-0}" != "1" ]; then
-  echo "== Fuzz"
+  step "Fuzz"
   bash scripts/fuzz.sh all "${TRANSNOTES_FUZZ_SECONDS:-20}"
 fi
+step "done"
