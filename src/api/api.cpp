@@ -64,6 +64,8 @@ std::unique_ptr<Router> Api::make_router(Api& api) {
   return std::make_unique<Router>(std::vector<Route>{
       {"/health/", "", {{"GET", open(&Api::health)}}},
       {"/ready/", "", {{"GET", open(&Api::health)}}},
+      {"/healthz", "", {{"GET", open(&Api::healthz)}}},
+      {"/readyz", "", {{"GET", open(&Api::readyz)}}},
       {"/metrics", "", {{"GET", open(&Api::metrics)}}},
       {"/api/v1/auth/register/", "Register", {{"POST", open(&Api::register_user)}}},
       {"/api/v1/auth/token/", "Token Obtain Pair", {{"POST", open(&Api::obtain_token)}}},
@@ -158,6 +160,29 @@ http::Response Api::health(const http::Request&, const Params&) {
     return json_response(503, json::object{{"status", "unavailable"}, {"detail", problem}});
   }
   return json_response(200, json::object{{"status", "ok"}});
+}
+
+// Liveness: the process answers. Nothing it depends on is asked, so an outage elsewhere never
+// gets a live process restarted.
+http::Response Api::healthz(const http::Request&, const Params&) {
+  return json_response(200, json::object{{"status", "ok"}});
+}
+
+// Readiness: whether this process can serve now; a load balancer sends it no traffic while 503.
+http::Response Api::readyz(const http::Request&, const Params&) {
+  json::object checks;
+  bool ready = true;
+  if (options_.readiness_checks) {
+    for (const auto& [name, problem] : options_.readiness_checks()) {
+      checks[name] = problem.empty() ? std::string("ok") : problem;
+      ready = ready && problem.empty();
+    }
+  }
+  auto response = json_response(
+      ready ? 200 : 503,
+      json::object{{"status", ready ? "ok" : "unavailable"}, {"checks", std::move(checks)}});
+  if (!ready) response.headers.emplace_back("Retry-After", "1");
+  return response;
 }
 
 http::Response Api::metrics(const http::Request&, const Params&) {

@@ -10,6 +10,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "auth/account_service.h"
 #include "domain/model.h"
@@ -45,6 +47,9 @@ struct ApiOptions {
   bool trust_proxy = false;
   // Answers /health/ and /ready/: returns an empty string when healthy, else the problem.
   std::function<std::string()> readiness_check;
+  // Answers /readyz: each dependency's name ("database", "redis", "engines") and "" when it
+  // answers, else what is wrong. Ready when every check is "".
+  std::function<std::vector<std::pair<std::string, std::string>>()> readiness_checks;
   // Appended to /metrics: more metric families in Prometheus text format (e.g. the cache's).
   std::function<std::string()> extra_metrics;
   AuthMode auth_mode = AuthMode::kJwt;
@@ -121,6 +126,8 @@ class Api {
   // One per method of each route; see make_router for the table. Handlers taking a UserId
   // need an authenticated caller.
   http::Response health(const http::Request& request, const Params& params);
+  http::Response healthz(const http::Request& request, const Params& params);
+  http::Response readyz(const http::Request& request, const Params& params);
   http::Response metrics(const http::Request& request, const Params& params);
   http::Response register_user(const http::Request& request, const Params& params);
   http::Response obtain_token(const http::Request& request, const Params& params);

@@ -266,6 +266,32 @@ int run_serve(const Config& config) {
       return e.what();
     }
   };
+  {
+    std::shared_ptr<redis::RedisClient> redis_client = b.redis.broker;
+    EngineRegistry* translator = b.translator.get();
+    api_options.readiness_checks = [store_ptr, redis_client, translator] {
+      std::vector<std::pair<std::string, std::string>> checks;
+      const auto check = [&checks](const char* name, const std::function<void()>& probe) {
+        try {
+          probe();
+          checks.emplace_back(name, "");
+        } catch (const std::exception& e) {
+          checks.emplace_back(name, e.what());
+        }
+      };
+      check("database", [store_ptr] { store_ptr->stats(kOpenModeOwner); });
+      if (redis_client) {
+        check("redis", [&redis_client] {
+          auto reply = redis_client->command({"PING"});
+          if (reply.is_error()) throw Unavailable("Redis answered PING with an error");
+        });
+      }
+      check("engines", [translator] {
+        if (translator->pairs().empty()) throw Error("no translation engine is loaded");
+      });
+      return checks;
+    };
+  }
   api_options.auth_mode = config.open_auth() ? api::AuthMode::kOpen : api::AuthMode::kJwt;
   api_options.throttle.translate_per_user = to_rate_limit(config.throttle_translate);
   api_options.throttle.auth_per_address = to_rate_limit(config.throttle_auth);
