@@ -78,7 +78,7 @@ EXPOSE 8000
 
 # Only meaningful for `serve`; compose disables it for worker/migrate containers.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD curl -fsS "http://127.0.0.1:${TRANSNOTES_PORT:-8000}/health/" >/dev/null || exit 1
+  CMD curl -fsS "http://127.0.0.1:${TRANSNOTES_PORT:-8000}/readyz" >/dev/null || exit 1
 
 # transnotes drains on SIGTERM: the server stops accepting, workers finish their running jobs.
 STOPSIGNAL SIGTERM
