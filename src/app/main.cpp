@@ -7,6 +7,7 @@
 #include <iostream>
 
 #include "app/application.h"
+#include "app/backup_commands.h"
 #include "app/config.h"
 #include "app/model_commands.h"
 #include "app/user_commands.h"
@@ -203,6 +204,18 @@ int main(int argc, char** argv) {
                    "Refuse a model whose files add up to more than this")
       ->envname("TRANSNOTES_MAX_DOWNLOAD_BYTES");
 
+  std::string backup_path;
+  bool backup_force = false;
+  auto* backup = app.add_subcommand(
+      "backup", "Copy the embedded database to PATH while the service runs (PostgreSQL: pg_dump)");
+  backup->add_option("path", backup_path, "Where to write the copy (must not exist)")->required();
+  backup->add_flag("--force", backup_force, "Replace PATH when it exists");
+  add_storage_options(*backup, config);
+  auto* restore = app.add_subcommand(
+      "restore", "Replace the embedded database with a backup (the service must be stopped)");
+  restore->add_option("path", backup_path, "A file made by transnotes backup")->required();
+  add_storage_options(*restore, config);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -211,7 +224,8 @@ int main(int argc, char** argv) {
 
   // Logs go to stderr: stdout belongs to command output (translate, models list).
   spdlog::set_default_logger(spdlog::stderr_color_mt("transnotes"));
-  if (log_level->count() == 0 && (*translate || *languages || *models || *users)) {
+  if (log_level->count() == 0 &&
+      (*translate || *languages || *models || *users || *backup || *restore)) {
     config.log_level = "warn";
   }
   spdlog::set_level(spdlog::level::from_str(config.log_level));
@@ -221,6 +235,10 @@ int main(int argc, char** argv) {
     if (*serve) return transnotes::app::run_serve(config);
     if (*worker) return transnotes::app::run_worker(config);
     if (*migrate) return transnotes::app::run_migrate(config);
+    if (*backup) {
+      return transnotes::app::run_backup(config, backup_path, backup_force, std::cout, std::cerr);
+    }
+    if (*restore) return transnotes::app::run_restore(config, backup_path, std::cout, std::cerr);
     if (*users) {
       user_command.action = *users_create   ? "create"
                             : *users_list   ? "list"
