@@ -52,17 +52,10 @@ void check_text(ValidationError::FieldErrors& errors, const char* field,
   }
 }
 
-std::string trim(const std::string& s) {
-  auto begin = s.find_first_not_of(" \t\r\n\v\f");
-  if (begin == std::string::npos) return {};
-  auto end = s.find_last_not_of(" \t\r\n\v\f");
-  return s.substr(begin, end - begin + 1);
-}
-
 // DRF's CharField trims surrounding whitespace before validating; so do we.
 void trim_fields(NoteFields& fields) {
   for (auto* field : {&fields.title, &fields.original_text, &fields.original_language}) {
-    if (*field) **field = trim(**field);
+    if (*field) **field = trim_whitespace(**field);
   }
 }
 
@@ -94,7 +87,7 @@ ValidationError::FieldErrors clean_note_fields(NoteFields& fields, bool partial)
 std::string clean_target_language(const std::string& target_language) {
   const char* field = "target_language";
   if (!is_valid_utf8(target_language)) throw ValidationError(field, kNotAString);
-  const std::string trimmed = trim(target_language);
+  const std::string trimmed = trim_whitespace(target_language);
   if (trimmed.empty()) throw ValidationError(field, "This field may not be blank.");
   if (count_characters(trimmed) > kMaxLanguageLength) {
     throw ValidationError(field, too_long(kMaxLanguageLength));

@@ -96,6 +96,13 @@ std::string normalize_language(std::string_view code) {
   return primary;
 }
 
+std::string trim_whitespace(std::string_view text) {
+  constexpr std::string_view kWhitespace = " \t\r\n\v\f";
+  const auto begin = text.find_first_not_of(kWhitespace);
+  if (begin == std::string_view::npos) return {};
+  return std::string(text.substr(begin, text.find_last_not_of(kWhitespace) - begin + 1));
+}
+
 std::string source_digest(std::string_view text, std::string_view language) {
   std::uint64_t hash = 0xcbf29ce484222325ULL;
   const auto mix = [&hash](std::string_view bytes) {

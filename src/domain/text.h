@@ -23,6 +23,10 @@ std::string replace_invalid_utf8(std::string_view text);
 // judge whether the result is a language; "" when nothing precedes the first separator.
 std::string normalize_language(std::string_view code);
 
+// `text` without the whitespace around it (space, tab, CR, LF, VT, FF), as DRF's CharField
+// trims what clients send before validating it.
+std::string trim_whitespace(std::string_view text);
+
 // A stable 64-bit digest (FNV-1a, 16 lower-case hex digits) of a note's text and language: the
 // same on every process and machine, so stores can tell whether a queued job translates the text
 // the note holds now (translate de-duplication). Not cryptographic: it only compares one owner's

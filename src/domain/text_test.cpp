@@ -75,3 +75,10 @@ TEST(SourceDigest, StableAndSensitiveToTextAndLanguage) {
   EXPECT_NE(transnotes::source_digest("Hello", "en"), transnotes::source_digest("Hello", "es"));
   EXPECT_NE(transnotes::source_digest("bc", "a"), transnotes::source_digest("c", "ab"));
 }
+
+TEST(TrimWhitespace, DropsOnlyTheWhitespaceAround) {
+  EXPECT_EQ(transnotes::trim_whitespace(" \t\r\n\v\fa b\n "), "a b");
+  EXPECT_EQ(transnotes::trim_whitespace(" \t "), "");
+  EXPECT_EQ(transnotes::trim_whitespace(""), "");
+  EXPECT_EQ(transnotes::trim_whitespace("x"), "x");
+}
