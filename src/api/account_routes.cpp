@@ -36,12 +36,12 @@ struct RequiredFields {
       errors[field].push_back("This field is required.");
       return {};
     }
-    std::string text = trim ? trimmed(*value) : *value;
+    std::string text = trim ? trim_whitespace(*value) : *value;
     if (!is_valid_utf8(text)) {
       errors[field].push_back("Not a valid string.");
       return {};
     }
-    if (trimmed(text).empty()) {
+    if (trim_whitespace(text).empty()) {
       errors[field].push_back("This field may not be blank.");
     } else if (refuse_null && text.find('\0') != std::string::npos) {
       errors[field].push_back("Null characters are not allowed.");
@@ -55,15 +55,10 @@ struct RequiredFields {
       errors[field].push_back("Not a valid string.");
       return {};
     }
-    return trimmed(*value);
+    return trim_whitespace(*value);
   }
   void check() {
     if (!errors.empty()) throw ValidationError(std::move(errors));
-  }
-  static std::string trimmed(const std::string& s) {
-    auto begin = s.find_first_not_of(" \t\r\n\v\f");
-    if (begin == std::string::npos) return {};
-    return s.substr(begin, s.find_last_not_of(" \t\r\n\v\f") - begin + 1);
   }
 };
 
@@ -90,20 +85,16 @@ auth::AccountService& Api::accounts() const {
 
 UserId Api::caller(const http::Request& request) const {
   if (options_.auth_mode == AuthMode::kOpen) return kOpenModeOwner;
-  const UserId owner = services_.accounts->authenticate(request.header("Authorization"));
-  // The open-mode owner is a placeholder row, never an account: no token is issued for it, and
-  // one naming it (forged with the key) must not reach the notes written in open mode.
-  if (owner <= kOpenModeOwner) throw UnknownUser();
-  return owner;
+  // A token naming the open-mode owner (forged with the key) finds no user: the store never
+  // returns that placeholder row, so it is refused like any deleted user's.
+  return services_.accounts->authenticate(request.header("Authorization"));
 }
 
 std::optional<UserId> Api::fast_caller(const http::Request& request) const {
   if (options_.auth_mode == AuthMode::kOpen) return kOpenModeOwner;
   // Only tokens checked recently: checking a new one looks its user up in the database, which
   // the event loop must not wait for (handle() does it and remembers the token).
-  auto owner = services_.accounts->recognize(request.header("Authorization"));
-  if (!owner || *owner <= kOpenModeOwner) return std::nullopt;
-  return owner;
+  return services_.accounts->recognize(request.header("Authorization"));
 }
 
 std::string Api::client_address(const http::Request& request) const {
@@ -112,7 +103,7 @@ std::string Api::client_address(const http::Request& request) const {
     std::string_view forwarded = request.header("X-Forwarded-For");
     auto comma = forwarded.rfind(',');
     if (comma != std::string_view::npos) forwarded.remove_prefix(comma + 1);
-    std::string last = RequiredFields::trimmed(std::string(forwarded));
+    std::string last = trim_whitespace(forwarded);
     if (!last.empty() && last.size() <= 64) return last;
   }
   return request.remote_address;
@@ -188,9 +179,15 @@ http::Response Api::idempotent(const http::Request& request, UserId owner,
   return response;
 }
 
+void Api::throttle_account_route(const http::Request& request) {
+  // Every account route costs the service (a password hash, a database read): each address
+  // draws on one bucket for all of them, before the body is even read.
+  throttle("auth:address:" + client_address(request), options_.throttle.auth_per_address);
+}
+
 http::Response Api::register_user(const http::Request& request, const Params&) {
   auto& service = accounts();
-  throttle("auth:address:" + client_address(request), options_.throttle.auth_per_address);
+  throttle_account_route(request);
   const auto body = parse_body(request);
   RequiredFields fields{body, {}};
   std::string username = fields.take("username", /*trim=*/true, /*refuse_null=*/false);
@@ -204,7 +201,7 @@ http::Response Api::register_user(const http::Request& request, const Params&) {
 
 http::Response Api::obtain_token(const http::Request& request, const Params&) {
   auto& service = accounts();
-  throttle("auth:address:" + client_address(request), options_.throttle.auth_per_address);
+  throttle_account_route(request);
   const auto body = parse_body(request);
   RequiredFields fields{body, {}};
   std::string username = fields.take("username");
@@ -229,7 +226,7 @@ http::Response Api::obtain_token(const http::Request& request, const Params&) {
 
 http::Response Api::refresh_token(const http::Request& request, const Params&) {
   auto& service = accounts();
-  throttle("auth:address:" + client_address(request), options_.throttle.auth_per_address);
+  throttle_account_route(request);
   const auto body = parse_body(request);
   RequiredFields fields{body, {}};
   std::string refresh = fields.take("refresh");
@@ -242,7 +239,7 @@ http::Response Api::refresh_token(const http::Request& request, const Params&) {
 
 http::Response Api::verify_token(const http::Request& request, const Params&) {
   auto& service = accounts();
-  throttle("auth:address:" + client_address(request), options_.throttle.auth_per_address);
+  throttle_account_route(request);
   const auto body = parse_body(request);
   RequiredFields fields{body, {}};
   std::string token = fields.take("token");
@@ -253,7 +250,7 @@ http::Response Api::verify_token(const http::Request& request, const Params&) {
 
 http::Response Api::blacklist_token(const http::Request& request, const Params&) {
   auto& service = accounts();
-  throttle("auth:address:" + client_address(request), options_.throttle.auth_per_address);
+  throttle_account_route(request);
   const auto body = parse_body(request);
   RequiredFields fields{body, {}};
   std::string refresh = fields.take("refresh");

@@ -122,6 +122,8 @@ class Api {
   http::Response idempotent(const http::Request& request, UserId owner,
                             const std::function<http::Response()>& handler);
   auth::AccountService& accounts() const;
+  // Takes an account route's token from the client address's bucket (throws Throttled).
+  void throttle_account_route(const http::Request& request);
 
   // One per method of each route; see make_router for the table. Handlers taking a UserId
   // need an authenticated caller.

@@ -133,6 +133,15 @@ TEST_F(Accounts, ADeletedOrDeactivatedUserLosesAccessWithinTheRecheckInterval) {
   EXPECT_EQ(service_->recognize("Bearer a b"), std::nullopt);  // malformed: no throw here
 }
 
+TEST_F(Accounts, ATokenNamingTheOpenModeOwnerFindsNoUser) {
+  // Forged with the key: owner 0 is a placeholder row the store never returns as a user.
+  for (UserId id : {kOpenModeOwner, UserId{-1}}) {
+    const auto header = bearer(tokens_->issue(id, TokenType::kAccess));
+    EXPECT_THROW(service_->authenticate(header), UnknownUser) << id;
+    EXPECT_EQ(service_->recognize(header), std::nullopt) << id;
+  }
+}
+
 TEST_F(Accounts, BlacklistedRefreshTokensStopWorking) {
   service_->register_user("alice", kPassword, "");
   auto pair = service_->obtain_tokens("alice", kPassword);
