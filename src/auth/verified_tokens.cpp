@@ -4,14 +4,12 @@
 
 namespace transnotes::auth {
 
-VerifiedTokens::Shard& VerifiedTokens::shard_for(std::string_view token, std::size_t& hash) const {
-  hash = Hash{}(token);
-  return shards_[hash % kShards];
+VerifiedTokens::Shard& VerifiedTokens::shard_for(std::string_view token) const {
+  return shards_[Hash{}(token) % kShards];
 }
 
 std::optional<UserId> VerifiedTokens::find(std::string_view token, std::int64_t now_seconds) const {
-  std::size_t hash = 0;
-  Shard& shard = shard_for(token, hash);
+  Shard& shard = shard_for(token);
   std::lock_guard lock(shard.mutex);
   auto it = shard.entries.find(token);
   // simplejwt: a token whose exp is now or earlier is expired (no leeway).
@@ -21,8 +19,7 @@ std::optional<UserId> VerifiedTokens::find(std::string_view token, std::int64_t 
 
 void VerifiedTokens::remember(std::string_view token, UserId user,
                               std::int64_t expires_at_seconds) {
-  std::size_t hash = 0;
-  Shard& shard = shard_for(token, hash);
+  Shard& shard = shard_for(token);
   std::lock_guard lock(shard.mutex);
   if (shard.entries.size() >= kMaxPerShard) shard.entries.clear();
   shard.entries.insert_or_assign(std::string(token), Entry{user, expires_at_seconds});

@@ -45,7 +45,7 @@ class VerifiedTokens {
     mutable std::mutex mutex;
     std::unordered_map<std::string, Entry, Hash, std::equal_to<>> entries;
   };
-  Shard& shard_for(std::string_view token, std::size_t& hash) const;
+  Shard& shard_for(std::string_view token) const;
 
   mutable std::array<Shard, kShards> shards_;
 };
