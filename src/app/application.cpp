@@ -221,6 +221,16 @@ RateLimit to_rate_limit(const std::string& rate_text) {
   return RateLimit{rate->requests, std::chrono::seconds(rate->period_seconds)};
 }
 
+// What `probe` throws, or "" when it returns: one readiness check.
+std::string problem_of(const std::function<void()>& probe) {
+  try {
+    probe();
+    return {};
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+}
+
 void log_auth_mode(const Config& config) {
   if (config.open_auth()) {
     spdlog::warn(
@@ -258,28 +268,17 @@ int run_serve(const Config& config) {
   api_options.max_body_bytes = config.max_body_bytes;
   api_options.trust_proxy = config.trust_proxy;
   Store* store_ptr = b.store.get();
-  api_options.readiness_check = [store_ptr]() -> std::string {
-    try {
-      store_ptr->stats(kOpenModeOwner);
-      return {};
-    } catch (const std::exception& e) {
-      return e.what();
-    }
-  };
+  const auto database_probe = [store_ptr] { store_ptr->stats(kOpenModeOwner); };
+  api_options.readiness_check = [database_probe] { return problem_of(database_probe); };
   {
     std::shared_ptr<redis::RedisClient> redis_client = b.redis.broker;
     EngineRegistry* translator = b.translator.get();
-    api_options.readiness_checks = [store_ptr, redis_client, translator] {
+    api_options.readiness_checks = [database_probe, redis_client, translator] {
       std::vector<std::pair<std::string, std::string>> checks;
       const auto check = [&checks](const char* name, const std::function<void()>& probe) {
-        try {
-          probe();
-          checks.emplace_back(name, "");
-        } catch (const std::exception& e) {
-          checks.emplace_back(name, e.what());
-        }
+        checks.emplace_back(name, problem_of(probe));
       };
-      check("database", [store_ptr] { store_ptr->stats(kOpenModeOwner); });
+      check("database", database_probe);
       if (redis_client) {
         check("redis", [&redis_client] {
           auto reply = redis_client->command({"PING"});
