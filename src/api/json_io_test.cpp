@@ -8,7 +8,7 @@ namespace {
 namespace json = boost::json;
 
 http::Request post(std::string body, std::string content_type = "application/json") {
-  http::Request request{"POST", "/api/v1/notes/", {}, std::move(body)};
+  http::Request request{"POST", "/api/v1/notes/", {}, std::move(body), {}};
   if (!content_type.empty()) request.headers.emplace_back("Content-Type", std::move(content_type));
   return request;
 }
