@@ -1,12 +1,10 @@
 #include "app/accounts.h"
 
-#include <filesystem>
-
+#include "app/application.h"
 #include "auth/account_service.h"
 #include "auth/password_policy.h"
 #include "auth/passwords.h"
 #include "auth/tokens.h"
-#include "storage/storage.h"
 
 namespace transnotes::app {
 
@@ -34,14 +32,7 @@ Accounts make_accounts(const Config& config, Store& store, const std::string& se
 }
 
 Accounts open_accounts(const Config& config) {
-  storage::StorageConfig storage_config;
-  storage_config.database_url = config.resolved_database_url();
-  storage_config.pool_size = 2;
-  if (storage_config.database_url.starts_with("sqlite")) {
-    std::filesystem::create_directories(config.data_dir);
-  }
-  auto store = storage::open_store(storage_config);
-  store->migrate();
+  auto store = open_and_migrate(config);
   // These commands issue no tokens: a throwaway key satisfies the codec.
   Accounts accounts = make_accounts(config, *store, std::string(64, 'x'));
   accounts.owned_store = std::move(store);

@@ -66,19 +66,6 @@ int wait_for_shutdown_signal(const sigset_t& set) {
   return sig;
 }
 
-std::unique_ptr<Store> open_and_migrate(const Config& config) {
-  StorageConfig storage;
-  storage.database_url = config.resolved_database_url();
-  storage.pool_size = config.db_pool_size;
-  storage.write_batch = config.db_write_batch;
-  if (storage.database_url.starts_with("sqlite")) {
-    std::filesystem::create_directories(config.data_dir);
-  }
-  auto store = open_store(storage);
-  store->migrate();
-  return store;
-}
-
 std::shared_ptr<Engine> make_apertium(const Config& config, int pipelines) {
   ApertiumOptions options;
   options.modes_dir = config.apertium_modes_dir;
@@ -205,6 +192,19 @@ Backends open_backends(const Config& config, int engine_pipelines, bool serves_h
 }
 
 }  // namespace
+
+std::unique_ptr<Store> open_and_migrate(const Config& config) {
+  StorageConfig storage;
+  storage.database_url = config.resolved_database_url();
+  storage.pool_size = config.db_pool_size;
+  storage.write_batch = config.db_write_batch;
+  if (storage.database_url.starts_with("sqlite")) {
+    std::filesystem::create_directories(config.data_dir);
+  }
+  auto store = open_store(storage);
+  store->migrate();
+  return store;
+}
 
 int run_migrate(const Config& config) {
   auto store = open_and_migrate(config);

@@ -21,6 +21,8 @@ int run_serve(const Config& config);
 int run_worker(const Config& config);
 // `transnotes migrate`: applies schema migrations and exits.
 int run_migrate(const Config& config);
+// The store the config names, migrated (the embedded default's data folder created first).
+std::unique_ptr<Store> open_and_migrate(const Config& config);
 
 struct TranslateOptions {
   std::string from;

@@ -14,13 +14,15 @@
 
 #include "app/accounts.h"
 #include "auth/account_service.h"
+#include "auth/tokens.h"
 #include "domain/errors.h"
 
 namespace transnotes::app {
 
 namespace {
 
-constexpr std::size_t kMinSecretKeyBytes = 32;
+// HS256's key should be at least as long as its output; the codec refuses shorter ones.
+constexpr std::size_t kMinSecretKeyBytes = auth::TokenCodec::kMinKeyLength;
 constexpr const char* kSecretKeyFile = "secret_key";
 
 std::string random_hex(std::size_t bytes) {
