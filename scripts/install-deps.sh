@@ -15,7 +15,9 @@ PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   apertium apertium-en-es
   postgresql redis-server
-  wrk curl python3
+  wrk curl python3 python3-yaml python3-jsonschema
+  prometheus-cpp-dev prometheus docker-compose
+  nodejs
 )
 
 missing=()

@@ -149,4 +149,10 @@ class TranslationFailed : public Error {
   using Error::Error;
 };
 
+// A translation stopped because its job was cancelled (Translator::translate's `cancelled`).
+class TranslationCancelled : public Error {
+ public:
+  using Error::Error;
+};
+
 }  // namespace transnotes

@@ -35,6 +35,8 @@ struct User {
   std::string email;          // may be empty
   std::string password_hash;  // Argon2id encoded string (crypto_pwhash_str); never logged
   bool is_active = true;
+  // May administer every user's translation jobs (`/api/v1/translations/{id}/retry/`, ...).
+  bool is_staff = false;
   Timestamp date_joined = 0;
 };
 
@@ -60,7 +62,8 @@ struct NoteFields {
   std::optional<std::string> original_language;
 };
 
-enum class JobStatus { kQueued, kRunning, kSucceeded, kFailed };
+// kCancelled: an administrator cancelled it (Store::cancel_job); final, like succeeded/failed.
+enum class JobStatus { kQueued, kRunning, kSucceeded, kFailed, kCancelled };
 const char* to_string(JobStatus s);
 std::optional<JobStatus> job_status_from_string(const std::string& s);
 
@@ -80,6 +83,35 @@ struct TranslationJob {
   Timestamp created_at = 0;
   std::optional<Timestamp> started_at;
   std::optional<Timestamp> finished_at;
+  // The X-Request-ID of the translate request that asked for the job ("" when none): carried
+  // into the worker's log lines for the job. Never rendered by the API.
+  std::string request_id;
+  // A running job an administrator cancelled: its worker stops at the next segment.
+  bool cancel_requested = false;
+};
+
+// Which jobs an administrator lists (Store::list_jobs), across all owners, newest first.
+struct JobFilter {
+  std::optional<JobStatus> status;
+  std::optional<std::int64_t> note_id;
+  std::int64_t limit = 100;
+  // Only jobs with a smaller id (the next page after the last one shown); 0: from the newest.
+  std::int64_t before_id = 0;
+};
+
+// The queue at a glance, for metrics (Store::job_summary).
+struct JobSummary {
+  std::map<JobStatus, std::int64_t> by_status;  // every status, 0 when none
+  // created_at of the oldest queued job, nullopt when none is queued.
+  std::optional<Timestamp> oldest_queued_created_at;
+};
+
+// A database connection pool's state (Store::pool_stats), for metrics.
+struct PoolStats {
+  int size = 0;     // connections open now
+  int in_use = 0;   // leased to a caller
+  int waiting = 0;  // callers waiting for a connection
+  int capacity = 0; // most connections it opens
 };
 
 // A job a worker has claimed, with the note's text as it is at claim time.
@@ -115,6 +147,7 @@ struct JobRequest {
   int max_attempts = 3;
   // Most queued + running jobs the owner may have at once; 0: no limit.
   int max_active_per_owner = 0;
+  std::string request_id;  // stored on a new job (TranslationJob::request_id)
 };
 
 struct JobRequestResult {

@@ -86,12 +86,37 @@ class Store {
   // Jobs that are runnable now (queued and due, or lease expired), oldest first.
   virtual std::vector<JobNotice> runnable_jobs(int limit) = 0;
 
+  // --- Job administration (every owner's jobs; see JobAdmin in domain/job_admin.h).
+
+  virtual std::vector<TranslationJob> list_jobs(const JobFilter& filter) = 0;
+  // A failed or cancelled job goes back to queued, due now, with attempts 0 and no error.
+  // nullopt: no such job. Throws Conflict when the job is queued, running or succeeded.
+  virtual std::optional<TranslationJob> retry_job(std::int64_t job_id) = 0;
+  // retry_job for every failed job; returns the notices to publish.
+  virtual std::vector<JobNotice> retry_failed_jobs() = 0;
+  // A queued job becomes cancelled at once (finished_at now); a running one gets
+  // cancel_requested, and its worker ends it with finish_cancelled at its next segment.
+  // nullopt: no such job. Throws Conflict when the job has already ended.
+  virtual std::optional<TranslationJob> cancel_job(std::int64_t job_id) = 0;
+  // True when the running job this worker holds has been asked to stop (cancel_job).
+  virtual bool cancel_requested(std::int64_t job_id) = 0;
+  // The worker holding a cancel-requested job ends it: cancelled, finished_at now. False if the
+  // worker no longer holds it.
+  virtual bool finish_cancelled(std::int64_t job_id, const std::string& worker_id) = 0;
+  // Deletes succeeded, failed and cancelled jobs that finished before `finished_before`.
+  // Returns how many. Notes keep their translated_* fields.
+  virtual std::int64_t purge_jobs(Timestamp finished_before) = 0;
+  virtual JobSummary job_summary() = 0;
+  virtual PoolStats pool_stats() = 0;
+
   // --- Users. kOpenModeOwner is a reserved row: never returned by these, never deleted.
 
   // Inserts an active user. nullopt when the username is taken, compared case-insensitively
   // (Unicode simple case folding is not needed: usernames are ASCII, see auth/).
   virtual std::optional<User> create_user(const std::string& username, const std::string& email,
                                           const std::string& password_hash) = 0;
+  // Grants or takes away is_staff. False if no such user.
+  virtual bool set_staff(UserId id, bool is_staff) = 0;
   // Case-insensitive lookup, so "Alice" logs in as the "alice" who registered.
   virtual std::optional<User> find_user(const std::string& username) = 0;
   virtual std::optional<User> get_user(UserId id) = 0;
@@ -213,6 +238,11 @@ class Translator {
   // BadRequest if the pair is not supported.
   virtual TranslationOutput translate(const std::string& source, const std::string& target,
                                       const std::string& text) = 0;
+  // The same, asking `cancelled` between segments: once it answers true the translation stops
+  // and throws TranslationCancelled (an administrator cancelled the job).
+  virtual TranslationOutput translate(const std::string& source, const std::string& target,
+                                      const std::string& text,
+                                      const std::function<bool()>& cancelled) = 0;
 };
 
 }  // namespace transnotes
