@@ -58,6 +58,8 @@ http::Response error_response(const http::Request& request) {
     auto response = detail_response(429, e.what());
     response.headers.emplace_back("Retry-After", std::to_string(e.retry_after().count()));
     return response;
+  } catch (const PermissionDenied& e) {
+    return detail_response(403, e.what());
   } catch (const Conflict& e) {
     return detail_response(409, e.what());
   } catch (const BadRequest& e) {  // MalformedBody too

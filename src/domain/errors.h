@@ -132,6 +132,12 @@ class Throttled : public Error {
 };
 
 // The request collides with another still in progress (the same Idempotency-Key).
+// The caller is authenticated but may not do this (a non-admin on an admin route): 403.
+class PermissionDenied : public Error {
+ public:
+  PermissionDenied() : Error("You do not have permission to perform this action.") {}
+};
+
 class Conflict : public Error {
  public:
   using Error::Error;
