@@ -75,6 +75,8 @@ const char* to_string(JobStatus s) {
       return "succeeded";
     case JobStatus::kFailed:
       return "failed";
+    case JobStatus::kCancelled:
+      return "cancelled";
   }
   return "queued";
 }
@@ -84,6 +86,7 @@ std::optional<JobStatus> job_status_from_string(const std::string& s) {
   if (s == "running") return JobStatus::kRunning;
   if (s == "succeeded") return JobStatus::kSucceeded;
   if (s == "failed") return JobStatus::kFailed;
+  if (s == "cancelled") return JobStatus::kCancelled;
   return std::nullopt;
 }
 

@@ -615,6 +615,24 @@ class PostgresStore final : public Store {
     return affected(single(kReleaseJob, Params().add(job_id).add(worker_id))) > 0;
   }
 
+  // Placeholders until the job administration lands (issue 11); they keep the tree building.
+  std::vector<TranslationJob> list_jobs(const JobFilter&) override {
+    throw Error("not implemented");
+  }
+  std::optional<TranslationJob> retry_job(std::int64_t) override { throw Error("not implemented"); }
+  std::vector<JobNotice> retry_failed_jobs() override { throw Error("not implemented"); }
+  std::optional<TranslationJob> cancel_job(std::int64_t) override {
+    throw Error("not implemented");
+  }
+  bool cancel_requested(std::int64_t) override { return false; }
+  bool finish_cancelled(std::int64_t, const std::string&) override {
+    throw Error("not implemented");
+  }
+  std::int64_t purge_jobs(Timestamp) override { throw Error("not implemented"); }
+  JobSummary job_summary() override { throw Error("not implemented"); }
+  PoolStats pool_stats() override { return {}; }
+  bool set_staff(UserId, bool) override { throw Error("not implemented"); }
+
   std::optional<User> create_user(const std::string& username, const std::string& email,
                                   const std::string& password_hash) override {
     auto result = single(kInsertUser, Params().add(username).add(email).add(password_hash));

@@ -469,6 +469,24 @@ class SqliteStore final : public Store {
     });
   }
 
+  // Placeholders until the job administration lands (issue 11); they keep the tree building.
+  std::vector<TranslationJob> list_jobs(const JobFilter&) override {
+    throw Error("not implemented");
+  }
+  std::optional<TranslationJob> retry_job(std::int64_t) override { throw Error("not implemented"); }
+  std::vector<JobNotice> retry_failed_jobs() override { throw Error("not implemented"); }
+  std::optional<TranslationJob> cancel_job(std::int64_t) override {
+    throw Error("not implemented");
+  }
+  bool cancel_requested(std::int64_t) override { return false; }
+  bool finish_cancelled(std::int64_t, const std::string&) override {
+    throw Error("not implemented");
+  }
+  std::int64_t purge_jobs(Timestamp) override { throw Error("not implemented"); }
+  JobSummary job_summary() override { throw Error("not implemented"); }
+  PoolStats pool_stats() override { return {}; }
+  bool set_staff(UserId, bool) override { throw Error("not implemented"); }
+
   std::optional<User> create_user(const std::string& username, const std::string& email,
                                   const std::string& password_hash) override {
     return write([&](Pool::Lease& conn) -> std::optional<User> {
