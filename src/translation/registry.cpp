@@ -141,11 +141,15 @@ std::optional<std::string> EngineRegistry::engine_for(const std::string& source,
 }
 
 std::vector<std::string> EngineRegistry::translate_leg(
-    const Leg& leg, const std::vector<std::string>& segments) const {
+    const Leg& leg, const std::vector<std::string>& segments,
+    const std::function<bool()>& cancelled) const {
   const std::size_t batch_size = std::max<std::size_t>(1, options_.batch_size);
   std::vector<std::string> translated;
   translated.reserve(segments.size());
   for (std::size_t begin = 0; begin < segments.size(); begin += batch_size) {
+    // Asked before each batch rather than inside it: an engine's batch cannot be interrupted
+    // without abandoning the engine, and a batch is short next to a whole note.
+    if (cancelled && cancelled()) throw TranslationCancelled("the translation was cancelled");
     const std::size_t end = std::min(segments.size(), begin + batch_size);
     const std::vector<std::string> batch(segments.begin() + static_cast<std::ptrdiff_t>(begin),
                                          segments.begin() + static_cast<std::ptrdiff_t>(end));
@@ -168,6 +172,12 @@ std::vector<std::string> EngineRegistry::translate_leg(
 
 TranslationOutput EngineRegistry::translate(const std::string& source, const std::string& target,
                                             const std::string& text) {
+  return translate(source, target, text, std::function<bool()>{});
+}
+
+TranslationOutput EngineRegistry::translate(const std::string& source, const std::string& target,
+                                            const std::string& text,
+                                            const std::function<bool()>& cancelled) {
   const std::string from = normalize_language_code(source);
   const std::string to = normalize_language_code(target);
   if (from.empty() || to.empty()) throw BadRequest("Invalid language code.");
@@ -184,7 +194,7 @@ TranslationOutput EngineRegistry::translate(const std::string& source, const std
 
   const Segmentation segmentation = segment_text(text);
   std::vector<std::string> segments = segmentation.segments;
-  for (const Leg& leg : route->legs) segments = translate_leg(leg, segments);
+  for (const Leg& leg : route->legs) segments = translate_leg(leg, segments, cancelled);
   return TranslationOutput{reassemble(segmentation, segments), route->label};
 }
 

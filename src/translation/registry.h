@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <shared_mutex>
@@ -54,6 +55,12 @@ class EngineRegistry : public Translator {
   // when an engine fails. Whitespace-only text translates to itself.
   TranslationOutput translate(const std::string& source, const std::string& target,
                               const std::string& text) override;
+  // The same, asking `cancelled` before each batch it hands an engine (on every leg of a pivot):
+  // once it answers true, throws TranslationCancelled without sending the rest. An empty
+  // `cancelled` is never asked.
+  TranslationOutput translate(const std::string& source, const std::string& target,
+                              const std::string& text,
+                              const std::function<bool()>& cancelled) override;
 
  private:
   struct Leg {
@@ -68,8 +75,8 @@ class EngineRegistry : public Translator {
 
   std::optional<Route> find_route(const std::string& source, const std::string& target) const;
   std::optional<Leg> direct_leg(const std::string& source, const std::string& target) const;
-  std::vector<std::string> translate_leg(const Leg& leg,
-                                         const std::vector<std::string>& segments) const;
+  std::vector<std::string> translate_leg(const Leg& leg, const std::vector<std::string>& segments,
+                                         const std::function<bool()>& cancelled) const;
 
   const RegistryOptions options_;
   mutable std::shared_mutex mutex_;

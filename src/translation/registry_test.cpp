@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <mutex>
 #include <stdexcept>
 
@@ -152,6 +153,59 @@ TEST(EngineRegistry, EngineErrorsBecomeTranslationFailed) {
   } catch (const TranslationFailed& error) {
     EXPECT_STREQ(error.what(), "model exploded");
   }
+}
+
+TEST(EngineRegistry, CancelledBetweenBatchesStopsBeforeTheNextOne) {
+  auto engine = std::make_shared<FakeEngine>("e", std::vector<LanguagePair>{{"en", "es"}});
+  EngineRegistry registry(RegistryOptions{.batch_size = 1});
+  registry.add(engine);
+  Translator& translator = registry;  // the port the workers call
+  int asked = 0;
+  // Answers true on its third question: after two batches were sent.
+  const std::function<bool()> cancelled = [&asked] { return ++asked >= 3; };
+  EXPECT_THROW(translator.translate("en", "es", "One. Two. Three. Four.", cancelled),
+               TranslationCancelled);
+  EXPECT_EQ(asked, 3);
+  ASSERT_EQ(engine->batches.size(), 2u);
+  EXPECT_EQ(engine->batches[1], (std::vector<std::string>{"Two."}));
+}
+
+TEST(EngineRegistry, CancelledBeforeTheFirstBatchSendsNothing) {
+  auto engine = std::make_shared<FakeEngine>("e", std::vector<LanguagePair>{{"en", "es"}});
+  EngineRegistry registry;
+  registry.add(engine);
+  EXPECT_THROW(registry.translate("en", "es", "Hi.", [] { return true; }), TranslationCancelled);
+  EXPECT_TRUE(engine->batches.empty());
+}
+
+TEST(EngineRegistry, CancelledIsAskedOnTheSecondLegOfAPivotToo) {
+  auto first = std::make_shared<FakeEngine>("first", std::vector<LanguagePair>{{"es", "en"}});
+  auto second = std::make_shared<FakeEngine>("second", std::vector<LanguagePair>{{"en", "fr"}});
+  EngineRegistry registry(RegistryOptions{.batch_size = 2});
+  registry.add(first);
+  registry.add(second);
+  int asked = 0;
+  // Two batches on the first leg, then the cancel lands before the second leg's first batch.
+  EXPECT_THROW(registry.translate("es", "fr", "Uno. Dos. Tres.", [&asked] { return ++asked > 2; }),
+               TranslationCancelled);
+  EXPECT_EQ(first->batches.size(), 2u);
+  EXPECT_TRUE(second->batches.empty());
+}
+
+TEST(EngineRegistry, NeverCancelledTranslatesAsTheThreeArgumentOverload) {
+  auto engine = std::make_shared<FakeEngine>("e", std::vector<LanguagePair>{{"en", "es"}});
+  EngineRegistry registry(RegistryOptions{.batch_size = 2});
+  registry.add(engine);
+  const std::string text = "One. Two. Three.\n\nFour.";
+  int asked = 0;
+  const TranslationOutput asking =
+      registry.translate("en", "es", text, [&asked] { return ++asked < 0; });
+  EXPECT_EQ(asked, 2);  // once per batch
+  const TranslationOutput plain = registry.translate("en", "es", text);
+  EXPECT_EQ(asking.text, plain.text);
+  EXPECT_EQ(asking.engine, plain.engine);
+  // An empty callback is never called.
+  EXPECT_EQ(registry.translate("en", "es", text, std::function<bool()>{}).text, plain.text);
 }
 
 }  // namespace
