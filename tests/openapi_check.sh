@@ -65,8 +65,8 @@ except ImportError:
 
 if yaml is not None:
     spec = yaml.safe_load(spec_text)
-    if not str(spec.get("openapi", "")).startswith("3.0"):
-        problems.append("openapi version is not 3.0.x")
+    if not str(spec.get("openapi", "")).startswith("3.1."):
+        problems.append("openapi version is not 3.1.x")
     for path, item in (spec.get("paths") or {}).items():
         ops = {k.upper() for k in item if k in HTTP_METHODS}
         documented.setdefault(normalize(path), set()).update(ops)
@@ -95,6 +95,12 @@ else:
         if m and current and m.group(1) in HTTP_METHODS:
             documented[current].add(m.group(1).upper())
     components = None
+
+# OpenAPI 3.1 schemas are JSON Schema 2020-12, which has no `nullable` (a null is `type: [..., 'null']`):
+# a leftover from 3.0 would silently make a nullable field non-nullable for validators.
+for number, line in enumerate(spec_text.splitlines(), 1):
+    if re.match(r"^\s*nullable:", line):
+        problems.append(f"line {number}: `nullable` is not OpenAPI 3.1; use type: [..., 'null']")
 
 # Every $ref must point at something defined.
 for ref in sorted(set(re.findall(r"\$ref:\s*['\"]?#/components/(\w+)/([\w.-]+)", spec_text))):
