@@ -3,56 +3,51 @@
 #
 #   docker build -t transnotes .
 #   docker run --rm -p 8000:8000 -v transnotes-data:/data transnotes          # API + 2 workers, SQLite
-#   docker run --rm transnotes worker --workers 2                           # worker only
+#   docker run --rm -e DATABASE_URL=... -e REDIS_URL=... -e TRANSNOTES_METRICS_PORT=9100 \
+#     transnotes worker --workers 2                                          # worker only
 #   docker run --rm -v transnotes-models:/models transnotes models pull Helsinki-NLP/opus-mt-en-es
 #
-# Everything comes from Debian 12 (bookworm) packages, matching scripts/install-deps.sh; the
-# runtime stage carries only the shared libraries the binary links plus Apertium for en<->es.
+# Everything comes from Debian 12 (bookworm) packages: the build stage installs them with
+# scripts/install-deps.sh (README's quick start); the runtime stage carries only the packages of
+# the libraries the binary links (deploy/docker/runtime-packages.sh) plus Apertium for en<->es.
+# With no arguments the image runs the embedded default: `serve` on 0.0.0.0:8000 with two
+# in-process workers, SQLite and the generated secret key in the /data volume, jwt accounts.
 
 ############################ build stage ############################
 FROM debian:12-slim AS build
 
-ARG DEBIAN_FRONTEND=noninteractive
-# The -dev packages of scripts/install-deps.sh (tests, benchmarks and services are not built here).
-RUN apt-get update \
- && apt-get install -y --no-install-recommends \
-      build-essential cmake ninja-build pkg-config \
-      libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev \
-      libsqlite3-dev libpq-dev libhiredis-dev \
-      libsentencepiece-dev libopenblas-dev \
-      libspdlog-dev libfmt-dev libcli11-dev \
-      libssl-dev libcurl4-openssl-dev \
-      libjwt-dev libsodium-dev libpwquality-dev cracklib-runtime \
- && rm -rf /var/lib/apt/lists/*
+# The same script as README's quick start, so the image builds with exactly the packages a
+# developer's machine has (it also brings test tools the image does not need; this stage is
+# thrown away). Copied alone first so the package layer stays cached across source edits.
+COPY scripts/install-deps.sh /tmp/install-deps.sh
+RUN bash /tmp/install-deps.sh && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /src
 COPY . .
 # The `release` preset (Ninja, Release, binaryDir build/release). Tests and benchmarks are switched
-# off so the build stage needs neither GoogleTest nor Google Benchmark.
+# off: only the binary goes into the image.
 RUN cmake --preset release -DTRANSNOTES_BUILD_TESTS=OFF -DTRANSNOTES_BUILD_BENCH=OFF \
  && cmake --build --preset release --target transnotes \
  && strip build/release/src/app/transnotes \
- && build/release/src/app/transnotes --help >/dev/null
+ && build/release/src/app/transnotes --help >/dev/null \
+ && deploy/docker/runtime-packages.sh build/release/src/app/transnotes > /runtime-packages.txt
 
 ############################ runtime stage ############################
 FROM debian:12-slim AS runtime
 
 ARG DEBIAN_FRONTEND=noninteractive
-# Shared libraries of the binary (checked with ldd + dpkg -S on Debian 12), Apertium with the
-# English<->Spanish pair, tini as PID 1 (Apertium pipelines are child processes: tini reaps them
-# and forwards SIGTERM to transnotes), curl for the HEALTHCHECK, CA certificates for `models pull`,
-# and cracklib's dictionary (cracklib-runtime), without which registration refuses to start.
+# The packages holding the libraries the binary links (found from the binary itself in the build
+# stage, so a new dependency needs no edit here), plus what it runs or reads at run time:
+# Apertium with the English<->Spanish pair, cracklib's dictionary (registration refuses to start
+# without it), tini as PID 1 (Apertium pipelines are child processes: tini reaps them and
+# forwards SIGTERM to transnotes), curl for the HEALTHCHECK, CA certificates for `models pull`.
+COPY --from=build /runtime-packages.txt /tmp/runtime-packages.txt
 RUN apt-get update \
- && apt-get install -y --no-install-recommends \
-      libstdc++6 \
-      libboost-json1.81.0 libboost-url1.81.0 \
-      libsqlite3-0 libpq5 libhiredis0.14 \
-      libsentencepiece0 libopenblas0-pthread \
-      libspdlog1.10 libfmt9 libcurl4 \
-      libjwt0 libsodium23 libpwquality1 cracklib-runtime \
-      apertium apertium-en-es \
+ && xargs --arg-file=/tmp/runtime-packages.txt \
+      apt-get install -y --no-install-recommends \
+      apertium apertium-en-es cracklib-runtime \
       tini curl ca-certificates \
- && rm -rf /var/lib/apt/lists/*
+ && rm -rf /var/lib/apt/lists/* /tmp/runtime-packages.txt
 
 # A fixed non-root uid/gid so volume ownership is predictable across hosts.
 RUN groupadd --system --gid 10001 transnotes \
@@ -76,9 +71,12 @@ WORKDIR /data
 VOLUME ["/data", "/models"]
 EXPOSE 8000
 
-# Only meaningful for `serve`; compose disables it for worker/migrate containers.
-HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
-  CMD curl -fsS "http://127.0.0.1:${TRANSNOTES_PORT:-8000}/readyz" >/dev/null || exit 1
+# Readiness (database, Redis when configured, engines loaded), not mere liveness: a container
+# that cannot serve shows as unhealthy. `serve` answers on TRANSNOTES_PORT; a `worker` answers on
+# its metrics port, so give workers TRANSNOTES_METRICS_PORT (the variable, not the flag) and this
+# check follows it. compose.yaml states each service's check itself.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+  CMD curl -fsS -o /dev/null "http://127.0.0.1:${TRANSNOTES_METRICS_PORT:-${TRANSNOTES_PORT:-8000}}/readyz" || exit 1
 
 # transnotes drains on SIGTERM: the server stops accepting, workers finish their running jobs.
 STOPSIGNAL SIGTERM
