@@ -51,9 +51,12 @@ class ConnectionPool {
 
   Lease acquire() {
     std::unique_lock lock(mutex_);
-    if (!available_.wait_for(lock, policy_.wait,
-                             [&] { return !idle_.empty() || open_ < policy_.max_size; })) {
-      throw Unavailable("database unavailable: no free connection in the pool");
+    const auto has_room = [&] { return !idle_.empty() || open_ < policy_.max_size; };
+    if (!has_room()) {
+      ++waiting_;
+      const bool got_one = available_.wait_for(lock, policy_.wait, has_room);
+      --waiting_;
+      if (!got_one) throw Unavailable("database unavailable: no free connection in the pool");
     }
     while (!idle_.empty()) {
       auto conn = std::move(idle_.back());
@@ -78,6 +81,20 @@ class ConnectionPool {
     return open_;
   }
 
+  struct Stats {
+    int open = 0;     // idle or leased
+    int leased = 0;   // held by a caller (or being opened for one)
+    int waiting = 0;  // callers blocked in acquire()
+    int max_size = 0;
+  };
+  Stats stats() const {
+    std::lock_guard lock(mutex_);
+    return {.open = open_,
+            .leased = open_ - static_cast<int>(idle_.size()),
+            .waiting = waiting_,
+            .max_size = policy_.max_size};
+  }
+
  private:
   void release(std::unique_ptr<Connection> conn, bool broken) {
     {
@@ -99,6 +116,7 @@ class ConnectionPool {
   std::condition_variable available_;
   std::vector<std::unique_ptr<Connection>> idle_;
   int open_ = 0;
+  int waiting_ = 0;
 };
 
 }  // namespace transnotes::storage

@@ -220,6 +220,22 @@ CREATE TABLE idempotency_keys (
   PRIMARY KEY (owner_id, key)
 );
 )sql"},
+    // Job administration (issue 11): the 'cancelled' status, the request id a job was asked for
+    // with, a running job's pending cancellation, and staff users. Columns with constant
+    // defaults are added without rewriting the table. The new indexes serve the administrators'
+    // listing (by status, newest first; by note via translation_jobs_note) and the purge by
+    // finished_at.
+    {4, R"sql(
+ALTER TABLE translation_jobs
+  DROP CONSTRAINT translation_jobs_status_check,
+  ADD CONSTRAINT translation_jobs_status_check
+    CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+  ADD COLUMN request_id TEXT NOT NULL DEFAULT '',
+  ADD COLUMN cancel_requested BOOLEAN NOT NULL DEFAULT false;
+CREATE INDEX translation_jobs_status_newest ON translation_jobs (status, id);
+CREATE INDEX translation_jobs_finished ON translation_jobs (finished_at);
+ALTER TABLE users ADD COLUMN is_staff BOOLEAN NOT NULL DEFAULT false;
+)sql"},
 };
 
 }  // namespace

@@ -47,13 +47,18 @@ namespace {
 #define TN_JOB_COLUMNS                                                                     \
   "id, note_id, source_language, target_language, status, text, error, engine, attempts, " \
   "max_attempts, " TN_MICROS("created_at") ", " TN_MICROS("started_at") ", " TN_MICROS(    \
-      "finished_at") ", owner_id"
-#define TN_USER_COLUMNS \
-  "id, username, email, password_hash, is_active::int, " TN_MICROS("date_joined")
-#define TN_ACTIVE_JOB "status IN ('queued', 'running')"
-#define TN_RUNNABLE                                                \
-  "((status = 'queued' AND available_at <= clock_timestamp()) OR " \
-  " (status = 'running' AND lease_expires_at < clock_timestamp() AND attempts < max_attempts))"
+      "finished_at") ", owner_id, request_id, cancel_requested::int"
+#define TN_USER_COLUMNS                                                                \
+  "id, username, email, password_hash, is_active::int, " TN_MICROS("date_joined") ", " \
+                                                                                  "is_staff::int"
+// A job being cancelled no longer counts: a new request for the note makes a new job.
+#define TN_ACTIVE_JOB "status IN ('queued', 'running') AND NOT cancel_requested"
+// A queued job that is due, or a running job whose lease expired with attempts left and no
+// cancellation pending.
+#define TN_RUNNABLE                                                                            \
+  "((status = 'queued' AND available_at <= clock_timestamp()) OR "                             \
+  " (status = 'running' AND lease_expires_at < clock_timestamp() AND attempts < max_attempts " \
+  "  AND NOT cancel_requested))"
 #define TN_MS(param) "(" param "::int8 * interval '1 millisecond')"
 
 constexpr StatementDef kInsertNote{
@@ -147,8 +152,8 @@ constexpr StatementDef kActiveJobsOfOwner{
 constexpr StatementDef kInsertJob{
     "insert_job",
     "INSERT INTO translation_jobs (note_id, owner_id, source_language, target_language, "
-    "source_digest, status, engine, attempts, max_attempts, created_at, available_at) "
-    "SELECT $1, $6, $2, $3, $7, 'queued', $4, 0, $5, t, t "
+    "source_digest, status, engine, attempts, max_attempts, created_at, available_at, "
+    "request_id) SELECT $1, $6, $2, $3, $7, 'queued', $4, 0, $5, t, t, $8 "
     "FROM (SELECT clock_timestamp() AS t) now RETURNING " TN_JOB_COLUMNS};
 constexpr StatementDef kSelectJob{"select_job",
                                   "SELECT " TN_JOB_COLUMNS
@@ -159,6 +164,12 @@ constexpr StatementDef kLatestJobs{
     " FROM translation_jobs j WHERE note_id = $1 AND owner_id = $2 AND id = (SELECT max(id) "
     "FROM translation_jobs WHERE note_id = j.note_id AND target_language = j.target_language) "
     "ORDER BY id DESC"};
+// A crashed worker's job that was being cancelled ends cancelled instead of being re-claimed.
+constexpr StatementDef kCancelAbandoned{
+    "cancel_abandoned",
+    "UPDATE translation_jobs SET status = 'cancelled', finished_at = clock_timestamp(), "
+    "lease_owner = NULL, lease_expires_at = NULL, cancel_requested = false "
+    "WHERE status = 'running' AND lease_expires_at < clock_timestamp() AND cancel_requested"};
 // A crashed worker's job that used up its attempts is failed instead of re-claimed.
 constexpr StatementDef kFailExhausted{
     "fail_exhausted",
@@ -176,16 +187,18 @@ constexpr StatementDef kClaimJob{
     " AND ($3::int8 IS NULL OR id = $3::int8) ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED) "
     "RETURNING j.id, j.note_id, j.source_language, j.target_language, j.status, j.text, j.error, "
     "j.engine, j.attempts, j.max_attempts, " TN_MICROS("j.created_at") ", " TN_MICROS(
-        "j.started_at") ", " TN_MICROS("j.finished_at") ", j.owner_id, n.original_text, "
-                        "n.original_language"};
+        "j.started_at") ", " TN_MICROS("j.finished_at") ", j.owner_id, j.request_id, "
+                        "j.cancel_requested::int, n.original_text, n.original_language"};
 constexpr StatementDef kRenewLease{
     "renew_lease", "UPDATE translation_jobs SET lease_expires_at = clock_timestamp() + " TN_MS(
                        "$3") " WHERE id = $1 AND status = 'running' AND lease_owner = $2"};
 constexpr StatementDef kJobNote{"job_note", "SELECT note_id FROM translation_jobs WHERE id = $1"};
+// A result that arrives wins over a cancellation asked for meanwhile: the work is done.
 constexpr StatementDef kCompleteJob{
     "complete_job",
     "UPDATE translation_jobs SET status = 'succeeded', text = $3, engine = $4, error = NULL, "
-    "finished_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL "
+    "finished_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL, "
+    "cancel_requested = false "
     "WHERE id = $1 AND status = 'running' AND lease_owner = $2 RETURNING note_id, "
     "target_language, owner_id"};
 // Only the translation columns: a concurrent edit of title/text must not be overwritten. Only
@@ -195,24 +208,82 @@ constexpr StatementDef kSetTranslation{
     "UPDATE notes SET translated_text = $2, translated_language = $3, "
     "updated_at = GREATEST(clock_timestamp(), updated_at + interval '1 microsecond'), "
     "version = version + 1 WHERE id = $1 AND owner_id = $4 RETURNING version"};
+// A failed attempt, a final failure or a release of a job being cancelled ends it cancelled
+// (keeping the attempt's error): running it again is what the administrator asked to stop.
 constexpr StatementDef kRetryJob{
     "retry_job",
-    "UPDATE translation_jobs SET status = 'queued', error = $3, "
-    "available_at = clock_timestamp() + " TN_MS("$4") ", lease_owner = NULL, "
-    "lease_expires_at = NULL WHERE id = $1 AND status = 'running' AND lease_owner = $2"};
+    "UPDATE translation_jobs SET "
+    "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, error = $3, "
+    "available_at = clock_timestamp() + " TN_MS("$4") ", "
+    "finished_at = CASE WHEN cancel_requested THEN clock_timestamp() ELSE finished_at END, "
+    "lease_owner = NULL, lease_expires_at = NULL, cancel_requested = false "
+    "WHERE id = $1 AND status = 'running' AND lease_owner = $2"};
 constexpr StatementDef kFailJob{
     "fail_job",
-    "UPDATE translation_jobs SET status = 'failed', error = $3, finished_at = clock_timestamp(), "
-    "lease_owner = NULL, lease_expires_at = NULL "
-    "WHERE id = $1 AND status = 'running' AND lease_owner = $2"};
+    "UPDATE translation_jobs SET "
+    "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END, error = $3, "
+    "finished_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL, "
+    "cancel_requested = false WHERE id = $1 AND status = 'running' AND lease_owner = $2"};
 constexpr StatementDef kReleaseJob{
     "release_job",
-    "UPDATE translation_jobs SET status = 'queued', attempts = attempts - 1, "
-    "available_at = clock_timestamp(), lease_owner = NULL, lease_expires_at = NULL "
+    "UPDATE translation_jobs SET "
+    "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, "
+    "attempts = attempts - 1, available_at = clock_timestamp(), "
+    "finished_at = CASE WHEN cancel_requested THEN clock_timestamp() ELSE finished_at END, "
+    "lease_owner = NULL, lease_expires_at = NULL, cancel_requested = false "
     "WHERE id = $1 AND status = 'running' AND lease_owner = $2"};
 constexpr StatementDef kRunnableJobs{"runnable_jobs",
                                      "SELECT id, owner_id FROM translation_jobs WHERE " TN_RUNNABLE
                                      " ORDER BY id LIMIT $1"};
+
+// Job administration, across owners. The listing has one statement per filter combination, so
+// that each is planned on the index that serves it (status, id) / (note_id, ...) / id.
+#define TN_LIST_JOBS(filter)                                              \
+  "SELECT " TN_JOB_COLUMNS " FROM translation_jobs WHERE id < $1 " filter \
+  " ORDER BY id DESC LIMIT $2"
+constexpr StatementDef kListJobs{"list_jobs", TN_LIST_JOBS("")};
+constexpr StatementDef kListJobsByStatus{"list_jobs_by_status", TN_LIST_JOBS("AND status = $3")};
+constexpr StatementDef kListJobsByNote{"list_jobs_by_note", TN_LIST_JOBS("AND note_id = $3")};
+constexpr StatementDef kListJobsByStatusAndNote{"list_jobs_by_status_and_note",
+                                                TN_LIST_JOBS("AND status = $3 AND note_id = $4")};
+constexpr StatementDef kJobStatus{"job_status",
+                                  "SELECT status FROM translation_jobs WHERE id = $1"};
+#define TN_REQUEUE                                                                    \
+  "UPDATE translation_jobs SET status = 'queued', available_at = clock_timestamp(), " \
+  "attempts = 0, error = NULL, text = NULL, started_at = NULL, finished_at = NULL, "  \
+  "lease_owner = NULL, lease_expires_at = NULL, cancel_requested = false "
+constexpr StatementDef kRequeueJob{
+    "requeue_job",
+    TN_REQUEUE "WHERE id = $1 AND status IN ('failed', 'cancelled') RETURNING " TN_JOB_COLUMNS};
+constexpr StatementDef kRequeueFailedJobs{
+    "requeue_failed_jobs", TN_REQUEUE "WHERE status = 'failed' RETURNING id, owner_id"};
+// One statement for both cases, so that a claim committed while it waited for the row lock is
+// seen (the row is re-read): a job claimed meanwhile gets cancel_requested instead.
+constexpr StatementDef kCancelJob{
+    "cancel_job",
+    "UPDATE translation_jobs SET "
+    "status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END, "
+    "finished_at = CASE WHEN status = 'queued' THEN clock_timestamp() ELSE finished_at END, "
+    "cancel_requested = (status = 'running') "
+    "WHERE id = $1 AND status IN ('queued', 'running') RETURNING " TN_JOB_COLUMNS};
+constexpr StatementDef kCancelRequested{
+    "cancel_requested",
+    "SELECT 1 FROM translation_jobs WHERE id = $1 AND status = 'running' AND cancel_requested"};
+constexpr StatementDef kFinishCancelled{
+    "finish_cancelled",
+    "UPDATE translation_jobs SET status = 'cancelled', finished_at = clock_timestamp(), "
+    "lease_owner = NULL, lease_expires_at = NULL, cancel_requested = false "
+    "WHERE id = $1 AND status = 'running' AND lease_owner = $2"};
+constexpr StatementDef kPurgeJobs{
+    "purge_jobs",
+    "DELETE FROM translation_jobs WHERE finished_at < " TN_FROM_MICROS("$1") " "
+    "AND status IN ('succeeded', 'failed', 'cancelled')"};
+// One statement, one snapshot of the queue.
+constexpr StatementDef kJobSummary{
+    "job_summary",
+    "SELECT status, count(*)::int8, NULL::int8 FROM translation_jobs GROUP BY status "
+    "UNION ALL SELECT NULL, NULL, " TN_MICROS("min(created_at)") " FROM translation_jobs "
+    "WHERE status = 'queued'"};
 
 // Users: the reserved row 0 is invisible to every statement here. ON CONFLICT DO NOTHING covers
 // the unique index on lower(username), also against a concurrent insert of the same name.
@@ -258,6 +329,8 @@ constexpr StatementDef kMoveJobs{"move_jobs",
                                  "AND note_id IN (SELECT id FROM notes WHERE owner_id = $2)"};
 constexpr StatementDef kSetPasswordHash{
     "set_password_hash", "UPDATE users SET password_hash = $2 WHERE id = $1 AND id <> 0"};
+constexpr StatementDef kSetStaff{
+    "set_staff", "UPDATE users SET is_staff = ($2::int8 <> 0) WHERE id = $1 AND id <> 0"};
 
 // A token of a user that no longer exists needs no row: nothing can use it any more.
 constexpr StatementDef kBlacklistToken{
@@ -531,7 +604,8 @@ class PostgresStore final : public Store {
                                                 .add(request.engine)
                                                 .add(std::int64_t{request.max_attempts})
                                                 .add(request.owner)
-                                                .add(digest));
+                                                .add(digest)
+                                                .add(request.request_id));
       result.outcome = JobRequestResult::Outcome::kCreated;
       result.job = read_job(Row(inserted.get(), 0));
       return result;
@@ -555,6 +629,7 @@ class PostgresStore final : public Store {
   std::optional<ClaimedJob> claim_job(const std::string& worker_id, std::chrono::milliseconds lease,
                                       std::optional<std::int64_t> preferred_id) override {
     auto conn = pool_.acquire();
+    conn->run(kCancelAbandoned, Params());
     conn->run(kFailExhausted, Params());
     auto result =
         conn->run(kClaimJob, Params().add(worker_id).add(millis(lease)).add(preferred_id));
@@ -562,8 +637,8 @@ class PostgresStore final : public Store {
     Row row(result.get(), 0);
     ClaimedJob claimed;
     claimed.job = read_job(row);
-    claimed.note_text = row.text(14);
-    claimed.note_language = row.text(15);
+    claimed.note_text = row.text(16);
+    claimed.note_language = row.text(17);
     return claimed;
   }
 
@@ -615,23 +690,95 @@ class PostgresStore final : public Store {
     return affected(single(kReleaseJob, Params().add(job_id).add(worker_id))) > 0;
   }
 
-  // Placeholders until the job administration lands (issue 11); they keep the tree building.
-  std::vector<TranslationJob> list_jobs(const JobFilter&) override {
-    throw Error("not implemented");
+  std::vector<TranslationJob> list_jobs(const JobFilter& filter) override {
+    Params params;
+    params.add(filter.before_id > 0 ? filter.before_id : std::int64_t{INT64_MAX})
+        .add(std::max<std::int64_t>(filter.limit, 0));
+    if (filter.status) params.add(std::string(to_string(*filter.status)));
+    if (filter.note_id) params.add(*filter.note_id);
+    const StatementDef& statement =
+        filter.status ? (filter.note_id ? kListJobsByStatusAndNote : kListJobsByStatus)
+                      : (filter.note_id ? kListJobsByNote : kListJobs);
+    auto result = single(statement, params);
+    std::vector<TranslationJob> jobs;
+    for (int i = 0; i < PQntuples(result.get()); ++i)
+      jobs.push_back(read_job(Row(result.get(), i)));
+    return jobs;
   }
-  std::optional<TranslationJob> retry_job(std::int64_t) override { throw Error("not implemented"); }
-  std::vector<JobNotice> retry_failed_jobs() override { throw Error("not implemented"); }
-  std::optional<TranslationJob> cancel_job(std::int64_t) override {
-    throw Error("not implemented");
+
+  std::optional<TranslationJob> retry_job(std::int64_t job_id) override {
+    auto conn = pool_.acquire();
+    // The status read after a refused update may already be stale (another administrator acted
+    // in between); then the update is tried again.
+    for (;;) {
+      auto requeued = conn->run(kRequeueJob, Params().add(job_id));
+      if (PQntuples(requeued.get()) > 0) return read_job(Row(requeued.get(), 0));
+      auto status = conn->run(kJobStatus, Params().add(job_id));
+      if (PQntuples(status.get()) == 0) return std::nullopt;
+      const std::string now = Row(status.get(), 0).text(0);
+      if (now != "failed" && now != "cancelled") throw Conflict(retry_refused_message(now));
+    }
   }
-  bool cancel_requested(std::int64_t) override { return false; }
-  bool finish_cancelled(std::int64_t, const std::string&) override {
-    throw Error("not implemented");
+
+  std::vector<JobNotice> retry_failed_jobs() override {
+    auto result = single(kRequeueFailedJobs, Params());
+    std::vector<JobNotice> notices;
+    for (int i = 0; i < PQntuples(result.get()); ++i) {
+      Row row(result.get(), i);
+      notices.push_back({row.int64(0), row.int64(1)});
+    }
+    return notices;
   }
-  std::int64_t purge_jobs(Timestamp) override { throw Error("not implemented"); }
-  JobSummary job_summary() override { throw Error("not implemented"); }
-  PoolStats pool_stats() override { return {}; }
-  bool set_staff(UserId, bool) override { throw Error("not implemented"); }
+
+  std::optional<TranslationJob> cancel_job(std::int64_t job_id) override {
+    auto conn = pool_.acquire();
+    for (;;) {
+      auto cancelled = conn->run(kCancelJob, Params().add(job_id));
+      if (PQntuples(cancelled.get()) > 0) return read_job(Row(cancelled.get(), 0));
+      auto status = conn->run(kJobStatus, Params().add(job_id));
+      if (PQntuples(status.get()) == 0) return std::nullopt;
+      const std::string now = Row(status.get(), 0).text(0);
+      if (now != "queued" && now != "running") throw Conflict(cancel_refused_message(now));
+    }
+  }
+
+  bool cancel_requested(std::int64_t job_id) override {
+    return PQntuples(single(kCancelRequested, Params().add(job_id)).get()) > 0;
+  }
+
+  bool finish_cancelled(std::int64_t job_id, const std::string& worker_id) override {
+    return affected(single(kFinishCancelled, Params().add(job_id).add(worker_id))) > 0;
+  }
+
+  std::int64_t purge_jobs(Timestamp finished_before) override {
+    return affected(single(kPurgeJobs, Params().add(std::int64_t{finished_before})));
+  }
+
+  JobSummary job_summary() override {
+    auto result = single(kJobSummary, Params());
+    JobSummary summary = empty_job_summary();
+    for (int i = 0; i < PQntuples(result.get()); ++i) {
+      Row row(result.get(), i);
+      if (auto status = row.optional_text(0)) {
+        if (auto known = job_status_from_string(*status)) summary.by_status[*known] = row.int64(1);
+      } else {
+        summary.oldest_queued_created_at = row.optional_int64(2);
+      }
+    }
+    return summary;
+  }
+
+  PoolStats pool_stats() override {
+    const auto pool = pool_.stats();
+    return {.size = pool.open,
+            .in_use = pool.leased,
+            .waiting = pool.waiting,
+            .capacity = pool.max_size};
+  }
+
+  bool set_staff(UserId id, bool is_staff) override {
+    return affected(single(kSetStaff, Params().add(id).add(std::int64_t{is_staff ? 1 : 0}))) > 0;
+  }
 
   std::optional<User> create_user(const std::string& username, const std::string& email,
                                   const std::string& password_hash) override {

@@ -3,6 +3,8 @@
 // int64(i), text(i), optional_text(i) and optional_int64(i).
 #pragma once
 
+#include <string>
+
 #include "domain/model.h"
 
 namespace transnotes::storage {
@@ -40,6 +42,8 @@ TranslationJob read_job(const Row& row) {
   job.started_at = row.optional_int64(11);
   job.finished_at = row.optional_int64(12);
   job.owner_id = row.int64(13);
+  job.request_id = row.text(14);
+  job.cancel_requested = row.int64(15) != 0;
   return job;
 }
 
@@ -52,6 +56,7 @@ User read_user(const Row& row) {
   user.password_hash = row.text(3);
   user.is_active = row.int64(4) != 0;
   user.date_joined = row.int64(5);
+  user.is_staff = row.int64(6) != 0;
   return user;
 }
 
@@ -65,6 +70,25 @@ IdempotentResponse read_idempotent_response(const Row& row) {
   response.location = row.text(3);
   response.created_at = row.int64(4);
   return response;
+}
+
+// Every status with a zero count, for job_summary to fill in.
+inline JobSummary empty_job_summary() {
+  JobSummary summary;
+  for (JobStatus status : {JobStatus::kQueued, JobStatus::kRunning, JobStatus::kSucceeded,
+                           JobStatus::kFailed, JobStatus::kCancelled}) {
+    summary.by_status[status] = 0;
+  }
+  return summary;
+}
+
+// The Conflict messages of the job administration, worded the same by both stores.
+inline std::string retry_refused_message(const std::string& status) {
+  return "Only failed or cancelled translations can be retried; this one is " + status + ".";
+}
+inline std::string cancel_refused_message(const std::string& status) {
+  return "Only queued or running translations can be cancelled; this one has already ended as " +
+         status + ".";
 }
 
 }  // namespace transnotes::storage

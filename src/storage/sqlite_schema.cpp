@@ -234,6 +234,58 @@ CREATE TABLE idempotency_keys (
   PRIMARY KEY (owner_id, key)
 );
 )sql"},
+    // Job administration (issue 11): the 'cancelled' status, the request id a job was asked for
+    // with, a running job's pending cancellation, and staff users. SQLite cannot change a CHECK
+    // constraint in place, so translation_jobs is rebuilt as in migration 3: renamed aside,
+    // recreated, copied with its ids, its AUTOINCREMENT sequence carried over. Nothing refers to
+    // translation_jobs, so the rename rewrites no other table. The new indexes serve the
+    // administrators' listing (by status, newest first; by note) and the purge by finished_at.
+    {4, R"sql(
+DROP INDEX translation_jobs_claim;
+DROP INDEX translation_jobs_note;
+DROP INDEX translation_jobs_owner_active;
+ALTER TABLE translation_jobs RENAME TO translation_jobs_v3;
+CREATE TABLE translation_jobs (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  note_id INTEGER NOT NULL REFERENCES notes (id) ON DELETE CASCADE,
+  owner_id INTEGER NOT NULL DEFAULT 0,
+  source_language TEXT NOT NULL,
+  target_language TEXT NOT NULL,
+  source_digest TEXT NULL,
+  status TEXT NOT NULL
+    CHECK (status IN ('queued', 'running', 'succeeded', 'failed', 'cancelled')),
+  text TEXT NULL,
+  error TEXT NULL,
+  engine TEXT NOT NULL,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  max_attempts INTEGER NOT NULL,
+  created_at INTEGER NOT NULL,
+  started_at INTEGER NULL,
+  finished_at INTEGER NULL,
+  available_at INTEGER NOT NULL,
+  lease_owner TEXT NULL,
+  lease_expires_at INTEGER NULL,
+  request_id TEXT NOT NULL DEFAULT '',
+  cancel_requested INTEGER NOT NULL DEFAULT 0
+);
+INSERT INTO translation_jobs (id, note_id, owner_id, source_language, target_language,
+                              source_digest, status, text, error, engine, attempts, max_attempts,
+                              created_at, started_at, finished_at, available_at, lease_owner,
+                              lease_expires_at)
+  SELECT id, note_id, owner_id, source_language, target_language, source_digest, status, text,
+         error, engine, attempts, max_attempts, created_at, started_at, finished_at, available_at,
+         lease_owner, lease_expires_at FROM translation_jobs_v3;
+DELETE FROM sqlite_sequence WHERE name = 'translation_jobs';
+UPDATE sqlite_sequence SET name = 'translation_jobs' WHERE name = 'translation_jobs_v3';
+DROP TABLE translation_jobs_v3;
+CREATE INDEX translation_jobs_claim ON translation_jobs (status, available_at);
+CREATE INDEX translation_jobs_note ON translation_jobs (note_id, target_language, id);
+CREATE INDEX translation_jobs_owner_active ON translation_jobs (owner_id)
+  WHERE status IN ('queued', 'running');
+CREATE INDEX translation_jobs_status_newest ON translation_jobs (status, id);
+CREATE INDEX translation_jobs_finished ON translation_jobs (finished_at);
+ALTER TABLE users ADD COLUMN is_staff INTEGER NOT NULL DEFAULT 0;
+)sql"},
 };
 
 }  // namespace

@@ -9,7 +9,9 @@
 #include "storage/sqlite_store.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <climits>
 #include <cstdint>
 #include <filesystem>
 #include <mutex>
@@ -36,17 +38,20 @@ Pool::Policy pool_policy(const StorageConfig& config) {
 
 #define TN_JOB_COLUMNS                                                                     \
   "id, note_id, source_language, target_language, status, text, error, engine, attempts, " \
-  "max_attempts, created_at, started_at, finished_at, owner_id"
+  "max_attempts, created_at, started_at, finished_at, owner_id, request_id, cancel_requested"
 #define TN_NOTE_COLUMNS                                                                 \
   "id, title, original_text, original_language, translated_text, translated_language, " \
   "created_at, updated_at, version, owner_id"
-#define TN_USER_COLUMNS "id, username, email, password_hash, is_active, date_joined"
-#define TN_ACTIVE_JOB "status IN ('queued', 'running')"
+#define TN_USER_COLUMNS "id, username, email, password_hash, is_active, date_joined, is_staff"
+// A job being cancelled no longer counts: a new request for the note makes a new job.
+#define TN_ACTIVE_JOB "status IN ('queued', 'running') AND NOT cancel_requested"
 
-// A queued job that is due, or a running job whose lease expired with attempts left.
-#define TN_RUNNABLE                                 \
-  "((status = 'queued' AND available_at <= ?1) OR " \
-  " (status = 'running' AND lease_expires_at < ?1 AND attempts < max_attempts))"
+// A queued job that is due, or a running job whose lease expired with attempts left and no
+// cancellation pending.
+#define TN_RUNNABLE                                                                 \
+  "((status = 'queued' AND available_at <= ?1) OR "                                 \
+  " (status = 'running' AND lease_expires_at < ?1 AND attempts < max_attempts AND " \
+  "  NOT cancel_requested))"
 
 constexpr const char* kUserExists = "SELECT 1 FROM users WHERE id = ?1";
 constexpr const char* kInsertNote =
@@ -82,8 +87,9 @@ constexpr const char* kActiveJobsOfOwner =
     " LIMIT ?2)";
 constexpr const char* kInsertJob =
     "INSERT INTO translation_jobs (note_id, owner_id, source_language, target_language, "
-    "source_digest, status, engine, attempts, max_attempts, created_at, available_at) "
-    "VALUES (?1, ?7, ?2, ?3, ?8, 'queued', ?4, 0, ?5, ?6, ?6) RETURNING " TN_JOB_COLUMNS;
+    "source_digest, status, engine, attempts, max_attempts, created_at, available_at, "
+    "request_id) VALUES (?1, ?7, ?2, ?3, ?8, 'queued', ?4, 0, ?5, ?6, ?6, ?9) "
+    "RETURNING " TN_JOB_COLUMNS;
 constexpr const char* kSelectJob =
     "SELECT " TN_JOB_COLUMNS " FROM translation_jobs WHERE id = ?1 AND owner_id = ?2";
 constexpr const char* kLatestJobs =
@@ -91,6 +97,11 @@ constexpr const char* kLatestJobs =
     " FROM translation_jobs j WHERE note_id = ?1 AND owner_id = ?2 AND id = (SELECT max(id) "
     "FROM translation_jobs WHERE note_id = j.note_id AND target_language = j.target_language) "
     "ORDER BY id DESC";
+// A crashed worker's job that was being cancelled ends cancelled instead of being re-claimed.
+constexpr const char* kCancelAbandoned =
+    "UPDATE translation_jobs SET status = 'cancelled', finished_at = ?1, lease_owner = NULL, "
+    "lease_expires_at = NULL, cancel_requested = 0 "
+    "WHERE status = 'running' AND lease_expires_at < ?1 AND cancel_requested";
 // A crashed worker's job that used up its attempts is failed instead of re-claimed.
 constexpr const char* kFailExhausted =
     "UPDATE translation_jobs SET status = 'failed', finished_at = ?1, lease_owner = NULL, "
@@ -106,9 +117,10 @@ constexpr const char* kNoteTextForJob =
 constexpr const char* kRenewLease =
     "UPDATE translation_jobs SET lease_expires_at = ?3 "
     "WHERE id = ?1 AND status = 'running' AND lease_owner = ?2";
+// A result that arrives wins over a cancellation asked for meanwhile: the work is done.
 constexpr const char* kCompleteJob =
     "UPDATE translation_jobs SET status = 'succeeded', text = ?3, engine = ?4, error = NULL, "
-    "finished_at = ?5, lease_owner = NULL, lease_expires_at = NULL "
+    "finished_at = ?5, lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0 "
     "WHERE id = ?1 AND status = 'running' AND lease_owner = ?2 "
     "RETURNING note_id, target_language, owner_id";
 // Only the translation columns: a concurrent edit of title/text must not be overwritten. Only
@@ -117,20 +129,68 @@ constexpr const char* kSetTranslation =
     "UPDATE notes SET translated_text = ?2, translated_language = ?3, "
     "updated_at = MAX(?4, updated_at + 1), version = version + 1 "
     "WHERE id = ?1 AND owner_id = ?5 RETURNING version";
+// A failed attempt, a final failure or a release of a job being cancelled ends it cancelled
+// (keeping the attempt's error): running it again is what the administrator asked to stop.
 constexpr const char* kRetryJob =
-    "UPDATE translation_jobs SET status = 'queued', error = ?3, available_at = ?4, "
-    "lease_owner = NULL, lease_expires_at = NULL "
+    "UPDATE translation_jobs SET "
+    "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, error = ?3, "
+    "available_at = ?4, finished_at = CASE WHEN cancel_requested THEN ?5 ELSE finished_at END, "
+    "lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0 "
     "WHERE id = ?1 AND status = 'running' AND lease_owner = ?2";
 constexpr const char* kFailJob =
-    "UPDATE translation_jobs SET status = 'failed', error = ?3, finished_at = ?4, "
-    "lease_owner = NULL, lease_expires_at = NULL "
+    "UPDATE translation_jobs SET "
+    "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END, error = ?3, "
+    "finished_at = ?4, lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0 "
     "WHERE id = ?1 AND status = 'running' AND lease_owner = ?2";
 constexpr const char* kReleaseJob =
-    "UPDATE translation_jobs SET status = 'queued', attempts = attempts - 1, available_at = ?3, "
-    "lease_owner = NULL, lease_expires_at = NULL "
+    "UPDATE translation_jobs SET "
+    "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END, "
+    "attempts = attempts - 1, available_at = ?3, "
+    "finished_at = CASE WHEN cancel_requested THEN ?3 ELSE finished_at END, "
+    "lease_owner = NULL, lease_expires_at = NULL, cancel_requested = 0 "
     "WHERE id = ?1 AND status = 'running' AND lease_owner = ?2";
 constexpr const char* kRunnableJobs =
     "SELECT id, owner_id FROM translation_jobs WHERE " TN_RUNNABLE " ORDER BY id LIMIT ?2";
+
+// Job administration, across owners. The listing has one statement per filter combination, so
+// that each is planned on the index that serves it (status, id) / (note_id, ...) / id.
+#define TN_LIST_JOBS(filter)                                              \
+  "SELECT " TN_JOB_COLUMNS " FROM translation_jobs WHERE id < ?1 " filter \
+  " ORDER BY id DESC LIMIT ?2"
+constexpr const char* kListJobs = TN_LIST_JOBS("");
+constexpr const char* kListJobsByStatus = TN_LIST_JOBS("AND status = ?3");
+constexpr const char* kListJobsByNote = TN_LIST_JOBS("AND note_id = ?4");
+constexpr const char* kListJobsByStatusAndNote = TN_LIST_JOBS("AND status = ?3 AND note_id = ?4");
+constexpr const char* kJobStatus = "SELECT status FROM translation_jobs WHERE id = ?1";
+constexpr const char* kSelectAnyJob =
+    "SELECT " TN_JOB_COLUMNS " FROM translation_jobs WHERE id = ?1";
+#define TN_REQUEUE                                                                         \
+  "UPDATE translation_jobs SET status = 'queued', available_at = ?1, attempts = 0, "       \
+  "error = NULL, text = NULL, started_at = NULL, finished_at = NULL, lease_owner = NULL, " \
+  "lease_expires_at = NULL, cancel_requested = 0 "
+constexpr const char* kRequeueJob =
+    TN_REQUEUE "WHERE id = ?2 AND status IN ('failed', 'cancelled') RETURNING " TN_JOB_COLUMNS;
+constexpr const char* kRequeueFailedJobs =
+    TN_REQUEUE "WHERE status = 'failed' RETURNING id, owner_id";
+constexpr const char* kCancelQueuedJob =
+    "UPDATE translation_jobs SET status = 'cancelled', finished_at = ?2 "
+    "WHERE id = ?1 AND status = 'queued' RETURNING " TN_JOB_COLUMNS;
+constexpr const char* kRequestCancel =
+    "UPDATE translation_jobs SET cancel_requested = 1 "
+    "WHERE id = ?1 AND status = 'running' RETURNING " TN_JOB_COLUMNS;
+constexpr const char* kCancelRequested =
+    "SELECT 1 FROM translation_jobs WHERE id = ?1 AND status = 'running' AND cancel_requested";
+constexpr const char* kFinishCancelled =
+    "UPDATE translation_jobs SET status = 'cancelled', finished_at = ?3, lease_owner = NULL, "
+    "lease_expires_at = NULL, cancel_requested = 0 "
+    "WHERE id = ?1 AND status = 'running' AND lease_owner = ?2";
+constexpr const char* kPurgeJobs =
+    "DELETE FROM translation_jobs "
+    "WHERE finished_at < ?1 AND status IN ('succeeded', 'failed', 'cancelled')";
+constexpr const char* kCountJobsByStatus =
+    "SELECT status, count(*) FROM translation_jobs GROUP BY status";
+constexpr const char* kOldestQueued =
+    "SELECT min(created_at) FROM translation_jobs WHERE status = 'queued'";
 
 // Users: the reserved row 0 is invisible to every statement here. A taken username (compared
 // through the unique index on lower(username)) makes the insert return no row.
@@ -153,6 +213,7 @@ constexpr const char* kMoveJobs =
     "AND note_id IN (SELECT id FROM notes WHERE owner_id = ?2)";
 constexpr const char* kSetPasswordHash =
     "UPDATE users SET password_hash = ?2 WHERE id = ?1 AND id <> 0";
+constexpr const char* kSetStaff = "UPDATE users SET is_staff = ?2 WHERE id = ?1 AND id <> 0";
 
 // A token of a user that no longer exists needs no row: nothing can use it any more.
 constexpr const char* kBlacklistToken =
@@ -189,7 +250,12 @@ class SqliteStore final : public Store {
   template <class Body>
   auto write(Body&& body) {
     auto conn = pool_.acquire();
-    std::lock_guard writer(write_mutex_);
+    std::unique_lock writer(write_mutex_, std::try_to_lock);
+    if (!writer.owns_lock()) {
+      ++writers_waiting_;
+      writer.lock();
+      --writers_waiting_;
+    }
     Transaction tx(conn, Transaction::Kind::kWrite);
     auto result = body(conn);
     tx.commit();
@@ -204,6 +270,7 @@ class SqliteStore final : public Store {
 
   Pool pool_;
   std::mutex write_mutex_;
+  std::atomic<int> writers_waiting_{0};  // blocked on write_mutex_ (pool_stats' `waiting`)
 
  public:
   SqliteStore(std::string path, const StorageConfig& config)
@@ -342,7 +409,8 @@ class SqliteStore final : public Store {
           .bind(5, std::int64_t{request.max_attempts})
           .bind(6, now_micros())
           .bind(7, request.owner)
-          .bind(8, digest);
+          .bind(8, digest)
+          .bind(9, request.request_id);
       if (!stmt.step()) throw Error("database error: insert returned no row");
       result.outcome = JobRequestResult::Outcome::kCreated;
       result.job = read_job(stmt);
@@ -372,6 +440,7 @@ class SqliteStore final : public Store {
                                       std::optional<std::int64_t> preferred_id) override {
     return write([&](Pool::Lease& conn) -> std::optional<ClaimedJob> {
       const Timestamp now = now_micros();
+      conn->prepare(kCancelAbandoned).bind(1, now).run();
       conn->prepare(kFailExhausted).bind(1, now).run();
       ClaimedJob claimed;
       {
@@ -439,6 +508,7 @@ class SqliteStore final : public Store {
             .bind(2, worker_id)
             .bind(3, error)
             .bind(4, now + lease_micros(*retry_after))
+            .bind(5, now)
             .run();
       } else {
         conn->prepare(kFailJob)
@@ -469,23 +539,119 @@ class SqliteStore final : public Store {
     });
   }
 
-  // Placeholders until the job administration lands (issue 11); they keep the tree building.
-  std::vector<TranslationJob> list_jobs(const JobFilter&) override {
-    throw Error("not implemented");
+  std::vector<TranslationJob> list_jobs(const JobFilter& filter) override {
+    return read([&](Pool::Lease& conn) {
+      const char* sql = filter.status
+                            ? (filter.note_id ? kListJobsByStatusAndNote : kListJobsByStatus)
+                            : (filter.note_id ? kListJobsByNote : kListJobs);
+      auto stmt = conn->prepare(sql);
+      stmt.bind(1, filter.before_id > 0 ? filter.before_id : INT64_MAX)
+          .bind(2, std::max<std::int64_t>(filter.limit, 0));
+      if (filter.status) stmt.bind(3, std::string(to_string(*filter.status)));
+      if (filter.note_id) stmt.bind(4, *filter.note_id);
+      std::vector<TranslationJob> jobs;
+      while (stmt.step()) jobs.push_back(read_job(stmt));
+      return jobs;
+    });
   }
-  std::optional<TranslationJob> retry_job(std::int64_t) override { throw Error("not implemented"); }
-  std::vector<JobNotice> retry_failed_jobs() override { throw Error("not implemented"); }
-  std::optional<TranslationJob> cancel_job(std::int64_t) override {
-    throw Error("not implemented");
+
+  std::optional<TranslationJob> retry_job(std::int64_t job_id) override {
+    return write([&](Pool::Lease& conn) -> std::optional<TranslationJob> {
+      {
+        auto stmt = conn->prepare(kRequeueJob);
+        if (stmt.bind(1, now_micros()).bind(2, job_id).step()) return read_job(stmt);
+      }
+      auto status = conn->prepare(kJobStatus);
+      if (!status.bind(1, job_id).step()) return std::nullopt;
+      throw Conflict(retry_refused_message(status.text(0)));
+    });
   }
-  bool cancel_requested(std::int64_t) override { return false; }
-  bool finish_cancelled(std::int64_t, const std::string&) override {
-    throw Error("not implemented");
+
+  std::vector<JobNotice> retry_failed_jobs() override {
+    return write([&](Pool::Lease& conn) {
+      auto stmt = conn->prepare(kRequeueFailedJobs);
+      stmt.bind(1, now_micros());
+      std::vector<JobNotice> notices;
+      while (stmt.step()) notices.push_back({stmt.int64(0), stmt.int64(1)});
+      return notices;
+    });
   }
-  std::int64_t purge_jobs(Timestamp) override { throw Error("not implemented"); }
-  JobSummary job_summary() override { throw Error("not implemented"); }
-  PoolStats pool_stats() override { return {}; }
-  bool set_staff(UserId, bool) override { throw Error("not implemented"); }
+
+  std::optional<TranslationJob> cancel_job(std::int64_t job_id) override {
+    // In the write transaction no claim can move the job between the two updates.
+    return write([&](Pool::Lease& conn) -> std::optional<TranslationJob> {
+      {
+        auto queued = conn->prepare(kCancelQueuedJob);
+        if (queued.bind(1, job_id).bind(2, now_micros()).step()) return read_job(queued);
+      }
+      {
+        auto running = conn->prepare(kRequestCancel);
+        if (running.bind(1, job_id).step()) return read_job(running);
+      }
+      auto status = conn->prepare(kJobStatus);
+      if (!status.bind(1, job_id).step()) return std::nullopt;
+      throw Conflict(cancel_refused_message(status.text(0)));
+    });
+  }
+
+  bool cancel_requested(std::int64_t job_id) override {
+    return read(
+        [&](Pool::Lease& conn) { return conn->prepare(kCancelRequested).bind(1, job_id).step(); });
+  }
+
+  bool finish_cancelled(std::int64_t job_id, const std::string& worker_id) override {
+    return write([&](Pool::Lease& conn) {
+      conn->prepare(kFinishCancelled)
+          .bind(1, job_id)
+          .bind(2, worker_id)
+          .bind(3, now_micros())
+          .run();
+      return changes(conn) > 0;
+    });
+  }
+
+  std::int64_t purge_jobs(Timestamp finished_before) override {
+    return write([&](Pool::Lease& conn) {
+      conn->prepare(kPurgeJobs).bind(1, finished_before).run();
+      return changes(conn);
+    });
+  }
+
+  JobSummary job_summary() override {
+    // Both reads in one read transaction: one snapshot of the queue.
+    auto conn = pool_.acquire();
+    Transaction tx(conn, Transaction::Kind::kRead);
+    JobSummary summary = empty_job_summary();
+    {
+      auto counts = conn->prepare(kCountJobsByStatus);
+      while (counts.step()) {
+        if (auto status = job_status_from_string(counts.text(0))) {
+          summary.by_status[*status] = counts.int64(1);
+        }
+      }
+    }
+    {
+      auto oldest = conn->prepare(kOldestQueued);
+      if (oldest.step()) summary.oldest_queued_created_at = oldest.optional_int64(0);
+    }
+    tx.commit();
+    return summary;
+  }
+
+  PoolStats pool_stats() override {
+    const auto pool = pool_.stats();
+    return {.size = pool.open,
+            .in_use = pool.leased,
+            .waiting = pool.waiting + writers_waiting_.load(),
+            .capacity = pool.max_size};
+  }
+
+  bool set_staff(UserId id, bool is_staff) override {
+    return write([&](Pool::Lease& conn) {
+      conn->prepare(kSetStaff).bind(1, id).bind(2, std::int64_t{is_staff ? 1 : 0}).run();
+      return changes(conn) > 0;
+    });
+  }
 
   std::optional<User> create_user(const std::string& username, const std::string& email,
                                   const std::string& password_hash) override {

@@ -1741,6 +1741,483 @@ TEST_P(StoreContract, ReassignNotesDuringConcurrentWritesKeepsEveryNoteWholeAndS
             4 + kBefore + kCreators * kPerCreator);
 }
 
+// ---- Job administration (issue 11) ----
+
+TEST_P(StoreContract, RequestIdIsStoredAndReadWithEveryJob) {
+  Note note = make_note();
+  JobRequest request = job_request(kOpenModeOwner, note.id, "es");
+  request.request_id = "req-7f3a";
+  auto created = store_->request_job(request);
+  ASSERT_EQ(created.outcome, JobRequestResult::Outcome::kCreated);
+  EXPECT_EQ(created.job->request_id, "req-7f3a");
+  EXPECT_FALSE(created.job->cancel_requested);
+  EXPECT_EQ(store_->get_job(kOpenModeOwner, created.job->id)->request_id, "req-7f3a");
+  EXPECT_EQ(store_->list_jobs({})[0].request_id, "req-7f3a");
+  auto claimed = store_->claim_job("w", 30s, std::nullopt);
+  ASSERT_TRUE(claimed);
+  EXPECT_EQ(claimed->job.request_id, "req-7f3a");
+  EXPECT_EQ(claimed->note_text, "Text of Title");
+  EXPECT_EQ(claimed->note_language, "en");
+  // A request without one stores "".
+  auto plain = create_job(note.id, "en", "fr", "apertium", 3);
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->request_id, "");
+}
+
+TEST_P(StoreContract, ListJobsIsEveryOwnersNewestFirstFilteredAndPaged) {
+  auto alice = store_->create_user("alice", "", "h");
+  ASSERT_TRUE(alice);
+  Note mine = make_note();
+  Note hers = store_->create_note(alice->id, fields("t", "x"));
+  auto a = create_job(mine.id, "en", "es", "apertium", 3);
+  auto b = create_job(hers.id, "en", "es", "apertium", 3, alice->id);
+  auto c = create_job(mine.id, "en", "fr", "apertium", 3);
+  ASSERT_TRUE(a && b && c);
+  ASSERT_TRUE(store_->claim_job("w", 30s, b->id));
+  ASSERT_TRUE(store_->fail_job(b->id, "w", "broken", std::nullopt));
+
+  auto ids = [](const std::vector<TranslationJob>& jobs) {
+    std::vector<std::int64_t> out;
+    for (const auto& job : jobs) out.push_back(job.id);
+    return out;
+  };
+  using Ids = std::vector<std::int64_t>;
+  EXPECT_EQ(ids(store_->list_jobs({})), (Ids{c->id, b->id, a->id}));
+  JobFilter failed;
+  failed.status = JobStatus::kFailed;
+  auto failed_jobs = store_->list_jobs(failed);
+  ASSERT_EQ(ids(failed_jobs), (Ids{b->id}));
+  EXPECT_EQ(failed_jobs[0].owner_id, alice->id);
+  EXPECT_EQ(failed_jobs[0].error, "broken");
+  JobFilter of_note;
+  of_note.note_id = mine.id;
+  EXPECT_EQ(ids(store_->list_jobs(of_note)), (Ids{c->id, a->id}));
+  JobFilter queued_of_note = of_note;
+  queued_of_note.status = JobStatus::kQueued;
+  queued_of_note.limit = 1;
+  EXPECT_EQ(ids(store_->list_jobs(queued_of_note)), (Ids{c->id}));
+  queued_of_note.before_id = c->id;
+  EXPECT_EQ(ids(store_->list_jobs(queued_of_note)), (Ids{a->id}));
+  queued_of_note.before_id = a->id;
+  EXPECT_TRUE(store_->list_jobs(queued_of_note).empty());
+  JobFilter none;
+  none.limit = 0;
+  EXPECT_TRUE(store_->list_jobs(none).empty());
+  JobFilter cancelled;
+  cancelled.status = JobStatus::kCancelled;
+  EXPECT_TRUE(store_->list_jobs(cancelled).empty());
+}
+
+TEST_P(StoreContract, RetryJobRequeuesFailedAndCancelledJobsOnly) {
+  Note note = make_note();
+  auto job = create_job(note.id, "en", "es", "apertium", 2);
+  ASSERT_TRUE(job);
+  EXPECT_FALSE(store_->retry_job(999999));
+  try {
+    store_->retry_job(job->id);
+    ADD_FAILURE() << "a queued job was retried";
+  } catch (const Conflict& e) {
+    EXPECT_STREQ(e.what(),
+                 "Only failed or cancelled translations can be retried; this one is queued.");
+  }
+  ASSERT_TRUE(store_->claim_job("w", 30s, job->id));
+  EXPECT_THROW(store_->retry_job(job->id), Conflict);
+  ASSERT_TRUE(store_->fail_job(job->id, "w", "first", 0ms));
+  ASSERT_TRUE(store_->claim_job("w", 30s, job->id));
+  ASSERT_TRUE(store_->fail_job(job->id, "w", "broken", std::nullopt));
+  ASSERT_EQ(store_->get_job(kOpenModeOwner, job->id)->attempts, 2);
+
+  auto retried = store_->retry_job(job->id);
+  ASSERT_TRUE(retried);
+  EXPECT_EQ(retried->status, JobStatus::kQueued);
+  EXPECT_EQ(retried->attempts, 0);
+  EXPECT_FALSE(retried->error);
+  EXPECT_FALSE(retried->text);
+  EXPECT_FALSE(retried->finished_at);
+  EXPECT_FALSE(retried->started_at);
+  EXPECT_EQ(store_->get_job(kOpenModeOwner, job->id)->status, JobStatus::kQueued);
+  EXPECT_EQ(runnable_ids(10), (std::vector<std::int64_t>{job->id}));  // due now
+  auto claimed = store_->claim_job("w2", 30s, std::nullopt);
+  ASSERT_TRUE(claimed);
+  EXPECT_EQ(claimed->job.attempts, 1);
+  ASSERT_TRUE(store_->complete_job(job->id, "w2", "Hola", "apertium").applied);
+  EXPECT_THROW(store_->retry_job(job->id), Conflict);  // succeeded
+
+  auto cancelled = create_job(note.id, "en", "fr", "apertium", 3);
+  ASSERT_TRUE(cancelled);
+  ASSERT_TRUE(store_->cancel_job(cancelled->id));
+  auto again = store_->retry_job(cancelled->id);
+  ASSERT_TRUE(again);
+  EXPECT_EQ(again->status, JobStatus::kQueued);
+  EXPECT_FALSE(again->finished_at);
+  EXPECT_FALSE(again->cancel_requested);
+  EXPECT_EQ(runnable_ids(10), (std::vector<std::int64_t>{cancelled->id}));
+}
+
+TEST_P(StoreContract, RetryFailedJobsRequeuesEveryFailedJobOfEveryOwner) {
+  auto alice = store_->create_user("alice", "", "h");
+  ASSERT_TRUE(alice);
+  Note mine = make_note();
+  Note hers = store_->create_note(alice->id, fields("t", "x"));
+  auto failed_mine = create_job(mine.id, "en", "es", "apertium", 1);
+  auto failed_hers = create_job(hers.id, "en", "es", "apertium", 1, alice->id);
+  auto succeeded = create_job(mine.id, "en", "de", "apertium", 1);
+  auto queued = create_job(mine.id, "en", "fr", "apertium", 1);
+  auto cancelled = create_job(mine.id, "en", "it", "apertium", 1);
+  ASSERT_TRUE(failed_mine && failed_hers && succeeded && queued && cancelled);
+  for (auto id : {failed_mine->id, failed_hers->id}) {
+    ASSERT_TRUE(store_->claim_job("w", 30s, id));
+    ASSERT_TRUE(store_->fail_job(id, "w", "broken", std::nullopt));
+  }
+  ASSERT_TRUE(store_->claim_job("w", 30s, succeeded->id));
+  ASSERT_TRUE(store_->complete_job(succeeded->id, "w", "x", "apertium").applied);
+  ASSERT_TRUE(store_->cancel_job(cancelled->id));
+
+  auto notices = store_->retry_failed_jobs();
+  std::sort(notices.begin(), notices.end(),
+            [](const JobNotice& a, const JobNotice& b) { return a.job_id < b.job_id; });
+  EXPECT_EQ(notices, (std::vector<JobNotice>{{failed_mine->id, kOpenModeOwner},
+                                             {failed_hers->id, alice->id}}));
+  EXPECT_EQ(store_->get_job(alice->id, failed_hers->id)->status, JobStatus::kQueued);
+  EXPECT_EQ(store_->get_job(alice->id, failed_hers->id)->attempts, 0);
+  EXPECT_EQ(store_->get_job(kOpenModeOwner, succeeded->id)->status, JobStatus::kSucceeded);
+  EXPECT_EQ(store_->get_job(kOpenModeOwner, cancelled->id)->status, JobStatus::kCancelled);
+  EXPECT_TRUE(store_->retry_failed_jobs().empty());
+}
+
+TEST_P(StoreContract, CancelQueuedJobEndsItAtOnceAndNoWorkerClaimsIt) {
+  Note note = make_note();
+  auto job = create_job(note.id, "en", "es", "apertium", 3);
+  ASSERT_TRUE(job);
+  EXPECT_FALSE(store_->cancel_job(999999));
+  const Timestamp before = now_micros();
+  auto cancelled = store_->cancel_job(job->id);
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(cancelled->status, JobStatus::kCancelled);
+  ASSERT_TRUE(cancelled->finished_at);
+  EXPECT_GE(*cancelled->finished_at, before - 1'000'000);  // the database's clock, same host
+  EXPECT_FALSE(cancelled->cancel_requested);
+  EXPECT_TRUE(runnable_ids(10).empty());
+  EXPECT_FALSE(store_->claim_job("w", 30s, std::nullopt));
+  EXPECT_FALSE(store_->claim_job("w", 30s, job->id));
+  try {
+    store_->cancel_job(job->id);
+    ADD_FAILURE() << "a cancelled job was cancelled again";
+  } catch (const Conflict& e) {
+    EXPECT_STREQ(e.what(),
+                 "Only queued or running translations can be cancelled; this one has already "
+                 "ended as cancelled.");
+  }
+  EXPECT_EQ(store_->get_job(kOpenModeOwner, job->id)->status, JobStatus::kCancelled);
+}
+
+TEST_P(StoreContract, CancelRunningJobAsksItsWorkerToStop) {
+  Note note = make_note();
+  auto job = create_job(note.id, "en", "es", "apertium", 3);
+  ASSERT_TRUE(job);
+  ASSERT_TRUE(store_->claim_job("w1", 30s, std::nullopt));
+  EXPECT_FALSE(store_->cancel_requested(job->id));
+  auto asked = store_->cancel_job(job->id);
+  ASSERT_TRUE(asked);
+  EXPECT_EQ(asked->status, JobStatus::kRunning);
+  EXPECT_TRUE(asked->cancel_requested);
+  EXPECT_FALSE(asked->finished_at);
+  EXPECT_TRUE(store_->cancel_requested(job->id));
+  EXPECT_TRUE(store_->get_job(kOpenModeOwner, job->id)->cancel_requested);
+  // Asking twice is harmless; the job is still running.
+  EXPECT_EQ(store_->cancel_job(job->id)->status, JobStatus::kRunning);
+  EXPECT_TRUE(store_->renew_lease(job->id, "w1", 30s));
+
+  EXPECT_FALSE(store_->finish_cancelled(job->id, "someone-else"));
+  EXPECT_TRUE(store_->finish_cancelled(job->id, "w1"));
+  auto ended = store_->get_job(kOpenModeOwner, job->id);
+  ASSERT_TRUE(ended);
+  EXPECT_EQ(ended->status, JobStatus::kCancelled);
+  EXPECT_TRUE(ended->finished_at);
+  EXPECT_FALSE(ended->cancel_requested);
+  EXPECT_FALSE(store_->cancel_requested(job->id));
+  EXPECT_FALSE(store_->finish_cancelled(job->id, "w1"));
+  EXPECT_FALSE(store_->renew_lease(job->id, "w1", 30s));
+  EXPECT_FALSE(store_->complete_job(job->id, "w1", "late", "apertium").applied);
+  EXPECT_FALSE(store_->get_note(kOpenModeOwner, note.id)->translated_text);
+  EXPECT_FALSE(store_->claim_job("w2", 30s, std::nullopt));
+  EXPECT_THROW(store_->cancel_job(job->id), Conflict);
+  EXPECT_FALSE(store_->cancel_requested(424242));
+}
+
+TEST_P(StoreContract, ACancelRequestedJobEndsCancelledUnlessItsResultArrived) {
+  Note note = make_note();
+  auto completes = create_job(note.id, "en", "es", "apertium", 3);
+  auto fails = create_job(note.id, "en", "fr", "apertium", 3);
+  auto fails_finally = create_job(note.id, "en", "de", "apertium", 3);
+  auto released = create_job(note.id, "en", "it", "apertium", 3);
+  ASSERT_TRUE(completes && fails && fails_finally && released);
+  for (auto id : {completes->id, fails->id, fails_finally->id, released->id}) {
+    ASSERT_TRUE(store_->claim_job("w", 30s, id));
+    ASSERT_TRUE(store_->cancel_job(id));
+  }
+  // The result arrived: it is kept.
+  auto done = store_->complete_job(completes->id, "w", "Hola", "apertium");
+  EXPECT_TRUE(done.applied);
+  EXPECT_TRUE(done.note_version);
+  auto succeeded = store_->get_job(kOpenModeOwner, completes->id);
+  EXPECT_EQ(succeeded->status, JobStatus::kSucceeded);
+  EXPECT_FALSE(succeeded->cancel_requested);
+  // A failed attempt is not retried, a final failure and a release end cancelled too.
+  EXPECT_TRUE(store_->fail_job(fails->id, "w", "engine died", 0ms));
+  EXPECT_TRUE(store_->fail_job(fails_finally->id, "w", "engine died", std::nullopt));
+  EXPECT_TRUE(store_->release_job(released->id, "w"));
+  for (auto id : {fails->id, fails_finally->id, released->id}) {
+    auto job = store_->get_job(kOpenModeOwner, id);
+    ASSERT_TRUE(job);
+    EXPECT_EQ(job->status, JobStatus::kCancelled) << id;
+    EXPECT_TRUE(job->finished_at) << id;
+    EXPECT_FALSE(job->cancel_requested) << id;
+  }
+  EXPECT_EQ(store_->get_job(kOpenModeOwner, fails->id)->error, "engine died");
+  EXPECT_TRUE(runnable_ids(10).empty());
+  EXPECT_FALSE(store_->claim_job("w", 30s, std::nullopt));
+}
+
+TEST_P(StoreContract, ACancelRequestedJobWhoseWorkerDiedEndsCancelledInsteadOfRunningAgain) {
+  Note note = make_note();
+  auto job = create_job(note.id, "en", "es", "apertium", 3);
+  ASSERT_TRUE(job);
+  ASSERT_TRUE(store_->claim_job("crashed", 20ms, std::nullopt));
+  ASSERT_TRUE(store_->cancel_job(job->id));
+  std::this_thread::sleep_for(100ms);  // the lease runs out: no event to wait for
+  EXPECT_TRUE(runnable_ids(10).empty());
+  EXPECT_FALSE(store_->claim_job("rescuer", 30s, std::nullopt));
+  auto ended = store_->get_job(kOpenModeOwner, job->id);
+  ASSERT_TRUE(ended);
+  EXPECT_EQ(ended->status, JobStatus::kCancelled);
+  EXPECT_TRUE(ended->finished_at);
+  EXPECT_FALSE(store_->finish_cancelled(job->id, "crashed"));
+}
+
+TEST_P(StoreContract, ACancelledJobIsNotActiveForDeduplicationOrTheOwnersCap) {
+  using Outcome = JobRequestResult::Outcome;
+  auto alice = store_->create_user("alice", "", "h");
+  ASSERT_TRUE(alice);
+  Note note = store_->create_note(alice->id, fields("t", "Hello"));
+  auto queued = store_->request_job(job_request(alice->id, note.id, "es", 1));
+  ASSERT_EQ(queued.outcome, Outcome::kCreated);
+  ASSERT_TRUE(store_->cancel_job(queued.job->id));
+  auto after_cancel = store_->request_job(job_request(alice->id, note.id, "es", 1));
+  ASSERT_EQ(after_cancel.outcome, Outcome::kCreated);
+  EXPECT_NE(after_cancel.job->id, queued.job->id);
+
+  // Still running while its worker has not stopped yet, but asked to: no longer active either.
+  ASSERT_TRUE(store_->claim_job("w", 30s, after_cancel.job->id));
+  ASSERT_TRUE(store_->cancel_job(after_cancel.job->id));
+  auto while_stopping = store_->request_job(job_request(alice->id, note.id, "es", 1));
+  ASSERT_EQ(while_stopping.outcome, Outcome::kCreated);
+  EXPECT_NE(while_stopping.job->id, after_cancel.job->id);
+  EXPECT_EQ(store_->request_job(job_request(alice->id, note.id, "es", 1)).job->id,
+            while_stopping.job->id);
+  EXPECT_EQ(store_->request_job(job_request(alice->id, note.id, "fr", 1)).outcome,
+            Outcome::kOwnerQueueFull);
+}
+
+TEST_P(StoreContract, ConcurrentCancelsAndClaimsNeverLetACancelledJobRun) {
+  Note note = make_note();
+  std::vector<std::int64_t> jobs;
+  for (int i = 0; i < 60; ++i) {
+    auto job = create_job(note.id, "en", std::string("t").append(std::to_string(i)), "apertium", 3);
+    ASSERT_TRUE(job);
+    jobs.push_back(job->id);
+  }
+  std::mutex mutex;
+  std::set<std::int64_t> claimed;
+  std::map<std::int64_t, TranslationJob> cancel_results;
+  std::atomic<bool> cancels_done{false};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 3; ++t) {
+    threads.emplace_back([&, t] {
+      try {
+        // Claims until every job is either taken or cancelled.
+        while (true) {
+          auto job = store_->claim_job("worker-" + std::to_string(t), 60s, std::nullopt);
+          if (job) {
+            std::lock_guard lock(mutex);
+            claimed.insert(job->job.id);
+          } else if (cancels_done) {
+            return;
+          }
+        }
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+      }
+    });
+  }
+  threads.emplace_back([&] {
+    try {
+      for (auto id : jobs) {
+        auto result = store_->cancel_job(id);
+        EXPECT_TRUE(result);
+        std::lock_guard lock(mutex);
+        if (result) cancel_results[id] = *result;
+      }
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << e.what();
+    }
+    cancels_done = true;
+  });
+  for (auto& thread : threads) thread.join();
+
+  ASSERT_EQ(cancel_results.size(), jobs.size());
+  for (auto id : jobs) {
+    const TranslationJob& answer = cancel_results[id];
+    const TranslationJob stored = *store_->get_job(kOpenModeOwner, id);
+    if (claimed.count(id) != 0) {
+      // Claimed before the cancel: its worker is told to stop.
+      EXPECT_EQ(answer.status, JobStatus::kRunning) << id;
+      EXPECT_TRUE(answer.cancel_requested) << id;
+      EXPECT_EQ(stored.status, JobStatus::kRunning) << id;
+      EXPECT_TRUE(store_->cancel_requested(id)) << id;
+    } else {
+      EXPECT_EQ(answer.status, JobStatus::kCancelled) << id;
+      EXPECT_EQ(stored.status, JobStatus::kCancelled) << id;
+      EXPECT_EQ(stored.attempts, 0) << id;
+    }
+  }
+  EXPECT_TRUE(runnable_ids(100).empty());
+}
+
+TEST_P(StoreContract, PurgeJobsDeletesOnlyJobsThatEndedBeforeTheTimestamp) {
+  Note note = make_note();
+  auto succeeded = create_job(note.id, "en", "es", "apertium", 1);
+  auto failed = create_job(note.id, "en", "fr", "apertium", 1);
+  auto cancelled = create_job(note.id, "en", "de", "apertium", 1);
+  ASSERT_TRUE(succeeded && failed && cancelled);
+  const Timestamp before_any_ended = now_micros() - 1'000'000;
+  ASSERT_TRUE(store_->claim_job("w", 30s, succeeded->id));
+  ASSERT_TRUE(store_->complete_job(succeeded->id, "w", "Hola", "apertium").applied);
+  ASSERT_TRUE(store_->claim_job("w", 30s, failed->id));
+  ASSERT_TRUE(store_->fail_job(failed->id, "w", "x", std::nullopt));
+  ASSERT_TRUE(store_->cancel_job(cancelled->id));
+  auto queued = create_job(note.id, "en", "it", "apertium", 1);
+  auto running = create_job(note.id, "en", "pt", "apertium", 1);
+  ASSERT_TRUE(queued && running);
+  ASSERT_TRUE(store_->claim_job("w", 30s, running->id));
+
+  EXPECT_EQ(store_->purge_jobs(before_any_ended), 0);
+  EXPECT_EQ(store_->list_jobs({}).size(), 5u);
+  EXPECT_EQ(store_->purge_jobs(now_micros() + 3'600'000'000), 3);
+  std::set<std::int64_t> left;
+  for (const auto& job : store_->list_jobs({})) left.insert(job.id);
+  EXPECT_EQ(left, (std::set<std::int64_t>{queued->id, running->id}));
+  auto kept = store_->get_note(kOpenModeOwner, note.id);
+  ASSERT_TRUE(kept);
+  EXPECT_EQ(kept->translated_text, "Hola");
+  EXPECT_EQ(describe(store_->stats(kOpenModeOwner)), "notes=1 translated=1 [en:1 ]");
+  EXPECT_EQ(store_->purge_jobs(now_micros() + 3'600'000'000), 0);
+}
+
+TEST_P(StoreContract, JobSummaryCountsEveryStatusAndTheOldestQueuedJob) {
+  JobSummary empty = store_->job_summary();
+  EXPECT_EQ(empty.by_status.size(), 5u);
+  for (const auto& [status, count] : empty.by_status) EXPECT_EQ(count, 0) << to_string(status);
+  EXPECT_FALSE(empty.oldest_queued_created_at);
+
+  Note note = make_note();
+  auto first = create_job(note.id, "en", "es", "apertium", 1);
+  auto second = create_job(note.id, "en", "fr", "apertium", 1);
+  auto third = create_job(note.id, "en", "de", "apertium", 1);
+  auto fourth = create_job(note.id, "en", "it", "apertium", 1);
+  ASSERT_TRUE(first && second && third && fourth);
+  ASSERT_TRUE(store_->claim_job("w", 30s, first->id));
+  ASSERT_TRUE(store_->fail_job(first->id, "w", "x", std::nullopt));
+  ASSERT_TRUE(store_->claim_job("w", 30s, second->id));
+  ASSERT_TRUE(store_->cancel_job(fourth->id));
+
+  JobSummary summary = store_->job_summary();
+  EXPECT_EQ(summary.by_status[JobStatus::kQueued], 1);
+  EXPECT_EQ(summary.by_status[JobStatus::kRunning], 1);
+  EXPECT_EQ(summary.by_status[JobStatus::kSucceeded], 0);
+  EXPECT_EQ(summary.by_status[JobStatus::kFailed], 1);
+  EXPECT_EQ(summary.by_status[JobStatus::kCancelled], 1);
+  EXPECT_EQ(summary.oldest_queued_created_at, third->created_at);
+}
+
+TEST_P(StoreContract, PoolStatsDescribeTheConnectionPool) {
+  make_note();  // opens at least one connection
+  PoolStats idle = store_->pool_stats();
+  EXPECT_EQ(idle.capacity, 8);
+  EXPECT_GE(idle.size, 1);
+  EXPECT_LE(idle.size, idle.capacity);
+  EXPECT_EQ(idle.in_use, 0);
+  EXPECT_EQ(idle.waiting, 0);
+}
+
+TEST_P(StoreContract, SetStaffGrantsAndRevokesAndEveryUserReadCarriesIt) {
+  auto alice = store_->create_user("alice", "", "h");
+  ASSERT_TRUE(alice);
+  EXPECT_FALSE(alice->is_staff);
+  EXPECT_TRUE(store_->set_staff(alice->id, true));
+  EXPECT_TRUE(store_->get_user(alice->id)->is_staff);
+  EXPECT_TRUE(store_->find_user("ALICE")->is_staff);
+  EXPECT_TRUE(store_->list_users().at(0).is_staff);
+  EXPECT_TRUE(store_->set_staff(alice->id, false));
+  EXPECT_FALSE(store_->get_user(alice->id)->is_staff);
+  EXPECT_FALSE(store_->set_staff(424242, true));
+  EXPECT_FALSE(store_->set_staff(kOpenModeOwner, true));
+}
+
+TEST_P(StoreContract, MigrationFromSchema3KeepsJobsAndUsersAndAcceptsCancelled) {
+  use_database_at_version(3);
+  const std::string ts = timestamp_literal();
+  const std::string yes = GetParam() == "sqlite" ? "1" : "true";
+  exec_direct(
+      "INSERT INTO users (username, email, password_hash, is_active, date_joined) "
+      "VALUES ('alice', 'a@example.com', 'hash', " +
+      yes + ", " + ts + ")");
+  exec_direct(
+      "INSERT INTO notes (owner_id, title, original_text, original_language, created_at, "
+      "updated_at, version) VALUES (1, 'n', 'Hello', 'en', " +
+      ts + ", " + ts + ", 1)");
+  exec_direct(
+      "INSERT INTO translation_jobs (note_id, owner_id, source_language, target_language, "
+      "source_digest, status, text, error, engine, attempts, max_attempts, created_at, "
+      "finished_at, available_at) VALUES "
+      "(1, 1, 'en', 'es', 'd1', 'queued', NULL, NULL, 'apertium', 0, 3, " +
+      ts + ", NULL, " + ts +
+      "), (1, 1, 'en', 'fr', 'd2', 'failed', NULL, 'broken', 'apertium', 3, 3, " + ts + ", " + ts +
+      ", " + ts + "), (1, 1, 'en', 'de', 'd3', 'queued', NULL, NULL, 'apertium', 0, 3, " + ts +
+      ", NULL, " + ts + ")");
+  exec_direct("DELETE FROM translation_jobs WHERE id = 3");  // its id is never handed out again
+
+  store_ = open_url(url_);
+  store_->migrate();
+
+  auto alice = store_->find_user("alice");
+  ASSERT_TRUE(alice);
+  EXPECT_EQ(alice->id, 1);
+  EXPECT_EQ(alice->email, "a@example.com");
+  EXPECT_FALSE(alice->is_staff);
+  auto failed = store_->get_job(1, 2);
+  ASSERT_TRUE(failed);
+  EXPECT_EQ(failed->status, JobStatus::kFailed);
+  EXPECT_EQ(failed->error, "broken");
+  EXPECT_EQ(failed->attempts, 3);
+  EXPECT_EQ(failed->request_id, "");
+  EXPECT_FALSE(failed->cancel_requested);
+  EXPECT_EQ(store_->list_jobs({}).size(), 2u);
+
+  auto cancelled = store_->cancel_job(1);
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(cancelled->status, JobStatus::kCancelled);
+  EXPECT_EQ(store_->retry_job(2)->status, JobStatus::kQueued);
+  EXPECT_TRUE(store_->set_staff(alice->id, true));
+  JobRequest request = job_request(alice->id, 1, "it");
+  request.request_id = "after-upgrade";
+  auto created = store_->request_job(request);
+  ASSERT_EQ(created.outcome, JobRequestResult::Outcome::kCreated);
+  EXPECT_GT(created.job->id, 3);
+  EXPECT_EQ(created.job->request_id, "after-upgrade");
+  EXPECT_EQ(store_->job_summary().by_status[JobStatus::kCancelled], 1);
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, StoreContract, ::testing::Values("sqlite", "postgres"),
                          [](const auto& info) { return info.param; });
 
