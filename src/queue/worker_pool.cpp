@@ -19,6 +19,75 @@ std::string host_name() {
   return buf;
 }
 
+// UTF-8: every byte but continuation bytes (10xxxxxx) starts a code point.
+std::size_t count_code_points(const std::string& text) {
+  return static_cast<std::size_t>(std::count_if(text.begin(), text.end(), [](char c) {
+    return (static_cast<unsigned char>(c) & 0xC0) != 0x80;
+  }));
+}
+
+// The translator's "has this job been cancelled?", asked between batches. The store is read at
+// most once per interval, so a translation of thousands of short batches does not become
+// thousands of queries; a cancel is seen within the interval plus one batch.
+class CancelWatch {
+ public:
+  CancelWatch(Store& store, std::int64_t job_id, const std::string& worker_id,
+              std::chrono::milliseconds interval)
+      : store_(store),
+        job_id_(job_id),
+        worker_id_(worker_id),
+        interval_(interval),
+        next_read_(std::chrono::steady_clock::now() + interval) {}
+
+  bool asked() {
+    if (requested_) return true;
+    const auto now = std::chrono::steady_clock::now();
+    if (now < next_read_) return false;
+    next_read_ = now + interval_;
+    return ask_store();
+  }
+
+  bool ask_store() {
+    if (requested_) return true;
+    try {
+      requested_ = store_.cancel_requested(job_id_);
+    } catch (const std::exception& e) {
+      // Translating on is the safe side: the cancel is seen at a later batch or at the end.
+      spdlog::warn("{}: cannot read whether job {} was cancelled: {}", worker_id_, job_id_,
+                   e.what());
+    }
+    return requested_;
+  }
+
+ private:
+  Store& store_;
+  const std::int64_t job_id_;
+  const std::string& worker_id_;
+  const std::chrono::milliseconds interval_;
+  std::chrono::steady_clock::time_point next_read_;
+  bool requested_ = false;
+};
+
+// An observer's failure must not end the worker thread (std::terminate) nor the attempt.
+void notify_started(JobObserver* observer, const TranslationJob& job) {
+  if (observer == nullptr) return;
+  try {
+    observer->attempt_started(job);
+  } catch (const std::exception& e) {
+    spdlog::error("job observer: {}", e.what());
+  }
+}
+
+void notify_finished(JobObserver* observer, const TranslationJob& job,
+                     const AttemptReport& report) {
+  if (observer == nullptr) return;
+  try {
+    observer->attempt_finished(job, report);
+  } catch (const std::exception& e) {
+    spdlog::error("job observer: {}", e.what());
+  }
+}
+
 }  // namespace
 
 WorkerPool::WorkerPool(Store& store, JobBus& bus, Translator& translator, NoteCache& cache,
@@ -189,48 +258,73 @@ void WorkerPool::run_worker(int index) {
 
 void WorkerPool::process(const ClaimedJob& claimed, const std::string& worker_id) {
   const auto& job = claimed.job;
-  bool too_late = false;
+  AttemptReport report;
+  report.engine = job.engine;
+  report.source_characters = count_code_points(claimed.note_text);
   {
-    std::lock_guard lock(mutex_);
-    too_late = abandoning_;
-    held_[job.id] = Held{worker_id, too_late};
-  }
-  struct Release {
-    WorkerPool* pool;
-    std::int64_t id;
-    ~Release() {
-      std::lock_guard lock(pool->mutex_);
-      pool->held_.erase(id);
+    bool too_late = false;
+    {
+      std::lock_guard lock(mutex_);
+      too_late = abandoning_;
+      held_[job.id] = Held{worker_id, too_late};
     }
-  } release{this, job.id};
-  if (too_late) {  // claimed while stop(grace) gave up on running tries: do not start this one
-    requeue_abandoned(job.id, worker_id);
-    return;
+    struct Release {
+      WorkerPool* pool;
+      std::int64_t id;
+      ~Release() {
+        std::lock_guard lock(pool->mutex_);
+        pool->held_.erase(id);
+      }
+    } release{this, job.id};
+    notify_started(options_.observer, job);
+    if (too_late) {  // claimed while stop(grace) gave up on running tries: do not start this one
+      requeue_abandoned(job.id, worker_id);
+      report.outcome = "abandoned";
+    } else {
+      report.outcome = run_attempt(claimed, worker_id, report);
+    }
   }
+  notify_finished(options_.observer, job, report);
+}
 
+std::string WorkerPool::run_attempt(const ClaimedJob& claimed, const std::string& worker_id,
+                                    AttemptReport& report) {
+  const auto& job = claimed.job;
   spdlog::info("{}: job {} note {} {}->{} attempt {}/{}", worker_id, job.id, job.note_id,
                claimed.note_language, job.target_language, job.attempts, job.max_attempts);
+  CancelWatch cancel_watch(store_, job.id, worker_id, options_.cancel_check_interval);
+  const std::function<bool()> cancelled = [&cancel_watch] { return cancel_watch.asked(); };
+  const auto began = std::chrono::steady_clock::now();
   std::string error;
   bool retryable = true;
   try {
-    auto output =
-        translator_.translate(claimed.note_language, job.target_language, claimed.note_text);
+    auto output = translator_.translate(claimed.note_language, job.target_language,
+                                        claimed.note_text, cancelled);
+    report.duration = std::chrono::steady_clock::now() - began;
+    report.engine = output.engine;
     if (abandoned(job.id)) {
       spdlog::info("{}: job {} finished after it was abandoned; result discarded", worker_id,
                    job.id);
-      return;
+      return "abandoned";
     }
+    // A cancel that landed during the last batch still wins: the administrator was told the job
+    // stops, and nothing has been stored yet.
+    if (cancel_watch.asked()) return finish_cancelled(job, worker_id);
     auto result = store_.complete_job(job.id, worker_id, output.text, output.engine);
     if (!result.applied) {
       counters_.lost_leases.fetch_add(1);
       spdlog::warn("{}: job {} lease was lost; result discarded", worker_id, job.id);
-      return;
+      return "lost_lease";
     }
     if (result.note_version) {
       cache_.invalidate(NoteKey{job.owner_id, job.note_id}, *result.note_version);
     }
     counters_.succeeded.fetch_add(1);
-    return;
+    return "succeeded";
+  } catch (const TranslationCancelled&) {
+    report.duration = std::chrono::steady_clock::now() - began;
+    if (abandoned(job.id)) return "abandoned";
+    return finish_cancelled(job, worker_id);
   } catch (const BadRequest& e) {
     // The note's language changed to one no engine can translate from: retrying cannot help.
     error = e.what();
@@ -238,24 +332,57 @@ void WorkerPool::process(const ClaimedJob& claimed, const std::string& worker_id
   } catch (const std::exception& e) {
     error = e.what();
   }
-  if (abandoned(job.id)) return;  // already queued again; this failure is the abandonment's
+  report.duration = std::chrono::steady_clock::now() - began;
+  if (abandoned(job.id)) return "abandoned";  // already queued again; the failure is its doing
+  // A cancelled job is never retried, even when its last batch failed: ask the store now rather
+  // than trust a flag up to an interval old (failures are rare; one query is nothing next to it).
+  if (cancel_watch.ask_store()) return finish_cancelled(job, worker_id);
+  return record_failure(job, worker_id, error, retryable);
+}
+
+std::string WorkerPool::record_failure(const TranslationJob& job, const std::string& worker_id,
+                                       const std::string& error, bool retryable) {
   try {
-    bool final = !retryable || job.attempts >= job.max_attempts;
+    const bool final = !retryable || job.attempts >= job.max_attempts;
     std::optional<std::chrono::milliseconds> retry;
     if (!final) retry = retry_delay(job.attempts);
-    store_.fail_job(job.id, worker_id, error, retry);
+    if (!store_.fail_job(job.id, worker_id, error, retry)) {
+      counters_.lost_leases.fetch_add(1);
+      spdlog::warn("{}: job {} lease was lost; its failure is not recorded: {}", worker_id, job.id,
+                   error);
+      return "lost_lease";
+    }
     if (final) {
       counters_.failed.fetch_add(1);
       spdlog::error("{}: job {} failed: {}", worker_id, job.id, error);
-    } else {
-      counters_.retried.fetch_add(1);
-      spdlog::warn("{}: job {} attempt {} failed, retrying in {} ms: {}", worker_id, job.id,
-                   job.attempts, retry->count(), error);
+      return "failed";
     }
+    counters_.retried.fetch_add(1);
+    spdlog::warn("{}: job {} attempt {} failed, retrying in {} ms: {}", worker_id, job.id,
+                 job.attempts, retry->count(), error);
+    return "retry";
   } catch (const std::exception& e) {
     // The lease will lapse and another attempt will be made: the job is not lost.
     spdlog::error("{}: cannot record failure of job {}: {}", worker_id, job.id, e.what());
+    return "lost_lease";
   }
+}
+
+std::string WorkerPool::finish_cancelled(const TranslationJob& job, const std::string& worker_id) {
+  try {
+    if (!store_.finish_cancelled(job.id, worker_id)) {
+      counters_.lost_leases.fetch_add(1);
+      spdlog::warn("{}: job {} was cancelled but its lease was lost", worker_id, job.id);
+      return "lost_lease";
+    }
+  } catch (const std::exception& e) {
+    // The lease lapses; whoever claims the job next finds it cancel-requested.
+    spdlog::error("{}: cannot record the cancellation of job {}: {}", worker_id, job.id, e.what());
+    return "lost_lease";
+  }
+  counters_.cancelled.fetch_add(1);
+  spdlog::info("{}: job {} cancelled", worker_id, job.id);
+  return "cancelled";
 }
 
 void WorkerPool::run_lease_keeper() {

@@ -6,6 +6,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -17,6 +18,31 @@
 #include "domain/ports.h"
 
 namespace transnotes::queue {
+
+// How one attempt at a job ended (JobObserver::attempt_finished).
+struct AttemptReport {
+  // "succeeded", "retry" (failed, queued again), "failed" (for good), "cancelled" (an
+  // administrator stopped it), "abandoned" (given up at shutdown, queued again), "lost_lease"
+  // (nothing of this attempt was stored: another worker holds the job, or the store could not
+  // be reached and the lease will lapse).
+  std::string outcome;
+  // The engine that translated ("marian", "pivot:apertium+marian"); when the attempt produced
+  // no translation, the engine recorded on the job when it was asked for.
+  std::string engine;
+  std::chrono::nanoseconds duration{0};  // wall time of the translate call
+  std::size_t source_characters = 0;     // the note text's Unicode code points
+};
+
+// Watches every attempt (metrics, per-job log context). Must be thread-safe: each worker thread
+// calls it for its own attempts.
+class JobObserver {
+ public:
+  virtual ~JobObserver() = default;
+  // On the worker thread, after the claim, before translating.
+  virtual void attempt_started(const TranslationJob& /*job*/) {}
+  // On the same thread, after the outcome is stored.
+  virtual void attempt_finished(const TranslationJob& /*job*/, const AttemptReport& /*report*/) {}
+};
 
 struct WorkerOptions {
   int threads = 2;                                  // concurrent translations
@@ -32,6 +58,11 @@ struct WorkerOptions {
   // Called by stop(grace) when the grace runs out with translations still running: makes the
   // engines give up their in-flight work (EngineRegistry::abandon) so the worker threads return.
   std::function<void()> abandon_translations;
+  // Told about every attempt; may be null. Must outlive the pool.
+  JobObserver* observer = nullptr;
+  // A running job's cancel_requested flag is read from the store at most this often, when the
+  // translator asks between batches: a cancelled job stops within about this long plus one batch.
+  std::chrono::milliseconds cancel_check_interval{300};
 };
 
 // Delay before the attempt after `attempts` failed ones: retry_base * 2^(attempts-1), at most
@@ -45,6 +76,7 @@ struct WorkerCounters {
   std::atomic<std::uint64_t> retried{0};
   std::atomic<std::uint64_t> lost_leases{0};
   std::atomic<std::uint64_t> abandoned{0};  // tries given up at shutdown, their jobs re-queued
+  std::atomic<std::uint64_t> cancelled{0};  // running jobs stopped by an administrator
 };
 
 class WorkerPool {
@@ -71,6 +103,12 @@ class WorkerPool {
  private:
   void run_worker(int index);
   void process(const ClaimedJob& claimed, const std::string& worker_id);
+  // Stores the attempt's outcome; returns AttemptReport::outcome.
+  std::string run_attempt(const ClaimedJob& claimed, const std::string& worker_id,
+                          AttemptReport& report);
+  std::string record_failure(const TranslationJob& job, const std::string& worker_id,
+                             const std::string& error, bool retryable);
+  std::string finish_cancelled(const TranslationJob& job, const std::string& worker_id);
   void run_lease_keeper();
   void run_sweeper();
   std::chrono::milliseconds retry_delay(int attempts);

@@ -98,6 +98,7 @@ class RecordingStore final : public Store {
     std::lock_guard lock(mutex_);
     return retry_delays_;
   }
+  int cancel_reads() const { return cancel_reads_.load(); }
 
   void migrate() override { store_.migrate(); }
   Note create_note(UserId owner, const NoteFields& fields) override {
@@ -147,6 +148,29 @@ class RecordingStore final : public Store {
     return store_.release_job(job_id, worker_id);
   }
   std::vector<JobNotice> runnable_jobs(int limit) override { return store_.runnable_jobs(limit); }
+  std::vector<TranslationJob> list_jobs(const JobFilter& filter) override {
+    return store_.list_jobs(filter);
+  }
+  std::optional<TranslationJob> retry_job(std::int64_t job_id) override {
+    return store_.retry_job(job_id);
+  }
+  std::vector<JobNotice> retry_failed_jobs() override { return store_.retry_failed_jobs(); }
+  std::optional<TranslationJob> cancel_job(std::int64_t job_id) override {
+    return store_.cancel_job(job_id);
+  }
+  bool cancel_requested(std::int64_t job_id) override {
+    cancel_reads_.fetch_add(1);
+    return store_.cancel_requested(job_id);
+  }
+  bool finish_cancelled(std::int64_t job_id, const std::string& worker_id) override {
+    return store_.finish_cancelled(job_id, worker_id);
+  }
+  std::int64_t purge_jobs(Timestamp finished_before) override {
+    return store_.purge_jobs(finished_before);
+  }
+  JobSummary job_summary() override { return store_.job_summary(); }
+  PoolStats pool_stats() override { return store_.pool_stats(); }
+  bool set_staff(UserId id, bool is_staff) override { return store_.set_staff(id, is_staff); }
   std::optional<User> create_user(const std::string& username, const std::string& email,
                                   const std::string& password_hash) override {
     return store_.create_user(username, email, password_hash);
@@ -186,6 +210,36 @@ class RecordingStore final : public Store {
   Store& store_;
   std::mutex mutex_;
   std::vector<milliseconds> retry_delays_;
+  std::atomic<int> cancel_reads_{0};
+};
+
+// Records every observer call in order, as "started <job> <attempt>" and
+// "finished <job> <outcome> <engine> <characters>", and the reports themselves.
+class RecordingObserver final : public JobObserver {
+ public:
+  void attempt_started(const TranslationJob& job) override {
+    std::lock_guard lock(mutex_);
+    calls_.push_back("started " + std::to_string(job.id) + " " + std::to_string(job.attempts));
+  }
+  void attempt_finished(const TranslationJob& job, const AttemptReport& report) override {
+    std::lock_guard lock(mutex_);
+    calls_.push_back("finished " + std::to_string(job.id) + " " + report.outcome + " " +
+                     report.engine + " " + std::to_string(report.source_characters));
+    reports_.push_back(report);
+  }
+  std::vector<std::string> calls() {
+    std::lock_guard lock(mutex_);
+    return calls_;
+  }
+  std::vector<AttemptReport> reports() {
+    std::lock_guard lock(mutex_);
+    return reports_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<std::string> calls_;
+  std::vector<AttemptReport> reports_;
 };
 
 // An in-process bus that also remembers every notice published on it.
@@ -233,10 +287,11 @@ class WorkerPoolTest : public ::testing::Test {
   }
 
   // A note of `owner_` and a queued en->es job for it, announced on `bus` unless told not to.
-  TranslationJob queue_job(JobBus& bus, int max_attempts, bool announce = true) {
+  TranslationJob queue_job(JobBus& bus, int max_attempts, bool announce = true,
+                           const std::string& text = "Hello world.") {
     NoteFields fields;
     fields.title = "t";
-    fields.original_text = "Hello world.";
+    fields.original_text = text;
     fields.original_language = "en";
     const Note note = store_->create_note(owner_, fields);
     JobRequest request;
@@ -288,8 +343,9 @@ class WorkerPoolTest : public ::testing::Test {
   MemoryNoteCache cache_;
 };
 
-std::unique_ptr<EngineRegistry> registry_with(std::shared_ptr<Engine> engine) {
-  auto registry = std::make_unique<EngineRegistry>();
+std::unique_ptr<EngineRegistry> registry_with(std::shared_ptr<Engine> engine,
+                                              std::size_t batch_size = 32) {
+  auto registry = std::make_unique<EngineRegistry>(translation::RegistryOptions{batch_size});
   registry->add(std::move(engine));
   return registry;
 }
@@ -593,6 +649,202 @@ TEST_F(WorkerPoolTest, MalformedRedisMessagesAreDroppedAndTheWorkerKeepsGoing) {
   pool.stop();
   EXPECT_EQ(bus.stats().errors, 3u);
   client->command({"DEL", bus_options.stream});
+}
+
+// `count` one-sentence segments, so a registry with batch size 1 sends `count` batches.
+std::string sentences(int count) {
+  std::string text;
+  for (int i = 0; i < count; ++i) text += "Sentence " + std::to_string(i) + ". ";
+  return text;
+}
+
+// Waits (the event, not a fixed time) until the engine was called at least `calls` times.
+void wait_for_calls(const ScriptedEngine& engine, int calls) {
+  const auto deadline = Clock::now() + std::chrono::seconds(30);
+  while (engine.calls() < calls) {
+    ASSERT_LT(Clock::now(), deadline)
+        << "the engine was called only " << engine.calls() << " times";
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+}
+
+// A slow translation: 400 batches of 10 ms each, at least 4 s. The cancel lands after a few; the
+// worker sees it within its check interval and stops at the next batch boundary.
+TEST_F(WorkerPoolTest, RunningJobCancelledStopsAtItsNextSegmentAndIsNeverRetried) {
+  constexpr int kSegments = 400;
+  constexpr milliseconds kPerBatch(10);
+  auto engine = std::make_shared<ScriptedEngine>([kPerBatch](int) {
+    std::this_thread::sleep_for(kPerBatch);
+    return std::string("Hola.");
+  });
+  auto registry = registry_with(engine, /*batch_size=*/1);
+  RecordingStore recording(*store_);
+  RecordingObserver observer;
+  const auto job = queue_job(bus_, 3, true, sentences(kSegments));
+  auto options = fast_options();
+  options.cancel_check_interval = milliseconds(50);
+  options.observer = &observer;
+  WorkerPool pool(recording, bus_, *registry, cache_, options);
+  pool.start();
+  wait_for_calls(*engine, 3);
+
+  const auto asked = Clock::now();
+  const auto cancelling = store_->cancel_job(job.id);
+  ASSERT_TRUE(cancelling.has_value());
+  const auto cancelled = wait_for_status(job.id, JobStatus::kCancelled);
+  const auto took = Clock::now() - asked;
+  const int calls_when_cancelled = engine->calls();
+  pool.stop();  // joins the worker: anything it would still do is done
+
+  EXPECT_LT(took, kSegments * kPerBatch / 2) << "the translation ran on after the cancel";
+  EXPECT_LT(calls_when_cancelled, kSegments / 2);
+  EXPECT_EQ(engine->calls(), calls_when_cancelled) << "a batch ran after the job was cancelled";
+  EXPECT_EQ(cancelled.attempts, 1);
+  ASSERT_TRUE(cancelled.finished_at.has_value());
+  EXPECT_EQ(stored_note(job.note_id)->translated_text, std::nullopt);
+  EXPECT_EQ(pool.counters().cancelled.load(), 1u);
+  EXPECT_EQ(pool.counters().retried.load(), 0u);
+  EXPECT_EQ(pool.counters().failed.load(), 0u);
+  EXPECT_TRUE(recording.retry_delays().empty());
+  // Nobody may run it again: not due for the sweeper, not claimable.
+  EXPECT_TRUE(store_->runnable_jobs(100).empty());
+  EXPECT_EQ(store_->claim_job("other", milliseconds(1000), job.id), std::nullopt);
+  // The flag was read from the store per check interval, not per batch.
+  EXPECT_LT(recording.cancel_reads(), calls_when_cancelled);
+  EXPECT_EQ(observer.calls(), (std::vector<std::string>{
+                                  "started " + std::to_string(job.id) + " 1",
+                                  "finished " + std::to_string(job.id) + " cancelled scripted " +
+                                      std::to_string(std::string(sentences(kSegments)).size())}));
+}
+
+// The cancel arrives while the engine's batch is failing: the job ends cancelled, not retried.
+TEST_F(WorkerPoolTest, CancelledJobWhoseBatchFailsIsNotRetried) {
+  Gate gate;
+  auto engine = std::make_shared<ScriptedEngine>([&gate](int) -> std::string {
+    gate.enter_and_wait();
+    throw TranslationFailed("engine hiccup");
+  });
+  auto registry = registry_with(engine);
+  RecordingStore recording(*store_);
+  const auto job = queue_job(bus_, 3);
+  auto options = fast_options();
+  options.cancel_check_interval = std::chrono::hours(1);  // only the failure path asks
+  WorkerPool pool(recording, bus_, *registry, cache_, options);
+  pool.start();
+  gate.wait_entered();
+  ASSERT_TRUE(store_->cancel_job(job.id).has_value());
+  gate.open();
+  wait_for_status(job.id, JobStatus::kCancelled);
+  pool.stop();
+  EXPECT_EQ(engine->calls(), 1);
+  EXPECT_TRUE(recording.retry_delays().empty());
+  EXPECT_EQ(pool.counters().cancelled.load(), 1u);
+  EXPECT_EQ(pool.counters().retried.load(), 0u);
+}
+
+// A job cancelled while queued is never handed to the engine; the next one runs.
+TEST_F(WorkerPoolTest, QueuedJobCancelledIsNeverRun) {
+  auto engine = std::make_shared<ScriptedEngine>([](int) { return std::string("Hola."); });
+  auto registry = registry_with(engine);
+  const auto cancelled = queue_job(bus_, 3);
+  const auto cancelling = store_->cancel_job(cancelled.id);
+  ASSERT_TRUE(cancelling.has_value());
+  EXPECT_EQ(cancelling->status, JobStatus::kCancelled);
+  const auto next = queue_job(bus_, 3);  // younger: claimed after the cancelled one would be
+  RecordingObserver observer;
+  auto options = fast_options();
+  options.observer = &observer;
+  WorkerPool pool(*store_, bus_, *registry, cache_, options);
+  pool.start();
+  wait_for_status(next.id, JobStatus::kSucceeded);
+  pool.stop();
+  EXPECT_EQ(engine->calls(), 1);
+  EXPECT_EQ(stored_job(cancelled.id)->status, JobStatus::kCancelled);
+  EXPECT_EQ(stored_note(cancelled.note_id)->translated_text, std::nullopt);
+  EXPECT_EQ(pool.counters().cancelled.load(), 0u);  // the worker never held it
+  for (const auto& call : observer.calls()) {
+    EXPECT_EQ(call.find(" " + std::to_string(cancelled.id) + " "), std::string::npos) << call;
+  }
+}
+
+// Every attempt is reported, started then finished, with its outcome, engine and the note's
+// characters (code points: "Grüße, 世界." is 10 characters in 16 bytes).
+TEST_F(WorkerPoolTest, ObserverSeesEveryAttemptAndItsOutcome) {
+  auto engine = std::make_shared<ScriptedEngine>([](int call) -> std::string {
+    if (call <= 2) throw TranslationFailed("engine hiccup " + std::to_string(call));
+    std::this_thread::sleep_for(milliseconds(5));
+    return "Hola.";
+  });
+  auto registry = registry_with(engine);
+  RecordingObserver observer;
+  const std::string text = "Grüße, 世界.";
+  ASSERT_EQ(text.size(), 16u);
+  const auto flaky = queue_job(bus_, 2, true, text);  // fails twice: retry, then failed
+  auto options = fast_options();
+  options.observer = &observer;
+  WorkerPool pool(*store_, bus_, *registry, cache_, options);
+  pool.start();
+  wait_for_status(flaky.id, JobStatus::kFailed);
+  const auto healthy = queue_job(bus_, 2, true, text);  // the third call succeeds
+  wait_for_status(healthy.id, JobStatus::kSucceeded);
+  pool.stop();
+
+  const std::string f = std::to_string(flaky.id), h = std::to_string(healthy.id);
+  EXPECT_EQ(observer.calls(),
+            (std::vector<std::string>{
+                "started " + f + " 1", "finished " + f + " retry scripted 10",
+                "started " + f + " 2", "finished " + f + " failed scripted 10",
+                "started " + h + " 1", "finished " + h + " succeeded scripted 10"}));
+  const auto reports = observer.reports();
+  ASSERT_EQ(reports.size(), 3u);
+  EXPECT_GE(reports[2].duration, milliseconds(5));  // the translate call's time, engine included
+}
+
+// An observer that throws changes nothing: the job is stored and the worker goes on.
+TEST_F(WorkerPoolTest, ThrowingObserverDoesNotStopTheWorker) {
+  class Throwing final : public JobObserver {
+   public:
+    void attempt_started(const TranslationJob&) override { throw std::runtime_error("started"); }
+    void attempt_finished(const TranslationJob&, const AttemptReport&) override {
+      throw std::runtime_error("finished");
+    }
+  } observer;
+  auto engine = std::make_shared<ScriptedEngine>([](int) { return std::string("Hola."); });
+  auto registry = registry_with(engine);
+  auto options = fast_options();
+  options.observer = &observer;
+  const auto first = queue_job(bus_, 3);
+  WorkerPool pool(*store_, bus_, *registry, cache_, options);
+  pool.start();
+  wait_for_status(first.id, JobStatus::kSucceeded);
+  const auto second = queue_job(bus_, 3);
+  wait_for_status(second.id, JobStatus::kSucceeded);
+  pool.stop();
+  EXPECT_EQ(pool.counters().succeeded.load(), 2u);
+}
+
+// A try abandoned at shutdown is reported as such, on the worker thread once it returns.
+TEST_F(WorkerPoolTest, ObserverSeesAnAbandonedAttempt) {
+  Gate gate;
+  auto stuck = std::make_shared<ScriptedEngine>([&gate](int) -> std::string {
+    if (gate.enter_and_wait()) throw TranslationFailed("abandoned");
+    return "late result";
+  });
+  auto registry = registry_with(stuck);
+  RecordingObserver observer;
+  const auto job = queue_job(bus_, 3);
+  auto options = fast_options();
+  options.observer = &observer;
+  options.abandon_translations = [&gate] { gate.open(/*abandoned=*/true); };
+  auto pool = std::make_unique<WorkerPool>(*store_, bus_, *registry, cache_, options);
+  pool->start();
+  gate.wait_entered();
+  EXPECT_FALSE(pool->stop(milliseconds(50)));
+  pool.reset();  // joins the worker
+  const std::string id = std::to_string(job.id);
+  EXPECT_EQ(observer.calls(),
+            (std::vector<std::string>{"started " + id + " 1",
+                                      "finished " + id + " abandoned scripted 12"}));
 }
 
 }  // namespace
