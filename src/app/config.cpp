@@ -142,6 +142,12 @@ void Config::validate() const {
       throw ConfigError(std::string("bad REDIS_URL: ") + e.what());
     }
   }
+  if (!log_format.empty() && log_format != "text" && log_format != "json") {
+    throw ConfigError("log format must be text or json, got '" + log_format + "'");
+  }
+  if (metrics_port < 0 || metrics_port > 65535) {
+    throw ConfigError("metrics port must be in 0..65535, got " + std::to_string(metrics_port));
+  }
   if (auth_mode != "jwt" && auth_mode != "open") {
     throw ConfigError("auth must be jwt or open, got '" + auth_mode + "'");
   }

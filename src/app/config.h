@@ -75,6 +75,15 @@ struct Config {
   std::string secret_key;          // SECRET_KEY
   bool debug = false;              // DEBUG
   std::string log_level = "info";  // LOG_LEVEL
+  // Observability
+  // TRANSNOTES_LOG_FORMAT: text | json; "" picks json when the log stream (stderr) is not a
+  // terminal, text when it is.
+  std::string log_format;
+  bool access_log = true;  // TRANSNOTES_ACCESS_LOG: one line per request (on | off)
+  // TRANSNOTES_METRICS_PORT (worker): serves /metrics, /healthz and /readyz on this port; 0: none.
+  // serve reports its in-process workers on its own /metrics.
+  int metrics_port = 0;
+  std::string metrics_host = "0.0.0.0";  // TRANSNOTES_METRICS_HOST (worker)
 
   // Resolved database URL: DATABASE_URL, else POSTGRES_* env, else sqlite in data_dir.
   std::string resolved_database_url() const;

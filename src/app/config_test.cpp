@@ -201,6 +201,8 @@ TEST(Validate, RefusesOutOfRangeValues) {
       {"cache max bytes", [](Config& c) { c.cache_max_bytes = 1000; }},
       {"shutdown grace", [](Config& c) { c.shutdown_grace_seconds = -1; }},
       {"REDIS_URL", [](Config& c) { c.redis_url = "http://not-redis"; }},
+      {"log format", [](Config& c) { c.log_format = "xml"; }},
+      {"metrics port", [](Config& c) { c.metrics_port = 65536; }},
   };
   for (const auto& bad : cases) {
     Config config;
