@@ -86,7 +86,8 @@ struct TranslationJob {
   // The X-Request-ID of the translate request that asked for the job ("" when none): carried
   // into the worker's log lines for the job. Never rendered by the API.
   std::string request_id;
-  // A running job an administrator cancelled: its worker stops at the next segment.
+  // A running job an administrator cancelled: its worker stops at the next segment. Only ever
+  // true while the job is running; every way a job ends clears it.
   bool cancel_requested = false;
 };
 
@@ -108,10 +109,10 @@ struct JobSummary {
 
 // A database connection pool's state (Store::pool_stats), for metrics.
 struct PoolStats {
-  int size = 0;     // connections open now
-  int in_use = 0;   // leased to a caller
-  int waiting = 0;  // callers waiting for a connection
-  int capacity = 0; // most connections it opens
+  int size = 0;      // connections open now
+  int in_use = 0;    // leased to a caller
+  int waiting = 0;   // callers waiting for a connection (SQLite: or for its one write lock)
+  int capacity = 0;  // most connections it opens
 };
 
 // A job a worker has claimed, with the note's text as it is at claim time.

@@ -158,7 +158,8 @@ std::vector<Note> NoteService::list(UserId owner, const ListQuery& query) {
 Stats NoteService::stats(UserId owner) { return store_.stats(owner); }
 
 TranslationRequest NoteService::request_translation(UserId owner, std::int64_t note_id,
-                                                    const std::string& target_language) {
+                                                    const std::string& target_language,
+                                                    const std::string& request_id) {
   auto note = store_.get_note(owner, note_id);
   if (!note) throw NotFound();
   const std::string target = clean_target_language(target_language);
@@ -195,6 +196,7 @@ TranslationRequest NoteService::request_translation(UserId owner, std::int64_t n
   request.engine = *engine;
   request.max_attempts = options_.max_attempts;
   request.max_active_per_owner = options_.max_active_jobs_per_owner;
+  request.request_id = request_id;
   auto result = store_.request_job(request);
   using Outcome = JobRequestResult::Outcome;
   switch (result.outcome) {

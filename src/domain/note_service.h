@@ -76,9 +76,11 @@ class NoteService {
   // Queues a translation of the note into `target_language`; the caller answers 202. A request
   // repeated while its job is queued or running gets that job back.
   // Throws NotFound, ValidationError (missing target, same language, unsupported pair),
-  // Throttled (the owner's queue is full).
+  // Throttled (the owner's queue is full). `request_id` (the request's X-Request-ID) is stored
+  // on a new job, so the worker's log lines for it can name the request.
   TranslationRequest request_translation(UserId owner, std::int64_t note_id,
-                                         const std::string& target_language);
+                                         const std::string& target_language,
+                                         const std::string& request_id = {});
   TranslationJob job(UserId owner, std::int64_t id);
   std::vector<TranslationJob> jobs_for_note(UserId owner, std::int64_t note_id);
   std::vector<SupportedPair> languages() const;

@@ -1,8 +1,17 @@
 #include "domain/note_service.h"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <chrono>
+#include <filesystem>
+#include <functional>
+#include <memory>
+
+#include "cache/memory_cache.h"
 #include "domain/model.h"
+#include "queue/memory_bus.h"
+#include "storage/storage.h"
 
 namespace transnotes {
 namespace {
@@ -133,11 +142,82 @@ TEST(Timestamps, IsoWithMicrosecondsAndZ) {
 }
 
 TEST(JobStatus, RoundTripsThroughStrings) {
-  for (auto s :
-       {JobStatus::kQueued, JobStatus::kRunning, JobStatus::kSucceeded, JobStatus::kFailed}) {
+  for (auto s : {JobStatus::kQueued, JobStatus::kRunning, JobStatus::kSucceeded, JobStatus::kFailed,
+                 JobStatus::kCancelled}) {
     EXPECT_EQ(job_status_from_string(to_string(s)), s);
   }
+  EXPECT_STREQ(to_string(JobStatus::kCancelled), "cancelled");
   EXPECT_FALSE(job_status_from_string("bogus"));
+}
+
+// Covers en -> es only; nothing here runs a translation.
+class EnglishToSpanish final : public Translator {
+ public:
+  std::vector<SupportedPair> pairs() const override { return {{{"en", "es"}, "test"}}; }
+  std::optional<std::string> engine_for(const std::string& source,
+                                        const std::string& target) const override {
+    if (source == "en" && target == "es") return "test";
+    return std::nullopt;
+  }
+  TranslationOutput translate(const std::string&, const std::string&,
+                              const std::string& text) override {
+    return {text, "test"};
+  }
+  TranslationOutput translate(const std::string& source, const std::string& target,
+                              const std::string& text, const std::function<bool()>&) override {
+    return translate(source, target, text);
+  }
+};
+
+// NoteService over a real SQLite store, the in-memory cache and the in-process bus.
+class NoteServiceWithStore : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    directory_ = std::filesystem::temp_directory_path() /
+                 ("transnotes-note-service-" + std::to_string(::getpid()) + "-" +
+                  ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    std::filesystem::remove_all(directory_);
+    storage::StorageConfig config;
+    config.database_url = "sqlite://" + (directory_ / "notes.db").string();
+    store_ = storage::open_store(config);
+    store_->migrate();
+    service_ = std::make_unique<NoteService>(*store_, cache_, bus_, translator_,
+                                             [](const Note&) { return std::string("{}"); });
+  }
+  void TearDown() override {
+    service_.reset();
+    store_.reset();
+    std::filesystem::remove_all(directory_);
+  }
+
+  std::filesystem::path directory_;
+  std::unique_ptr<Store> store_;
+  cache::MemoryNoteCache cache_;
+  queue::MemoryJobBus bus_;
+  EnglishToSpanish translator_;
+  std::unique_ptr<NoteService> service_;
+};
+
+TEST_F(NoteServiceWithStore, TranslationRequestsCarryTheirRequestIdIntoTheJob) {
+  NoteFields fields;
+  fields.title = "t";
+  fields.original_text = "Hello";
+  Note note = service_->create(kOpenModeOwner, fields);
+  TranslationRequest asked =
+      service_->request_translation(kOpenModeOwner, note.id, "es", "req-0b7e");
+  ASSERT_TRUE(asked.created);
+  EXPECT_EQ(asked.job.request_id, "req-0b7e");
+  EXPECT_EQ(service_->job(kOpenModeOwner, asked.job.id).request_id, "req-0b7e");
+  auto notice = bus_.next(std::chrono::milliseconds(0));
+  ASSERT_TRUE(notice);
+  EXPECT_EQ(notice->job_id, asked.job.id);
+
+  // Without one, after the first was cancelled: a new job with none.
+  ASSERT_TRUE(store_->cancel_job(asked.job.id));
+  TranslationRequest again = service_->request_translation(kOpenModeOwner, note.id, "es");
+  ASSERT_TRUE(again.created);
+  EXPECT_NE(again.job.id, asked.job.id);
+  EXPECT_EQ(again.job.request_id, "");
 }
 
 }  // namespace

@@ -49,13 +49,16 @@ class Store {
   // In one transaction: checks the note exists for the owner; returns the queued or running job
   // for the same note and target whose source_digest (text.h) matches the note's current text
   // and language, if any; refuses when the owner has max_active_per_owner queued + running jobs;
-  // else inserts a queued job (owner_id = owner, source_digest of the note's text).
+  // else inserts a queued job (owner_id = owner, source_digest of the note's text, request_id).
+  // A running job with cancel_requested counts as neither: a request after a cancel makes a
+  // new job.
   virtual JobRequestResult request_job(const JobRequest& request) = 0;
   virtual std::optional<TranslationJob> get_job(UserId owner, std::int64_t id) = 0;
   // The newest job per target language of a note, newest first.
   virtual std::vector<TranslationJob> latest_jobs_for_note(UserId owner, std::int64_t note_id) = 0;
 
-  // Claims one runnable job for `worker_id`: queued and due, or running with an expired lease.
+  // Claims one runnable job for `worker_id`: queued and due, or running with an expired lease
+  // (and not cancel_requested: such a job whose worker died ends cancelled instead).
   // If `preferred_id` is set, only that job is considered. The claim sets status running,
   // increments attempts, sets started_at and a lease until now + lease. Idempotent under
   // concurrent callers: a job is claimed by at most one worker at a time.
@@ -65,10 +68,10 @@ class Store {
   // Extends the lease of a job this worker holds. False if the worker lost it.
   virtual bool renew_lease(std::int64_t job_id, const std::string& worker_id,
                            std::chrono::milliseconds lease) = 0;
-  // In one transaction: marks the job succeeded with `text` and, if the note still exists and
-  // still belongs to the job's owner, sets its translated_text/translated_language and bumps its
-  // version. Only if this worker
-  // still holds the job. Returns the note's new version if the note was updated.
+  // In one transaction: marks the job succeeded with `text` (also when cancel_requested: the
+  // result arrived, so it is kept) and, if the note still exists and still belongs to the job's
+  // owner, sets its translated_text/translated_language and bumps its version. Only if this
+  // worker still holds the job. Returns the note's new version if the note was updated.
   struct CompleteResult {
     bool applied = false;                      // false: the worker no longer held the job
     std::optional<std::int64_t> note_version;  // set when the note was updated
@@ -76,12 +79,13 @@ class Store {
   virtual CompleteResult complete_job(std::int64_t job_id, const std::string& worker_id,
                                       const std::string& text, const std::string& engine) = 0;
   // Records a failed attempt. With `retry_after`, the job goes back to queued, due after the
-  // delay; without, it becomes failed. Only if this worker still holds the job.
+  // delay; without, it becomes failed. A cancel_requested job becomes cancelled either way
+  // (error kept). Only if this worker still holds the job.
   virtual bool fail_job(std::int64_t job_id, const std::string& worker_id, const std::string& error,
                         std::optional<std::chrono::milliseconds> retry_after) = 0;
   // Gives a claimed job back unfinished (its worker is shutting down): queued, due now, and the
   // attempt it was on is not counted, since the engine never got to answer. Only if this worker
-  // still holds the job.
+  // still holds the job. A cancel_requested job becomes cancelled instead.
   virtual bool release_job(std::int64_t job_id, const std::string& worker_id) = 0;
   // Jobs that are runnable now (queued and due, or lease expired), oldest first.
   virtual std::vector<JobNotice> runnable_jobs(int limit) = 0;
@@ -89,16 +93,21 @@ class Store {
   // --- Job administration (every owner's jobs; see JobAdmin in domain/job_admin.h).
 
   virtual std::vector<TranslationJob> list_jobs(const JobFilter& filter) = 0;
-  // A failed or cancelled job goes back to queued, due now, with attempts 0 and no error.
-  // nullopt: no such job. Throws Conflict when the job is queued, running or succeeded.
+  // A failed or cancelled job goes back to queued, due now, with attempts 0 and no error, text,
+  // started_at or finished_at. No per-owner cap applies (an administrator asks).
+  // nullopt: no such job. Throws Conflict (message fit for clients) when the job is queued,
+  // running or succeeded.
   virtual std::optional<TranslationJob> retry_job(std::int64_t job_id) = 0;
   // retry_job for every failed job; returns the notices to publish.
   virtual std::vector<JobNotice> retry_failed_jobs() = 0;
   // A queued job becomes cancelled at once (finished_at now); a running one gets
-  // cancel_requested, and its worker ends it with finish_cancelled at its next segment.
-  // nullopt: no such job. Throws Conflict when the job has already ended.
+  // cancel_requested, and its worker ends it with finish_cancelled at its next segment (asking
+  // again is harmless). Atomic against claim_job: a job is either cancelled before any worker
+  // claims it, or its claimer is asked to stop. Returns the job as it is now.
+  // nullopt: no such job. Throws Conflict (message fit for clients) when it has already ended.
   virtual std::optional<TranslationJob> cancel_job(std::int64_t job_id) = 0;
-  // True when the running job this worker holds has been asked to stop (cancel_job).
+  // True when the running job this worker holds has been asked to stop (cancel_job). One
+  // primary-key read: cheap enough to ask between segments.
   virtual bool cancel_requested(std::int64_t job_id) = 0;
   // The worker holding a cancel-requested job ends it: cancelled, finished_at now. False if the
   // worker no longer holds it.
