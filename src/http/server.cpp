@@ -5,6 +5,7 @@
 #include <sys/resource.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
@@ -16,8 +17,11 @@
 #include <boost/beast/http.hpp>
 #include <boost/beast/version.hpp>
 #include <optional>
+#include <random>
 #include <system_error>
 #include <thread>
+
+#include "logging/logging.h"
 
 namespace transnotes::http {
 
@@ -33,6 +37,53 @@ std::string_view Request::header(std::string_view name) const {
     }
   }
   return {};
+}
+
+bool is_valid_request_id(std::string_view id) {
+  static constexpr auto kAllowed = [] {
+    std::array<bool, 256> allowed{};
+    for (char c = 'a'; c <= 'z'; ++c) allowed[static_cast<unsigned char>(c)] = true;
+    for (char c = 'A'; c <= 'Z'; ++c) allowed[static_cast<unsigned char>(c)] = true;
+    for (char c = '0'; c <= '9'; ++c) allowed[static_cast<unsigned char>(c)] = true;
+    for (char c : std::string_view("._:@/+=-")) allowed[static_cast<unsigned char>(c)] = true;
+    return allowed;
+  }();
+  if (id.empty() || id.size() > 128) return false;
+  return std::all_of(id.begin(), id.end(),
+                     [](char c) { return kAllowed[static_cast<unsigned char>(c)]; });
+}
+
+namespace {
+
+// SplitMix64 over a per-thread random start: ids are for correlating log lines, not secrets, so
+// a seed from the OS once per thread is enough, and each id after it costs a few multiplies.
+std::uint64_t next_request_id_bits() {
+  thread_local std::uint64_t state = [] {
+    std::random_device seed;
+    return (std::uint64_t{seed()} << 32) ^ seed();
+  }();
+  std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+void assign_generated_request_id(std::string& out) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  out.resize(32);
+  for (int half = 0; half < 2; ++half) {
+    std::uint64_t bits = next_request_id_bits();
+    for (int i = 0; i < 16; ++i, bits >>= 4)
+      out[static_cast<std::size_t>(half * 16 + i)] = kHex[bits & 0xF];
+  }
+}
+
+}  // namespace
+
+std::string generate_request_id() {
+  std::string id;
+  assign_generated_request_id(id);
+  return id;
 }
 
 namespace {
@@ -151,7 +202,9 @@ class Session : public std::enable_shared_from_this<Session> {
     parser_->header_limit(static_cast<std::uint32_t>(
         std::min<std::size_t>(server_.options.max_header_bytes, UINT32_MAX)));
     header_bytes_ = 0;
+    request_id_.clear();
     if (buffer_.size() > 0) {  // pipelined: this request's first bytes came with the last one
+      note_request_start();
       stream_.expires_after(server_.options.read_timeout);
       return parse_header();
     }
@@ -166,6 +219,7 @@ class Session : public std::enable_shared_from_this<Session> {
   void on_first_bytes(beast::error_code ec, std::size_t n) {
     if (ec) return on_read_error(ec);
     buffer_.commit(n);
+    note_request_start();
     // The request has begun: the rest of its header must arrive within the read timeout.
     stream_.expires_after(server_.options.read_timeout);
     parse_header();
@@ -205,6 +259,7 @@ class Session : public std::enable_shared_from_this<Session> {
     if (ec) return on_read_error(ec);
     // From here on the request counts as in flight, so a graceful stop waits for its body too.
     begin_request();
+    take_request_id(parser_->get());
     if (!framing_is_unambiguous(parser_->get())) return send_plain_error(400);
     if (parser_->chunked()) {
       // Chunk extensions and trailers share the header's allowance.
@@ -267,6 +322,23 @@ class Session : public std::enable_shared_from_this<Session> {
     return n;
   }
 
+  void note_request_start() {
+    if (server_.options.on_response) request_start_ = std::chrono::steady_clock::now();
+  }
+
+  // The client's id when it is a valid one, else a new one; every answer carries it.
+  void take_request_id(const bhttp::request<bhttp::string_body>& msg) {
+    const auto sent = msg.find("X-Request-ID");
+    if (sent != msg.end()) {
+      const std::string_view value(sent->value().data(), sent->value().size());
+      if (is_valid_request_id(value)) {
+        request_id_.assign(value);
+        return;
+      }
+    }
+    assign_generated_request_id(request_id_);
+  }
+
   void begin_request() {
     if (!request_open_) {
       request_open_ = true;
@@ -301,12 +373,22 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void send_plain_error(int status) {
     end_request();
+    // Rejected while its header was read (a Content-Length over the limit, a header too large):
+    // take the client's id if the fields got that far, else make one.
+    if (request_id_.empty()) {
+      if (parser_) {
+        take_request_id(parser_->get());
+      } else {
+        assign_generated_request_id(request_id_);
+      }
+    }
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
     res->result(static_cast<unsigned>(status));
     res->version(11);
     res->set(bhttp::field::server, server_.options.server_name);
     res->set(bhttp::field::content_type, "application/json");
     res->set(bhttp::field::connection, "close");
+    res->set(kRequestIdField, request_id_);
     res->body() = json_error_body(status);
     res->keep_alive(false);
     res->prepare_payload();
@@ -314,12 +396,42 @@ class Session : public std::enable_shared_from_this<Session> {
     if (parser_ && parser_->is_header_done() && parser_->get().method() == bhttp::verb::head) {
       res->body().clear();
     }
+    answer_.status = status;
+    answer_.body_bytes = res->body().size();
+    answer_.route = {};
+    answer_.user.clear();
     stream_.expires_after(server_.options.read_timeout);
     bhttp::async_write(stream_, *res,
                        [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+                         self->report_answer(!ec);
                          if (ec) return self->close();
                          self->linger();
                        });
+  }
+
+  // Tells on_response about the answer just written (or not).
+  void report_answer(bool delivered) {
+    const auto& callback = server_.options.on_response;
+    if (!callback) return;
+    CompletedExchange done;
+    if (parser_) {  // "" until the request line was parsed
+      const auto method = parser_->get().method_string();
+      done.method = std::string_view(method.data(), method.size());
+    }
+    done.route = answer_.route;
+    done.status = answer_.status;
+    done.body_bytes = answer_.body_bytes;
+    done.duration = std::chrono::duration_cast<std::chrono::microseconds>(
+        std::chrono::steady_clock::now() - request_start_);
+    done.request_id = request_id_;
+    done.user = answer_.user;
+    done.remote_address = remote_address_;
+    done.delivered = delivered;
+    try {
+      callback(done);
+    } catch (const std::exception& e) {
+      spdlog::error("on_response threw: {}", e.what());
+    }
   }
 
   // After an early error answer the client may still be sending its request. Closing with unread
@@ -360,11 +472,13 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     req.body = std::move(msg.body());
     req.remote_address = remote_address_;
+    req.request_id = request_id_;
 
     if (server_.options.async_fast_handler) {
       auto pending = std::make_shared<Request>(std::move(req));
       ++server_.async_pending;
       bool accepted = false;
+      logging::ScopedLogContext log_context(kRequestIdLogField, pending->request_id);
       try {
         accepted = server_.options.async_fast_handler(
             *pending, [self = shared_from_this(), pending](std::optional<Response> answer) {
@@ -386,6 +500,7 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (server_.options.fast_handler) {
       std::optional<Response> quick;
+      logging::ScopedLogContext log_context(kRequestIdLogField, req.request_id);
       try {
         quick = server_.options.fast_handler(req);
       } catch (const std::exception& e) {
@@ -412,6 +527,7 @@ class Session : public std::enable_shared_from_this<Session> {
   }
 
   static Response run_handler(const Handler& handler, const Request& req) {
+    logging::ScopedLogContext log_context(kRequestIdLogField, req.request_id);
     try {
       return handler(req);
     } catch (const std::exception& e) {
@@ -428,13 +544,19 @@ class Session : public std::enable_shared_from_this<Session> {
     res->set(bhttp::field::server, server_.options.server_name);
     if (!out.content_type.empty()) res->set(bhttp::field::content_type, out.content_type);
     for (auto& [name, value] : out.headers) res->insert(name, value);
+    res->set(kRequestIdField, request_id_);
     res->keep_alive(msg.keep_alive() && !server_.stopping.load(std::memory_order_relaxed));
+    answer_.status = out.status;
+    answer_.route = out.route;
+    answer_.user = std::move(out.user);
     if (msg.method() == bhttp::verb::head) {
       // RFC 9110 §9.3.2: a HEAD answer carries the GET answer's header, Content-Length included,
       // and no body. The Handler answers HEAD as it would GET.
       const bool has_content = out.status >= 200 && out.status != 204 && out.status != 304;
       if (has_content) res->content_length(out.body.size());
+      answer_.body_bytes = 0;
     } else {
+      answer_.body_bytes = out.body.size();
       res->body() = std::move(out.body);
       res->prepare_payload();
     }
@@ -446,6 +568,7 @@ class Session : public std::enable_shared_from_this<Session> {
     bhttp::async_write(stream_, *res,
                        [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
                          self->end_request();
+                         self->report_answer(!ec);
                          if (ec || !res->keep_alive()) return self->close();
                          self->read_request();
                        });
@@ -470,6 +593,16 @@ class Session : public std::enable_shared_from_this<Session> {
   };
 
   static constexpr std::size_t kReadSize = 64 * 1024;
+  static constexpr std::string_view kRequestIdField = "X-Request-ID";
+  static constexpr std::string_view kRequestIdLogField = "request_id";
+
+  // The answer being written, for report_answer().
+  struct Answer {
+    int status = 0;
+    std::uint64_t body_bytes = 0;
+    std::string_view route;
+    std::string user;
+  };
 
   beast::tcp_stream stream_;
   // Bounded: a header, chunk-size line or trailer section must end within max_header_bytes.
@@ -484,6 +617,9 @@ class Session : public std::enable_shared_from_this<Session> {
   std::optional<bhttp::request_parser<bhttp::string_body>> parser_;
   Server::Impl& server_;
   std::string remote_address_;  // the peer's IP address, read once per connection
+  std::string request_id_;      // of the request being read or answered
+  std::chrono::steady_clock::time_point request_start_{};  // its first byte (with on_response)
+  Answer answer_;
 };
 
 }  // namespace
@@ -566,8 +702,12 @@ Server::~Server() {
 std::uint16_t Server::port() const { return impl_->bound_port; }
 
 ServerStats Server::stats() const {
-  return {impl_->open_connections.load(std::memory_order_relaxed),
-          impl_->accept_errors.load(std::memory_order_relaxed)};
+  ServerStats stats;
+  stats.open_connections = impl_->open_connections.load(std::memory_order_relaxed);
+  stats.accept_errors = impl_->accept_errors.load(std::memory_order_relaxed);
+  stats.in_flight = impl_->in_flight.load(std::memory_order_relaxed);
+  stats.rejected_connections = stats.accept_errors;
+  return stats;
 }
 
 int default_max_connections() {

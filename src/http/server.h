@@ -22,6 +22,10 @@ struct Request {
   std::string body;
   // The peer's IP address ("127.0.0.1", "::1"); empty if the socket could not tell.
   std::string remote_address;
+  // The client's X-Request-ID when it is a valid one (see is_valid_request_id), else one the
+  // server generated; the response carries it back. While a handler runs, every line it logs
+  // carries it as the field request_id.
+  std::string request_id{};
   // Case-insensitive header lookup; empty when absent.
   std::string_view header(std::string_view name) const;
 };
@@ -31,6 +35,25 @@ struct Response {
   std::string body;
   std::string content_type = "application/json";
   std::vector<std::pair<std::string, std::string>> headers;
+  // For ServerOptions::on_response only, never sent. The route template that matched
+  // ("/api/v1/notes/{id}/"), with static storage; "" when none did.
+  std::string_view route{};
+  // The authenticated user's id as text; "" when none.
+  std::string user{};
+};
+
+// What on_response learns of one answered request. Views are valid during the call only.
+struct CompletedExchange {
+  std::string_view method;  // "" when the request line could not be read
+  std::string_view route;   // Response::route; "" for the server's own error answers
+  int status = 0;
+  std::uint64_t body_bytes = 0;  // response body bytes sent (none for HEAD)
+  // From the request's first byte arriving to the answer written (or failing to be written).
+  std::chrono::microseconds duration{0};
+  std::string_view request_id;
+  std::string_view user;
+  std::string_view remote_address;
+  bool delivered = true;  // false when writing the answer failed
 };
 
 // Called for every request; should not throw (the server answers 500 if it does).
@@ -78,7 +101,17 @@ struct ServerOptions {
   // default_max_connections().
   int max_connections = 0;
   std::string server_name = "transnotes";  // Server header
+  // Called once per answer (handlers', fast paths' and the server's own 400/413/431/500 alike)
+  // after it was written or failed to be, on the event loop: keep it cheap; must not throw.
+  // Not called for connections that end before an answer is due (timeouts, resets).
+  std::function<void(const CompletedExchange&)> on_response;
 };
+
+// 1 to 128 characters of A-Z a-z 0-9 . _ : @ / + = - (anything else could forge log lines or
+// headers downstream).
+bool is_valid_request_id(std::string_view id);
+// 32 random hex characters, from a per-thread generator (no system call after a thread's first).
+std::string generate_request_id();
 
 // min(10000, the soft RLIMIT_NOFILE - 64): leaves descriptors for files, the database and logs.
 int default_max_connections();
@@ -90,6 +123,10 @@ std::uint64_t raise_open_file_limit();
 struct ServerStats {
   int open_connections = 0;
   std::uint64_t accept_errors = 0;  // failed accept calls, e.g. out of file descriptors
+  int in_flight = 0;  // requests whose header was read and whose answer is not yet written
+  // Connections the server could not take: failed accepts. (At max_connections the server does
+  // not reject: further connections wait in the listen queue.)
+  std::uint64_t rejected_connections = 0;
 };
 
 class Server {

@@ -16,11 +16,15 @@
 #include <cerrno>
 #include <chrono>
 #include <future>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <regex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include "logging/logging.h"
 
 namespace transnotes::http {
 namespace {
@@ -671,6 +675,262 @@ TEST(ServerPools, AsyncFastPathAnswersLaterFromAnotherThread) {
   server.stop();
   std::lock_guard lock(mutex);
   for (auto& t : answerers) t.join();
+}
+
+// The X-Request-ID header of the first answer in `out`; "<none>" when it has none.
+std::string request_id_in(const std::string& out) {
+  const std::string name = "X-Request-ID: ";
+  const auto end_of_header = out.find("\r\n\r\n");
+  const auto at = out.find(name);
+  if (at == std::string::npos || at > end_of_header) return "<none>";
+  const auto start = at + name.size();
+  return out.substr(start, out.find("\r\n", start) - start);
+}
+
+bool is_generated_id(const std::string& id) {
+  return std::regex_match(id, std::regex("[0-9a-f]{32}"));
+}
+
+// The handler answers with the id it was given, so a test sees both sides.
+Response echo_request_id(const Request& r) {
+  if (r.target == "/throw") throw std::runtime_error("boom");
+  return Response{200, "id=" + r.request_id + ";", "text/plain", {}};
+}
+
+TEST(ServerRequestId, GeneratedWhenAbsentAndEchoed) {
+  Server server(test_options(), echo_request_id);
+  server.start();
+  std::vector<std::string> ids;
+  for (int i = 0; i < 2; ++i) {
+    Client client(server.port());
+    client.send("GET /x HTTP/1.1\r\nHost: x\r\n\r\n");
+    const auto out = client.read(";");
+    const auto id = request_id_in(out);
+    EXPECT_TRUE(is_generated_id(id)) << out;
+    EXPECT_NE(out.find("id=" + id + ";"), std::string::npos) << out;
+    ids.push_back(id);
+  }
+  EXPECT_NE(ids[0], ids[1]);
+  server.stop();
+}
+
+TEST(ServerRequestId, AValidClientIdIsKept) {
+  Server server(test_options(), echo_request_id);
+  server.start();
+  const std::string longest(128, 'a');
+  for (const std::string& sent : {std::string("abc-123_x.y:z@host/p+q=="), longest}) {
+    Client client(server.port());
+    client.send("GET /x HTTP/1.1\r\nHost: x\r\nx-request-id: " + sent + "\r\n\r\n");
+    const auto out = client.read(";");
+    EXPECT_EQ(request_id_in(out), sent) << out;
+    EXPECT_NE(out.find("id=" + sent + ";"), std::string::npos) << out;
+  }
+  server.stop();
+}
+
+TEST(ServerRequestId, AnInvalidOrTooLongClientIdIsReplaced) {
+  Server server(test_options(), echo_request_id);
+  server.start();
+  for (const std::string& sent :
+       {std::string(129, 'a'), std::string("two words"), std::string("semi;colon"),
+        std::string("quote\""), std::string("caf\xC3\xA9"), std::string("")}) {
+    Client client(server.port());
+    client.send("GET /x HTTP/1.1\r\nHost: x\r\nX-Request-ID: " + sent + "\r\n\r\n");
+    const auto out = client.read(";");
+    const auto id = request_id_in(out);
+    EXPECT_TRUE(is_generated_id(id)) << sent << ": " << out;
+    EXPECT_NE(out.find("id=" + id + ";"), std::string::npos) << out;
+  }
+  server.stop();
+}
+
+TEST(ServerRequestId, TheServersOwnErrorAnswersCarryIt) {
+  Server server(test_options(), echo_request_id);
+  server.start();
+  const auto answer_to = [&](const std::string& bytes) {
+    Client client(server.port());
+    client.send(bytes);
+    return client.read("\r\n\r\n");
+  };
+  // Header read: the client's id comes back.
+  auto out = answer_to(
+      "POST / HTTP/1.1\r\nHost: x\r\nX-Request-ID: big-1\r\nContent-Length: 5000\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 413", 0), 0u) << out;
+  EXPECT_EQ(request_id_in(out), "big-1") << out;
+  out = answer_to(
+      "POST / HTTP/1.1\r\nHost: x\r\nX-Request-ID: te-1\r\nTransfer-Encoding: gzip\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 400", 0), 0u) << out;
+  EXPECT_EQ(request_id_in(out), "te-1") << out;
+  out = answer_to("GET /throw HTTP/1.1\r\nHost: x\r\nX-Request-ID: boom-1\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 500", 0), 0u) << out;
+  EXPECT_EQ(request_id_in(out), "boom-1") << out;
+  // No header to take an id from: a generated one.
+  out = answer_to("NOT HTTP AT ALL\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 400", 0), 0u) << out;
+  EXPECT_TRUE(is_generated_id(request_id_in(out))) << out;
+  out = answer_to("GET / HTTP/1.1\r\nX-Big: " + std::string(70 * 1024, 'h') + "\r\n\r\n");
+  EXPECT_EQ(out.rfind("HTTP/1.1 431", 0), 0u) << out.substr(0, 200);
+  EXPECT_TRUE(is_generated_id(request_id_in(out))) << out.substr(0, 200);
+  server.stop();
+}
+
+TEST(ServerRequestId, FastPathAnswersCarryIt) {
+  ServerOptions options = test_options();
+  options.handler_threads = 1;
+  options.fast_handler = [](const Request& r) -> std::optional<Response> {
+    if (r.target == "/fast") return Response{200, "fast " + r.request_id + ";", "text/plain", {}};
+    return std::nullopt;
+  };
+  std::vector<std::thread> answerers;
+  std::mutex mutex;
+  options.async_fast_handler = [&](const Request& r, AsyncDone done) {
+    if (r.target != "/async") return false;
+    std::lock_guard lock(mutex);
+    answerers.emplace_back([id = r.request_id, done = std::move(done)] {
+      done(Response{200, "async " + id + ";", "text/plain", {}});
+    });
+    return true;
+  };
+  Server server(options, echo_request_id);
+  server.start();
+  for (const std::string target : {"/fast", "/async"}) {
+    Client client(server.port());
+    client.send("GET " + target + " HTTP/1.1\r\nHost: x\r\nX-Request-ID: " + target.substr(1) +
+                "-id\r\n\r\n");
+    const auto out = client.read(";");
+    EXPECT_EQ(request_id_in(out), target.substr(1) + "-id") << out;
+    EXPECT_NE(out.find(target.substr(1) + " " + target.substr(1) + "-id;"), std::string::npos)
+        << out;
+  }
+  server.stop();
+  std::lock_guard lock(mutex);
+  for (auto& t : answerers) t.join();
+}
+
+// What a handler logs carries the request's id (the API's and the engine's lines alike).
+TEST(ServerRequestId, HandlersLogWithTheRequestIdInContext) {
+  Server server(test_options(), [](const Request&) {
+    std::string fields;
+    for (const auto& [key, value] : logging::current_log_context()) {
+      fields += std::string(key) + "=" + std::string(value) + ";";
+    }
+    return Response{200, fields, "text/plain", {}};
+  });
+  server.start();
+  Client client(server.port());
+  client.send("GET / HTTP/1.1\r\nHost: x\r\nX-Request-ID: ctx-1\r\n\r\n");
+  const auto out = client.read(";");
+  EXPECT_NE(out.find("\r\n\r\nrequest_id=ctx-1;"), std::string::npos) << out;
+  server.stop();
+}
+
+struct SeenExchange {
+  std::string method, route, request_id, user, remote_address;
+  int status = 0;
+  std::uint64_t body_bytes = 0;
+  std::chrono::microseconds duration{0};
+  bool delivered = false;
+};
+
+class RecordedExchanges {
+ public:
+  std::function<void(const CompletedExchange&)> callback() {
+    return [this](const CompletedExchange& e) {
+      std::lock_guard lock(mutex_);
+      seen_.push_back({std::string(e.method), std::string(e.route), std::string(e.request_id),
+                       std::string(e.user), std::string(e.remote_address), e.status, e.body_bytes,
+                       e.duration, e.delivered});
+    };
+  }
+  std::vector<SeenExchange> seen() {
+    std::lock_guard lock(mutex_);
+    return seen_;
+  }
+
+ private:
+  std::mutex mutex_;
+  std::vector<SeenExchange> seen_;
+};
+
+TEST(ServerOnResponse, SeesEveryAnswerOnceWithItsRouteAndUser) {
+  RecordedExchanges recorded;
+  ServerOptions options = test_options();
+  options.on_response = recorded.callback();
+  Server server(options, [](const Request& r) {
+    Response out{200, "note", "text/plain", {}};
+    if (r.target.starts_with("/notes/")) {
+      out.route = "/notes/{id}/";
+      out.user = "u7";
+    }
+    if (r.target == "/missing") out.status = 404;
+    return out;
+  });
+  server.start();
+  {
+    Client client(server.port());
+    client.send(
+        "GET /notes/1/ HTTP/1.1\r\nHost: x\r\nX-Request-ID: one\r\n\r\n"
+        "HEAD /notes/2/ HTTP/1.1\r\nHost: x\r\nX-Request-ID: two\r\n\r\n"
+        "GET /missing HTTP/1.1\r\nHost: x\r\nX-Request-ID: three\r\n\r\n");
+    const auto out = client.read("HTTP/1.1 404");
+    // Annotations for the log are never sent.
+    EXPECT_EQ(out.find("u7"), std::string::npos) << out;
+    EXPECT_EQ(out.find("{id}"), std::string::npos) << out;
+    Client garbage(server.port());
+    garbage.send("NOT HTTP AT ALL\r\n\r\n");
+    EXPECT_TRUE(garbage.wait_closed());
+  }
+  EXPECT_TRUE(eventually([&] { return recorded.seen().size() >= 4; }));
+  server.stop();
+  const auto seen = recorded.seen();
+  ASSERT_EQ(seen.size(), 4u);
+  std::map<std::string, SeenExchange> by_id;
+  for (const auto& e : seen) by_id[e.request_id] = e;
+  ASSERT_EQ(by_id.count("one"), 1u);
+  EXPECT_EQ(by_id["one"].method, "GET");
+  EXPECT_EQ(by_id["one"].route, "/notes/{id}/");
+  EXPECT_EQ(by_id["one"].user, "u7");
+  EXPECT_EQ(by_id["one"].status, 200);
+  EXPECT_EQ(by_id["one"].body_bytes, 4u);
+  EXPECT_EQ(by_id["one"].remote_address, "127.0.0.1");
+  EXPECT_TRUE(by_id["one"].delivered);
+  EXPECT_GE(by_id["one"].duration.count(), 0);
+  EXPECT_LT(by_id["one"].duration, std::chrono::seconds(10));
+  EXPECT_EQ(by_id["two"].method, "HEAD");
+  EXPECT_EQ(by_id["two"].body_bytes, 0u);
+  EXPECT_EQ(by_id["three"].status, 404);
+  EXPECT_EQ(by_id["three"].route, "");
+  EXPECT_EQ(by_id["three"].user, "");
+  // The server's own 400: no request line, a generated id.
+  const auto own =
+      std::find_if(seen.begin(), seen.end(), [](const auto& e) { return e.status == 400; });
+  ASSERT_NE(own, seen.end());
+  EXPECT_EQ(own->method, "");
+  EXPECT_TRUE(is_generated_id(own->request_id)) << own->request_id;
+}
+
+TEST(ServerStatsCounts, InFlightIsRequestsReadButNotYetAnswered) {
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  ServerOptions options = test_options();
+  options.handler_threads = 2;
+  Server server(options, [released](const Request& r) {
+    if (r.target == "/wait") released.wait_for(10s);
+    return Response{200, "done;", "text/plain", {}};
+  });
+  server.start();
+  EXPECT_EQ(server.stats().in_flight, 0);
+  Client first(server.port());
+  Client second(server.port());
+  first.send("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n");
+  second.send("GET /wait HTTP/1.1\r\nHost: x\r\n\r\n");
+  EXPECT_TRUE(eventually([&] { return server.stats().in_flight == 2; }));
+  release.set_value();
+  EXPECT_NE(first.read(";").find("done;"), std::string::npos);
+  EXPECT_NE(second.read(";").find("done;"), std::string::npos);
+  EXPECT_TRUE(eventually([&] { return server.stats().in_flight == 0; }));
+  EXPECT_EQ(server.stats().rejected_connections, 0u);
+  server.stop();
 }
 
 }  // namespace
