@@ -97,16 +97,15 @@ constexpr const char* kLatestJobs =
     " FROM translation_jobs j WHERE note_id = ?1 AND owner_id = ?2 AND id = (SELECT max(id) "
     "FROM translation_jobs WHERE note_id = j.note_id AND target_language = j.target_language) "
     "ORDER BY id DESC";
-// A crashed worker's job that was being cancelled ends cancelled instead of being re-claimed.
-constexpr const char* kCancelAbandoned =
-    "UPDATE translation_jobs SET status = 'cancelled', finished_at = ?1, lease_owner = NULL, "
-    "lease_expires_at = NULL, cancel_requested = 0 "
-    "WHERE status = 'running' AND lease_expires_at < ?1 AND cancel_requested";
-// A crashed worker's job that used up its attempts is failed instead of re-claimed.
-constexpr const char* kFailExhausted =
-    "UPDATE translation_jobs SET status = 'failed', finished_at = ?1, lease_owner = NULL, "
-    "lease_expires_at = NULL, error = COALESCE(error, 'worker lost the job (lease expired)') "
-    "WHERE status = 'running' AND lease_expires_at < ?1 AND attempts >= max_attempts";
+// A crashed worker's job is not re-claimed when it used up its attempts (it fails) or was being
+// cancelled (it ends cancelled). One statement for both: it runs before every claim.
+constexpr const char* kEndAbandoned =
+    "UPDATE translation_jobs SET "
+    "status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'failed' END, finished_at = ?1, "
+    "lease_owner = NULL, lease_expires_at = NULL, error = CASE WHEN cancel_requested THEN error "
+    "ELSE COALESCE(error, 'worker lost the job (lease expired)') END, cancel_requested = 0 "
+    "WHERE status = 'running' AND lease_expires_at < ?1 "
+    "AND (cancel_requested OR attempts >= max_attempts)";
 constexpr const char* kClaimJob =
     "UPDATE translation_jobs SET status = 'running', attempts = attempts + 1, started_at = ?1, "
     "lease_owner = ?2, lease_expires_at = ?3 "
@@ -440,8 +439,7 @@ class SqliteStore final : public Store {
                                       std::optional<std::int64_t> preferred_id) override {
     return write([&](Pool::Lease& conn) -> std::optional<ClaimedJob> {
       const Timestamp now = now_micros();
-      conn->prepare(kCancelAbandoned).bind(1, now).run();
-      conn->prepare(kFailExhausted).bind(1, now).run();
+      conn->prepare(kEndAbandoned).bind(1, now).run();
       ClaimedJob claimed;
       {
         auto stmt = conn->prepare(kClaimJob);

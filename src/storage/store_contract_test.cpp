@@ -2022,7 +2022,7 @@ TEST_P(StoreContract, ACancelledJobIsNotActiveForDeduplicationOrTheOwnersCap) {
 TEST_P(StoreContract, ConcurrentCancelsAndClaimsNeverLetACancelledJobRun) {
   Note note = make_note();
   std::vector<std::int64_t> jobs;
-  for (int i = 0; i < 60; ++i) {
+  for (int i = 0; i < 80; ++i) {
     auto job = create_job(note.id, "en", std::string("t").append(std::to_string(i)), "apertium", 3);
     ASSERT_TRUE(job);
     jobs.push_back(job->id);
@@ -2030,19 +2030,23 @@ TEST_P(StoreContract, ConcurrentCancelsAndClaimsNeverLetACancelledJobRun) {
   std::mutex mutex;
   std::set<std::int64_t> claimed;
   std::map<std::int64_t, TranslationJob> cancel_results;
-  std::atomic<bool> cancels_done{false};
   std::vector<std::thread> threads;
-  for (int t = 0; t < 3; ++t) {
-    threads.emplace_back([&, t] {
+  // Every thread goes through all jobs in its own random order, so claims and cancels of one job
+  // meet at all sorts of moments.
+  for (int t = 0; t < 4; ++t) {
+    std::vector<std::int64_t> order = jobs;
+    std::shuffle(order.begin(), order.end(), std::mt19937(static_cast<unsigned>(t)));
+    threads.emplace_back([&, t, order] {
       try {
-        // Claims until every job is either taken or cancelled.
-        while (true) {
-          auto job = store_->claim_job("worker-" + std::to_string(t), 60s, std::nullopt);
-          if (job) {
+        for (auto id : order) {
+          if (t == 0) {
+            auto result = store_->cancel_job(id);
+            EXPECT_TRUE(result);
             std::lock_guard lock(mutex);
-            claimed.insert(job->job.id);
-          } else if (cancels_done) {
-            return;
+            if (result) cancel_results[id] = *result;
+          } else if (auto job = store_->claim_job("worker-" + std::to_string(t), 60s, id)) {
+            std::lock_guard lock(mutex);
+            EXPECT_TRUE(claimed.insert(job->job.id).second) << "claimed twice: " << id;
           }
         }
       } catch (const std::exception& e) {
@@ -2050,19 +2054,6 @@ TEST_P(StoreContract, ConcurrentCancelsAndClaimsNeverLetACancelledJobRun) {
       }
     });
   }
-  threads.emplace_back([&] {
-    try {
-      for (auto id : jobs) {
-        auto result = store_->cancel_job(id);
-        EXPECT_TRUE(result);
-        std::lock_guard lock(mutex);
-        if (result) cancel_results[id] = *result;
-      }
-    } catch (const std::exception& e) {
-      ADD_FAILURE() << e.what();
-    }
-    cancels_done = true;
-  });
   for (auto& thread : threads) thread.join();
 
   ASSERT_EQ(cancel_results.size(), jobs.size());
