@@ -6,10 +6,12 @@ OpenedCache open_cache(const CacheSettings& settings) {
   OpenedCache opened;
   if (settings.redis) {
     auto redis = std::make_unique<RedisNoteCache>(settings.redis, settings.redis_options);
+    opened.families = [stats_of = redis.get()] { return metric_families(stats_of->stats()); };
     opened.metrics = [stats_of = redis.get()] { return render_prometheus(stats_of->stats()); };
     opened.cache = std::move(redis);
   } else {
     opened.cache = std::make_unique<MemoryNoteCache>(settings.memory);
+    opened.families = [] { return std::vector<prometheus::MetricFamily>(); };
     opened.metrics = [] { return std::string(); };
   }
   return opened;
@@ -19,6 +21,13 @@ std::unique_ptr<RateLimiter> open_rate_limiter(std::shared_ptr<redis::RedisClien
                                                const RateLimiterSettings& settings) {
   if (redis) return std::make_unique<RedisRateLimiter>(std::move(redis), settings.redis_options);
   return std::make_unique<MemoryRateLimiter>(settings.memory);
+}
+
+std::vector<prometheus::MetricFamily> rate_limiter_families(const RateLimiter& limiter) {
+  if (const auto* shared = dynamic_cast<const RedisRateLimiter*>(&limiter)) {
+    return metric_families(shared->stats());
+  }
+  return {};
 }
 
 std::string rate_limiter_metrics(const RateLimiter& limiter) {

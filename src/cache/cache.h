@@ -13,6 +13,7 @@
 #include "cache/redis_cache.h"
 #include "cache/redis_rate_limiter.h"
 #include "domain/ports.h"
+#include "metrics/metrics.h"
 
 namespace transnotes::cache {
 
@@ -24,8 +25,10 @@ struct CacheSettings {
 
 struct OpenedCache {
   std::unique_ptr<NoteCache> cache;
-  // The cache's own figures in Prometheus text format ("" when it has none); valid while
-  // `cache` lives.
+  // The cache's own figures (none for the in-process cache), for MetricsRegistry::add; valid
+  // while `cache` lives.
+  metrics::Collector families;
+  // The same in Prometheus text format ("" when it has none).
   std::function<std::string()> metrics;
 };
 
@@ -41,8 +44,9 @@ struct RateLimiterSettings {
 std::unique_ptr<RateLimiter> open_rate_limiter(std::shared_ptr<redis::RedisClient> redis,
                                                const RateLimiterSettings& settings = {});
 
-// The limiter's own figures in Prometheus text format: the Redis limiter's decisions and
-// failures, "" for the in-process one.
+// The limiter's own figures: the Redis limiter's decisions and failures, none for the
+// in-process one; rate_limiter_metrics is the same in Prometheus text format ("" for none).
+std::vector<prometheus::MetricFamily> rate_limiter_families(const RateLimiter& limiter);
 std::string rate_limiter_metrics(const RateLimiter& limiter);
 
 }  // namespace transnotes::cache

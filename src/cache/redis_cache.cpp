@@ -1,5 +1,7 @@
 #include "cache/redis_cache.h"
 
+#include <prometheus/text_serializer.h>
+
 #include <algorithm>
 #include <utility>
 #include <vector>
@@ -222,25 +224,30 @@ RedisNoteCacheStats RedisNoteCache::stats() const {
   return stats;
 }
 
-std::string render_prometheus(const RedisNoteCacheStats& stats) {
-  std::string out;
-  auto line = [&out](std::string_view name, std::uint64_t value) {
-    out.append(name);
-    out += ' ';
-    out += std::to_string(value);
-    out += '\n';
+std::vector<prometheus::MetricFamily> metric_families(const RedisNoteCacheStats& stats) {
+  const auto value = [](std::uint64_t n) { return static_cast<double>(n); };
+  return {
+      metrics::counter_family(
+          "transnotes_cache_lookups_total", "Note cache lookups in Redis, by result.",
+          {{{{"result", "hit"}}, value(stats.hits)}, {{{"result", "miss"}}, value(stats.misses)}}),
+      metrics::counter_family(
+          "transnotes_cache_errors_total",
+          "Redis calls of the note cache that failed (unreachable, timed out, error reply).",
+          {{{}, value(stats.errors)}}),
+      metrics::gauge_family("transnotes_cache_pending_invalidations",
+                            "Failed cache invalidations waiting to be replayed.",
+                            {{{}, value(stats.pending_invalidations)}}),
+      metrics::counter_family(
+          "transnotes_cache_async_reads_total",
+          "Non-blocking cache reads from the event loop: sent on the pipelined connections, or "
+          "declined (no connection up) and passed to the blocking path.",
+          {{{{"outcome", "sent"}}, value(stats.async_sent)},
+           {{{"outcome", "declined"}}, value(stats.async_refused)}}),
   };
-  out += "# TYPE transnotes_cache_lookups_total counter\n";
-  line("transnotes_cache_lookups_total{result=\"hit\"}", stats.hits);
-  line("transnotes_cache_lookups_total{result=\"miss\"}", stats.misses);
-  out += "# TYPE transnotes_cache_errors_total counter\n";
-  line("transnotes_cache_errors_total", stats.errors);
-  out += "# TYPE transnotes_cache_pending_invalidations gauge\n";
-  line("transnotes_cache_pending_invalidations", stats.pending_invalidations);
-  out += "# TYPE transnotes_cache_async_reads_total counter\n";
-  line("transnotes_cache_async_reads_total{outcome=\"sent\"}", stats.async_sent);
-  line("transnotes_cache_async_reads_total{outcome=\"declined\"}", stats.async_refused);
-  return out;
+}
+
+std::string render_prometheus(const RedisNoteCacheStats& stats) {
+  return prometheus::TextSerializer().Serialize(metric_families(stats));
 }
 
 }  // namespace transnotes::cache

@@ -39,6 +39,7 @@
 
 #include "cache/note_key_hash.h"
 #include "domain/ports.h"
+#include "metrics/metrics.h"
 #include "redis/async_get_client.h"
 #include "redis/rate_limited_log.h"
 #include "redis/redis_client.h"
@@ -63,7 +64,9 @@ struct RedisNoteCacheStats {
   std::uint64_t async_refused = 0;          // get_async calls declined (no connection up)
 };
 
-// The stats in Prometheus text format (counters and a gauge), for /metrics.
+// The stats as metric families (counters and a gauge, each with its help text), for a
+// metrics::MetricsRegistry collector; render_prometheus is the same in the text format.
+std::vector<prometheus::MetricFamily> metric_families(const RedisNoteCacheStats& stats);
 std::string render_prometheus(const RedisNoteCacheStats& stats);
 
 class RedisNoteCache final : public NoteCache {

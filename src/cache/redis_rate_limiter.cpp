@@ -1,5 +1,7 @@
 #include "cache/redis_rate_limiter.h"
 
+#include <prometheus/text_serializer.h>
+
 #include <algorithm>
 #include <utility>
 
@@ -89,16 +91,21 @@ RedisRateLimiterStats RedisRateLimiter::stats() const {
           errors_.load(std::memory_order_relaxed)};
 }
 
+std::vector<prometheus::MetricFamily> metric_families(const RedisRateLimiterStats& stats) {
+  return {
+      metrics::counter_family("transnotes_rate_limiter_decisions_total",
+                              "Rate limiter decisions taken in Redis, by decision.",
+                              {{{{"decision", "allowed"}}, static_cast<double>(stats.allowed)},
+                               {{{"decision", "refused"}}, static_cast<double>(stats.refused)}}),
+      metrics::counter_family("transnotes_rate_limiter_errors_total",
+                              "Rate limiter calls to Redis that failed; each of those requests "
+                              "was let through.",
+                              {{{}, static_cast<double>(stats.errors)}}),
+  };
+}
+
 std::string render_prometheus(const RedisRateLimiterStats& stats) {
-  std::string out;
-  out += "# TYPE transnotes_rate_limiter_decisions_total counter\n";
-  out += "transnotes_rate_limiter_decisions_total{decision=\"allowed\"} " +
-         std::to_string(stats.allowed) + "\n";
-  out += "transnotes_rate_limiter_decisions_total{decision=\"refused\"} " +
-         std::to_string(stats.refused) + "\n";
-  out += "# TYPE transnotes_rate_limiter_errors_total counter\n";
-  out += "transnotes_rate_limiter_errors_total " + std::to_string(stats.errors) + "\n";
-  return out;
+  return prometheus::TextSerializer().Serialize(metric_families(stats));
 }
 
 }  // namespace transnotes::cache

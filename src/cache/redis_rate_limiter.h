@@ -35,6 +35,7 @@
 #include <string_view>
 
 #include "domain/ports.h"
+#include "metrics/metrics.h"
 #include "redis/rate_limited_log.h"
 #include "redis/redis_client.h"
 
@@ -50,7 +51,9 @@ struct RedisRateLimiterStats {
   std::uint64_t errors = 0;  // Redis failures; each of those requests was let through
 };
 
-// The stats in Prometheus text format (counters), for /metrics.
+// The stats as metric families (counters with their help text), for a metrics::MetricsRegistry
+// collector; render_prometheus is the same in the text format.
+std::vector<prometheus::MetricFamily> metric_families(const RedisRateLimiterStats& stats);
 std::string render_prometheus(const RedisRateLimiterStats& stats);
 
 class RedisRateLimiter final : public RateLimiter {

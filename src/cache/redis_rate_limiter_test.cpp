@@ -143,6 +143,10 @@ TEST_F(RedisRateLimiterTest, OpenRateLimiterPicksTheBackend) {
   EXPECT_EQ(local->acquire("k", one_a_minute), kAllowed);  // its own bucket, in this process
   EXPECT_EQ(local->acquire("k", one_a_minute), seconds(60));
   EXPECT_EQ(rate_limiter_metrics(*local), "");
+  EXPECT_TRUE(rate_limiter_families(*local).empty());
+  const auto families = rate_limiter_families(*shared);
+  ASSERT_EQ(families.size(), 2u);
+  EXPECT_EQ(families[0].name, "transnotes_rate_limiter_decisions_total");
 }
 
 std::shared_ptr<redis::RedisClient> throwaway_client(const ThrowawayRedis& server) {
