@@ -1,5 +1,6 @@
 #include "marian/marian_engine.h"
 
+#include <sentencepiece_processor.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
@@ -129,6 +130,15 @@ std::vector<MarianModelDir> name_dirs(const std::vector<fs::path>& dirs) {
   return out;
 }
 
+// Only for counting output tokens: a model that translates but whose target.spm cannot be read
+// again (removed since) is still served, its outputs uncounted.
+std::shared_ptr<const sentencepiece::SentencePieceProcessor> load_target_pieces(
+    const fs::path& dir) {
+  auto processor = std::make_shared<sentencepiece::SentencePieceProcessor>();
+  if (!processor->Load((dir / "target.spm").string()).ok()) return nullptr;
+  return processor;
+}
+
 }  // namespace
 
 MarianEngine::MarianEngine(const std::vector<fs::path>& model_dirs,
@@ -156,13 +166,30 @@ MarianEngine::MarianEngine(const std::vector<MarianModelDir>& models,
       spdlog::error("marian: {}-{} not loaded: {}", m.pair.source, m.pair.target, e.what());
       continue;
     }
-    translators_[key] = translator;
+    std::error_code size_error;
+    const auto weight_bytes = fs::file_size(m.dir / "model.safetensors", size_error);
+    if (!size_error) model_bytes_ += weight_bytes;
+    translators_[key] = LoadedModel{translator, load_target_pieces(m.dir)};
     spdlog::info("marian: loaded {}-{} from {} ({})", m.pair.source, m.pair.target, m.dir.string(),
                  options.int8 ? "int8"
                  : translator->model().has_greedy_screen()
                      ? "float32, greedy argmax via int8 screen"
                      : "float32");
   }
+}
+
+std::uint64_t MarianEngine::count_tokens(const LoadedModel& model,
+                                         const std::vector<std::string>& sources,
+                                         const std::vector<std::string>& outputs) const {
+  std::uint64_t tokens = 0;
+  std::vector<std::string> pieces;
+  for (std::size_t i = 0; i < sources.size() && i < outputs.size(); ++i) {
+    if (sources[i].find_first_not_of(" \t\r\n\f\v") == std::string::npos) continue;  // not run
+    tokens += model.translator->tokenizer().pieces(sources[i]).size() + 1;           // with </s>
+    if (model.target_pieces && model.target_pieces->Encode(outputs[i], &pieces).ok())
+      tokens += pieces.size() + 1;
+  }
+  return tokens;
 }
 
 std::vector<LanguagePair> MarianEngine::pairs() const {
@@ -178,7 +205,10 @@ std::vector<std::string> MarianEngine::translate_batch(const std::string& source
   if (it == translators_.end())
     throw TranslationFailed("marian: no model for " + source + "-" + target);
   try {
-    return it->second->translate(segments);
+    auto outputs = it->second.translator->translate(segments);
+    translated_tokens_.fetch_add(count_tokens(it->second, segments, outputs),
+                                 std::memory_order_relaxed);
+    return outputs;
   } catch (const TranslationFailed&) {
     throw;
   } catch (const std::exception& e) {

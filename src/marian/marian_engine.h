@@ -1,7 +1,10 @@
-// MarianEngine: transnotes::translation::Engine backed by native OPUS-MT models (one MarianTranslator per
-// model folder, weights loaded once and shared by all threads). translate_batch is thread-safe.
+// MarianEngine: transnotes::translation::Engine backed by native OPUS-MT models (one
+// MarianTranslator per model folder, weights loaded once and shared by all threads).
+// translate_batch is thread-safe.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -11,6 +14,10 @@
 
 #include "marian/translator.h"
 #include "translation/engine.h"
+
+namespace sentencepiece {
+class SentencePieceProcessor;
+}
 
 namespace transnotes::marian {
 
@@ -62,9 +69,28 @@ class MarianEngine : public translation::Engine {
   std::vector<std::string> translate_batch(const std::string& source, const std::string& target,
                                            const std::vector<std::string>& segments) override;
 
+  // Bytes of model weights loaded: the sizes of the loaded models' model.safetensors files.
+  std::uint64_t model_bytes() const { return model_bytes_; }
+  // Subword tokens of every successful translate_batch so far: each non-blank source segment's
+  // pieces plus </s>, and its output as the target vocabulary's sentencepiece model segments it
+  // plus </s> (the generated tokens, where the model emitted the canonical segmentation, as it
+  // does almost always). Thread-safe.
+  std::uint64_t translated_tokens() const {
+    return translated_tokens_.load(std::memory_order_relaxed);
+  }
+
  private:
-  std::map<std::pair<std::string, std::string>, std::shared_ptr<const marian::MarianTranslator>>
-      translators_;
+  struct LoadedModel {
+    std::shared_ptr<const marian::MarianTranslator> translator;
+    // target.spm, to count the tokens of an output; null if it could not be read.
+    std::shared_ptr<const sentencepiece::SentencePieceProcessor> target_pieces;
+  };
+  std::uint64_t count_tokens(const LoadedModel& model, const std::vector<std::string>& sources,
+                             const std::vector<std::string>& outputs) const;
+
+  std::map<std::pair<std::string, std::string>, LoadedModel> translators_;
+  std::uint64_t model_bytes_ = 0;
+  std::atomic<std::uint64_t> translated_tokens_{0};
 };
 
 }  // namespace transnotes::marian
