@@ -140,15 +140,31 @@ int run_users(const Config& config, const UserCommand& command, std::istream& in
     if (command.action == "list") {
       for (const auto& user : service.list_users()) {
         out << user.id << "\t" << user.username << "\t" << user.email << "\t"
-            << (user.is_active ? "active" : "inactive") << "\t"
-            << format_timestamp(user.date_joined) << "\n";
+            << (user.is_active ? "active" : "inactive") << "\t" << (user.is_staff ? "admin" : "-")
+            << "\t" << format_timestamp(user.date_joined) << "\n";
       }
       return 0;
     }
     if (command.action == "create") {
       const std::string password = new_password(in, err);
       User user = service.create_user(command.username, password, command.email);
-      out << "created user " << user.username << " (id " << user.id << ")\n";
+      if (command.admin && !accounts.owned_store->set_staff(user.id, true)) {
+        // Deleted between the two statements by another command: nothing left to make admin.
+        err << "transnotes: user " << user.username << " was removed before becoming an admin\n";
+        return 1;
+      }
+      out << "created " << (command.admin ? "admin " : "user ") << user.username << " (id "
+          << user.id << ")\n";
+      return 0;
+    }
+    if (command.action == "set-admin") {
+      const auto user = accounts.owned_store->find_user(command.username);
+      if (!user || !accounts.owned_store->set_staff(user->id, command.admin)) {
+        err << "transnotes: no user named " << command.username << "\n";
+        return 1;
+      }
+      out << user->username << (command.admin ? " is now an admin" : " is no longer an admin")
+          << "\n";
       return 0;
     }
     if (command.action == "delete") {

@@ -1,6 +1,6 @@
-// `transnotes users create|list|delete|set-password`: the operator's account commands, and the
-// secret key that signs tokens. Passwords come from stdin or a prompt, never from argv (which
-// every local user can read in /proc).
+// `transnotes users create|list|delete|set-password|set-admin`: the operator's account commands,
+// and the secret key that signs tokens. Passwords come from stdin or a prompt, never from argv
+// (which every local user can read in /proc).
 #pragma once
 
 #include <iosfwd>
@@ -16,13 +16,17 @@ namespace transnotes::app {
 std::string resolve_secret_key(const Config& config);
 
 struct UserCommand {
-  std::string action;  // create | list | delete | set-password | adopt-open-notes
+  std::string action;  // create | list | delete | set-password | set-admin | adopt-open-notes
   std::string username;
   std::string email;
+  // create: the new user administers every user's translation jobs (User::is_staff).
+  // set-admin: the value to set (false for --off).
+  bool admin = false;
 };
 
 // Runs one users command. The password is read from `in`: prompted twice without echo when
-// `in` is a terminal, else its first line. Returns the exit code (0 ok, 1 refused or failed).
+// `in` is a terminal, else its first line. Returns the exit code (0 ok, 1 refused or failed,
+// 2 unknown command).
 int run_users(const Config& config, const UserCommand& command, std::istream& in, std::ostream& out,
               std::ostream& err);
 
