@@ -9,6 +9,7 @@
 #include "app/application.h"
 #include "app/backup_commands.h"
 #include "app/config.h"
+#include "app/job_commands.h"
 #include "app/model_commands.h"
 #include "app/user_commands.h"
 #include "domain/errors.h"
@@ -157,6 +158,8 @@ int main(int argc, char** argv) {
   auto* users_create = users->add_subcommand("create", "Create a user; reads the password");
   users_create->add_option("username", user_command.username, "Login name")->required();
   users_create->add_option("--email", user_command.email, "Email address");
+  users_create->add_flag("--admin", user_command.admin,
+                         "May administer every user's translation jobs over HTTP");
   auto* users_list = users->add_subcommand("list", "List users");
   auto* users_delete = users->add_subcommand("delete", "Delete a user and all their notes");
   users_delete->add_option("username", user_command.username, "Login name")->required();
@@ -165,8 +168,45 @@ int main(int argc, char** argv) {
   auto* users_adopt = users->add_subcommand(
       "adopt-open-notes", "Give the notes made in open mode (or before accounts) to a user");
   users_adopt->add_option("username", user_command.username, "Login name")->required();
-  for (auto* cmd : {users_create, users_list, users_delete, users_password, users_adopt}) {
+  auto* users_admin = users->add_subcommand(
+      "set-admin", "Let a user administer every user's translation jobs (--off: no longer)");
+  users_admin->add_option("username", user_command.username, "Login name")->required();
+  bool users_admin_off = false;
+  users_admin->add_flag("--off", users_admin_off, "Take the right away");
+  for (auto* cmd :
+       {users_create, users_list, users_delete, users_password, users_adopt, users_admin}) {
     add_storage_options(*cmd, config);
+  }
+
+  transnotes::app::JobCommand job_command;
+  auto* jobs = app.add_subcommand(
+      "jobs",
+      "Administer every user's translation jobs. With --redis-url a requeued job is announced on "
+      "the Redis job bus; in the embedded default the serving process's workers find it in the "
+      "database by themselves (their poll and sweep intervals, a few seconds)");
+  jobs->require_subcommand(1);
+  auto* jobs_list = jobs->add_subcommand("list", "Every user's jobs, newest first");
+  jobs_list->add_option("--state", job_command.state, "queued|running|succeeded|failed|cancelled");
+  jobs_list->add_option("--note", job_command.note, "Only this note's jobs");
+  jobs_list->add_option("--limit", job_command.limit, "Most rows shown (default 100)");
+  jobs_list->add_option("--before", job_command.before,
+                        "Only jobs older than this job ID (the next page)");
+  auto* jobs_retry = jobs->add_subcommand(
+      "retry", "Queue a failed or cancelled job again, its attempts starting over");
+  jobs_retry->add_option("id", job_command.job_id, "Job ID");
+  jobs_retry->add_flag("--all-failed", job_command.all_failed, "Every failed job");
+  auto* jobs_cancel = jobs->add_subcommand(
+      "cancel", "Cancel a queued job; a running one stops at its next segment");
+  jobs_cancel->add_option("id", job_command.job_id, "Job ID");
+  auto* jobs_purge =
+      jobs->add_subcommand("purge", "Delete jobs that ended (notes keep their translations)");
+  jobs_purge->add_option("--finished-before", job_command.finished_before,
+                         "Required: how long ago they ended at least (30s, 15m, 12h, 7d)");
+  for (auto* cmd : {jobs_list, jobs_retry, jobs_cancel, jobs_purge}) {
+    add_storage_options(*cmd, config);
+    cmd->add_option("--redis-url", config.redis_url,
+                    "redis://host:port/db: requeued jobs are announced on its job bus")
+        ->envname("REDIS_URL");
   }
 
   transnotes::app::TranslateOptions translate_options;
@@ -244,8 +284,17 @@ int main(int argc, char** argv) {
                             : *users_list   ? "list"
                             : *users_delete ? "delete"
                             : *users_adopt  ? "adopt-open-notes"
+                            : *users_admin  ? "set-admin"
                                             : "set-password";
+      if (*users_admin) user_command.admin = !users_admin_off;
       return transnotes::app::run_users(config, user_command, std::cin, std::cout, std::cerr);
+    }
+    if (*jobs) {
+      job_command.action = *jobs_list     ? "list"
+                           : *jobs_retry  ? "retry"
+                           : *jobs_cancel ? "cancel"
+                                          : "purge";
+      return transnotes::app::run_jobs(config, job_command, std::cout, std::cerr);
     }
     if (*translate) {
       return transnotes::app::run_translate(config, translate_options, std::cin, std::cout,
