@@ -37,6 +37,76 @@ std::string HttpResult::header(const std::string& name) const {
 namespace {
 std::mutex tokens_mutex;
 std::map<int, std::string> tokens_by_port;
+
+// ---- Exchange log (tests/e2e/response_schema_check.py) -------------------------------------
+// With TRANSNOTES_E2E_EXCHANGE_LOG set (ctest sets it), every request() exchange is appended to
+// that file as one JSON line, and so is the name of every test that starts, so the check after
+// the suite validates each response against docs/openapi.yaml and knows whether the whole suite
+// ran. Each line is one write() on an O_APPEND descriptor: the tests' processes and threads
+// append to the same file without interleaving.
+constexpr std::size_t kMaxRecordedBody = 4 * 1024 * 1024;
+
+const char* exchange_log_path() {
+  static const char* path = std::getenv("TRANSNOTES_E2E_EXCHANGE_LOG");
+  return path != nullptr && *path != '\0' ? path : nullptr;
+}
+
+void append_to_exchange_log(boost::json::object record) {
+  const char* path = exchange_log_path();
+  if (path == nullptr) return;
+  auto line = boost::json::serialize(record);
+  line += '\n';
+  static std::mutex write_mutex;
+  std::lock_guard lock(write_mutex);
+  const int fd = ::open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    ADD_FAILURE() << "cannot open the exchange log " << path;
+    return;
+  }
+  const auto written = ::write(fd, line.data(), line.size());
+  ::close(fd);
+  if (written != static_cast<ssize_t>(line.size())) {
+    ADD_FAILURE() << "short write to the exchange log " << path;
+  }
+}
+
+std::string current_test_name() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  return info == nullptr ? std::string()
+                         : std::string(info->test_suite_name()) + "." + info->name();
+}
+
+void record_exchange(const std::string& method, const std::string& target,
+                     const HttpResult& result) {
+  if (exchange_log_path() == nullptr) return;
+  boost::json::object record{{"kind", "exchange"},
+                             {"test", current_test_name()},
+                             {"method", method},
+                             {"target", target},
+                             {"status", result.status},
+                             {"content_type", result.header("content-type")},
+                             {"body_size", result.body.size()}};
+  // Only JSON bodies are validated; the docs page's scripts need not travel through the log.
+  boost::json::object headers;
+  for (const auto& [name, value] : result.headers) headers[name] = value;
+  record["headers"] = std::move(headers);
+  const bool json = result.header("content-type").find("json") != std::string::npos;
+  if (json && result.body.size() <= kMaxRecordedBody) record["body"] = result.body;
+  append_to_exchange_log(std::move(record));
+}
+
+class TestStartRecorder : public ::testing::EmptyTestEventListener {
+  void OnTestStart(const ::testing::TestInfo& info) override {
+    append_to_exchange_log(
+        {{"kind", "test"}, {"test", std::string(info.test_suite_name()) + "." + info.name()}});
+  }
+};
+
+// Registered before gtest's main runs; the listener list takes ownership.
+[[maybe_unused]] const bool test_start_recorder_registered = [] {
+  ::testing::UnitTest::GetInstance()->listeners().Append(new TestStartRecorder);
+  return true;
+}();
 }  // namespace
 
 std::string default_token(int port) {
@@ -124,6 +194,7 @@ HttpResult request(int port, const std::string& method, const std::string& targe
   }
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  record_exchange(method, target, out);
   return out;
 }
 
@@ -230,7 +301,6 @@ void Service::expect_no_server_errors() const {
   if (pid_ <= 0 || port_ == 0 || options_.subcommand != "serve" || options_.allow_server_errors) {
     return;
   }
-  const std::string counter = "transnotes_http_responses_total{class=\"5xx\"} ";
   HttpResult metrics;
   try {
     metrics = request(port_, "GET", "/metrics");
@@ -238,12 +308,19 @@ void Service::expect_no_server_errors() const {
     ADD_FAILURE() << "could not read /metrics to count 5xx answers: " << e.what();
     return;
   }
-  auto at = metrics.body.find(counter);
-  if (at == std::string::npos) {
-    ADD_FAILURE() << "no 5xx counter in /metrics:\n" << metrics.body;
+  if (metrics.body.find("# TYPE http_requests_total counter\n") == std::string::npos) {
+    ADD_FAILURE() << "no http_requests_total in /metrics:\n" << metrics.body;
     return;
   }
-  auto count = std::stoll(metrics.body.substr(at + counter.size()));
+  // Sum http_requests_total{code="5..",...} over every method and route.
+  long long count = 0;
+  std::istringstream lines(metrics.body);
+  for (std::string line; std::getline(lines, line);) {
+    if (!line.starts_with("http_requests_total{") || line.find("code=\"5") == std::string::npos) {
+      continue;
+    }
+    count += std::stoll(line.substr(line.rfind(' ') + 1));
+  }
   EXPECT_EQ(count, 0) << "the service answered " << count << " request(s) with 5xx; its log:\n"
                       << log();
 }

@@ -22,6 +22,9 @@ struct HttpResult {
 // One HTTP/1.1 request on a fresh connection. When a Service on `port` logged in its test user
 // (see ServiceOptions::auth) and `extra_headers` name no Authorization, the request carries that
 // user's Bearer token, so tests written for the open API run unchanged with auth on.
+// With TRANSNOTES_E2E_EXCHANGE_LOG set (ctest does), the exchange is also appended to that file,
+// whose responses tests/e2e/response_schema_check.py validates against docs/openapi.yaml after
+// the suite.
 HttpResult request(int port, const std::string& method, const std::string& target,
                    const std::string& body = "",
                    const std::string& content_type = "application/json",
