@@ -99,5 +99,27 @@ TEST(ConnectionPool, AFailedOpenFreesItsSlot) {
   EXPECT_NO_THROW(pool.acquire());
 }
 
+TEST(ConnectionPool, StatsCountOpenLeasedAndWaitingCallers) {
+  Counters counters;
+  auto pool = make_pool(counters, 1, 30s);
+  EXPECT_EQ(pool.stats().open, 0);
+  EXPECT_EQ(pool.stats().max_size, 1);
+  std::future<int> waiter;
+  {
+    auto held = pool.acquire();
+    EXPECT_EQ(pool.stats().open, 1);
+    EXPECT_EQ(pool.stats().leased, 1);
+    EXPECT_EQ(pool.stats().waiting, 0);
+    waiter = std::async(std::launch::async, [&] { return pool.acquire()->serial; });
+    while (pool.stats().waiting == 0) std::this_thread::yield();  // the waiter is blocked now
+    EXPECT_EQ(pool.stats().waiting, 1);
+  }
+  EXPECT_EQ(waiter.get(), 1);
+  const auto after = pool.stats();
+  EXPECT_EQ(after.waiting, 0);
+  EXPECT_EQ(after.leased, 0);
+  EXPECT_EQ(after.open, 1);
+}
+
 }  // namespace
 }  // namespace transnotes::storage
