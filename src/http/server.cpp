@@ -388,7 +388,7 @@ class Session : public std::enable_shared_from_this<Session> {
     res->set(bhttp::field::server, server_.options.server_name);
     res->set(bhttp::field::content_type, "application/json");
     res->set(bhttp::field::connection, "close");
-    res->set(kRequestIdField, request_id_);
+    res->insert(kRequestIdField, request_id_);
     res->body() = json_error_body(status);
     res->keep_alive(false);
     res->prepare_payload();
@@ -544,7 +544,7 @@ class Session : public std::enable_shared_from_this<Session> {
     res->set(bhttp::field::server, server_.options.server_name);
     if (!out.content_type.empty()) res->set(bhttp::field::content_type, out.content_type);
     for (auto& [name, value] : out.headers) res->insert(name, value);
-    res->set(kRequestIdField, request_id_);
+    res->insert(kRequestIdField, request_id_);
     res->keep_alive(msg.keep_alive() && !server_.stopping.load(std::memory_order_relaxed));
     answer_.status = out.status;
     answer_.route = out.route;

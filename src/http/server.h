@@ -34,6 +34,7 @@ struct Response {
   int status = 200;
   std::string body;
   std::string content_type = "application/json";
+  // Added to the answer's header; the server adds Server, Content-Length and X-Request-ID.
   std::vector<std::pair<std::string, std::string>> headers;
   // For ServerOptions::on_response only, never sent. The route template that matched
   // ("/api/v1/notes/{id}/"), with static storage; "" when none did.
