@@ -1,5 +1,7 @@
 #include "cache/cache.h"
 
+#include <prometheus/text_serializer.h>
+
 namespace transnotes::cache {
 
 OpenedCache open_cache(const CacheSettings& settings) {
@@ -10,9 +12,12 @@ OpenedCache open_cache(const CacheSettings& settings) {
     opened.metrics = [stats_of = redis.get()] { return render_prometheus(stats_of->stats()); };
     opened.cache = std::move(redis);
   } else {
-    opened.cache = std::make_unique<MemoryNoteCache>(settings.memory);
-    opened.families = [] { return std::vector<prometheus::MetricFamily>(); };
-    opened.metrics = [] { return std::string(); };
+    auto memory = std::make_unique<MemoryNoteCache>(settings.memory);
+    opened.families = [stats_of = memory.get()] { return metric_families(stats_of->stats()); };
+    opened.metrics = [stats_of = memory.get()] {
+      return prometheus::TextSerializer().Serialize(metric_families(stats_of->stats()));
+    };
+    opened.cache = std::move(memory);
   }
   return opened;
 }

@@ -25,10 +25,9 @@ struct CacheSettings {
 
 struct OpenedCache {
   std::unique_ptr<NoteCache> cache;
-  // The cache's own figures (none for the in-process cache), for MetricsRegistry::add; valid
-  // while `cache` lives.
+  // The cache's own figures, for MetricsRegistry::add; valid while `cache` lives.
   metrics::Collector families;
-  // The same in Prometheus text format ("" when it has none).
+  // The same in Prometheus text format.
   std::function<std::string()> metrics;
 };
 

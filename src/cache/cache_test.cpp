@@ -15,17 +15,29 @@ namespace {
 // A note of the open-mode owner.
 NoteKey note(std::int64_t id) { return NoteKey{kOpenModeOwner, id}; }
 
-TEST(OpenCache, WithoutRedisItIsTheInProcessCacheWithNoMetricsOfItsOwn) {
+// The in-process cache reports its lookups under the Redis cache's name, so that a dashboard's
+// hit ratio works for the embedded default too.
+TEST(OpenCache, WithoutRedisItIsTheInProcessCacheAndReportsItsLookups) {
   CacheSettings settings;
   settings.memory.capacity = 64;
   auto opened = open_cache(settings);
   ASSERT_NE(opened.cache, nullptr);
   opened.cache->put(note(7), 1, "seven");
   EXPECT_EQ(opened.cache->get(note(7)), "seven");
+  EXPECT_EQ(opened.cache->get(note(8)), std::nullopt);
+  EXPECT_EQ(opened.cache->get(note(7)), "seven");
   ASSERT_TRUE(opened.metrics);
-  EXPECT_EQ(opened.metrics(), "");
+  const std::string text = opened.metrics();
+  for (const char* line :
+       {"# HELP transnotes_cache_lookups_total ", "# TYPE transnotes_cache_lookups_total counter\n",
+        "transnotes_cache_lookups_total{result=\"hit\"} 2\n",
+        "transnotes_cache_lookups_total{result=\"miss\"} 1\n",
+        "# TYPE transnotes_cache_entries gauge\n", "transnotes_cache_entries 1\n",
+        "# TYPE transnotes_cache_bytes gauge\n"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << text;
+  }
   ASSERT_TRUE(opened.families);
-  EXPECT_TRUE(opened.families().empty());
+  EXPECT_EQ(opened.families().size(), 3u);
 }
 
 // Every family says what it counts (# HELP) and what it is (# TYPE), as promtool requires; the

@@ -22,15 +22,23 @@ std::optional<std::string> MemoryNoteCache::get(const NoteKey& key) {
   {
     std::lock_guard lock(shard.mutex);
     auto found = shard.index.find(key);
-    if (found == shard.index.end()) return std::nullopt;
+    if (found == shard.index.end()) {
+      ++shard.misses;
+      return std::nullopt;
+    }
     auto slot = found->second;
     if (now_() >= slot->expires_at) {
       erase_locked(shard, slot);
+      ++shard.misses;
       return std::nullopt;
     }
-    if (!slot->body) return std::nullopt;  // tombstone
+    if (!slot->body) {  // tombstone
+      ++shard.misses;
+      return std::nullopt;
+    }
     shard.lru.splice(shard.lru.begin(), shard.lru, slot);
     body = slot->body;
+    ++shard.hits;
   }
   return std::string(*body);  // copy outside the lock
 }
@@ -97,6 +105,33 @@ std::size_t MemoryNoteCache::bytes() const {
     total += shard.bytes;
   }
   return total;
+}
+
+MemoryNoteCacheStats MemoryNoteCache::stats() const {
+  MemoryNoteCacheStats stats;
+  for (const Shard& shard : shards_) {
+    std::lock_guard lock(shard.mutex);
+    stats.hits += shard.hits;
+    stats.misses += shard.misses;
+    stats.entries += shard.lru.size();
+    stats.bytes += shard.bytes;
+  }
+  return stats;
+}
+
+std::vector<prometheus::MetricFamily> metric_families(const MemoryNoteCacheStats& stats) {
+  const auto value = [](std::uint64_t n) { return static_cast<double>(n); };
+  return {
+      metrics::counter_family(
+          "transnotes_cache_lookups_total", "Note cache lookups in this process, by result.",
+          {{{{"result", "hit"}}, value(stats.hits)}, {{{"result", "miss"}}, value(stats.misses)}}),
+      metrics::gauge_family("transnotes_cache_entries",
+                            "Slots the in-process note cache holds (entries and tombstones).",
+                            {{{}, value(stats.entries)}}),
+      metrics::gauge_family("transnotes_cache_bytes",
+                            "Bytes the in-process note cache's slots account for.",
+                            {{{}, value(stats.bytes)}}),
+  };
 }
 
 std::size_t MemoryNoteCache::size() const {

@@ -27,11 +27,24 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "cache/note_key_hash.h"
 #include "domain/ports.h"
+#include "metrics/metrics.h"
 
 namespace transnotes::cache {
+
+struct MemoryNoteCacheStats {
+  std::uint64_t hits = 0;
+  std::uint64_t misses = 0;   // absent, expired, or a tombstone
+  std::uint64_t entries = 0;  // slots held: entries and tombstones
+  std::uint64_t bytes = 0;    // what those slots account for
+};
+
+// The stats as metric families (the lookups under the Redis cache's name), for a
+// metrics::MetricsRegistry collector.
+std::vector<prometheus::MetricFamily> metric_families(const MemoryNoteCacheStats& stats);
 
 struct MemoryNoteCacheOptions {
   std::size_t capacity = 10000;  // entries + tombstones, across all shards (at least 1 per shard)
@@ -61,6 +74,8 @@ class MemoryNoteCache final : public NoteCache {
   std::size_t bytes() const;
   // What one slot costs besides its body: list node, hash node, shared body control block.
   static constexpr std::size_t kSlotOverheadBytes = 160;
+  // Lookups so far and what is held now, each shard read under its lock in turn.
+  MemoryNoteCacheStats stats() const;
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -76,6 +91,9 @@ class MemoryNoteCache final : public NoteCache {
     std::list<Slot> lru;  // most recently used first
     std::unordered_map<NoteKey, std::list<Slot>::iterator, NoteKeyHash> index;
     std::size_t bytes = 0;
+    // Counted under the mutex get() holds anyway: no extra atomic on the lookup path.
+    std::uint64_t hits = 0;
+    std::uint64_t misses = 0;
   };
   static constexpr std::size_t kShards = 16;
 

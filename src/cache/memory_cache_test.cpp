@@ -152,6 +152,27 @@ TEST(MemoryNoteCache, EntriesExpireAfterTtl) {
   EXPECT_EQ(cache.get(note(1)), std::nullopt);
 }
 
+// Every get() is a hit or a miss: absent, expired and tombstoned keys are misses.
+TEST(MemoryNoteCache, StatsCountEveryLookupAndWhatIsHeld) {
+  MemoryNoteCache cache({.capacity = 100, .ttl = milliseconds(30), .now = &fake_now});
+  EXPECT_EQ(cache.get(note(1)), std::nullopt);  // absent
+  cache.put(note(1), 1, "v1");
+  EXPECT_EQ(cache.get(note(1)), "v1");
+  cache.invalidate(note(2), 3);
+  EXPECT_EQ(cache.get(note(2)), std::nullopt);  // tombstone
+  auto stats = cache.stats();
+  EXPECT_EQ(stats.hits, 1u);
+  EXPECT_EQ(stats.misses, 2u);
+  EXPECT_EQ(stats.entries, 2u);
+  EXPECT_EQ(stats.bytes, cache.bytes());
+  fake_now_value += milliseconds(30);
+  EXPECT_EQ(cache.get(note(1)), std::nullopt);  // expired
+  stats = cache.stats();
+  EXPECT_EQ(stats.hits, 1u);
+  EXPECT_EQ(stats.misses, 3u);
+  EXPECT_EQ(stats.entries, 1u);
+}
+
 TEST(MemoryNoteCache, TombstonesExpireAfterTtl) {
   MemoryNoteCache cache({.capacity = 100, .ttl = milliseconds(30), .now = &fake_now});
   cache.invalidate(note(1), 5);

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <string>
 
+#include "cache/memory_cache.h"
 #include "cache/redis_cache.h"
 #include "cache/redis_rate_limiter.h"
 #include "metrics/http_metrics.h"
@@ -112,6 +113,16 @@ TEST(Promtool, AcceptsTheExpositionWithEveryFamilyPopulated) {
                 text.find(line_start + " ") != std::string::npos)
         << name << " has no sample";
   }
+  const auto checked = promtool_check_metrics(text);
+  EXPECT_EQ(checked.exit_code, 0) << checked.output << "\n" << text;
+}
+
+// The in-process cache's families, which take the Redis cache's place in the embedded default.
+TEST(Promtool, AcceptsTheInProcessCacheFamilies) {
+  MetricsRegistry registry;
+  registry.add([] { return cache::metric_families(cache::MemoryNoteCacheStats{7, 3, 4, 900}); });
+  const std::string text = registry.render();
+  EXPECT_NE(text.find("\ntransnotes_cache_entries 4\n"), std::string::npos) << text;
   const auto checked = promtool_check_metrics(text);
   EXPECT_EQ(checked.exit_code, 0) << checked.output << "\n" << text;
 }
