@@ -183,9 +183,11 @@ constexpr const char* kFinishCancelled =
     "UPDATE translation_jobs SET status = 'cancelled', finished_at = ?3, lease_owner = NULL, "
     "lease_expires_at = NULL, cancel_requested = 0 "
     "WHERE id = ?1 AND status = 'running' AND lease_owner = ?2";
+// Only ended jobs have a finished_at; the status test is a safeguard, and its unary + keeps the
+// planner on the finished_at index (the status index would visit every ended job).
 constexpr const char* kPurgeJobs =
     "DELETE FROM translation_jobs "
-    "WHERE finished_at < ?1 AND status IN ('succeeded', 'failed', 'cancelled')";
+    "WHERE finished_at < ?1 AND +status IN ('succeeded', 'failed', 'cancelled')";
 constexpr const char* kCountJobsByStatus =
     "SELECT status, count(*) FROM translation_jobs GROUP BY status";
 constexpr const char* kOldestQueued =
