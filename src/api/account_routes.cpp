@@ -109,10 +109,12 @@ std::string Api::client_address(const http::Request& request) const {
   return request.remote_address;
 }
 
-void Api::throttle(const std::string& key, const RateLimit& limit, int cost) {
+void Api::throttle(const std::string& key, const RateLimit& limit,
+                   std::atomic<std::uint64_t>& refused, int cost) {
   if (!services_.limiter || limit.burst < 1) return;  // no limiter, or this limit is off
   if (auto wait = services_.limiter->acquire(key, limit, cost)) {
     counters_.throttled.fetch_add(1, std::memory_order_relaxed);
+    refused.fetch_add(1, std::memory_order_relaxed);
     throw Throttled(*wait);
   }
 }
@@ -182,7 +184,8 @@ http::Response Api::idempotent(const http::Request& request, UserId owner,
 void Api::throttle_account_route(const http::Request& request) {
   // Every account route costs the service (a password hash, a database read): each address
   // draws on one bucket for all of them, before the body is even read.
-  throttle("auth:address:" + client_address(request), options_.throttle.auth_per_address);
+  throttle("auth:address:" + client_address(request), options_.throttle.auth_per_address,
+           counters_.throttled_auth);
 }
 
 http::Response Api::register_user(const http::Request& request, const Params&) {
@@ -212,7 +215,8 @@ http::Response Api::obtain_token(const http::Request& request, const Params&) {
   const std::string failures_key =
       "login-failures:" +
       (username.size() <= kMaxUsernameLength ? lower_ascii(username) : std::string("(too long)"));
-  throttle(failures_key, options_.throttle.failed_logins_per_username, /*cost=*/0);
+  throttle(failures_key, options_.throttle.failed_logins_per_username,
+           counters_.throttled_failed_login, /*cost=*/0);
   auth::TokenPair tokens;
   try {
     tokens = service.obtain_tokens(username, password);

@@ -8,6 +8,7 @@
 #include "api/json_io.h"
 #include "api/pagination.h"
 #include "api/router.h"
+#include "apidocs/apidocs.h"
 #include "auth/account_service.h"
 #include "domain/text.h"
 
@@ -19,6 +20,29 @@ namespace {
 
 constexpr std::string_view kPrefix = "/api/v1";
 constexpr std::string_view kNotesPath = "/api/v1/notes/";
+// The template the cached-retrieve fast paths answer for (the route table's literal).
+constexpr std::string_view kNoteRoute = "/api/v1/notes/{id}/";
+
+// Where the user a request acts for is noted while handle() routes it, for the access log:
+// handle() runs a request from start to end on one thread.
+thread_local std::optional<UserId>* current_caller = nullptr;
+
+class CallerCapture {
+ public:
+  explicit CallerCapture(std::optional<UserId>& caller)
+      : outer_(std::exchange(current_caller, &caller)) {}
+  ~CallerCapture() { current_caller = outer_; }
+  CallerCapture(const CallerCapture&) = delete;
+  CallerCapture& operator=(const CallerCapture&) = delete;
+
+ private:
+  std::optional<UserId>* outer_;
+};
+
+// The access log's user: the account's id; nothing in open mode, where there are no accounts.
+std::string user_label(UserId user) {
+  return user == kOpenModeOwner ? std::string() : std::to_string(user);
+}
 
 http::Response with_header(http::Response response, std::string name, std::string value) {
   response.headers.emplace_back(std::move(name), std::move(value));
@@ -44,6 +68,20 @@ std::optional<std::int64_t> cacheable_note_id(const http::Request& request) {
 
 std::string render_note(const Note& note) { return render_note_json(note); }
 
+http::Response readiness_response(const ReadinessResults& results) {
+  json::object checks;
+  bool ready = true;
+  for (const auto& [name, problem] : results) {
+    checks[name] = problem.empty() ? std::string("ok") : problem;
+    ready = ready && problem.empty();
+  }
+  auto response = json_response(
+      ready ? 200 : 503,
+      json::object{{"status", ready ? "ok" : "unavailable"}, {"checks", std::move(checks)}});
+  if (!ready) response.headers.emplace_back("Retry-After", "1");
+  return response;
+}
+
 // The API's resources. Routing, 405 with `Allow`, HEAD and OPTIONS all come from this table
 // (tests/openapi_check.sh reads it to compare with docs/openapi.yaml: keep one route a line).
 std::unique_ptr<Router> Api::make_router(Api& api) {
@@ -57,7 +95,9 @@ std::unique_ptr<Router> Api::make_router(Api& api) {
   const auto user =
       [&api](http::Response (Api::*handler)(const http::Request&, const Params&, UserId)) {
         return [&api, handler](const http::Request& request, const Params& params) {
-          return (api.*handler)(request, params, api.caller(request));
+          const UserId caller = api.caller(request);
+          if (current_caller) *current_caller = caller;
+          return (api.*handler)(request, params, caller);
         };
       };
   // clang-format off
@@ -79,6 +119,11 @@ std::unique_ptr<Router> Api::make_router(Api& api) {
       {"/api/v1/translations/{id}/", "Translation Instance", {{"GET", user(&Api::translation)}}},
       {"/api/v1/stats/", "Stats", {{"GET", user(&Api::stats)}}},
       {"/api/v1/languages/", "Languages", {{"GET", user(&Api::languages)}}},
+      {"/api/v1/translations/{id}/retry/", "Translation Retry", {{"POST", user(&Api::retry_translation)}}},
+      {"/api/v1/translations/{id}/cancel/", "Translation Cancel", {{"POST", user(&Api::cancel_translation)}}},
+      {"/api/v1/openapi.json", "", {{"GET", open(&Api::openapi_json)}}},
+      {"/api/v1/openapi.yaml", "", {{"GET", open(&Api::openapi_yaml)}}},
+      {"/api/v1/docs/", "", {{"GET", open(&Api::docs_page)}}},
   });
   // clang-format on
 }
@@ -95,14 +140,21 @@ Api::Api(ApiServices services, ApiOptions options)
 
 Api::~Api() = default;
 
+std::vector<std::string> Api::route_templates() const { return router_->templates(); }
+
 http::Response Api::handle(const http::Request& request) {
   counters_.requests.fetch_add(1, std::memory_order_relaxed);
+  std::optional<UserId> caller;
+  CallerCapture capture(caller);
+  std::string_view matched_route;
   http::Response response;
   try {
-    response = route(request);
+    response = route(request, matched_route);
   } catch (...) {
     response = error_response(request);
   }
+  response.route = matched_route;
+  if (caller) response.user = user_label(*caller);
   auto& bucket = response.status >= 500   ? counters_.responses_5xx
                  : response.status >= 400 ? counters_.responses_4xx
                                           : counters_.responses_2xx;
@@ -121,11 +173,14 @@ bool Api::try_cached_async(const http::Request& request, http::AsyncDone done) {
   auto owner = fast_caller(request);
   if (!owner) return false;
   return notes_.cached_rendered_async(
-      *owner, *id, [this, done = std::move(done)](std::optional<std::string> body) {
+      *owner, *id, [this, owner = *owner, done = std::move(done)](std::optional<std::string> body) {
         if (!body) return done(std::nullopt);
         counters_.requests.fetch_add(1, std::memory_order_relaxed);
         counters_.responses_2xx.fetch_add(1, std::memory_order_relaxed);
-        done(http::Response{200, std::move(*body), "application/json", {}});
+        http::Response response{200, std::move(*body), "application/json", {}};
+        response.route = kNoteRoute;
+        response.user = user_label(owner);
+        done(std::move(response));
       });
 }
 
@@ -143,15 +198,25 @@ std::optional<http::Response> Api::try_cached(const http::Request& request) {
   if (!body) return std::nullopt;
   counters_.requests.fetch_add(1, std::memory_order_relaxed);
   counters_.responses_2xx.fetch_add(1, std::memory_order_relaxed);
-  return http::Response{200, std::move(*body), "application/json", {}};
+  http::Response response{200, std::move(*body), "application/json", {}};
+  response.route = kNoteRoute;
+  response.user = user_label(*owner);
+  return response;
 }
 
-http::Response Api::route(const http::Request& request) {
+http::Response Api::route(const http::Request& request, std::string_view& matched_route) {
   // Django refuses a bad Host for every request, not only those that print it.
   checked_host(request, options_.trust_proxy);
   auto url = boost::urls::parse_origin_form(request.target);
   if (!url) throw NotFound();
-  return router_->dispatch(request, url->encoded_path());
+  const std::string_view path = url->encoded_path();
+  if (path.starts_with(apidocs::kDocsPath) && path.size() > apidocs::kDocsPath.size()) {
+    if (auto asset = docs_asset(request, path)) {
+      matched_route = apidocs::kDocsPath;
+      return std::move(*asset);
+    }
+  }
+  return router_->dispatch(request, path, &matched_route);
 }
 
 http::Response Api::health(const http::Request&, const Params&) {
@@ -170,39 +235,51 @@ http::Response Api::healthz(const http::Request&, const Params&) {
 
 // Readiness: whether this process can serve now; a load balancer sends it no traffic while 503.
 http::Response Api::readyz(const http::Request&, const Params&) {
-  json::object checks;
-  bool ready = true;
-  if (options_.readiness_checks) {
-    for (const auto& [name, problem] : options_.readiness_checks()) {
-      checks[name] = problem.empty() ? std::string("ok") : problem;
-      ready = ready && problem.empty();
-    }
-  }
-  auto response = json_response(
-      ready ? 200 : 503,
-      json::object{{"status", ready ? "ok" : "unavailable"}, {"checks", std::move(checks)}});
-  if (!ready) response.headers.emplace_back("Retry-After", "1");
-  return response;
+  return readiness_response(options_.readiness_checks ? options_.readiness_checks()
+                                                      : ReadinessResults{});
 }
 
 http::Response Api::metrics(const http::Request&, const Params&) {
-  std::string body;
-  body += "# TYPE transnotes_http_requests_total counter\n";
-  body += "transnotes_http_requests_total " + std::to_string(counters_.requests.load()) + "\n";
-  body += "# TYPE transnotes_http_responses_total counter\n";
-  body += "transnotes_http_responses_total{class=\"2xx\"} " +
-          std::to_string(counters_.responses_2xx.load()) + "\n";
-  body += "transnotes_http_responses_total{class=\"4xx\"} " +
-          std::to_string(counters_.responses_4xx.load()) + "\n";
-  body += "transnotes_http_responses_total{class=\"5xx\"} " +
-          std::to_string(counters_.responses_5xx.load()) + "\n";
-  body += "# TYPE transnotes_translations_requested_total counter\n";
-  body += "transnotes_translations_requested_total " +
-          std::to_string(counters_.translations_requested.load()) + "\n";
-  body += "# TYPE transnotes_http_throttled_total counter\n";
-  body += "transnotes_http_throttled_total " + std::to_string(counters_.throttled.load()) + "\n";
-  if (options_.extra_metrics) body += options_.extra_metrics();
-  return http::Response{200, std::move(body), "text/plain; version=0.0.4", {}};
+  return http::Response{200,
+                        options_.metrics_text ? options_.metrics_text() : std::string(),
+                        "text/plain; version=0.0.4; charset=utf-8",
+                        {}};
+}
+
+namespace {
+
+http::Response document(std::string_view body, std::string_view content_type) {
+  http::Response response{200, std::string(body), std::string(content_type), {}};
+  response.headers.emplace_back("Cache-Control", "no-cache");
+  return response;
+}
+
+}  // namespace
+
+http::Response Api::openapi_json(const http::Request&, const Params&) {
+  return document(apidocs::openapi_json(), apidocs::kOpenapiJsonContentType);
+}
+
+http::Response Api::openapi_yaml(const http::Request&, const Params&) {
+  return document(apidocs::openapi_yaml(), apidocs::kOpenapiYamlContentType);
+}
+
+http::Response Api::docs_page(const http::Request& request, const Params&) {
+  return *docs_asset(request, apidocs::kDocsPath);
+}
+
+std::optional<http::Response> Api::docs_asset(const http::Request& request, std::string_view path) {
+  auto asset = apidocs::docs_asset(path);
+  if (!asset) return std::nullopt;
+  if (request.method != "GET" && request.method != "HEAD") {
+    throw MethodNotAllowed(replace_invalid_utf8(request.method), "GET, HEAD, OPTIONS");
+  }
+  auto response = document(asset->body, asset->content_type);
+  response.headers.emplace_back("Content-Security-Policy",
+                                std::string(apidocs::docs_content_security_policy()));
+  response.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  response.headers.emplace_back("Referrer-Policy", "no-referrer");
+  return response;
 }
 
 http::Response Api::list_notes(const http::Request& request, const Params&, UserId owner) {
@@ -262,7 +339,8 @@ http::Response Api::delete_note(const http::Request&, const Params& params, User
 http::Response Api::translate_note(const http::Request& request, const Params& params,
                                    UserId owner) {
   if (options_.auth_mode == AuthMode::kJwt) {
-    throttle("translate:user:" + std::to_string(owner), options_.throttle.translate_per_user);
+    throttle("translate:user:" + std::to_string(owner), options_.throttle.translate_per_user,
+             counters_.throttled_translate);
   }
   return idempotent(request, owner, [&] {
     auto body = parse_body(request);
@@ -270,7 +348,8 @@ http::Response Api::translate_note(const http::Request& request, const Params& p
     auto target = read_string_field(body, "target_language", errors);
     if (!errors.empty()) throw ValidationError(std::move(errors));
     if (!target) throw ValidationError("target_language", "This field is required.");
-    TranslationRequest asked = notes_.request_translation(owner, params.id, *target);
+    TranslationRequest asked =
+        notes_.request_translation(owner, params.id, *target, request.request_id);
     counters_.translations_requested.fetch_add(1, std::memory_order_relaxed);
     std::string location =
         std::string(kPrefix) + "/translations/" + std::to_string(asked.job.id) + "/";
@@ -297,6 +376,25 @@ http::Response Api::stats(const http::Request&, const Params&, UserId owner) {
 
 http::Response Api::languages(const http::Request&, const Params&, UserId) {
   return json_response(200, languages_to_json(notes_.languages()));
+}
+
+void Api::require_staff(UserId user) const {
+  // Open mode has no accounts, so nobody is an administrator there.
+  if (options_.auth_mode == AuthMode::kOpen || !accounts().is_staff(user)) {
+    throw PermissionDenied();
+  }
+}
+
+http::Response Api::retry_translation(const http::Request&, const Params& params, UserId caller) {
+  require_staff(caller);
+  if (!services_.job_admin) throw NotFound();
+  return json_response(200, job_to_json(services_.job_admin->retry(params.id)));
+}
+
+http::Response Api::cancel_translation(const http::Request&, const Params& params, UserId caller) {
+  require_staff(caller);
+  if (!services_.job_admin) throw NotFound();
+  return json_response(200, job_to_json(services_.job_admin->cancel(params.id)));
 }
 
 }  // namespace transnotes::api

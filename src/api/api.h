@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "auth/account_service.h"
+#include "domain/job_admin.h"
 #include "domain/model.h"
 #include "domain/note_service.h"
 #include "domain/ports.h"
@@ -37,6 +38,15 @@ struct ThrottleRates {
   RateLimit failed_logins_per_username{10, std::chrono::seconds(60)};
 };
 
+// Each dependency's name ("database", "redis", "engines") and "" when it answers, else what is
+// wrong.
+using ReadinessResults = std::vector<std::pair<std::string, std::string>>;
+
+// /readyz's answer for `results`: 200 {"status":"ok","checks":{name:"ok"}} when every check
+// passed, else 503 "unavailable" naming each problem, with Retry-After. Also served by worker
+// processes on their metrics port.
+http::Response readiness_response(const ReadinessResults& results);
+
 struct ApiOptions {
   std::size_t max_body_bytes = 1 << 20;  // mentioned in 413 answers (the server enforces it)
   // A note list page stops before its body would grow past this many bytes; its `next` link
@@ -49,9 +59,10 @@ struct ApiOptions {
   std::function<std::string()> readiness_check;
   // Answers /readyz: each dependency's name ("database", "redis", "engines") and "" when it
   // answers, else what is wrong. Ready when every check is "".
-  std::function<std::vector<std::pair<std::string, std::string>>()> readiness_checks;
-  // Appended to /metrics: more metric families in Prometheus text format (e.g. the cache's).
-  std::function<std::string()> extra_metrics;
+  std::function<ReadinessResults()> readiness_checks;
+  // What /metrics answers: every metric family of the process in the Prometheus text format.
+  // Unset: /metrics answers an empty exposition.
+  std::function<std::string()> metrics_text;
   AuthMode auth_mode = AuthMode::kJwt;
   ThrottleRates throttle;
   // How long a stored answer to an Idempotency-Key is replayed.
@@ -67,6 +78,8 @@ struct ApiServices {
   RateLimiter* limiter = nullptr;
   // Where Idempotency-Key answers are kept; none: the header is ignored.
   Store* idempotency_store = nullptr;
+  // The staff-only job routes (retry, cancel); none: they answer 404.
+  JobAdmin* job_admin = nullptr;
 };
 
 // Renders a note exactly as the original's NoteSerializer did.
@@ -84,6 +97,8 @@ class Api {
   Api& operator=(const Api&) = delete;
   // Never throws: every failure becomes a JSON error response.
   http::Response handle(const http::Request& request);
+  // The route templates of the table, the names metrics give routes.
+  std::vector<std::string> route_templates() const;
   // Answers a note retrieve from the cache without touching the database; nullopt for
   // everything else (see http::FastHandler).
   std::optional<http::Response> try_cached(const http::Request& request);
@@ -98,14 +113,19 @@ class Api {
     std::atomic<std::uint64_t> responses_4xx{0};
     std::atomic<std::uint64_t> responses_5xx{0};
     std::atomic<std::uint64_t> translations_requested{0};
+    // Requests refused by a throttle, in all and by the limit that refused them.
     std::atomic<std::uint64_t> throttled{0};
+    std::atomic<std::uint64_t> throttled_translate{0};
+    std::atomic<std::uint64_t> throttled_auth{0};
+    std::atomic<std::uint64_t> throttled_failed_login{0};
   };
   const Counters& counters() const { return counters_; }
 
  private:
   using Params = PathParams;
   static std::unique_ptr<Router> make_router(Api& api);
-  http::Response route(const http::Request& request);
+  // `matched_route` receives the template of the route that answers (see Router::dispatch).
+  http::Response route(const http::Request& request, std::string_view& matched_route);
 
   // The user a protected request acts for (kOpenModeOwner in open mode). Throws
   // NotAuthenticated or AuthenticationFailed.
@@ -116,8 +136,12 @@ class Api {
   // The client's address for per-address limits: the peer, or with trust_proxy the address the
   // proxy appended to X-Forwarded-For.
   std::string client_address(const http::Request& request) const;
-  // Takes `cost` tokens from bucket `key`; throws Throttled when it is empty.
-  void throttle(const std::string& key, const RateLimit& limit, int cost = 1);
+  // Takes `cost` tokens from bucket `key`; throws Throttled when it is empty, counting it in
+  // `refused` too.
+  void throttle(const std::string& key, const RateLimit& limit, std::atomic<std::uint64_t>& refused,
+                int cost = 1);
+  // Throws PermissionDenied unless `user` is an active staff account.
+  void require_staff(UserId user) const;
   // Runs `handler` once per Idempotency-Key of the owner and replays its answer after that.
   http::Response idempotent(const http::Request& request, UserId owner,
                             const std::function<http::Response()>& handler);
@@ -148,6 +172,16 @@ class Api {
   http::Response translation(const http::Request& request, const Params& params, UserId owner);
   http::Response stats(const http::Request& request, const Params& params, UserId owner);
   http::Response languages(const http::Request& request, const Params& params, UserId owner);
+  http::Response retry_translation(const http::Request& request, const Params& params,
+                                   UserId caller);
+  http::Response cancel_translation(const http::Request& request, const Params& params,
+                                    UserId caller);
+  http::Response openapi_json(const http::Request& request, const Params& params);
+  http::Response openapi_yaml(const http::Request& request, const Params& params);
+  http::Response docs_page(const http::Request& request, const Params& params);
+  // GET/HEAD of an asset under /api/v1/docs/ (the router's `{id}` cannot name them); nullopt
+  // for any other request.
+  std::optional<http::Response> docs_asset(const http::Request& request, std::string_view path);
 
   ApiServices services_;
   NoteService& notes_;

@@ -33,6 +33,10 @@ class TwoLanguages final : public Translator {
                               const std::string& text) override {
     return {text, "test"};
   }
+  TranslationOutput translate(const std::string& source, const std::string& target,
+                              const std::string& text, const std::function<bool()>&) override {
+    return translate(source, target, text);
+  }
 };
 
 class ApiUnit : public ::testing::Test {

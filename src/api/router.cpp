@@ -100,10 +100,12 @@ const Router::Entry* Router::match(std::string_view path, PathParams& params) co
   return nullptr;
 }
 
-http::Response Router::dispatch(const http::Request& request, std::string_view path) const {
+http::Response Router::dispatch(const http::Request& request, std::string_view path,
+                                std::string_view* matched) const {
   PathParams params;
   const Entry* entry = match(path, params);
   if (entry == nullptr) throw NotFound();
+  if (matched) *matched = entry->route.path;
   if (request.method == "OPTIONS") return options_response(entry->route, entry->allow);
   const std::string_view method =
       request.method == "HEAD" ? std::string_view("GET") : std::string_view(request.method);
@@ -123,6 +125,13 @@ std::string Router::allow_for(std::string_view path) const {
   } catch (const NotFound&) {
     return {};
   }
+}
+
+std::vector<std::string> Router::templates() const {
+  std::vector<std::string> all;
+  all.reserve(entries_.size());
+  for (const auto& entry : entries_) all.emplace_back(entry.route.path);
+  return all;
 }
 
 }  // namespace transnotes::api

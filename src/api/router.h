@@ -45,10 +45,15 @@ class Router {
   // OPTIONS answers from the table. Throws NotFound for a path no route matches or an `{id}`
   // that is not an id (digits only, within int64, as Django's int converter), and
   // MethodNotAllowed with the route's `Allow` for other methods. Handlers' exceptions pass.
-  http::Response dispatch(const http::Request& request, std::string_view path) const;
+  // `matched`, when given, receives the template of the route that matched (also when a 405 or
+  // a handler's exception follows), and stays as it was when none did.
+  http::Response dispatch(const http::Request& request, std::string_view path,
+                          std::string_view* matched = nullptr) const;
 
   // The `Allow` header of the route matching `path` ("" when none matches); for tests.
   std::string allow_for(std::string_view path) const;
+  // Every route's template, in table order (the names metrics may give routes).
+  std::vector<std::string> templates() const;
 
  private:
   struct Entry {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 
 #include "domain/errors.h"
@@ -98,6 +99,25 @@ TEST(Router, OtherMethodsAre405WithTheRoutesAllow) {
   EXPECT_EQ(router.allow_for("/api/v1/notes/3"), "GET, PUT, DELETE, HEAD, OPTIONS");
   EXPECT_EQ(router.allow_for("/metrics"), "GET, HEAD, OPTIONS");
   EXPECT_EQ(router.allow_for("/nothing/"), "");
+}
+
+// Metrics and logs name the template (the table's literal), never the ids of a raw path; also
+// for a 405 on a known route.
+TEST(Router, DispatchNamesTheTemplateThatMatched) {
+  Router router = sample_router();
+  std::string_view matched;
+  router.dispatch(request_for("GET", "/api/v1/notes/3"), "/api/v1/notes/3", &matched);
+  EXPECT_EQ(matched, "/api/v1/notes/{id}/");
+  matched = {};
+  EXPECT_THROW(router.dispatch(request_for("PATCH", "/api/v1/notes/3/translate/"),
+                               "/api/v1/notes/3/translate/", &matched),
+               MethodNotAllowed);
+  EXPECT_EQ(matched, "/api/v1/notes/{id}/translate/");
+  matched = {};
+  EXPECT_THROW(router.dispatch(request_for("GET", "/nothing/"), "/nothing/", &matched), NotFound);
+  EXPECT_EQ(matched, "");
+  const auto all = router.templates();
+  EXPECT_NE(std::find(all.begin(), all.end(), "/api/v1/notes/{id}/"), all.end());
 }
 
 TEST(Router, HeadRunsTheGetHandlerAndKeepsItsBody) {

@@ -10,14 +10,17 @@
 
 #include "api/api.h"
 #include "app/accounts.h"
+#include "app/telemetry.h"
 #include "app/user_commands.h"
 #include "auth/account_service.h"
 #include "cache/cache.h"
 #include "domain/errors.h"
+#include "domain/job_admin.h"
 #include "domain/note_service.h"
 #include "http/server.h"
 #include "marian/marian_engine.h"
 #include "marian/model_hub.h"
+#include "metrics/metrics.h"
 #include "queue/bus.h"
 #include "queue/worker_pool.h"
 #include "redis/redis_client.h"
@@ -96,12 +99,16 @@ std::shared_ptr<Engine> make_marian(const Config& config, const MarianEngineOpti
   return std::make_shared<MarianEngine>(models, options);
 }
 
-// Builds the engines named in the config, in priority order, loading every model once.
-std::unique_ptr<EngineRegistry> build_translator(const Config& config, int pipelines) {
+// Builds the engines named in the config, in priority order, loading every model once; notes
+// each one's load in `loaded` when given.
+std::unique_ptr<EngineRegistry> build_translator(const Config& config, int pipelines,
+                                                 std::vector<LoadedEngine>* loaded = nullptr) {
   auto registry = std::make_unique<EngineRegistry>();
   for (const auto& name : config.engine_order()) {
     try {
+      const auto started = std::chrono::steady_clock::now();
       std::shared_ptr<Engine> engine;
+      LoadedEngine load{name};
       if (name == "apertium") {
         engine = make_apertium(config, pipelines);
       } else if (name == "marian") {
@@ -109,10 +116,17 @@ std::unique_ptr<EngineRegistry> build_translator(const Config& config, int pipel
         options.num_threads = config.engine_threads;
         options.int8 = config.marian_int8;
         engine = make_marian(config, options);
+        if (auto* marian = dynamic_cast<MarianEngine*>(engine.get())) {
+          load.model_bytes = marian->model_bytes();
+          load.tokens = [marian] { return marian->translated_tokens(); };
+        }
       }
+      load.load_time = std::chrono::steady_clock::now() - started;
       if (engine) {
-        spdlog::info("engine {}: {} language pairs", name, engine->pairs().size());
+        spdlog::info("engine {}: {} language pairs, loaded in {:.2f} s", name,
+                     engine->pairs().size(), load.load_time.count());
         registry->add(engine);
+        if (loaded) loaded->push_back(std::move(load));
       } else {
         spdlog::info("engine {}: nothing installed", name);
       }
@@ -161,9 +175,11 @@ RedisClients connect_redis(const Config& config) {
   return clients;
 }
 
-WorkerOptions worker_options(const Config& config, int threads, EngineRegistry& translator) {
+WorkerOptions worker_options(const Config& config, int threads, EngineRegistry& translator,
+                             queue::JobObserver* observer) {
   WorkerOptions options;
   options.threads = threads;
+  options.observer = observer;
   options.lease = std::chrono::seconds(config.lease_seconds);
   options.abandon_translations = [&translator] { translator.abandon(); };
   return options;
@@ -174,9 +190,10 @@ struct Backends {
   std::unique_ptr<Store> store;
   RedisClients redis;
   std::unique_ptr<NoteCache> cache;
-  std::function<std::string()> cache_metrics;
+  metrics::Collector cache_metrics;
   std::unique_ptr<JobBus> bus;
-  std::unique_ptr<EngineRegistry> translator;
+  std::unique_ptr<EngineRegistry> translator;  // engines stay alive as long as it does
+  std::vector<LoadedEngine> engines;
 };
 
 Backends open_backends(const Config& config, int engine_pipelines, bool serves_http) {
@@ -185,9 +202,9 @@ Backends open_backends(const Config& config, int engine_pipelines, bool serves_h
   b.redis = connect_redis(config);
   auto cache = make_cache(config, b.redis.cache, serves_http);
   b.cache = std::move(cache.cache);
-  b.cache_metrics = std::move(cache.metrics);
+  b.cache_metrics = std::move(cache.families);
   b.bus = open_bus(b.redis.broker);
-  b.translator = build_translator(config, engine_pipelines);
+  b.translator = build_translator(config, engine_pipelines, &b.engines);
   return b;
 }
 
@@ -245,6 +262,33 @@ void log_auth_mode(const Config& config) {
       config.throttle_failed_logins, config.max_active_jobs_per_user);
 }
 
+// The checks /readyz runs: the database, Redis when the process uses it, and the engines.
+ReadinessChecks readiness_checks(const Backends& b) {
+  return [store = b.store.get(), redis_client = b.redis.broker, translator = b.translator.get()] {
+    api::ReadinessResults checks;
+    const auto check = [&checks](const char* name, const std::function<void()>& probe) {
+      checks.emplace_back(name, problem_of(probe));
+    };
+    check("database", [store] { store->stats(kOpenModeOwner); });
+    if (redis_client) {
+      check("redis", [&redis_client] {
+        auto reply = redis_client->command({"PING"});
+        if (reply.is_error()) throw Unavailable("Redis answered PING with an error");
+      });
+    }
+    check("engines", [translator] {
+      if (translator->pairs().empty()) throw Error("no translation engine is loaded");
+    });
+    return checks;
+  };
+}
+
+// What every process's registry shows of the backends: database pool and cache figures.
+void add_backend_metrics(metrics::MetricsRegistry& registry, const Backends& b) {
+  metrics::add_pool_metrics(registry, [store = b.store.get()] { return store->pool_stats(); });
+  if (b.cache_metrics) registry.add(b.cache_metrics);
+}
+
 }  // namespace
 
 int run_serve(const Config& config) {
@@ -267,30 +311,10 @@ int run_serve(const Config& config) {
   api::ApiOptions api_options;
   api_options.max_body_bytes = config.max_body_bytes;
   api_options.trust_proxy = config.trust_proxy;
-  Store* store_ptr = b.store.get();
-  const auto database_probe = [store_ptr] { store_ptr->stats(kOpenModeOwner); };
-  api_options.readiness_check = [database_probe] { return problem_of(database_probe); };
-  {
-    std::shared_ptr<redis::RedisClient> redis_client = b.redis.broker;
-    EngineRegistry* translator = b.translator.get();
-    api_options.readiness_checks = [database_probe, redis_client, translator] {
-      std::vector<std::pair<std::string, std::string>> checks;
-      const auto check = [&checks](const char* name, const std::function<void()>& probe) {
-        checks.emplace_back(name, problem_of(probe));
-      };
-      check("database", database_probe);
-      if (redis_client) {
-        check("redis", [&redis_client] {
-          auto reply = redis_client->command({"PING"});
-          if (reply.is_error()) throw Unavailable("Redis answered PING with an error");
-        });
-      }
-      check("engines", [translator] {
-        if (translator->pairs().empty()) throw Error("no translation engine is loaded");
-      });
-      return checks;
-    };
-  }
+  api_options.readiness_check = [store = b.store.get()] {
+    return problem_of([store] { store->stats(kOpenModeOwner); });
+  };
+  api_options.readiness_checks = readiness_checks(b);
   api_options.auth_mode = config.open_auth() ? api::AuthMode::kOpen : api::AuthMode::kJwt;
   api_options.throttle.translate_per_user = to_rate_limit(config.throttle_translate);
   api_options.throttle.auth_per_address = to_rate_limit(config.throttle_auth);
@@ -304,13 +328,25 @@ int run_serve(const Config& config) {
   // Shared through Redis when there is one, so every API process draws from the same buckets.
   auto limiter = open_rate_limiter(b.redis.broker);
   services.limiter = limiter.get();
-  api_options.extra_metrics = [cache_metrics = b.cache_metrics, limiter = limiter.get()] {
-    return (cache_metrics ? cache_metrics() : std::string()) +
-           cache::rate_limiter_metrics(*limiter);
-  };
   services.idempotency_store = b.store.get();
+  JobAdmin job_admin(*b.store, *b.bus);
+  services.job_admin = &job_admin;
+  metrics::MetricsRegistry registry;
+  add_backend_metrics(registry, b);
+  registry.add([limiter = limiter.get()] { return cache::rate_limiter_families(*limiter); });
+  api_options.metrics_text = [&registry] { return registry.render(); };
   log_auth_mode(config);
   api::Api api(services, api_options);
+  HttpTelemetry telemetry(registry, api.route_templates(), config.access_log);
+  telemetry.metrics().watch_api([&api] {
+    const auto& counters = api.counters();
+    metrics::ApiFigures figures;
+    figures.translations_requested = counters.translations_requested.load();
+    figures.throttled_translate = counters.throttled_translate.load();
+    figures.throttled_auth = counters.throttled_auth.load();
+    figures.throttled_failed_login = counters.throttled_failed_login.load();
+    return figures;
+  });
 
   // Connections are file descriptors: take every one the hard limit allows before sizing the cap.
   const auto fd_limit = http::raise_open_file_limit();
@@ -333,12 +369,27 @@ int run_serve(const Config& config) {
       return api.try_cached_async(r, std::move(done));
     };
   }
+  server_options.on_response = [&telemetry](const http::CompletedExchange& exchange) {
+    telemetry.on_response(exchange);
+  };
   http::Server server(server_options, [&api](const http::Request& r) { return api.handle(r); });
+  telemetry.metrics().watch_connections([&server] {
+    const auto stats = server.stats();
+    metrics::ConnectionFigures figures;
+    figures.open_connections = stats.open_connections;
+    figures.rejected_connections = stats.rejected_connections;
+    figures.in_flight = stats.in_flight;
+    return figures;
+  });
 
+  // serve reports its in-process workers on its own /metrics.
+  std::unique_ptr<JobTelemetry> job_telemetry;
   std::unique_ptr<WorkerPool> workers;
   if (config.workers > 0) {
-    workers = std::make_unique<WorkerPool>(*b.store, *b.bus, *b.translator, *b.cache,
-                                           worker_options(config, config.workers, *b.translator));
+    job_telemetry = std::make_unique<JobTelemetry>(registry, *b.store, b.engines);
+    workers = std::make_unique<WorkerPool>(
+        *b.store, *b.bus, *b.translator, *b.cache,
+        worker_options(config, config.workers, *b.translator, job_telemetry.get()));
     workers->start();
   }
   server.start();
@@ -362,14 +413,22 @@ int run_worker(const Config& config) {
   sigset_t signals = block_shutdown_signals();
   int threads = std::max(1, config.workers);
   Backends b = open_backends(config, threads, /*serves_http=*/false);
+  metrics::MetricsRegistry registry;
+  add_backend_metrics(registry, b);
+  JobTelemetry telemetry(registry, *b.store, b.engines);
   WorkerPool workers(*b.store, *b.bus, *b.translator, *b.cache,
-                     worker_options(config, threads, *b.translator));
+                     worker_options(config, threads, *b.translator, &telemetry));
   workers.start();
+  std::unique_ptr<http::Server> metrics_server;
+  if (config.metrics_port > 0) {
+    metrics_server = start_worker_metrics_server(config, registry, readiness_checks(b));
+  }
   spdlog::info("transnotes worker running {} threads", threads);
   std::cout << "worker ready" << std::endl;
   int sig = wait_for_shutdown_signal(signals);
   spdlog::info("signal {}: finishing running jobs", sig);
   workers.stop(std::chrono::seconds(config.shutdown_grace_seconds));
+  if (metrics_server) metrics_server->stop();
   return 0;
 }
 

@@ -1,5 +1,4 @@
 // transnotes: one binary, subcommands. See README.md for the configuration table.
-#include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
@@ -13,6 +12,7 @@
 #include "app/model_commands.h"
 #include "app/user_commands.h"
 #include "domain/errors.h"
+#include "logging/logging.h"
 #include "marian/model_hub.h"
 
 namespace {
@@ -118,6 +118,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   auto* log_level = app.add_option("--log-level", config.log_level, "trace|debug|info|warn|error")
                         ->envname("LOG_LEVEL");
+  app.add_option("--log-format", config.log_format,
+                 "text or json (default: json when stderr is not a terminal)")
+      ->envname("TRANSNOTES_LOG_FORMAT")
+      ->check(CLI::IsMember({"text", "json"}));
 
   auto* serve = app.add_subcommand("serve", "Run the HTTP API (and in-process workers)");
   serve->add_option("--host", config.host, "Address to listen on")->envname("TRANSNOTES_HOST");
@@ -141,12 +145,22 @@ int main(int argc, char** argv) {
       ->envname("TRANSNOTES_TRUST_PROXY");
   serve->add_option("--workers", config.workers, "In-process worker threads (0: none)")
       ->envname("TRANSNOTES_WORKERS");
+  std::string access_log = "on";
+  serve->add_option("--access-log", access_log, "One log line per request: on or off")
+      ->envname("TRANSNOTES_ACCESS_LOG")
+      ->check(CLI::IsMember({"on", "off"}));
   add_auth_options(*serve, config);
   add_runtime_options(*serve, config);
 
   auto* worker = app.add_subcommand("worker", "Run translation workers only");
   worker->add_option("--workers,--threads", config.workers, "Worker threads")
       ->envname("TRANSNOTES_WORKERS");
+  worker
+      ->add_option("--metrics-port", config.metrics_port,
+                   "Serve /metrics, /healthz and /readyz on this port (0: none)")
+      ->envname("TRANSNOTES_METRICS_PORT");
+  worker->add_option("--metrics-host", config.metrics_host, "Address for --metrics-port")
+      ->envname("TRANSNOTES_METRICS_HOST");
   add_runtime_options(*worker, config);
 
   auto* migrate = app.add_subcommand("migrate", "Apply database schema migrations");
@@ -263,12 +277,15 @@ int main(int argc, char** argv) {
   }
 
   // Logs go to stderr: stdout belongs to command output (translate, models list).
-  spdlog::set_default_logger(spdlog::stderr_color_mt("transnotes"));
   if (log_level->count() == 0 &&
       (*translate || *languages || *models || *users || *backup || *restore)) {
     config.log_level = "warn";
   }
-  spdlog::set_level(spdlog::level::from_str(config.log_level));
+  transnotes::logging::configure_logging(
+      config.log_format.empty() ? transnotes::logging::default_log_format()
+                                : *transnotes::logging::parse_log_format(config.log_format),
+      spdlog::level::from_str(config.log_level));
+  config.access_log = access_log == "on";
   transnotes::app::apply_environment_fallbacks(config);
   try {
     config.validate();

@@ -161,6 +161,11 @@ UserId AccountService::authenticate(std::string_view authorization) const {
 
 std::vector<User> AccountService::list_users() { return store_.list_users(); }
 
+bool AccountService::is_staff(UserId user) const {
+  auto found = store_.get_user(user);
+  return found && found->is_active && found->is_staff;
+}
+
 bool AccountService::delete_user(const std::string& username) {
   auto user = store_.find_user(username);
   if (!user) return false;

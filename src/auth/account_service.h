@@ -80,6 +80,9 @@ class AccountService {
     return register_user(username, password, email);
   }
   std::vector<User> list_users();
+  // Whether `user` is an active staff account (may administer every user's jobs). Asks the
+  // store every time: granting and revoking take effect at once.
+  bool is_staff(UserId user) const;
   // False when there is no such user.
   bool delete_user(const std::string& username);
   // Throws ValidationError for a weak password, NotFound for an unknown user.

@@ -755,7 +755,9 @@ TEST_P(AuthTest, TranslateIsThrottledPerUser) {
     ASSERT_EQ(request(port, "GET", note_path(note) + "translations/").status, 200);
   }
   auto metrics = request(port, "GET", "/metrics").body;
-  EXPECT_NE(metrics.find("transnotes_http_throttled_total 1\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("transnotes_throttled_requests_total{scope=\"translate\"} 1\n"),
+            std::string::npos)
+      << metrics;
 }
 
 TEST_P(AuthTest, ThrottledTranslateRecoversAfterRetryAfter) {
