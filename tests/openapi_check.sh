@@ -81,6 +81,15 @@ if yaml is not None:
             if method in HTTP_METHODS and not op.get("responses"):
                 problems.append(f"{method.upper()} {path}: no responses")
     components = spec.get("components") or {}
+    try:  # the OpenAPI 3.1 schema itself, where the validator is installed (optional, like PyYAML)
+        from openapi_spec_validator import validate as validate_openapi
+    except ImportError:
+        validate_openapi = None
+    if validate_openapi is not None:
+        try:
+            validate_openapi(spec)
+        except Exception as error:  # the library's error types moved between versions
+            problems.append(f"not a valid OpenAPI document: {str(error).splitlines()[0]}")
 else:
     # Block-style YAML as written in docs/openapi.yaml: path keys at two spaces under `paths:`,
     # operation keys at four spaces.
@@ -136,6 +145,8 @@ for path in sorted(documented):
         problems.append(f"{method} {path}/ is documented but not implemented")
 
 mode = "PyYAML" if yaml is not None else "stdlib parser"
+if yaml is not None and validate_openapi is not None:
+    mode += " + openapi-spec-validator"
 if problems:
     for p in problems:
         print(f"openapi_check: {p}")
