@@ -478,8 +478,8 @@ class Session : public std::enable_shared_from_this<Session> {
       auto pending = std::make_shared<Request>(std::move(req));
       ++server_.async_pending;
       bool accepted = false;
-      logging::ScopedLogContext log_context(kRequestIdLogField, pending->request_id);
       try {
+        logging::ScopedLogContext log_context(kRequestIdLogField, pending->request_id);
         accepted = server_.options.async_fast_handler(
             *pending, [self = shared_from_this(), pending](std::optional<Response> answer) {
               auto& server = self->server_;
@@ -491,6 +491,7 @@ class Session : public std::enable_shared_from_this<Session> {
               --server.async_pending;
             });
       } catch (const std::exception& e) {
+        logging::ScopedLogContext log_context(kRequestIdLogField, pending->request_id);
         spdlog::warn("async fast handler threw for {} {}: {}", pending->method, pending->target,
                      e.what());
       }
@@ -500,10 +501,11 @@ class Session : public std::enable_shared_from_this<Session> {
     }
     if (server_.options.fast_handler) {
       std::optional<Response> quick;
-      logging::ScopedLogContext log_context(kRequestIdLogField, req.request_id);
       try {
+        logging::ScopedLogContext log_context(kRequestIdLogField, req.request_id);
         quick = server_.options.fast_handler(req);
       } catch (const std::exception& e) {
+        logging::ScopedLogContext log_context(kRequestIdLogField, req.request_id);
         spdlog::warn("fast handler threw for {} {}: {}", req.method, req.target, e.what());
       }
       if (quick) return respond(std::move(*quick));
