@@ -208,6 +208,39 @@ TEST_P(JobsCliTest, RunningJobCancelledFromTheCommandLineStopsEarly) {
   EXPECT_EQ(jobs("cancel " + std::to_string(id)).exit_code, 1);
 }
 
+// The staff right the job routes check: granted at creation or later, taken away, shown by list.
+TEST_P(JobsCliTest, UsersCreateAdminAndSetAdminShowInTheList) {
+  const auto users = [this](const std::string& args, const std::string& password_line = "") {
+    std::string command = "printf '%s\\n' " + shell_quoted(password_line) + " | ";
+    command += database_url_.empty() ? "env -u DATABASE_URL "
+                                     : "env DATABASE_URL=" + shell_quoted(database_url_) + " ";
+    command += kBinary + " users " + args + " --data-dir " + shell_quoted(data_dir_) + " 2>&1";
+    return e2e::run_command(command);
+  };
+  const std::string password = "violet-Harbor-58-kettle";
+  auto created = users("create ada --admin", password);
+  ASSERT_EQ(created.exit_code, 0) << created.output;
+  EXPECT_NE(created.output.find("created admin ada"), std::string::npos) << created.output;
+  ASSERT_EQ(users("create bo", password).exit_code, 0);
+  auto listed = users("list");
+  EXPECT_NE(listed.output.find("\tada\t\tactive\tadmin\t"), std::string::npos) << listed.output;
+  EXPECT_NE(listed.output.find("\tbo\t\tactive\t-\t"), std::string::npos) << listed.output;
+
+  auto granted = users("set-admin bo");
+  ASSERT_EQ(granted.exit_code, 0) << granted.output;
+  EXPECT_NE(granted.output.find("bo is now an admin"), std::string::npos) << granted.output;
+  auto revoked = users("set-admin ada --off");
+  ASSERT_EQ(revoked.exit_code, 0) << revoked.output;
+  EXPECT_NE(revoked.output.find("ada is no longer an admin"), std::string::npos) << revoked.output;
+  listed = users("list");
+  EXPECT_NE(listed.output.find("\tada\t\tactive\t-\t"), std::string::npos) << listed.output;
+  EXPECT_NE(listed.output.find("\tbo\t\tactive\tadmin\t"), std::string::npos) << listed.output;
+
+  auto unknown = users("set-admin nobody");
+  EXPECT_EQ(unknown.exit_code, 1) << unknown.output;
+  EXPECT_NE(unknown.output.find("no user named nobody"), std::string::npos) << unknown.output;
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, JobsCliTest, ::testing::Values("sqlite", "postgres"),
                          [](const auto& info) { return info.param; });
 
