@@ -16,11 +16,17 @@ struct NamedAsset {
 
 constexpr std::string_view kJavaScript = "text/javascript; charset=utf-8";
 
-const std::array<NamedAsset, 4> kAssets{{
+constexpr std::string_view kText = "text/plain; charset=utf-8";
+
+const std::array<NamedAsset, 7> kAssets{{
     {"/api/v1/docs/", &embedded::docs_html, "text/html; charset=utf-8"},
     {"/api/v1/docs/docs.js", &embedded::docs_js, kJavaScript},
     {"/api/v1/docs/swagger-ui-bundle.js", &embedded::swagger_ui_bundle_js, kJavaScript},
     {"/api/v1/docs/swagger-ui.css", &embedded::swagger_ui_css, "text/css; charset=utf-8"},
+    // The bundle's first line points readers at this name, next to it.
+    {"/api/v1/docs/swagger-ui-bundle.js.LICENSE.txt", &embedded::swagger_ui_bundle_licenses, kText},
+    {"/api/v1/docs/LICENSE", &embedded::swagger_ui_license, kText},
+    {"/api/v1/docs/NOTICE", &embedded::swagger_ui_notice, kText},
 }};
 
 }  // namespace

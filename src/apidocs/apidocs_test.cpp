@@ -93,6 +93,18 @@ TEST(DocsPage, IndexLoadsOnlyOurOwnAssetsAndRunsNoInlineScript) {
   EXPECT_EQ(page.find("//"), std::string::npos) << "nothing from another origin";
 }
 
+TEST(DocsPage, SwaggerUiLicencesAreServedBesideTheBundle) {
+  const std::string bundle(docs_asset("/api/v1/docs/swagger-ui-bundle.js")->body);
+  const auto pointer = bundle.substr(0, bundle.find('\n'));
+  ASSERT_NE(pointer.find("swagger-ui-bundle.js.LICENSE.txt"), std::string::npos) << pointer;
+  EXPECT_TRUE(docs_asset("/api/v1/docs/swagger-ui-bundle.js.LICENSE.txt"));
+  const auto license = docs_asset("/api/v1/docs/LICENSE");
+  const auto notice = docs_asset("/api/v1/docs/NOTICE");
+  ASSERT_TRUE(license && notice);
+  EXPECT_NE(license->body.find("Apache License"), std::string::npos);
+  EXPECT_NE(notice->body.find("swagger-ui"), std::string::npos);
+}
+
 TEST(DocsPage, InitScriptRendersTheServedDocumentWithoutTheOnlineValidator) {
   const std::string init(docs_asset("/api/v1/docs/docs.js")->body);
   EXPECT_NE(init.find("\"/api/v1/openapi.json\""), std::string::npos);

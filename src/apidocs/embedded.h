@@ -12,5 +12,10 @@ extern const std::string_view docs_html;
 extern const std::string_view docs_js;
 extern const std::string_view swagger_ui_bundle_js;
 extern const std::string_view swagger_ui_css;
+// Swagger UI's licence (Apache-2.0) and notice, and those of what its bundle holds: shipped
+// with the bundle, as the licences ask.
+extern const std::string_view swagger_ui_bundle_licenses;
+extern const std::string_view swagger_ui_license;
+extern const std::string_view swagger_ui_notice;
 
 }  // namespace transnotes::apidocs::embedded
