@@ -12,7 +12,8 @@ starts, to the file named by TRANSNOTES_E2E_EXCHANGE_LOG. ctest removes that fil
     document uses for unexpected server errors, only for a 5xx);
   * the response's media type must be one the document lists for it (none: the body is empty);
   * a JSON body must validate against that media type's schema (JSON Schema 2020-12, refs into
-    #/components resolved);
+    #/components resolved), with no field the schema does not name (object schemas listing
+    their properties are taken as closed);
   * the headers the response documents must match their schemas, and be there when `required`
     (X-Request-ID on every response).
 
@@ -87,10 +88,24 @@ class PathMatcher:
         return None
 
 
+def closed(node):
+    """A copy in which every object schema that lists its properties allows no others, unless it
+    says otherwise: a field the document does not name is a mismatch too."""
+    if isinstance(node, list):
+        return [closed(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    copy = {key: closed(value) for key, value in node.items()}
+    if copy.get("type") == "object" and "properties" in copy and "additionalProperties" not in copy:
+        copy["additionalProperties"] = False
+    return copy
+
+
 class Checker:
     def __init__(self, document):
         self.document = document
-        self.components = document.get("components", {})
+        self.components = dict(document.get("components", {}))
+        self.components["schemas"] = closed(self.components.get("schemas", {}))
         self.paths = PathMatcher(document)
         self.validators = {}
 
@@ -200,7 +215,7 @@ class Checker:
             body = json.loads(exchange["body"])
         except json.JSONDecodeError as error:
             return [f"{label}: the body is not JSON ({error}): {exchange['body'][:200]!r}"]
-        errors = sorted(self.validator(schema).iter_errors(body), key=lambda e: list(e.absolute_path))
+        errors = sorted(self.validator(closed(schema)).iter_errors(body), key=lambda e: list(e.absolute_path))
         return [f"{label}: body does not match the schema at /{'/'.join(map(str, e.absolute_path))}: "
                 + (e.message if len(e.message) < 300 else f"fails {e.validator}: {e.validator_value!r}")
                 for e in errors[:3]]

@@ -74,6 +74,12 @@ class ResponseSchemaCheck(unittest.TestCase):
         self.assertEqual(code, 1, output)
         self.assertIn("'updated_at' is a required property", output)
 
+    def test_field_the_document_does_not_name_fails(self):
+        code, output = self.run_check(self.started("Suite.A") + [
+            exchange("GET", "/api/v1/notes/1/", 200, json.dumps(dict(NOTE, owner_id=7)))])
+        self.assertEqual(code, 1, output)
+        self.assertIn("'owner_id' was unexpected", output)
+
     def test_undocumented_status_fails(self):
         code, output = self.run_check(self.started("Suite.A") + [
             exchange("GET", "/api/v1/notes/1/", 418, json.dumps({"detail": "teapot"})),
