@@ -9,7 +9,10 @@
 #include <random>
 #include <sstream>
 
+#include "app/application.h"
+#include "queue/bus.h"
 #include "queue/memory_bus.h"
+#include "redis/redis_test_support.h"
 #include "storage/storage.h"
 
 namespace transnotes::app {
@@ -300,6 +303,50 @@ TEST_F(JobCommandsTest, UsageMistakesExitTwoWithOneLine) {
     EXPECT_EQ(ran.err.rfind("transnotes: ", 0), 0u) << ran.err;
     EXPECT_EQ(ran.out, "");
   }
+}
+
+// With a Redis URL (production), a requeued job is announced on the Redis job bus, where workers
+// in other processes wait: here a consumer of the workers' group on a private redis-server.
+TEST(JobCommandsRedis, RetryAnnouncesTheJobOnTheRedisJobBusOfTheUrl) {
+  redis::testing::ThrowawayRedis server;
+  std::random_device random;
+  const auto dir = std::filesystem::temp_directory_path() /
+                   ("transnotes_job_commands_redis_" + std::to_string(::getpid()) + "_" +
+                    std::to_string(random()));
+  Config config;
+  config.data_dir = dir.string();
+  config.redis_url = server.url();
+  JobNotice failed{};
+  {
+    auto store = open_and_migrate(config);
+    const auto owner = store->create_user("ines", "", "not a real hash");
+    ASSERT_TRUE(owner.has_value());
+    NoteFields fields;
+    fields.title = "t";
+    fields.original_text = "Hello world.";
+    fields.original_language = "en";
+    JobRequest request;
+    request.owner = owner->id;
+    request.note_id = store->create_note(owner->id, fields).id;
+    request.source_language = "en";
+    request.target_language = "es";
+    request.max_attempts = 1;
+    const auto job = *store->request_job(request).job;
+    ASSERT_TRUE(store->claim_job("w", milliseconds(60'000), job.id));
+    ASSERT_TRUE(store->fail_job(job.id, "w", "broken", std::nullopt));
+    failed = JobNotice{job.id, owner->id};
+  }
+  // The workers' consumer group exists before the retry, as it does once workers have started.
+  const auto workers =
+      queue::open_bus(std::make_shared<redis::RedisClient>(redis::parse_redis_url(server.url())));
+
+  JobCommand retry;
+  retry.action = "retry";
+  retry.job_id = std::to_string(failed.job_id);
+  std::ostringstream out, err;
+  ASSERT_EQ(run_jobs(config, retry, out, err), 0) << err.str();
+  EXPECT_EQ(workers->next(std::chrono::seconds(10)), failed);
+  std::filesystem::remove_all(dir);
 }
 
 }  // namespace
