@@ -273,12 +273,13 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version exit 0; every usage error is a configuration error: 2.
+    return app.exit(e) == 0 ? 0 : 2;
   }
 
   // Logs go to stderr: stdout belongs to command output (translate, models list).
   if (log_level->count() == 0 &&
-      (*translate || *languages || *models || *users || *backup || *restore)) {
+      (*translate || *languages || *models || *users || *jobs || *backup || *restore)) {
     config.log_level = "warn";
   }
   transnotes::logging::configure_logging(

@@ -59,6 +59,15 @@ TEST(Cli, BadConfigurationIsOneLineAndExitCode2) {
   EXPECT_NE(r.output.find("--allow-open-auth-on-network"), std::string::npos) << r.output;
   r = run(kBinary + " serve --auth sometimes");
   EXPECT_EQ(r.exit_code, 2) << r.output;
+  // Usage errors CLI11 finds (unknown flag, a value outside a list) are exit code 2 as well.
+  r = run(kBinary + " serve --no-such-flag");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = run(kBinary + " serve --log-format xml");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = run(kBinary + " serve --access-log maybe");
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  r = run(kBinary + " --help");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
   r = run(kBinary + " serve --throttle-translate 5/fortnight");
   EXPECT_EQ(r.exit_code, 2) << r.output;
   EXPECT_NE(r.output.find("bad throttle rate"), std::string::npos) << r.output;
