@@ -168,8 +168,9 @@ with open(os.path.join(src, "deploy/metric-names.txt")) as f:
         fields = line.split()
         if len(fields) not in (3, 4) or fields[1] not in ("counter", "gauge", "histogram") \
                 or fields[2] not in ("api", "worker", "every") \
-                or (len(fields) == 4 and fields[3] != "redis"):
-            problem(f"deploy/metric-names.txt:{number}: expected 'name type api|worker|every [redis]'")
+                or (len(fields) == 4 and fields[3] not in ("redis", "marian")):
+            problem(f"deploy/metric-names.txt:{number}: "
+                    "expected 'name type api|worker|every [redis|marian]'")
             continue
         contract[fields[0]] = fields[1]
 

@@ -271,8 +271,15 @@ http::Response Api::docs_page(const http::Request& request, const Params&) {
 std::optional<http::Response> Api::docs_asset(const http::Request& request, std::string_view path) {
   auto asset = apidocs::docs_asset(path);
   if (!asset) return std::nullopt;
+  constexpr const char* kAllow = "GET, HEAD, OPTIONS";
+  if (request.method == "OPTIONS") {
+    // As the route table answers OPTIONS for plain endpoints: an empty body naming the methods.
+    http::Response response{200, "", "", {}};
+    response.headers.emplace_back("Allow", kAllow);
+    return response;
+  }
   if (request.method != "GET" && request.method != "HEAD") {
-    throw MethodNotAllowed(replace_invalid_utf8(request.method), "GET, HEAD, OPTIONS");
+    throw MethodNotAllowed(replace_invalid_utf8(request.method), kAllow);
   }
   auto response = document(asset->body, asset->content_type);
   response.headers.emplace_back("Content-Security-Policy",

@@ -50,6 +50,19 @@ TEST(MarianService, TranslatesANoteThroughTheModel) {
   ASSERT_EQ(job["status"], "succeeded") << json::serialize(job) << service.log();
   EXPECT_EQ(job["engine"], "marian");
   EXPECT_EQ(job["text"], "El gato está en la mesa.\n\nEl perro está en la mesa.");
+  // The worker's figures count the model's tokens and its weights.
+  const std::string metrics = e2e::request(service.port(), "GET", "/metrics").body;
+  const auto number_after = [&metrics](const std::string& series) -> double {
+    const auto at = metrics.find("\n" + series + " ");
+    return at == std::string::npos ? -1 : std::stod(metrics.substr(at + series.size() + 2));
+  };
+  EXPECT_GT(number_after("transnotes_translated_tokens_total{engine=\"marian\"}"), 0) << metrics;
+  EXPECT_GT(number_after("transnotes_engine_model_bytes{engine=\"marian\"}"), 0) << metrics;
+  EXPECT_EQ(
+      number_after("transnotes_translation_attempts_total{engine=\"marian\",outcome=\"succeeded\","
+                   "pair=\"en-es\"}"),
+      1)
+      << metrics;
   // Apertium still serves the pair the model does not cover.
   auto languages = e2e::request(service.port(), "GET", "/api/v1/languages/").body;
   EXPECT_NE(languages.find("marian"), std::string::npos) << languages;

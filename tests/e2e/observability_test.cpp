@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "e2e/fault_services.h"
 #include "e2e/harness.h"
 
 namespace {
@@ -44,8 +45,9 @@ double sample(const std::string& text, const std::string& series) {
 }
 
 // The metric families deploy/metric-names.txt promises for a process of `kind` ("api" or
-// "worker"; "every" applies to both), leaving out those that need Redis.
-std::vector<std::string> promised_families(const std::string& kind) {
+// "worker"; "every" applies to both), leaving out those that need a MarianMT model
+// (marian_service_test checks those) and, without `with_redis`, those that need Redis.
+std::vector<std::string> promised_families(const std::string& kind, bool with_redis = false) {
   std::ifstream in(kSourceDir + "/deploy/metric-names.txt");
   EXPECT_TRUE(in.good()) << "deploy/metric-names.txt is missing";
   std::vector<std::string> names;
@@ -54,7 +56,7 @@ std::vector<std::string> promised_families(const std::string& kind) {
     std::istringstream words(line);
     std::string name, type, where, needs;
     words >> name >> type >> where >> needs;
-    if (needs == "redis") continue;
+    if ((needs == "redis" && !with_redis) || needs == "marian") continue;
     if (where == kind || where == "every") names.push_back(name);
   }
   EXPECT_GT(names.size(), 5u);
@@ -164,6 +166,26 @@ TEST(Observability, ApiMetricsPassPromtoolAndCountRequestsAndJobs) {
   const std::string again = request(port, "GET", "/metrics").body;
   EXPECT_GT(sample(again, R"(http_requests_total{code="200",method="GET",route="/metrics"})"),
             sample(text, R"(http_requests_total{code="200",method="GET",route="/metrics"})"));
+}
+
+// In production (PostgreSQL and Redis) the API also reports the Redis cache's and the shared rate
+// limiter's figures, and a cached read counts as a hit.
+TEST(Observability, ProductionApiMetricsIncludeRedisFigures) {
+  if (!std::getenv("TRANSNOTES_TEST_DATABASE_URL"))
+    GTEST_FAIL() << "TRANSNOTES_TEST_DATABASE_URL unset";
+  faults::RedisServer redis;
+  e2e::Service service(e2e::ServiceOptions{
+      .args = {"--engines", "apertium", "--workers", "0"},
+      .env = {{"DATABASE_URL", e2e::database_url_for("postgres")}, {"REDIS_URL", redis.url()}}});
+  const int port = service.port();
+  const std::string path = "/api/v1/notes/" + std::to_string(create_note(port, "Hi.")) + "/";
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(request(port, "GET", path).status, 200);
+  const std::string text = request(port, "GET", "/metrics").body;
+  EXPECT_EQ(promtool_problems(text), "");
+  expect_families(text, promised_families("api", /*with_redis=*/true));
+  EXPECT_GT(sample(text, R"(transnotes_cache_lookups_total{result="hit"})"), 0) << text;
+  EXPECT_GT(sample(text, R"(transnotes_rate_limiter_decisions_total{decision="allowed"})"), 0)
+      << text;
 }
 
 // A worker process serves its own /metrics, /healthz and /readyz; the job it runs for a
@@ -358,6 +380,10 @@ TEST(Observability, ApiDescriptionAndDocsPageAreServed) {
   }
   EXPECT_GE(assets, 2u) << page.body;
   EXPECT_EQ(request(port, "POST", "/api/v1/docs/").status, 405);
+  auto options = request(port, "OPTIONS", "/api/v1/docs/docs.js");
+  EXPECT_EQ(options.status, 200);
+  EXPECT_EQ(options.header("allow"), "GET, HEAD, OPTIONS");
+  EXPECT_EQ(request(port, "DELETE", "/api/v1/docs/docs.js").status, 405);
 }
 
 }  // namespace
