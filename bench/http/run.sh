@@ -24,6 +24,14 @@
 #     --compare-open N            also start an --auth open server (embedded) and alternate the
 #                                 retrieve load between it and the jwt server N times (median
 #                                 Bearer/open ratio)
+#     --compare-access-log N      also start a server on the same data with the JSON access log on
+#                                 (LOG_LEVEL=info, its log to a file) and alternate the retrieve
+#                                 load between it and the quiet one N times (median on/quiet
+#                                 ratio); meanwhile /metrics is scraped every 0.2 s (scrape time
+#                                 under load, p50 and max)
+#     --baseline PATH             with --compare-access-log: a third server from another
+#                                 transnotes binary (e.g. one built before a change), quiet too,
+#                                 in the same alternation (median this/baseline ratio)
 #
 # Only 127.0.0.1; every server it starts is stopped on exit (by pid).
 set -euo pipefail
@@ -33,7 +41,7 @@ HERE="$ROOT/bench/http"
 
 mode=embedded binary="" schema="" threads=4 sweep="" procs=1 workers=2
 duration=10s connections=64 wrk_threads=2 seed=1000 dispatch=0 nginx=1 pairs=1 results=""
-auth=jwt compare_open=0
+auth=jwt compare_open=0 compare_access_log=0 baseline=""
 scenarios="retrieve list stats patch mix create"
 while (($#)); do
   case "$1" in
@@ -54,7 +62,9 @@ while (($#)); do
     --results) results="$2"; shift 2 ;;
     --auth) auth="$2"; shift 2 ;;
     --compare-open) compare_open="$2"; shift 2 ;;
-    -h|--help) sed -n '2,28p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --compare-access-log) compare_access_log="$2"; shift 2 ;;
+    --baseline) baseline="$2"; shift 2 ;;
+    -h|--help) sed -n '2,37p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -281,6 +291,54 @@ if ((compare_open > 0)); then
   stop_pid "$open_pid"
 fi
 
+# start_extra_server PORT LOGFILE BINARY ENV... -- ARGS...: one more serve process on the run's
+# data, for the comparisons below.
+start_extra_server() {
+  local port="$1" log="$2" bin="$3"; shift 3
+  local -a extra_env=()
+  while [ "$1" != -- ]; do extra_env+=("$1"); shift; done
+  shift
+  env -u DATABASE_URL -u REDIS_URL "${env_args[@]}" SECRET_KEY="$bench_secret" "${extra_env[@]}" \
+    "$bin" serve --host 127.0.0.1 --port "$port" --threads "$threads" --workers "$workers" \
+    --data-dir "$work/data" "${auth_args[@]}" "$@" >"$log" 2>&1 &
+  server_pids+=("$!")
+  wait_http "http://127.0.0.1:$port/health"
+  curl -sf -o /dev/null "${curl_auth[@]}" "http://127.0.0.1:$port/api/v1/notes/$BENCH_NOTE_ID/"
+}
+median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+access_ratios=() baseline_ratios=() scrape_ms=()
+if ((compare_access_log > 0)); then
+  aport="$(free_port)"
+  start_extra_server "$aport" "$results/server-access-log.log" "$binary" LOG_LEVEL=info \
+    TRANSNOTES_LOG_FORMAT=json -- --access-log on
+  if [ -n "$baseline" ]; then
+    bport="$(free_port)"
+    start_extra_server "$bport" "$results/server-baseline.log" "$baseline" LOG_LEVEL=warn --
+  fi
+  for ((pair = 1; pair <= compare_access_log; pair++)); do
+    run_wrk "retrieve quiet #$pair" retrieve "${ports[@]}"
+    quiet_rate="$last_rate"
+    (
+      end=$((SECONDS + ${duration%s}))
+      while ((SECONDS < end)); do
+        curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$aport/metrics"
+        sleep 0.2
+      done
+    ) >>"$results/scrape-times.txt" &
+    scraper="$!"
+    run_wrk "retrieve access log #$pair" retrieve "$aport"
+    wait "$scraper" || true
+    access_ratios+=("$(awk -v a="$last_rate" -v b="$quiet_rate" 'BEGIN { printf "%.1f", 100 * a / b }')")
+    if [ -n "$baseline" ]; then
+      run_wrk "retrieve baseline #$pair" retrieve "$bport"
+      baseline_ratios+=("$(awk -v a="$quiet_rate" -v b="$last_rate" 'BEGIN { printf "%.1f", 100 * a / b }')")
+    fi
+  done
+  mapfile -t scrape_ms < <(awk '{ printf "%.2f\n", 1000 * $1 }' "$results/scrape-times.txt")
+  access_lines="$(grep -c '"message":"request"' "$results/server-access-log.log" || true)"
+fi
+
 ratios=()
 if ((nginx)); then
   nginx_bin="$(command -v nginx || echo /usr/sbin/nginx)"
@@ -346,6 +404,16 @@ fi
 if ((${#auth_ratios[@]})); then
   echo "retrieve bearer / open: $(printf '%s%% ' "${auth_ratios[@]}")(median $(printf '%s\n' \
     "${auth_ratios[@]}" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')%)"
+fi
+if ((${#access_ratios[@]})); then
+  echo "retrieve with JSON access log / quiet: $(printf '%s%% ' "${access_ratios[@]}")(median" \
+    "$(median "${access_ratios[@]}")%; $access_lines access lines written)"
+  echo "/metrics scrape under load: ${#scrape_ms[@]} scrapes, p50 $(median "${scrape_ms[@]}") ms," \
+    "max $(printf '%s\n' "${scrape_ms[@]}" | sort -n | tail -n1) ms"
+fi
+if ((${#baseline_ratios[@]})); then
+  echo "retrieve this binary / baseline ($baseline): $(printf '%s%% ' "${baseline_ratios[@]}")" \
+    "(median $(median "${baseline_ratios[@]}")%)"
 fi
 [ -n "$dispatch_line" ] && echo "$dispatch_line"
 echo "raw outputs: $results"
