@@ -13,13 +13,18 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
+#include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <boost/beast/version.hpp>
+#include <cstdio>
+#include <mutex>
 #include <optional>
 #include <random>
+#include <sstream>
 #include <system_error>
 #include <thread>
+#include <unordered_map>
 
 #include "logging/logging.h"
 
@@ -131,6 +136,10 @@ struct Server::Impl {
   std::atomic<std::uint64_t> accept_errors{0};
   // Set while the accept loop waits for a connection to close (the cap is reached).
   std::atomic<bool> accept_paused{false};
+  std::atomic<int> open_streams{0};
+  // The streams being written, so that stop() can end them; keyed by the stream's address.
+  std::mutex streams_mutex;
+  std::unordered_map<const void*, std::weak_ptr<ResponseStream>> streams;
   ServerOptions options;
   Handler handler;
   asio::io_context ioc;
@@ -182,6 +191,105 @@ const char* json_error_body(int status) {
   }
 }
 
+// The ResponseStream a streaming handler writes to: a bounded queue of framed chunks that the
+// session's event loop drains into the socket.
+class StreamChannel final : public ResponseStream {
+ public:
+  // `wake` posts a drain to the session's strand; it is called with the lock held, so that once
+  // end_from_server() returned no further wake can reach an event loop that may be gone.
+  StreamChannel(std::size_t max_pending, bool chunked, std::function<void()> wake)
+      : max_pending_(max_pending), chunked_(chunked), wake_(std::move(wake)) {}
+
+  bool write(std::string_view chunk) override {
+    std::lock_guard lock(mutex_);
+    if (ended_) return false;
+    if (chunk.empty()) return true;  // an empty chunk would end the chunked body
+    const std::size_t framed = chunk.size() + (chunked_ ? 16 : 0);
+    if (queued_bytes_ + framed > max_pending_) {
+      ended_ = true;
+      overflowed_ = true;
+      request_drain();
+      return false;
+    }
+    if (chunked_) {
+      char size_line[24];
+      const int n = std::snprintf(size_line, sizeof(size_line), "%zx\r\n", chunk.size());
+      pending_.append(size_line, static_cast<std::size_t>(n));
+      pending_.append(chunk);
+      pending_.append("\r\n");
+    } else {
+      pending_.append(chunk);
+    }
+    pending_payload_ += chunk.size();
+    queued_bytes_ += framed;
+    request_drain();
+    return true;
+  }
+
+  void close() override {
+    std::lock_guard lock(mutex_);
+    if (ended_) return;
+    ended_ = true;
+    request_drain();
+  }
+
+  bool ended() const override {
+    std::lock_guard lock(mutex_);
+    return ended_;
+  }
+
+  // What the event loop takes to write.
+  struct Batch {
+    std::string bytes;
+    std::uint64_t payload = 0;  // of which chunk contents
+    std::size_t counted = 0;    // what it counts against max_pending until written
+    bool ended = false;
+    bool overflowed = false;
+  };
+  Batch take() {
+    std::lock_guard lock(mutex_);
+    drain_posted_ = false;
+    Batch batch;
+    batch.bytes = std::exchange(pending_, {});
+    batch.payload = std::exchange(pending_payload_, 0);
+    batch.counted = queued_bytes_ - in_write_;
+    in_write_ = queued_bytes_;
+    batch.ended = ended_;
+    batch.overflowed = overflowed_;
+    return batch;
+  }
+  void written(std::size_t counted) {
+    std::lock_guard lock(mutex_);
+    queued_bytes_ -= counted;
+    in_write_ -= counted;
+  }
+  // The session is done with the stream: writes fail from now on and nothing wakes it again.
+  void end_from_server() {
+    std::lock_guard lock(mutex_);
+    ended_ = true;
+    wake_ = nullptr;
+  }
+
+ private:
+  void request_drain() {
+    if (drain_posted_ || !wake_) return;
+    drain_posted_ = true;
+    wake_();
+  }
+
+  mutable std::mutex mutex_;
+  const std::size_t max_pending_;
+  const bool chunked_;
+  std::function<void()> wake_;
+  std::string pending_;
+  std::uint64_t pending_payload_ = 0;
+  std::size_t queued_bytes_ = 0;  // pending_ and what the socket has not taken yet
+  std::size_t in_write_ = 0;      // of queued_bytes_, handed to the socket
+  bool drain_posted_ = false;
+  bool ended_ = false;
+  bool overflowed_ = false;
+};
+
 class Session : public std::enable_shared_from_this<Session> {
  public:
   Session(tcp::socket&& socket, Server::Impl& server)
@@ -190,7 +298,15 @@ class Session : public std::enable_shared_from_this<Session> {
     auto peer = stream_.socket().remote_endpoint(ec);
     if (!ec) remote_address_ = peer.address().to_string();
   }
-  ~Session() { server_.connection_closed(); }
+  ~Session() {
+    // The event loop is gone (stop() ran out of grace) or the stream never ended: still release
+    // what the stream holds and stop counting it.
+    if (channel_ && !stream_done_) {
+      channel_->end_from_server();
+      forget_stream();
+    }
+    server_.connection_closed();
+  }
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
 
@@ -555,6 +671,9 @@ class Session : public std::enable_shared_from_this<Session> {
     answer_.status = out.status;
     answer_.route = out.route;
     answer_.user = std::move(out.user);
+    if (out.stream && msg.method() != bhttp::verb::head) {
+      return start_stream(std::move(res), std::move(out.stream));
+    }
     if (msg.method() == bhttp::verb::head) {
       // RFC 9110 §9.3.2: a HEAD answer carries the GET answer's header, Content-Length included,
       // and no body. The Handler answers HEAD as it would GET.
@@ -578,6 +697,166 @@ class Session : public std::enable_shared_from_this<Session> {
                          if (ec || !res->keep_alive()) return self->close();
                          self->read_request();
                        });
+  }
+
+  // --- Streamed answers (StreamedBody). Everything here runs on the session's strand.
+
+  void start_stream(std::shared_ptr<bhttp::response<bhttp::string_body>> res,
+                    std::shared_ptr<StreamedBody> body) {
+    // A stream is not a request waiting for its answer: it has its own count, and a graceful
+    // stop ends it rather than waiting for it.
+    end_request();
+    const bool chunked = res->version() >= 11;
+    res->keep_alive(false);
+    if (chunked) res->chunked(true);
+    std::ostringstream header;
+    header << res->base();
+    stream_body_ = std::move(body);
+    channel_ = std::make_shared<StreamChannel>(
+        server_.options.max_stream_pending_bytes, chunked,
+        [weak = weak_from_this(), executor = stream_.get_executor()] {
+          asio::post(executor, [weak] {
+            if (auto self = weak.lock()) self->stream_drain();
+          });
+        });
+    server_.open_streams.fetch_add(1, std::memory_order_relaxed);
+    {
+      std::lock_guard lock(server_.streams_mutex);
+      server_.streams.emplace(channel_.get(), channel_);
+    }
+    // stop() may have swept the streams just before this one registered.
+    if (server_.stopping.load()) channel_->close();
+    stream_.expires_never();
+    last_stream_activity_ = std::chrono::steady_clock::now();
+    write_header_ = std::move(header).str();
+    writing_ = true;
+    write_started_ = last_stream_activity_;
+    asio::async_write(stream_, asio::buffer(write_header_),
+                      [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                        self->writing_ = false;
+                        if (self->stream_done_) return;
+                        if (ec) return self->close_stream();
+                        if (self->stream_body_->on_open) {
+                          try {
+                            self->stream_body_->on_open(self->channel_);
+                          } catch (const std::exception& e) {
+                            spdlog::error("stream on_open threw: {}", e.what());
+                            self->channel_->close();
+                          }
+                        }
+                        self->watch_for_client_close();
+                        self->arm_stream_timer();
+                        self->stream_drain();
+                      });
+  }
+
+  // Reads what the client sends while the stream runs (nothing, normally) to learn at once when
+  // it closes the connection.
+  void watch_for_client_close() {
+    drain_.resize(4096);
+    stream_.async_read_some(asio::buffer(drain_),
+                            [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                              if (self->stream_done_) return;
+                              if (ec) return self->close_stream();
+                              self->watch_for_client_close();
+                            });
+  }
+
+  void stream_drain() {
+    if (writing_ || stream_done_ || !channel_) return;
+    auto batch = channel_->take();
+    if (batch.overflowed) {
+      spdlog::warn("dropping a streamed answer to {}: the client reads too slowly",
+                   remote_address_);
+      return close_stream();
+    }
+    if (batch.bytes.empty()) {
+      if (batch.ended) finish_stream();
+      return;
+    }
+    write_body_ = std::move(batch.bytes);
+    writing_ = true;
+    write_started_ = last_stream_activity_ = std::chrono::steady_clock::now();
+    asio::async_write(stream_, asio::buffer(write_body_),
+                      [self = shared_from_this(), batch_payload = batch.payload,
+                       counted = batch.counted](beast::error_code ec, std::size_t) {
+                        self->writing_ = false;
+                        if (self->stream_done_) return;
+                        if (ec) return self->close_stream();
+                        self->stream_bytes_ += batch_payload;
+                        self->channel_->written(counted);
+                        self->stream_drain();
+                      });
+  }
+
+  // The stream was closed by its writer or by stop(): the terminating chunk, then the end.
+  void finish_stream() {
+    if (!last_chunk_sent_ && parser_->get().version() >= 11) {
+      last_chunk_sent_ = true;
+      writing_ = true;
+      write_started_ = std::chrono::steady_clock::now();
+      static constexpr std::string_view kLastChunk = "0\r\n\r\n";
+      asio::async_write(stream_, asio::buffer(kLastChunk.data(), kLastChunk.size()),
+                        [self = shared_from_this()](beast::error_code, std::size_t) {
+                          self->writing_ = false;
+                          if (!self->stream_done_) self->close_stream();
+                        });
+      return;
+    }
+    close_stream();
+  }
+
+  // Heartbeats while the stream is quiet, and the bound on how long one write may hang.
+  void arm_stream_timer() {
+    if (!stream_timer_) stream_timer_.emplace(stream_.get_executor());
+    const auto heartbeat = stream_body_->heartbeat;
+    const auto write_timeout = server_.options.stream_write_timeout;
+    auto due = std::chrono::steady_clock::now() + write_timeout;
+    if (heartbeat.count() > 0) due = std::min(due, last_stream_activity_ + heartbeat);
+    if (writing_) due = std::min(due, write_started_ + write_timeout);
+    stream_timer_->expires_at(due);
+    stream_timer_->async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (ec || self->stream_done_) return;
+      self->on_stream_timer();
+    });
+  }
+
+  void on_stream_timer() {
+    const auto now = std::chrono::steady_clock::now();
+    if (writing_ && now - write_started_ >= server_.options.stream_write_timeout) {
+      spdlog::warn("dropping a streamed answer to {}: a write made no progress for {} ms",
+                   remote_address_, server_.options.stream_write_timeout.count());
+      return close_stream();
+    }
+    const auto heartbeat = stream_body_->heartbeat;
+    if (heartbeat.count() > 0 && now - last_stream_activity_ >= heartbeat) {
+      last_stream_activity_ = now;
+      channel_->write(stream_body_->heartbeat_chunk);
+    }
+    arm_stream_timer();
+  }
+
+  // Ends the stream now (after its terminating chunk, or without when the client is gone or too
+  // slow), tells on_response, and closes the connection.
+  void close_stream() {
+    if (stream_done_) return;
+    stream_done_ = true;
+    channel_->end_from_server();
+    if (stream_timer_) stream_timer_->cancel();
+    answer_.body_bytes = stream_bytes_;
+    report_answer(true);
+    forget_stream();
+    close();
+  }
+
+  void forget_stream() {
+    {
+      std::lock_guard lock(server_.streams_mutex);
+      server_.streams.erase(channel_.get());
+    }
+    server_.open_streams.fetch_sub(1, std::memory_order_relaxed);
+    // What the stream's callbacks hold (a subscription to events) goes now.
+    stream_body_.reset();
   }
 
   void close() {
@@ -628,6 +907,18 @@ class Session : public std::enable_shared_from_this<Session> {
   std::string request_id_;      // of the request being read or answered
   std::chrono::steady_clock::time_point request_start_{};  // its first byte (with on_response)
   Answer answer_;
+  // A streamed answer, once start_stream() ran.
+  std::shared_ptr<StreamedBody> stream_body_;
+  std::shared_ptr<StreamChannel> channel_;
+  std::optional<asio::steady_timer> stream_timer_;
+  std::string write_header_;
+  std::string write_body_;  // the batch being written
+  bool writing_ = false;
+  bool stream_done_ = false;
+  bool last_chunk_sent_ = false;
+  std::uint64_t stream_bytes_ = 0;  // chunk contents written
+  std::chrono::steady_clock::time_point write_started_{};
+  std::chrono::steady_clock::time_point last_stream_activity_{};
 };
 
 }  // namespace
@@ -715,6 +1006,7 @@ ServerStats Server::stats() const {
   stats.accept_errors = impl_->accept_errors.load(std::memory_order_relaxed);
   stats.in_flight = impl_->in_flight.load(std::memory_order_relaxed);
   stats.rejected_connections = stats.accept_errors;
+  stats.open_streams = impl_->open_streams.load(std::memory_order_relaxed);
   return stats;
 }
 
@@ -754,8 +1046,19 @@ void Server::stop(std::chrono::milliseconds grace) {
     impl_->acceptor.close(ignored);
     impl_->accept_retry.cancel();
   });
+  // Streams never finish by themselves: end each (the terminating chunk goes out first).
+  std::vector<std::shared_ptr<ResponseStream>> open;
+  {
+    std::lock_guard lock(impl_->streams_mutex);
+    for (auto& [key, weak] : impl_->streams) {
+      if (auto stream = weak.lock()) open.push_back(std::move(stream));
+    }
+  }
+  for (auto& stream : open) stream->close();
+  open.clear();
   auto deadline = std::chrono::steady_clock::now() + grace;
-  while (impl_->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
+  while ((impl_->in_flight.load() > 0 || impl_->open_streams.load() > 0) &&
+         std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   // Answers still owed by an AsyncFastHandler will post to ioc: let them land first (their
@@ -763,6 +1066,13 @@ void Server::stop(std::chrono::milliseconds grace) {
   auto async_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (impl_->async_pending.load() > 0 && std::chrono::steady_clock::now() < async_deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  // Streams that could not end in time: no writer may wake the event loop once it stops.
+  {
+    std::lock_guard lock(impl_->streams_mutex);
+    for (auto& [key, weak] : impl_->streams) {
+      if (auto stream = weak.lock()) static_cast<StreamChannel&>(*stream).end_from_server();
+    }
   }
   impl_->ioc.stop();
   for (auto& t : impl_->threads) t.join();

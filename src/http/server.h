@@ -30,6 +30,35 @@ struct Request {
   std::string_view header(std::string_view name) const;
 };
 
+// The writing end of a streamed answer (see StreamedBody). Thread-safe; never blocks: a chunk is
+// queued and written by the event loop.
+class ResponseStream {
+ public:
+  virtual ~ResponseStream() = default;
+  // Queues `chunk` (sent as one HTTP chunk). False once the stream has ended: the client went
+  // away, the server is stopping, close() was called, or the client reads too slowly (its
+  // unsent bytes would pass ServerOptions::max_stream_pending_bytes: it is disconnected rather
+  // than letting them pile up).
+  virtual bool write(std::string_view chunk) = 0;
+  // Ends the stream cleanly (the terminating chunk, then the connection closes).
+  virtual void close() = 0;
+  virtual bool ended() const = 0;
+};
+
+// A long-lived answer whose body is written piece by piece after the handler returned (Server-
+// Sent Events): the header goes out at once with chunked transfer coding, then whatever is
+// written to the ResponseStream. The server drops this object (and what its callbacks hold)
+// when the stream ends, on the event loop or in stop().
+struct StreamedBody {
+  // Called once, on the event loop, right after the header was sent. Keep it cheap. Not called
+  // when the header could not be sent, nor for HEAD (which gets the header only).
+  std::function<void(std::shared_ptr<ResponseStream>)> on_open;
+  // When > 0: `heartbeat_chunk` is written whenever nothing else was for this long, so proxies
+  // keep the connection open, and a client gone without a FIN is found by the failing write.
+  std::chrono::milliseconds heartbeat{0};
+  std::string heartbeat_chunk;
+};
+
 struct Response {
   int status = 200;
   std::string body;
@@ -41,6 +70,9 @@ struct Response {
   std::string_view route{};
   // The authenticated user's id as text; "" when none.
   std::string user{};
+  // Set: a streamed answer (`body` is ignored; no Content-Length). on_response is told once,
+  // when the stream ends, with the body bytes it sent.
+  std::shared_ptr<StreamedBody> stream{};
 };
 
 // What on_response learns of one answered request. Views are valid during the call only.
@@ -102,6 +134,11 @@ struct ServerOptions {
   // default_max_connections().
   int max_connections = 0;
   std::string server_name = "transnotes";  // Server header
+  // A streamed answer whose client has this many bytes not yet taken by the socket is dropped.
+  std::size_t max_stream_pending_bytes = 1u << 20;
+  // A streamed answer whose socket write has not completed for this long is dropped (a client
+  // that stopped reading but keeps its connection open). Checked at each heartbeat.
+  std::chrono::milliseconds stream_write_timeout{60'000};
   // Called once per answer (handlers', fast paths' and the server's own 400/413/431/500 alike)
   // after it was written or failed to be, on the event loop: keep it cheap; must not throw.
   // Not called for connections that end before an answer is due (timeouts, resets).
@@ -128,6 +165,8 @@ struct ServerStats {
   // Connections the server could not take: failed accepts. (At max_connections the server does
   // not reject: further connections wait in the listen queue.)
   std::uint64_t rejected_connections = 0;
+  // Streamed answers being written (counted here, not in in_flight).
+  int open_streams = 0;
 };
 
 class Server {
@@ -143,7 +182,8 @@ class Server {
   ServerStats stats() const;
   // Starts the threads and returns.
   void start();
-  // Stops accepting, lets in-flight requests finish (up to `grace`), then closes everything.
+  // Stops accepting, ends open streams (their terminating chunk), lets in-flight requests finish
+  // (up to `grace`), then closes everything.
   void stop(std::chrono::milliseconds grace = std::chrono::milliseconds(5000));
 
   struct Impl;  // defined in server.cpp; public only so connection sessions there can reach it

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
 #include <future>
 #include <map>
 #include <memory>
@@ -929,6 +930,202 @@ TEST(ServerStatsCounts, InFlightIsRequestsReadButNotYetAnswered) {
   EXPECT_NE(second.read(";").find("done;"), std::string::npos);
   EXPECT_TRUE(eventually([&] { return server.stats().in_flight == 0; }));
   EXPECT_EQ(server.stats().rejected_connections, 0u);
+  server.stop();
+}
+
+// A handler answering /stream with a streamed body whose writing end the test receives.
+class StreamingEndpoint {
+ public:
+  explicit StreamingEndpoint(std::chrono::milliseconds heartbeat = 0ms) : heartbeat_(heartbeat) {}
+
+  Handler handler() {
+    return [this](const Request&) {
+      Response out{200, "", "text/event-stream", {{"Cache-Control", "no-cache"}}};
+      out.route = "/stream";
+      out.stream = std::make_shared<StreamedBody>();
+      out.stream->heartbeat = heartbeat_;
+      out.stream->heartbeat_chunk = ": keep-alive\n\n";
+      // What the server holds for the stream is released when it ends.
+      auto alive = std::make_shared<int>(0);
+      {
+        std::lock_guard lock(mutex_);
+        held_ = alive;
+      }
+      out.stream->on_open = [this, alive](std::shared_ptr<ResponseStream> stream) {
+        std::lock_guard lock(mutex_);
+        stream_ = std::move(stream);
+        opened_.notify_all();
+      };
+      return out;
+    };
+  }
+
+  // The stream of the last request, once its header went out.
+  std::shared_ptr<ResponseStream> wait_open(std::chrono::milliseconds limit = 10s) {
+    std::unique_lock lock(mutex_);
+    opened_.wait_for(lock, limit, [this] { return stream_ != nullptr; });
+    return stream_;
+  }
+
+  // True once the server let go of the handler's stream state.
+  bool released() {
+    std::lock_guard lock(mutex_);
+    return held_.expired();
+  }
+
+ private:
+  std::chrono::milliseconds heartbeat_;
+  std::mutex mutex_;
+  std::condition_variable opened_;
+  std::shared_ptr<ResponseStream> stream_;
+  std::weak_ptr<int> held_;
+};
+
+constexpr std::string_view kStreamRequest = "GET /stream HTTP/1.1\r\nHost: x\r\n\r\n";
+
+TEST(ServerStreams, ChunksArriveAsWrittenAndTheStreamEndsCleanly) {
+  RecordedExchanges recorded;
+  ServerOptions options = test_options();
+  options.handler_threads = 1;
+  options.on_response = recorded.callback();
+  StreamingEndpoint endpoint;
+  Server server(options, endpoint.handler());
+  server.start();
+  Client client(server.port());
+  client.send(kStreamRequest);
+  // The header comes at once, before any event.
+  const auto header = client.read("\r\n\r\n");
+  EXPECT_NE(header.find("HTTP/1.1 200 OK"), std::string::npos) << header;
+  EXPECT_NE(header.find("Transfer-Encoding: chunked"), std::string::npos) << header;
+  EXPECT_NE(header.find("Content-Type: text/event-stream"), std::string::npos) << header;
+  EXPECT_NE(header.find("X-Request-ID: "), std::string::npos) << header;
+  EXPECT_EQ(header.find("Content-Length"), std::string::npos) << header;
+  auto stream = endpoint.wait_open();
+  ASSERT_TRUE(stream);
+  EXPECT_EQ(server.stats().open_streams, 1);
+  EXPECT_EQ(server.stats().in_flight, 0);
+
+  ASSERT_TRUE(stream->write("data: one\n\n"));
+  EXPECT_NE(client.read("one\n\n\r\n").find("b\r\ndata: one\n\n\r\n"), std::string::npos);
+  std::thread([stream] { stream->write("data: two\n\n"); }).join();
+  EXPECT_NE(client.read("two\n\n\r\n").find("data: two"), std::string::npos);
+  EXPECT_TRUE(recorded.seen().empty()) << "on_response before the stream ended";
+
+  stream->close();
+  EXPECT_EQ(client.read(), "0\r\n\r\n");
+  EXPECT_TRUE(client.closed());
+  EXPECT_FALSE(stream->write("late"));
+  EXPECT_TRUE(eventually([&] { return server.stats().open_streams == 0; }));
+  EXPECT_TRUE(eventually([&] { return endpoint.released(); }));
+  ASSERT_TRUE(eventually([&] { return recorded.seen().size() == 1; }));
+  const auto seen = recorded.seen()[0];
+  EXPECT_EQ(seen.status, 200);
+  EXPECT_EQ(seen.route, "/stream");
+  EXPECT_EQ(seen.body_bytes, 22u);
+  server.stop();
+}
+
+TEST(ServerStreams, AQuietStreamGetsHeartbeats) {
+  ServerOptions options = test_options();
+  StreamingEndpoint endpoint(50ms);
+  Server server(options, endpoint.handler());
+  server.start();
+  Client client(server.port());
+  client.send(kStreamRequest);
+  auto stream = endpoint.wait_open();
+  ASSERT_TRUE(stream);
+  std::string seen;
+  const auto deadline = Clock::now() + 10s;
+  while (count_of(seen, ": keep-alive\n\n") < 3 && Clock::now() < deadline) {
+    seen += client.read(": keep-alive\n\n\r\n", 1s);
+  }
+  EXPECT_GE(count_of(seen, ": keep-alive\n\n"), 3u) << seen;
+  server.stop();
+}
+
+TEST(ServerStreams, AReaderTooSlowIsDroppedAtTheBound) {
+  ServerOptions options = test_options();
+  options.max_stream_pending_bytes = 64 * 1024;
+  StreamingEndpoint endpoint;
+  Server server(options, endpoint.handler());
+  server.start();
+  // A small receive window (set before connecting, so that it is the one negotiated): the
+  // kernel soon stops taking bytes for this client.
+  int small = 4096;
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  ASSERT_GE(fd, 0);
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(server.port());
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(::connect(fd, reinterpret_cast<const sockaddr*>(&address), sizeof address), 0);
+  ASSERT_EQ(::send(fd, kStreamRequest.data(), kStreamRequest.size(), MSG_NOSIGNAL),
+            static_cast<ssize_t>(kStreamRequest.size()));
+  auto stream = endpoint.wait_open();
+  ASSERT_TRUE(stream);
+  // The client never reads: what the socket cannot take piles up until the bound.
+  const std::string chunk(16 * 1024, 'x');
+  std::size_t accepted = 0;
+  for (int i = 0; i < 100'000 && stream->write(chunk); ++i) {
+    accepted += chunk.size();
+    if (i % 64 == 63) std::this_thread::sleep_for(1ms);  // lets the event loop fill the socket
+  }
+  EXPECT_TRUE(stream->ended());
+  EXPECT_LT(accepted, 64u << 20) << "never dropped";
+  EXPECT_TRUE(eventually([&] { return server.stats().open_streams == 0; }));
+  EXPECT_TRUE(eventually([&] { return endpoint.released(); }));
+  ::close(fd);
+  server.stop();
+}
+
+TEST(ServerStreams, StopEndsOpenStreams) {
+  ServerOptions options = test_options();
+  StreamingEndpoint endpoint;
+  Server server(options, endpoint.handler());
+  server.start();
+  Client client(server.port());
+  client.send(kStreamRequest);
+  auto stream = endpoint.wait_open();
+  ASSERT_TRUE(stream);
+  const auto began = Clock::now();
+  server.stop(std::chrono::milliseconds(5000));
+  EXPECT_LT(Clock::now() - began, 3s) << "stop() waited out its grace for a stream";
+  const auto out = client.read();
+  EXPECT_NE(out.find("0\r\n\r\n"), std::string::npos) << out;
+  EXPECT_TRUE(client.closed());
+  EXPECT_FALSE(stream->write("after stop"));
+  EXPECT_EQ(server.stats().open_streams, 0);
+  EXPECT_TRUE(endpoint.released());
+}
+
+TEST(ServerStreams, AClientThatLeavesEndsItsStream) {
+  ServerOptions options = test_options();
+  StreamingEndpoint endpoint;
+  Server server(options, endpoint.handler());
+  server.start();
+  auto client = std::make_unique<Client>(server.port());
+  client->send(kStreamRequest);
+  auto stream = endpoint.wait_open();
+  ASSERT_TRUE(stream);
+  client.reset();  // closes the socket; nothing is written to the stream meanwhile
+  EXPECT_TRUE(eventually([&] { return stream->ended(); }));
+  EXPECT_TRUE(eventually([&] { return server.stats().open_streams == 0; }));
+  EXPECT_TRUE(eventually([&] { return endpoint.released(); }));
+  server.stop();
+}
+
+TEST(ServerStreams, HeadGetsTheHeaderOnly) {
+  ServerOptions options = test_options();
+  StreamingEndpoint endpoint;
+  Server server(options, endpoint.handler());
+  server.start();
+  Client client(server.port());
+  client.send("HEAD /stream HTTP/1.1\r\nHost: x\r\n\r\n");
+  const auto out = client.read("\r\n\r\n");
+  EXPECT_NE(out.find("HTTP/1.1 200 OK"), std::string::npos) << out;
+  EXPECT_TRUE(eventually([&] { return endpoint.released(); }));
+  EXPECT_EQ(server.stats().open_streams, 0);
   server.stop();
 }
 
