@@ -9,6 +9,8 @@
 
 namespace transnotes::logging {
 
+using namespace std::string_view_literals;
+
 // Lines of one recording thread. The thread appends to `lines`; the writer swaps `lines` with the
 // emptied `writing` and writes that out, so neither waits for the other's work, and both strings
 // keep their capacity (no allocation once warm).
@@ -43,55 +45,55 @@ void append_milliseconds(std::string& out, std::chrono::microseconds duration) {
 }
 
 void render_json(std::string& line, const AccessEntry& e) {
-  line.append(R"({"time":")");
+  line.append(R"({"time":")"sv);
   append_utc_timestamp(line, std::chrono::system_clock::now());
-  line.append(R"(","level":"info","message":"request","method":)");
+  line.append(R"(","level":"info","message":"request","method":)"sv);
   append_json_string(line, e.method);
-  line.append(R"(,"route":)");
+  line.append(R"(,"route":)"sv);
   append_json_string(line, e.route);
-  line.append(R"(,"status":)");
+  line.append(R"(,"status":)"sv);
   append_number(line, static_cast<std::uint64_t>(std::max(0, e.status)));
-  line.append(R"(,"duration_ms":)");
+  line.append(R"(,"duration_ms":)"sv);
   append_milliseconds(line, e.duration);
-  line.append(R"(,"bytes":)");
+  line.append(R"(,"bytes":)"sv);
   append_number(line, e.bytes);
-  line.append(R"(,"request_id":)");
+  line.append(R"(,"request_id":)"sv);
   append_json_string(line, e.request_id);
   if (!e.user_id.empty()) {
-    line.append(R"(,"user_id":)");
+    line.append(R"(,"user_id":)"sv);
     append_json_string(line, e.user_id);
   }
-  line.append(R"(,"remote_address":)");
+  line.append(R"(,"remote_address":)"sv);
   append_json_string(line, e.remote_address);
-  line.append("}\n");
+  line.append("}\n"sv);
 }
 
 void render_text(std::string& line, const AccessEntry& e, bool colour) {
   line.push_back('[');
   append_local_timestamp(line, std::chrono::system_clock::now());
-  line.append("] [");
+  line.append("] ["sv);
   line.append(configured_logger_name());
-  line.append("] [");
+  line.append("] ["sv);
   if (colour) line.append(level_colour(spdlog::level::info));
-  line.append("info");
+  line.append("info"sv);
   if (colour) line.append(kColourReset);
-  line.append("] request method=");
+  line.append("] request method="sv);
   append_text_value(line, e.method);
-  line.append(" route=");
+  line.append(" route="sv);
   append_text_value(line, e.route);
-  line.append(" status=");
+  line.append(" status="sv);
   append_number(line, static_cast<std::uint64_t>(std::max(0, e.status)));
-  line.append(" duration_ms=");
+  line.append(" duration_ms="sv);
   append_milliseconds(line, e.duration);
-  line.append(" bytes=");
+  line.append(" bytes="sv);
   append_number(line, e.bytes);
-  line.append(" request_id=");
+  line.append(" request_id="sv);
   append_text_value(line, e.request_id);
   if (!e.user_id.empty()) {
-    line.append(" user_id=");
+    line.append(" user_id="sv);
     append_text_value(line, e.user_id);
   }
-  line.append(" remote_address=");
+  line.append(" remote_address="sv);
   append_text_value(line, e.remote_address);
   line.push_back('\n');
 }

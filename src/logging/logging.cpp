@@ -12,6 +12,8 @@
 
 namespace transnotes::logging {
 
+using namespace std::string_view_literals;
+
 namespace {
 
 thread_local std::vector<LogFieldView> t_context;
@@ -60,15 +62,15 @@ void for_each_field(Emit emit) {
 void render_text(std::string& line, const spdlog::details::log_msg& msg, bool colour) {
   line.push_back('[');
   append_local_timestamp(line, msg.time);
-  line.append("] [");
+  line.append("] ["sv);
   line.append(msg.logger_name.data(), msg.logger_name.size());
-  line.append("] [");
+  line.append("] ["sv);
   const auto level_name = spdlog::level::to_string_view(msg.level);
   const auto start_colour = colour ? level_colour(msg.level) : std::string_view{};
   line.append(start_colour);
   line.append(level_name.data(), level_name.size());
   if (!start_colour.empty()) line.append(kColourReset);
-  line.append("] ");
+  line.append("] "sv);
   append_text_message(line, std::string_view(msg.payload.data(), msg.payload.size()));
   for_each_field([&](std::string_view key, std::string_view value) {
     line.push_back(' ');
@@ -80,12 +82,12 @@ void render_text(std::string& line, const spdlog::details::log_msg& msg, bool co
 }
 
 void render_json(std::string& line, const spdlog::details::log_msg& msg) {
-  line.append(R"({"time":")");
+  line.append(R"({"time":")"sv);
   append_utc_timestamp(line, msg.time);
-  line.append(R"(","level":")");
+  line.append(R"(","level":")"sv);
   const auto level_name = spdlog::level::to_string_view(msg.level);
   line.append(level_name.data(), level_name.size());
-  line.append(R"(","message":)");
+  line.append(R"(","message":)"sv);
   append_json_string(line, std::string_view(msg.payload.data(), msg.payload.size()));
   for_each_field([&](std::string_view key, std::string_view value) {
     line.push_back(',');
@@ -93,7 +95,7 @@ void render_json(std::string& line, const spdlog::details::log_msg& msg) {
     line.push_back(':');
     append_json_string(line, value);
   });
-  line.append("}\n");
+  line.append("}\n"sv);
 }
 
 // Renders on the logging thread (so it sees that thread's context) and writes each line whole.

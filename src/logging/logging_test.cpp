@@ -141,6 +141,31 @@ TEST_F(LoggingTest, AnyBytesMakeValidJson) {
   }
 }
 
+// Plain stretches are scanned eight bytes at a time: a byte that needs escaping must be found at
+// every position of a word, and judged as it would be alone.
+TEST(LineFormat, EveryByteAtEveryPositionIsEscapedAsAlone) {
+  const std::string plain = "abcdefghijklmnopqrstuvwx";
+  for (int c = 0; c < 256; ++c) {
+    for (std::size_t at = 0; at < plain.size(); ++at) {
+      std::string value = plain;
+      value[at] = static_cast<char>(c);
+      std::string expected_json = "\"", expected_text;
+      for (const char ch : value) {
+        std::string alone;
+        append_json_string(alone, std::string_view(&ch, 1));
+        expected_json += alone.substr(1, alone.size() - 2);
+        append_text_message(expected_text, std::string_view(&ch, 1));
+      }
+      expected_json += "\"";
+      std::string json, text;
+      append_json_string(json, value);
+      append_text_message(text, value);
+      ASSERT_EQ(json, expected_json) << "byte " << c << " at " << at;
+      ASSERT_EQ(text, expected_text) << "byte " << c << " at " << at;
+    }
+  }
+}
+
 TEST_F(LoggingTest, ContextFieldsLastForTheirScopeOnTheirThread) {
   configure_logging(LogFormat::json, spdlog::level::info, file_.fd());
   {
