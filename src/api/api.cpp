@@ -11,6 +11,7 @@
 #include "apidocs/apidocs.h"
 #include "auth/account_service.h"
 #include "domain/text.h"
+#include "webapp/webapp.h"
 
 namespace transnotes::api {
 
@@ -216,6 +217,12 @@ http::Response Api::route(const http::Request& request, std::string_view& matche
       return std::move(*asset);
     }
   }
+  if (path == webapp::kIndexPath || path.starts_with(webapp::kStaticPrefix)) {
+    if (auto asset = webapp_asset(request, path)) {
+      matched_route = path == webapp::kIndexPath ? webapp::kIndexPath : webapp::kStaticPrefix;
+      return std::move(*asset);
+    }
+  }
   return router_->dispatch(request, path, &matched_route);
 }
 
@@ -284,6 +291,33 @@ std::optional<http::Response> Api::docs_asset(const http::Request& request, std:
   auto response = document(asset->body, asset->content_type);
   response.headers.emplace_back("Content-Security-Policy",
                                 std::string(apidocs::docs_content_security_policy()));
+  response.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  response.headers.emplace_back("Referrer-Policy", "no-referrer");
+  return response;
+}
+
+// The web app's page and assets, outside the route table like the docs assets: HEAD and GET
+// only, gzip when the client takes it.
+std::optional<http::Response> Api::webapp_asset(const http::Request& request,
+                                                std::string_view path) {
+  const bool gzip_ok = webapp::accepts_gzip(request.header("Accept-Encoding"));
+  auto asset = webapp::webapp_asset(path, gzip_ok);
+  if (!asset) return std::nullopt;
+  constexpr const char* kAllow = "GET, HEAD, OPTIONS";
+  if (request.method == "OPTIONS") {
+    http::Response response{200, "", "", {}};
+    response.headers.emplace_back("Allow", kAllow);
+    return response;
+  }
+  if (request.method != "GET" && request.method != "HEAD") {
+    throw MethodNotAllowed(replace_invalid_utf8(request.method), kAllow);
+  }
+  http::Response response{200, std::string(asset->body), std::string(asset->content_type), {}};
+  response.headers.emplace_back("Cache-Control", std::string(asset->cache_control));
+  response.headers.emplace_back("Vary", "Accept-Encoding");
+  if (asset->gzipped) response.headers.emplace_back("Content-Encoding", "gzip");
+  response.headers.emplace_back("Content-Security-Policy",
+                                std::string(webapp::content_security_policy()));
   response.headers.emplace_back("X-Content-Type-Options", "nosniff");
   response.headers.emplace_back("Referrer-Policy", "no-referrer");
   return response;

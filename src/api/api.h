@@ -182,6 +182,7 @@ class Api {
   // GET/HEAD of an asset under /api/v1/docs/ (the router's `{id}` cannot name them); nullopt
   // for any other request.
   std::optional<http::Response> docs_asset(const http::Request& request, std::string_view path);
+  std::optional<http::Response> webapp_asset(const http::Request& request, std::string_view path);
 
   ApiServices services_;
   NoteService& notes_;
