@@ -70,13 +70,19 @@ export function connectEvents({ onEvent, onState, onReset }) {
   let backoff = FIRST_BACKOFF_MS;
   let openedBefore = false;
 
+  let connection = null;
   const retryNow = () => wake.abort();
+  // A dropped network often leaves the socket silent rather than closed: when the browser knows
+  // it is offline, give the stream up at once and resume (Last-Event-ID) when it is back.
+  const dropNow = () => connection && connection.abort();
   window.addEventListener("online", retryNow);
+  window.addEventListener("offline", dropNow);
 
   async function readOnce() {
     if (!currentAccessToken() && !(await refreshAccess())) throw new Error("logged out");
-    const connection = new AbortController();
-    const stop = () => connection.abort();
+    const mine = new AbortController();
+    connection = mine;
+    const stop = () => mine.abort();
     stopper.signal.addEventListener("abort", stop, { once: true });
     let silence = 0;
     const armSilence = () => {
@@ -91,7 +97,7 @@ export function connectEvents({ onEvent, onState, onReset }) {
         headers,
         cache: "no-store",
         credentials: "omit",
-        signal: connection.signal,
+        signal: mine.signal,
       });
       if (response.status === 401) {
         // An expired access token: a fresh one and straight back, without waiting.
@@ -150,6 +156,7 @@ export function connectEvents({ onEvent, onState, onReset }) {
 
   return () => {
     window.removeEventListener("online", retryNow);
+    window.removeEventListener("offline", dropNow);
     stopper.abort();
     wake.abort();
   };
