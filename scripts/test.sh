@@ -6,6 +6,12 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
+# The web app's browser tests (ctest browser_tests, in both passes: under the sanitizers the
+# server's streaming and static paths then serve a real browser) need node and Debian's chromium;
+# the build installs their npm packages itself (npm ci). Missing, the run stops here, not skips.
+for tool in node npm /usr/bin/chromium; do
+  command -v "$tool" >/dev/null || { echo "test.sh: $tool is missing (scripts/install-deps.sh installs it)" >&2; exit 1; }
+done
 
 export TRANSNOTES_SERVICES_DIR="${TRANSNOTES_SERVICES_DIR:-$(mktemp -d /tmp/transnotes-services.XXXXXX)}"
 trap 'bash scripts/services.sh stop' EXIT
