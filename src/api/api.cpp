@@ -141,7 +141,13 @@ Api::Api(ApiServices services, ApiOptions options)
 
 Api::~Api() = default;
 
-std::vector<std::string> Api::route_templates() const { return router_->templates(); }
+std::vector<std::string> Api::route_templates() const {
+  auto templates = router_->templates();
+  // The web app is answered before the table (route()), under these two labels.
+  templates.emplace_back(webapp::kIndexPath);
+  templates.emplace_back(webapp::kStaticPrefix);
+  return templates;
+}
 
 http::Response Api::handle(const http::Request& request) {
   counters_.requests.fetch_add(1, std::memory_order_relaxed);

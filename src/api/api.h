@@ -97,7 +97,8 @@ class Api {
   Api& operator=(const Api&) = delete;
   // Never throws: every failure becomes a JSON error response.
   http::Response handle(const http::Request& request);
-  // The route templates of the table, the names metrics give routes.
+  // The route templates of the table, and the web app's "/" and "/static/": the names metrics
+  // give routes.
   std::vector<std::string> route_templates() const;
   // Answers a note retrieve from the cache without touching the database; nullopt for
   // everything else (see http::FastHandler).

@@ -373,6 +373,15 @@ try {
     currentPage = page;
   });
 
+  await step("metrics count the app's requests under the routes / and /static/", async () => {
+    const text = await (await fetch(`${base}/metrics`)).text();
+    for (const route of ["/", "/static/"]) {
+      const line = text.split("\n").find((l) => l.startsWith("http_requests_total{") &&
+        l.includes('method="GET"') && l.includes(`route="${route}"`) && l.includes('code="200"'));
+      assert.ok(line && Number(line.split(" ").pop()) > 0, `no GET ${route} in http_requests_total`);
+    }
+  });
+
   await step("no page error and no Content-Security-Policy refusal", async () => {
     assert.deepEqual(problems, []);
   });
