@@ -358,7 +358,7 @@ try {
     assert.equal(await page.evaluate(() => document.activeElement.tagName), "H1", "focus did not move to the new page");
   });
 
-  await step("a second user sees none of the first user's notes", async () => {
+  await step("a second user sees none of the first user's notes; a long list comes a page at a time", async () => {
     const other = await browser.newContext({ viewport: { width: 1280, height: 900 } });
     const bob = watch(await other.newPage(), "bob");
     await signUp(bob, base, "bob");
@@ -369,6 +369,19 @@ try {
     await bob.goto(`${base}/#/stats`);
     await bob.getByText("No notes yet.").waitFor({ timeout: WAIT });
     await shot(bob, "second-user");
+    // A page at a time: the app follows the API's Link rel="next".
+    const { access } = await api(port, "POST", "/auth/token/", { username: "bob", password: PASSWORD });
+    for (let i = 1; i <= 23; ++i) {
+      await api(port, "POST", "/notes/", { title: `Bob's note ${i}`, original_text: "Text.", original_language: "en" }, access);
+    }
+    await bob.goto(`${base}/#/notes`);
+    await bob.locator("li.note").nth(19).waitFor({ timeout: WAIT });
+    assert.equal(await bob.locator("li.note").count(), 20);
+    assert.equal(await bob.locator("li.note .note-title").first().textContent(), "Bob's note 23");
+    await bob.getByRole("button", { name: "Load more" }).click();
+    await bob.locator("li.note").nth(22).waitFor({ timeout: WAIT });
+    assert.equal(await bob.locator("li.note .note-title").last().textContent(), "Bob's note 1");
+    await bob.getByRole("button", { name: "Load more" }).waitFor({ state: "hidden" });
     await other.close();
     currentPage = page;
   });
