@@ -98,13 +98,14 @@ std::string clean_target_language(const std::string& target_language) {
 }
 
 NoteService::NoteService(Store& store, NoteCache& cache, JobBus& bus, Translator& translator,
-                         Renderer render, NoteServiceOptions options)
+                         Renderer render, NoteServiceOptions options, UserEventPublisher* events)
     : store_(store),
       cache_(cache),
       bus_(bus),
       translator_(translator),
       render_(std::move(render)),
-      options_(options) {}
+      options_(options),
+      events_(events) {}
 
 ValidationError::FieldErrors NoteService::clean(NoteFields& fields, bool partial) const {
   auto errors = clean_note_fields(fields, partial);
@@ -131,7 +132,9 @@ Note NoteService::create(UserId owner, NoteFields fields) {
   auto errors = clean(fields, /*partial=*/false);
   if (!errors.empty()) throw ValidationError(std::move(errors));
   if (!fields.original_language) fields.original_language = kDefaultLanguage;
-  return store_.create_note(owner, fields);
+  Note note = store_.create_note(owner, fields);
+  if (events_) events_->note_created(note);
+  return note;
 }
 
 std::string NoteService::update_rendered(UserId owner, std::int64_t id, NoteFields fields,
@@ -143,12 +146,14 @@ std::string NoteService::update_rendered(UserId owner, std::int64_t id, NoteFiel
   // Write-through: readers of this note after the PATCH need not go to the database.
   std::string body = render_(*note);
   cache_.refresh({owner, id}, note->version, body);
+  if (events_) events_->note_updated(owner, body);
   return body;
 }
 
 void NoteService::remove(UserId owner, std::int64_t id) {
   if (!store_.delete_note(owner, id)) throw NotFound();
   cache_.invalidate({owner, id}, std::numeric_limits<std::int64_t>::max());
+  if (events_) events_->note_deleted(owner, id);
 }
 
 std::vector<Note> NoteService::list(UserId owner, const ListQuery& query) {
@@ -201,6 +206,8 @@ TranslationRequest NoteService::request_translation(UserId owner, std::int64_t n
   using Outcome = JobRequestResult::Outcome;
   switch (result.outcome) {
     case Outcome::kCreated:
+      // Told before a worker can hear of it, so that "queued" precedes "running" on the stream.
+      if (events_) events_->job_changed(*result.job);
       bus_.publish({result.job->id, owner});
       return {std::move(*result.job), true};
     case Outcome::kExisting:

@@ -12,6 +12,7 @@
 #include "domain/model.h"
 #include "domain/ports.h"
 #include "domain/text.h"
+#include "domain/user_events.h"
 
 namespace transnotes {
 
@@ -50,9 +51,10 @@ class NoteService {
   // Renders a note as the API's JSON body; what the cache holds.
   using Renderer = std::function<std::string(const Note&)>;
 
-  // The service keeps references: every argument must outlive it.
+  // The service keeps references: every argument must outlive it. With `events`, each note
+  // written and each job queued is told to its owner's live stream.
   NoteService(Store& store, NoteCache& cache, JobBus& bus, Translator& translator, Renderer render,
-              NoteServiceOptions options = {});
+              NoteServiceOptions options = {}, UserEventPublisher* events = nullptr);
 
   // The rendered note, from the cache when present (cache-aside). Throws NotFound.
   std::string get_rendered(UserId owner, std::int64_t id);
@@ -96,6 +98,7 @@ class NoteService {
   Translator& translator_;
   Renderer render_;
   NoteServiceOptions options_;
+  UserEventPublisher* events_;
 };
 
 }  // namespace transnotes

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -209,6 +210,40 @@ class JobBus {
   virtual std::optional<JobNotice> next(std::chrono::milliseconds timeout) = 0;
   // Wakes every waiter; `next` returns nullopt from then on.
   virtual void close() = 0;
+};
+
+// One event of a user's live stream (GET /api/v1/events/).
+struct UserEvent {
+  // Increases along one user's stream; what a client sends back as Last-Event-ID to resume.
+  std::uint64_t id = 0;
+  std::string kind;  // "job", "note", or "reset" (the history no longer reaches the client's id)
+  std::string data;  // one line of JSON
+};
+
+// Carries each user's events from whoever causes them (the API, workers in any process) to the
+// streams open for that user, and keeps a bounded history so that a client that reconnects gets
+// what it missed. Delivery is best effort: failures are logged and counted, never thrown, since
+// an event must never fail the request or job that caused it.
+class UserEvents {
+ public:
+  virtual ~UserEvents() = default;
+  virtual void publish(UserId owner, std::string_view kind, std::string_view data) = 0;
+
+  // Stops delivery when destroyed: once its destructor returned the listener is not called
+  // again. Must not be destroyed from inside the listener.
+  class Subscription {
+   public:
+    virtual ~Subscription() = default;
+  };
+  // Called in order, from the implementation's threads: must not block nor call back into it.
+  using Listener = std::function<void(const UserEvent&)>;
+  // Delivers `owner`'s events to `listener`: first those after `last_event_id` still held (or,
+  // when the history no longer reaches back to it, one "reset" event whose id to resume from),
+  // then each new one as it is published. Without `last_event_id` only new ones. Throws
+  // Unavailable when the events cannot be reached.
+  virtual std::unique_ptr<Subscription> subscribe(UserId owner,
+                                                  std::optional<std::uint64_t> last_event_id,
+                                                  Listener listener) = 0;
 };
 
 // A token bucket: holds at most `burst` tokens, refilled at `burst` per `period`.

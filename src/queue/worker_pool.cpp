@@ -277,6 +277,7 @@ void WorkerPool::process(const ClaimedJob& claimed, const std::string& worker_id
       }
     } release{this, job.id};
     notify_started(options_.observer, job);
+    if (options_.events && !too_late) options_.events->job_changed(job);
     if (too_late) {  // claimed while stop(grace) gave up on running tries: do not start this one
       requeue_abandoned(job.id, worker_id);
       report.outcome = "abandoned";
@@ -284,7 +285,26 @@ void WorkerPool::process(const ClaimedJob& claimed, const std::string& worker_id
       report.outcome = run_attempt(claimed, worker_id, report);
     }
   }
+  publish_outcome(job, report.outcome);
   notify_finished(options_.observer, job, report);
+}
+
+void WorkerPool::publish_outcome(const TranslationJob& job, const std::string& outcome) {
+  // A lost lease stored nothing: whoever holds the job now tells its changes.
+  if (!options_.events || outcome == "lost_lease") return;
+  try {
+    // Read back rather than pieced together, so the event shows exactly what the API would
+    // (finished_at, error and text as the store wrote them).
+    if (auto stored = store_.get_job(job.owner_id, job.id)) options_.events->job_changed(*stored);
+    if (outcome == "succeeded") {
+      if (auto note = store_.get_note(job.owner_id, job.note_id)) {
+        options_.events->note_updated(*note);
+      }
+    }
+  } catch (const std::exception& e) {
+    spdlog::warn("job {}: its status could not be told to the owner's event stream: {}", job.id,
+                 e.what());
+  }
 }
 
 std::string WorkerPool::run_attempt(const ClaimedJob& claimed, const std::string& worker_id,

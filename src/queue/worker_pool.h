@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "domain/ports.h"
+#include "domain/user_events.h"
 
 namespace transnotes::queue {
 
@@ -63,6 +64,9 @@ struct WorkerOptions {
   // A running job's cancel_requested flag is read from the store at most this often, when the
   // translator asks between batches: a cancelled job stops within about this long plus one batch.
   std::chrono::milliseconds cancel_check_interval{300};
+  // Told each status a job takes here (running, then succeeded, failed, cancelled or queued
+  // again) and the note a translation lands in; may be null. Must outlive the pool.
+  UserEventPublisher* events = nullptr;
 };
 
 // Delay before the attempt after `attempts` failed ones: retry_base * 2^(attempts-1), at most
@@ -103,6 +107,9 @@ class WorkerPool {
  private:
   void run_worker(int index);
   void process(const ClaimedJob& claimed, const std::string& worker_id);
+  // Tells the owner's stream the job as stored after an attempt (and, when it succeeded, the
+  // note it updated).
+  void publish_outcome(const TranslationJob& job, const std::string& outcome);
   // Stores the attempt's outcome; returns AttemptReport::outcome.
   std::string run_attempt(const ClaimedJob& claimed, const std::string& worker_id,
                           AttemptReport& report);
