@@ -5,6 +5,7 @@
 #include <stdexcept>
 
 #include "api/error_mapping.h"
+#include "api/event_stream.h"
 #include "api/json_io.h"
 #include "api/pagination.h"
 #include "api/router.h"
@@ -69,6 +70,8 @@ std::optional<std::int64_t> cacheable_note_id(const http::Request& request) {
 
 std::string render_note(const Note& note) { return render_note_json(note); }
 
+std::string render_job(const TranslationJob& job) { return json::serialize(job_to_json(job)); }
+
 http::Response readiness_response(const ReadinessResults& results) {
   json::object checks;
   bool ready = true;
@@ -122,6 +125,7 @@ std::unique_ptr<Router> Api::make_router(Api& api) {
       {"/api/v1/languages/", "Languages", {{"GET", user(&Api::languages)}}},
       {"/api/v1/translations/{id}/retry/", "Translation Retry", {{"POST", user(&Api::retry_translation)}}},
       {"/api/v1/translations/{id}/cancel/", "Translation Cancel", {{"POST", user(&Api::cancel_translation)}}},
+      {"/api/v1/events/", "Events", {{"GET", user(&Api::events)}}},
       {"/api/v1/openapi.json", "", {{"GET", open(&Api::openapi_json)}}},
       {"/api/v1/openapi.yaml", "", {{"GET", open(&Api::openapi_yaml)}}},
       {"/api/v1/docs/", "", {{"GET", open(&Api::docs_page)}}},
@@ -442,6 +446,13 @@ http::Response Api::cancel_translation(const http::Request&, const Params& param
   require_staff(caller);
   if (!services_.job_admin) throw NotFound();
   return json_response(200, job_to_json(services_.job_admin->cancel(params.id)));
+}
+
+http::Response Api::events(const http::Request& request, const Params&, UserId owner) {
+  if (!services_.events) throw NotFound();
+  EventStreamOptions options;
+  options.keepalive = options_.event_keepalive;
+  return event_stream(*services_.events, owner, request, options);
 }
 
 }  // namespace transnotes::api

@@ -67,6 +67,8 @@ struct ApiOptions {
   ThrottleRates throttle;
   // How long a stored answer to an Idempotency-Key is replayed.
   std::chrono::seconds idempotency_ttl{24 * 3600};
+  // GET /api/v1/events/ sends a ": keep-alive" comment whenever it was quiet this long.
+  std::chrono::milliseconds event_keepalive{15'000};
 };
 
 // What the Api serves with. All must outlive it.
@@ -80,10 +82,14 @@ struct ApiServices {
   Store* idempotency_store = nullptr;
   // The staff-only job routes (retry, cancel); none: they answer 404.
   JobAdmin* job_admin = nullptr;
+  // Users' live events for GET /api/v1/events/; none: it answers 404.
+  UserEvents* events = nullptr;
 };
 
 // Renders a note exactly as the original's NoteSerializer did.
 std::string render_note(const Note& note);
+// Renders a job exactly as GET /api/v1/translations/{id}/ does (what job events carry).
+std::string render_job(const TranslationJob& job);
 
 class Router;
 struct PathParams;
@@ -177,6 +183,7 @@ class Api {
                                    UserId caller);
   http::Response cancel_translation(const http::Request& request, const Params& params,
                                     UserId caller);
+  http::Response events(const http::Request& request, const Params& params, UserId owner);
   http::Response openapi_json(const http::Request& request, const Params& params);
   http::Response openapi_yaml(const http::Request& request, const Params& params);
   http::Response docs_page(const http::Request& request, const Params& params);

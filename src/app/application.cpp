@@ -17,6 +17,7 @@
 #include "domain/errors.h"
 #include "domain/job_admin.h"
 #include "domain/note_service.h"
+#include "domain/user_events.h"
 #include "http/server.h"
 #include "marian/marian_engine.h"
 #include "marian/model_hub.h"
@@ -176,8 +177,9 @@ RedisClients connect_redis(const Config& config) {
 }
 
 WorkerOptions worker_options(const Config& config, int threads, EngineRegistry& translator,
-                             queue::JobObserver* observer) {
+                             queue::JobObserver* observer, UserEventPublisher* events) {
   WorkerOptions options;
+  options.events = events;
   options.threads = threads;
   options.observer = observer;
   options.lease = std::chrono::seconds(config.lease_seconds);
@@ -192,6 +194,10 @@ struct Backends {
   std::unique_ptr<NoteCache> cache;
   metrics::Collector cache_metrics;
   std::unique_ptr<JobBus> bus;
+  // Users' live events: through Redis when there is one, so that workers anywhere reach the
+  // streams every API process holds.
+  std::unique_ptr<UserEvents> events;
+  std::unique_ptr<UserEventPublisher> event_publisher;
   std::unique_ptr<EngineRegistry> translator;  // engines stay alive as long as it does
   std::vector<LoadedEngine> engines;
 };
@@ -204,6 +210,9 @@ Backends open_backends(const Config& config, int engine_pipelines, bool serves_h
   b.cache = std::move(cache.cache);
   b.cache_metrics = std::move(cache.families);
   b.bus = open_bus(b.redis.broker);
+  b.events = queue::open_user_events(b.redis.broker);
+  b.event_publisher =
+      std::make_unique<UserEventPublisher>(*b.events, api::render_note, api::render_job);
   b.translator = build_translator(config, engine_pipelines, &b.engines);
   return b;
 }
@@ -307,7 +316,8 @@ int run_serve(const Config& config) {
   note_options.max_text_characters = static_cast<std::size_t>(config.max_note_characters);
   // Open mode is the original's API: one shared owner, no per-user cap.
   note_options.max_active_jobs_per_owner = config.open_auth() ? 0 : config.max_active_jobs_per_user;
-  NoteService notes(*b.store, *b.cache, *b.bus, *b.translator, api::render_note, note_options);
+  NoteService notes(*b.store, *b.cache, *b.bus, *b.translator, api::render_note, note_options,
+                    b.event_publisher.get());
   api::ApiOptions api_options;
   api_options.max_body_bytes = config.max_body_bytes;
   api_options.trust_proxy = config.trust_proxy;
@@ -331,6 +341,7 @@ int run_serve(const Config& config) {
   services.idempotency_store = b.store.get();
   JobAdmin job_admin(*b.store, *b.bus);
   services.job_admin = &job_admin;
+  services.events = b.events.get();
   metrics::MetricsRegistry registry;
   add_backend_metrics(registry, b);
   registry.add([limiter = limiter.get()] { return cache::rate_limiter_families(*limiter); });
@@ -379,6 +390,7 @@ int run_serve(const Config& config) {
     figures.open_connections = stats.open_connections;
     figures.rejected_connections = stats.rejected_connections;
     figures.in_flight = stats.in_flight;
+    figures.open_streams = stats.open_streams;
     return figures;
   });
 
@@ -387,9 +399,10 @@ int run_serve(const Config& config) {
   std::unique_ptr<WorkerPool> workers;
   if (config.workers > 0) {
     job_telemetry = std::make_unique<JobTelemetry>(registry, *b.store, b.engines);
-    workers = std::make_unique<WorkerPool>(
-        *b.store, *b.bus, *b.translator, *b.cache,
-        worker_options(config, config.workers, *b.translator, job_telemetry.get()));
+    workers =
+        std::make_unique<WorkerPool>(*b.store, *b.bus, *b.translator, *b.cache,
+                                     worker_options(config, config.workers, *b.translator,
+                                                    job_telemetry.get(), b.event_publisher.get()));
     workers->start();
   }
   server.start();
@@ -416,8 +429,9 @@ int run_worker(const Config& config) {
   metrics::MetricsRegistry registry;
   add_backend_metrics(registry, b);
   JobTelemetry telemetry(registry, *b.store, b.engines);
-  WorkerPool workers(*b.store, *b.bus, *b.translator, *b.cache,
-                     worker_options(config, threads, *b.translator, &telemetry));
+  WorkerPool workers(
+      *b.store, *b.bus, *b.translator, *b.cache,
+      worker_options(config, threads, *b.translator, &telemetry, b.event_publisher.get()));
   workers.start();
   std::unique_ptr<http::Server> metrics_server;
   if (config.metrics_port > 0) {

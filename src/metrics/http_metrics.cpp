@@ -221,6 +221,9 @@ std::vector<prometheus::MetricFamily> HttpMetrics::Counters::Collect() const {
         "Connections not served: failed accepts (e.g. out of file descriptors) and connections "
         "refused at the connection cap.",
         {{{}, static_cast<double>(figures.rejected_connections)}}));
+    out.push_back(gauge_family("transnotes_event_streams_open",
+                               "Event streams (GET /api/v1/events/) open now.",
+                               {{{}, static_cast<double>(figures.open_streams)}}));
   }
   if (read_api) {
     const auto figures = read_api();

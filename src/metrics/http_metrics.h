@@ -1,6 +1,6 @@
 // The API process's HTTP figures: http_requests_total{method, route, code},
 // http_request_duration_seconds{method, route} (histogram), http_requests_in_flight, and through
-// callbacks http_open_connections, http_rejected_connections_total,
+// callbacks http_open_connections, http_rejected_connections_total, transnotes_event_streams_open,
 // transnotes_translations_requested_total and transnotes_throttled_requests_total{scope}.
 //
 // observe() runs on the event loop for every request (cached retrieves at ~100k/s), so it takes
@@ -30,6 +30,8 @@ struct ConnectionFigures {
   // Requests the server has read and not answered yet. http_requests_in_flight is this plus
   // the request_started() not yet finished: count in-flight requests one way or the other.
   std::int64_t in_flight = 0;
+  // Streamed answers being written (live event streams): transnotes_event_streams_open.
+  std::int64_t open_streams = 0;
 };
 
 // The API's own counters, read at scrape time.

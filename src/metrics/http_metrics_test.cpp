@@ -158,7 +158,7 @@ TEST(HttpMetrics, InFlightFollowsStartAndFinishOnDifferentThreads) {
 TEST(HttpMetrics, ConnectionAndApiFiguresAreReadAtScrape) {
   MetricsRegistry registry;
   HttpMetrics http(registry, kRoutes);
-  ConnectionFigures connections{5, 2, 4};
+  ConnectionFigures connections{5, 2, 4, 3};
   ApiFigures api{7, 1, 2, 3};
   http.watch_connections([&] { return connections; });
   http.watch_api([&] { return api; });
@@ -170,6 +170,8 @@ TEST(HttpMetrics, ConnectionAndApiFiguresAreReadAtScrape) {
   EXPECT_TRUE(contains(text, "http_open_connections 5\n"));
   EXPECT_TRUE(contains(text, "http_requests_in_flight 4\n"));
   EXPECT_TRUE(contains(text, "http_rejected_connections_total 2\n"));
+  EXPECT_TRUE(contains(text, "# TYPE transnotes_event_streams_open gauge\n")) << text;
+  EXPECT_TRUE(contains(text, "transnotes_event_streams_open 3\n"));
   EXPECT_TRUE(contains(text, "transnotes_translations_requested_total 7\n"));
   EXPECT_TRUE(contains(text, "transnotes_throttled_requests_total{scope=\"translate\"} 1\n"));
   EXPECT_TRUE(contains(text, "transnotes_throttled_requests_total{scope=\"auth\"} 2\n"));

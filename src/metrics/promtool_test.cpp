@@ -83,6 +83,7 @@ TEST(Promtool, AcceptsTheExpositionWithEveryFamilyPopulated) {
                            "http_requests_in_flight",
                            "http_open_connections",
                            "http_rejected_connections_total",
+                           "transnotes_event_streams_open",
                            "transnotes_throttled_requests_total",
                            "transnotes_translations_requested_total",
                            "transnotes_cache_lookups_total",
