@@ -27,8 +27,10 @@
 #     --compare-access-log N      also start a server on the same data with the JSON access log on
 #                                 (LOG_LEVEL=info, its log to a file) and alternate the retrieve
 #                                 load between it and the quiet one N times (median on/quiet
-#                                 ratio); meanwhile /metrics is scraped every 0.2 s (scrape time
-#                                 under load, p50 and max)
+#                                 ratios of req/s and of the server's CPU time per request, the
+#                                 steadier figure on a shared machine); each server's /metrics is
+#                                 scraped every 0.2 s while it is measured (scrape time under
+#                                 load, p50 and max, from the access-log server)
 #     --baseline PATH             with --compare-access-log: a third server from another
 #                                 transnotes binary (e.g. one built before a change), quiet too,
 #                                 in the same alternation (median this/baseline ratio)
@@ -64,7 +66,7 @@ while (($#)); do
     --compare-open) compare_open="$2"; shift 2 ;;
     --compare-access-log) compare_access_log="$2"; shift 2 ;;
     --baseline) baseline="$2"; shift 2 ;;
-    -h|--help) sed -n '2,37p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,39p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -302,37 +304,63 @@ start_extra_server() {
     "$bin" serve --host 127.0.0.1 --port "$port" --threads "$threads" --workers "$workers" \
     --data-dir "$work/data" "${auth_args[@]}" "$@" >"$log" 2>&1 &
   server_pids+=("$!")
+  extra_pid="$!"
   wait_http "http://127.0.0.1:$port/health"
   curl -sf -o /dev/null "${curl_auth[@]}" "http://127.0.0.1:$port/api/v1/notes/$BENCH_NOTE_ID/"
 }
+# CPU time (user + system, in clock ticks) a process has used so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# run_wrk_cpu LABEL PID PORT: run_wrk, and sets last_cpu_us to the server's CPU microseconds per
+# request. On a shared machine wall-clock req/s drift with the neighbours' load; the CPU a server
+# spends per answer does much less.
+run_wrk_cpu() {
+  local before after requests
+  before="$(cpu_ticks "$2")"
+  run_wrk "$1" retrieve "$3"
+  after="$(cpu_ticks "$2")"
+  requests="$(awk -v r="$last_rate" -v d="${duration%s}" 'BEGIN { print r * d }')"
+  last_cpu_us="$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
+    'BEGIN { printf "%.2f", 1e6 * t / hz / n }')"
+  echo "  $1: $last_cpu_us us CPU per request" >&2
+}
 median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
-access_ratios=() baseline_ratios=() scrape_ms=()
+access_ratios=() baseline_ratios=() scrape_ms=() access_cpu=() baseline_cpu=()
 if ((compare_access_log > 0)); then
   aport="$(free_port)"
   start_extra_server "$aport" "$results/server-access-log.log" "$binary" LOG_LEVEL=info \
     TRANSNOTES_LOG_FORMAT=json -- --access-log on
+  access_pid="$extra_pid"
   if [ -n "$baseline" ]; then
     bport="$(free_port)"
     start_extra_server "$bport" "$results/server-baseline.log" "$baseline" LOG_LEVEL=warn --
+    baseline_pid="$extra_pid"
   fi
+  main_pid="${server_pids[0]}"
+  # Each server is scraped every 0.2 s while it is measured (the same small extra work for all).
+  scrape_during() {  # PORT
+    local end=$((SECONDS + ${duration%s}))
+    while ((SECONDS < end)); do
+      curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$1/metrics"
+      sleep 0.2
+    done
+  }
   for ((pair = 1; pair <= compare_access_log; pair++)); do
-    run_wrk "retrieve quiet #$pair" retrieve "${ports[@]}"
-    quiet_rate="$last_rate"
-    (
-      end=$((SECONDS + ${duration%s}))
-      while ((SECONDS < end)); do
-        curl -s -o /dev/null -w '%{time_total}\n' "http://127.0.0.1:$aport/metrics"
-        sleep 0.2
-      done
-    ) >>"$results/scrape-times.txt" &
-    scraper="$!"
-    run_wrk "retrieve access log #$pair" retrieve "$aport"
+    scrape_during "${ports[0]}" >/dev/null & scraper="$!"
+    run_wrk_cpu "retrieve quiet #$pair" "$main_pid" "${ports[0]}"
+    wait "$scraper" || true
+    quiet_rate="$last_rate" quiet_cpu="$last_cpu_us"
+    scrape_during "$aport" >>"$results/scrape-times.txt" & scraper="$!"
+    run_wrk_cpu "retrieve access log #$pair" "$access_pid" "$aport"
     wait "$scraper" || true
     access_ratios+=("$(awk -v a="$last_rate" -v b="$quiet_rate" 'BEGIN { printf "%.1f", 100 * a / b }')")
+    access_cpu+=("$(awk -v a="$last_cpu_us" -v b="$quiet_cpu" 'BEGIN { printf "%.1f", 100 * a / b }')")
     if [ -n "$baseline" ]; then
-      run_wrk "retrieve baseline #$pair" retrieve "$bport"
+      scrape_during "$bport" >/dev/null & scraper="$!"
+      run_wrk_cpu "retrieve baseline #$pair" "$baseline_pid" "$bport"
+      wait "$scraper" || true
       baseline_ratios+=("$(awk -v a="$quiet_rate" -v b="$last_rate" 'BEGIN { printf "%.1f", 100 * a / b }')")
+      baseline_cpu+=("$(awk -v a="$quiet_cpu" -v b="$last_cpu_us" 'BEGIN { printf "%.1f", 100 * a / b }')")
     fi
   done
   mapfile -t scrape_ms < <(awk '{ printf "%.2f\n", 1000 * $1 }' "$results/scrape-times.txt")
@@ -408,12 +436,16 @@ fi
 if ((${#access_ratios[@]})); then
   echo "retrieve with JSON access log / quiet: $(printf '%s%% ' "${access_ratios[@]}")(median" \
     "$(median "${access_ratios[@]}")%; $access_lines access lines written)"
+  echo "  server CPU per request, access log / quiet: $(printf '%s%% ' "${access_cpu[@]}")(median" \
+    "$(median "${access_cpu[@]}")%)"
   echo "/metrics scrape under load: ${#scrape_ms[@]} scrapes, p50 $(median "${scrape_ms[@]}") ms," \
     "max $(printf '%s\n' "${scrape_ms[@]}" | sort -n | tail -n1) ms"
 fi
 if ((${#baseline_ratios[@]})); then
   echo "retrieve this binary / baseline ($baseline): $(printf '%s%% ' "${baseline_ratios[@]}")" \
     "(median $(median "${baseline_ratios[@]}")%)"
+  echo "  server CPU per request, this / baseline: $(printf '%s%% ' "${baseline_cpu[@]}")(median" \
+    "$(median "${baseline_cpu[@]}")%)"
 fi
 [ -n "$dispatch_line" ] && echo "$dispatch_line"
 echo "raw outputs: $results"
