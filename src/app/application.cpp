@@ -339,7 +339,7 @@ int run_serve(const Config& config) {
   auto limiter = open_rate_limiter(b.redis.broker);
   services.limiter = limiter.get();
   services.idempotency_store = b.store.get();
-  JobAdmin job_admin(*b.store, *b.bus);
+  JobAdmin job_admin(*b.store, *b.bus, b.event_publisher.get());
   services.job_admin = &job_admin;
   services.events = b.events.get();
   metrics::MetricsRegistry registry;

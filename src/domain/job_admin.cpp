@@ -4,7 +4,8 @@
 
 namespace transnotes {
 
-JobAdmin::JobAdmin(Store& store, JobBus& bus) : store_(store), bus_(bus) {}
+JobAdmin::JobAdmin(Store& store, JobBus& bus, UserEventPublisher* events)
+    : store_(store), bus_(bus), events_(events) {}
 
 std::vector<TranslationJob> JobAdmin::list(const JobFilter& filter) {
   return store_.list_jobs(filter);
@@ -13,6 +14,8 @@ std::vector<TranslationJob> JobAdmin::list(const JobFilter& filter) {
 TranslationJob JobAdmin::retry(std::int64_t job_id) {
   auto job = store_.retry_job(job_id);
   if (!job) throw NotFound();
+  // Told before a worker can hear of it, so that "queued" precedes "running" on the stream.
+  if (events_) events_->job_changed(*job);
   // After the commit: a worker woken earlier would find nothing to claim.
   bus_.publish({job->id, job->owner_id});
   return *job;
@@ -20,13 +23,20 @@ TranslationJob JobAdmin::retry(std::int64_t job_id) {
 
 std::int64_t JobAdmin::retry_all_failed() {
   const std::vector<JobNotice> requeued = store_.retry_failed_jobs();
-  for (const JobNotice& notice : requeued) bus_.publish(notice);
+  for (const JobNotice& notice : requeued) {
+    if (events_) {
+      if (auto job = store_.get_job(notice.owner, notice.job_id)) events_->job_changed(*job);
+    }
+    bus_.publish(notice);
+  }
   return static_cast<std::int64_t>(requeued.size());
 }
 
 TranslationJob JobAdmin::cancel(std::int64_t job_id) {
   auto job = store_.cancel_job(job_id);
   if (!job) throw NotFound();
+  // A running job is only asked to stop: its worker tells the stream when it has.
+  if (events_ && job->status == JobStatus::kCancelled) events_->job_changed(*job);
   return *job;
 }
 

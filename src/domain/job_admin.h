@@ -10,13 +10,15 @@
 
 #include "domain/model.h"
 #include "domain/ports.h"
+#include "domain/user_events.h"
 
 namespace transnotes {
 
 class JobAdmin {
  public:
-  // Keeps references: both must outlive it.
-  JobAdmin(Store& store, JobBus& bus);
+  // Keeps references: all must outlive it. With `events`, a job requeued or cancelled here is
+  // told to its owner's live stream.
+  JobAdmin(Store& store, JobBus& bus, UserEventPublisher* events = nullptr);
 
   // Every owner's jobs matching the filter, newest first (Store::list_jobs).
   std::vector<TranslationJob> list(const JobFilter& filter);
@@ -36,6 +38,7 @@ class JobAdmin {
  private:
   Store& store_;
   JobBus& bus_;
+  UserEventPublisher* events_;
 };
 
 }  // namespace transnotes

@@ -14,6 +14,7 @@
 
 #include "domain/errors.h"
 #include "queue/memory_bus.h"
+#include "queue/memory_events.h"
 #include "storage/storage.h"
 
 namespace transnotes {
@@ -187,6 +188,29 @@ TEST_F(JobAdminTest, PurgeDeletesOnlyJobsThatEndedLongEnoughAgo) {
   EXPECT_FALSE(store_->get_job(kOpenModeOwner, ended.id));
   EXPECT_TRUE(store_->get_job(kOpenModeOwner, waiting.id));
   EXPECT_TRUE(store_->get_note(kOpenModeOwner, note_.id));
+}
+
+TEST_F(JobAdminTest, RequeuedAndCancelledJobsAreToldToTheOwnersStream) {
+  queue::MemoryUserEvents events;
+  UserEventPublisher publisher(
+      events, [](const Note& note) { return std::to_string(note.id); },
+      [](const TranslationJob& job) {
+        return std::to_string(job.id) + ":" + to_string(job.status);
+      });
+  JobAdmin admin(*store_, bus_, &publisher);
+  const UserId owner = 0;
+  std::vector<std::string> seen;
+  auto subscription =
+      events.subscribe(owner, std::nullopt, [&](const UserEvent& e) { seen.push_back(e.data); });
+  const TranslationJob failed = failed_job("es");
+  const TranslationJob queued = queued_job("fr");
+  admin.retry(failed.id);
+  admin.cancel(queued.id);
+  const TranslationJob failed_again = failed_job("de");
+  EXPECT_EQ(admin.retry_all_failed(), 1);
+  const auto id = [](const TranslationJob& job) { return std::to_string(job.id); };
+  EXPECT_EQ(seen, (std::vector<std::string>{id(failed) + ":queued", id(queued) + ":cancelled",
+                                            id(failed_again) + ":queued"}));
 }
 
 }  // namespace
