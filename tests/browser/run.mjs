@@ -121,11 +121,17 @@ async function api(port, method, route, body, token) {
 
 async function signUp(page, base, username) {
   await page.goto(`${base}/#/signup`);
+  await page.getByRole("heading", { level: 1, name: "Sign up" }).waitFor();
   await page.getByLabel("Username").fill(username);
   await page.getByLabel("Password").fill(PASSWORD);
   await page.getByRole("button", { name: "Sign up" }).click();
   await page.waitForURL(/#\/notes$/, { timeout: WAIT });
   await page.getByRole("heading", { level: 1, name: "My notes" }).waitFor({ timeout: WAIT });
+}
+
+// The shown view has loaded its data and taken focus (main.js drops aria-busy then).
+async function settled(page) {
+  await page.locator("main > .view:not([aria-busy])").waitFor({ timeout: WAIT });
 }
 
 async function noHorizontalScroll(page, label) {
@@ -183,6 +189,8 @@ try {
     await axe(page, "log in");
     await shot(page, "login");
     await page.getByRole("link", { name: "Sign up" }).click();
+    // The route changes after the click returns: fill the sign-up form, not the log-in one.
+    await page.getByRole("heading", { level: 1, name: "Sign up" }).waitFor();
     await page.getByLabel("Username").fill("ada");
     await page.getByLabel("Password").fill("password");
     await page.getByRole("button", { name: "Sign up" }).click();
@@ -243,7 +251,7 @@ try {
     const tokens = await api(port, "POST", "/auth/token/", { username: "ada", password: PASSWORD });
     await page.getByRole("link", { name: "Notes", exact: true }).click();
     await page.waitForURL(/#\/notes$/);
-    await page.locator("li.note").first().waitFor();
+    await settled(page);
     // Made elsewhere (another tab, curl): the open list shows them through the event stream.
     await api(port, "POST", "/notes/", { title: "Shopping list", original_text: "Bread, milk and two apples.", original_language: "en" }, tokens.access);
     await api(port, "POST", "/notes/", { title: "Buenos días", original_text: "Hola a todos.", original_language: "es" }, tokens.access);
@@ -318,6 +326,7 @@ try {
     const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
     const small = watch(await phone.newPage(), "ada on a phone");
     await small.goto(`${base}/#/login`);
+    await small.getByRole("heading", { level: 1, name: "Log in" }).waitFor();
     await small.getByLabel("Username").fill("ada");
     await small.getByLabel("Password").fill(PASSWORD);
     await small.getByRole("button", { name: "Log in" }).click();
@@ -339,6 +348,7 @@ try {
     await page.getByLabel("Password").fill(PASSWORD);
     await page.keyboard.press("Enter");
     await page.getByRole("heading", { level: 1, name: "My notes" }).waitFor({ timeout: WAIT });
+    await settled(page);
     const focusedName = () => page.evaluate(() => document.activeElement && (document.activeElement.name || document.activeElement.textContent.trim()));
     let presses = 0;
     while ((await focusedName()) !== "title") {

@@ -14,6 +14,7 @@ const live = document.getElementById("live");
 const offline = document.getElementById("offline");
 
 let current = null;  // the shown view's handlers: onEvent(type, data), onReset()
+let heldEvents = null;  // events that arrived while the view was still loading
 let renderCount = 0;
 let stopEvents = null;
 let rerenderTimer = 0;
@@ -51,13 +52,24 @@ async function render() {
   const view = h("div", { class: `view view-${target.name}`, "aria-busy": "true" });
   main.replaceChildren(view);
   current = null;
+  heldEvents = [];
   const handlers = await target.view(view, { go, id: target.id, rerender: scheduleRerender });
   if (count !== renderCount) return;  // a newer route replaced this one while it loaded
   current = handlers || null;
+  // What happened while it loaded may or may not be in what it loaded: the views apply events
+  // idempotently (by id), so replaying them all is safe.
+  const held = heldEvents;
+  heldEvents = null;
+  for (const [type, data] of held) deliver(type, data);
   view.removeAttribute("aria-busy");
   // A new page: focus its heading, so keyboard and screen reader users start at the top of it.
   const heading = view.querySelector("h1");
   if (heading) heading.focus();
+}
+
+function deliver(type, data) {
+  if (heldEvents) heldEvents.push([type, data]);
+  else if (current && current.onEvent) current.onEvent(type, data);
 }
 
 function scheduleRerender() {
@@ -76,7 +88,7 @@ function sessionStarted() {
   document.getElementById("who").textContent = username();
   if (!stopEvents) {
     stopEvents = connectEvents({
-      onEvent: (type, data) => current && current.onEvent && current.onEvent(type, data),
+      onEvent: deliver,
       onState: showLive,
       onReset: () => (current && current.onReset ? current.onReset() : scheduleRerender()),
     });
