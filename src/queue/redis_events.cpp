@@ -11,7 +11,8 @@ namespace transnotes::queue {
 
 namespace {
 
-constexpr std::uint64_t kSequenceSpan = 1'000'000;
+// Event ids stay below 2^53 (until the year 2255), so a browser may hold them as numbers.
+constexpr std::uint64_t kSequenceSpan = 1000;
 
 // "<ms>-<seq>" -> ms * kSequenceSpan + seq; nullopt for anything else.
 std::optional<std::uint64_t> event_id_of(std::string_view entry_id) {
@@ -33,8 +34,17 @@ std::string entry_id_of(std::uint64_t event_id) {
   return std::to_string(event_id / kSequenceSpan) + "-" + std::to_string(event_id % kSequenceSpan);
 }
 
+// Appends, keeping every entry's sequence number below kSequenceSpan: the thousandth entry of
+// one millisecond moves to the next one (ids stay increasing; what follows continues from it).
 constexpr const char* kAppendScript = R"lua(
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'kind', ARGV[2], 'data', ARGV[3])
+local dash = string.find(id, '-', 1, true)
+if tonumber(string.sub(id, dash + 1)) >= 1000 then
+  redis.call('XDEL', KEYS[1], id)
+  local next_ms = string.format('%.0f', tonumber(string.sub(id, 1, dash - 1)) + 1)
+  id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], next_ms .. '-0', 'kind', ARGV[2],
+                  'data', ARGV[3])
+end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 return id
 )lua";

@@ -6,8 +6,9 @@
 //   publish: XADD <key> MAXLEN ~ <max_events> * kind <kind> data <json>, and EXPIRE <key>
 //            <ttl> (one Lua call): the history is bounded in length, and a user quiet for the
 //            ttl costs nothing.
-//   ids:     Redis's entry id "<ms>-<seq>" is the event id <ms> * 1000000 + <seq> (decimal, so
-//            increasing like the entry ids; a stream never holds a million entries of one ms).
+//   ids:     Redis's entry id "<ms>-<seq>" is the event id <ms> * 1000 + <seq> (decimal,
+//            increasing like the entry ids, and below 2^53 so that JavaScript holds it exactly;
+//            the append script moves a thousandth entry within one ms to the next ms).
 //   resume:  XINFO STREAM tells the newest id given (last-generated-id), the oldest entry held
 //            (recorded-first-entry-id) and whether any was ever trimmed (entries-added against
 //            length): a Last-Event-ID up to the newest resumes with nothing missed when nothing

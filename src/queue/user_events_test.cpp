@@ -229,5 +229,31 @@ TEST(MemoryUserEvents, IdsOfANewStreamStartPastThoseOfAnEarlierProcess) {
   EXPECT_GT(seen[0].id, earlier);
 }
 
+TEST(RedisUserEvents, IdsStaySafeForJavaScriptWhenAMillisecondFillsUp) {
+  auto url = redis::testing::shared_test_redis_url();
+  ASSERT_TRUE(url) << "TRANSNOTES_TEST_REDIS_URL is not set";
+  auto client = std::make_shared<redis::RedisClient>(redis::parse_redis_url(*url));
+  RedisUserEventsOptions options;
+  options.key_prefix = redis::testing::unique_test_prefix("events-ms");
+  options.block = 50ms;
+  RedisUserEvents events(client, options);
+  // A stream whose newest entry is the 999th of a millisecond ahead of the clock: the next
+  // appends fall in that same millisecond.
+  const std::uint64_t ms = static_cast<std::uint64_t>(now_micros() / 1000) + 600'000;
+  const std::string key = options.key_prefix + "1";
+  client->command({"XADD", key, std::to_string(ms) + "-998", "kind", "note", "data", "seed"});
+  Received got;
+  auto subscription = events.subscribe(1, std::nullopt, got.listener());
+  for (const char* data : {"a", "b", "c"}) events.publish(1, "note", data);
+  auto seen = got.wait_for(3);
+  client->command({"DEL", key});
+  ASSERT_EQ(seen.size(), 3u);
+  EXPECT_EQ(seen[0].id, ms * 1000 + 999);
+  EXPECT_EQ(seen[1].id, (ms + 1) * 1000);
+  EXPECT_EQ(seen[2].id, (ms + 1) * 1000 + 1);
+  EXPECT_EQ(data_of(seen), (std::vector<std::string>{"a", "b", "c"}));
+  EXPECT_LT(seen[2].id, std::uint64_t{1} << 53);
+}
+
 }  // namespace
 }  // namespace transnotes::queue
