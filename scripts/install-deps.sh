@@ -17,7 +17,7 @@ PACKAGES=(
   postgresql redis-server
   wrk curl python3 python3-yaml python3-jsonschema
   prometheus-cpp-dev prometheus docker-compose
-  nodejs
+  nodejs chromium fonts-dejavu-core
 )
 
 missing=()
