@@ -109,7 +109,8 @@ std::unique_ptr<EngineRegistry> build_translator(const Config& config, int pipel
     try {
       const auto started = std::chrono::steady_clock::now();
       std::shared_ptr<Engine> engine;
-      LoadedEngine load{name};
+      LoadedEngine load;
+      load.name = name;
       if (name == "apertium") {
         engine = make_apertium(config, pipelines);
       } else if (name == "marian") {
@@ -325,6 +326,7 @@ int run_serve(const Config& config) {
     return problem_of([store] { store->stats(kOpenModeOwner); });
   };
   api_options.readiness_checks = readiness_checks(b);
+  api_options.event_keepalive = std::chrono::seconds(config.event_keepalive_seconds);
   api_options.auth_mode = config.open_auth() ? api::AuthMode::kOpen : api::AuthMode::kJwt;
   api_options.throttle.translate_per_user = to_rate_limit(config.throttle_translate);
   api_options.throttle.auth_per_address = to_rate_limit(config.throttle_auth);

@@ -145,6 +145,9 @@ void Config::validate() const {
   if (!log_format.empty() && log_format != "text" && log_format != "json") {
     throw ConfigError("log format must be text or json, got '" + log_format + "'");
   }
+  if (event_keepalive_seconds < 1 || event_keepalive_seconds > 3600) {
+    throw ConfigError("event keep-alive seconds must be in 1..3600");
+  }
   if (metrics_port < 0 || metrics_port > 65535) {
     throw ConfigError("metrics port must be in 0..65535, got " + std::to_string(metrics_port));
   }

@@ -84,6 +84,9 @@ struct Config {
   // serve reports its in-process workers on its own /metrics.
   int metrics_port = 0;
   std::string metrics_host = "0.0.0.0";  // TRANSNOTES_METRICS_HOST (worker)
+  // TRANSNOTES_EVENT_KEEPALIVE_SECONDS (serve): a quiet event stream gets a `: keep-alive`
+  // comment this often, so proxies do not close it.
+  int event_keepalive_seconds = 15;
 
   // Resolved database URL: DATABASE_URL, else POSTGRES_* env, else sqlite in data_dir.
   std::string resolved_database_url() const;

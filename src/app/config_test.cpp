@@ -203,6 +203,7 @@ TEST(Validate, RefusesOutOfRangeValues) {
       {"REDIS_URL", [](Config& c) { c.redis_url = "http://not-redis"; }},
       {"log format", [](Config& c) { c.log_format = "xml"; }},
       {"metrics port", [](Config& c) { c.metrics_port = 65536; }},
+      {"event keep-alive", [](Config& c) { c.event_keepalive_seconds = 0; }},
   };
   for (const auto& bad : cases) {
     Config config;

@@ -145,6 +145,10 @@ int main(int argc, char** argv) {
       ->envname("TRANSNOTES_TRUST_PROXY");
   serve->add_option("--workers", config.workers, "In-process worker threads (0: none)")
       ->envname("TRANSNOTES_WORKERS");
+  serve
+      ->add_option("--event-keepalive-seconds", config.event_keepalive_seconds,
+                   "A quiet event stream gets a keep-alive comment this often")
+      ->envname("TRANSNOTES_EVENT_KEEPALIVE_SECONDS");
   std::string access_log = "on";
   serve->add_option("--access-log", access_log, "One log line per request: on or off")
       ->envname("TRANSNOTES_ACCESS_LOG")

@@ -63,6 +63,18 @@ std::vector<std::string> promised_families(const std::string& kind, bool with_re
   return names;
 }
 
+// /metrics once `series` has reached `at_least`: the server counts an answer after writing it, so
+// the client can read the answer before the count moves. The last scrape when it never does.
+std::string scrape_when(int port, const std::string& series, double at_least) {
+  std::string text;
+  for (int i = 0; i < 100; ++i) {
+    text = request(port, "GET", "/metrics").body;
+    if (sample(text, series) >= at_least) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return text;
+}
+
 void expect_families(const std::string& text, const std::vector<std::string>& names) {
   for (const auto& name : names) {
     EXPECT_NE(text.find("# TYPE " + name + " "), std::string::npos) << name << " missing:\n"
@@ -128,7 +140,8 @@ TEST(Observability, ApiMetricsPassPromtoolAndCountRequestsAndJobs) {
   for (int i = 0; i < 3; ++i) EXPECT_EQ(request(port, "GET", note_path).status, 200);
   EXPECT_EQ(request(port, "GET", "/api/v1/notes/999999/").status, 404);
 
-  const std::string text = request(port, "GET", "/metrics").body;
+  const std::string text = scrape_when(
+      port, R"(http_requests_total{code="404",method="GET",route="/api/v1/notes/{id}/"})", 1);
   EXPECT_EQ(promtool_problems(text), "");
   expect_families(text, promised_families("api"));
   expect_families(text, promised_families("worker"));
@@ -162,10 +175,10 @@ TEST(Observability, ApiMetricsPassPromtoolAndCountRequestsAndJobs) {
   EXPECT_GT(sample(text, "process_resident_memory_bytes"), 0);
   EXPECT_NE(text.find("transnotes_build_info{commit=\""), std::string::npos);
 
-  // Counters only grow: the next scrape counts the scrape before it.
-  const std::string again = request(port, "GET", "/metrics").body;
-  EXPECT_GT(sample(again, R"(http_requests_total{code="200",method="GET",route="/metrics"})"),
-            sample(text, R"(http_requests_total{code="200",method="GET",route="/metrics"})"));
+  // Counters only grow: a later scrape counts the scrape before it.
+  const std::string scrapes = R"(http_requests_total{code="200",method="GET",route="/metrics"})";
+  EXPECT_GT(sample(scrape_when(port, scrapes, sample(text, scrapes) + 1), scrapes),
+            sample(text, scrapes));
 }
 
 // In production (PostgreSQL and Redis) the API also reports the Redis cache's and the shared rate
@@ -215,25 +228,29 @@ TEST(Observability, WorkerProcessMetricsAndTheRequestIdInItsLogLines) {
   auto ready = request(metrics_port, "GET", "/readyz");
   EXPECT_EQ(ready.status, 200) << ready.body;
   EXPECT_EQ(ready.json().at("checks").at("database"), "ok");
-  const std::string text = request(metrics_port, "GET", "/metrics").body;
+  const std::string attempts =
+      R"(transnotes_translation_attempts_total{engine="apertium",outcome="succeeded",pair="en-es"})";
+  // The worker counts an attempt (and logs its end) just after storing its outcome.
+  const std::string text = scrape_when(metrics_port, attempts, 1);
   EXPECT_EQ(promtool_problems(text), "");
   expect_families(text, promised_families("worker"));
   EXPECT_EQ(text.find("# TYPE http_requests_total "), std::string::npos)
       << "a worker serves no API, so it has no API request figures";
-  EXPECT_EQ(
-      sample(
-          text,
-          R"(transnotes_translation_attempts_total{engine="apertium",outcome="succeeded",pair="en-es"})"),
-      1);
+  EXPECT_EQ(sample(text, attempts), 1);
 
-  // The worker wrote its lines for the job with the request's id and the job's.
-  std::size_t lines_for_job = 0;
-  for (const auto& line : json_lines(worker.log())) {
-    if (field(line, "job_id") != std::to_string(job)) continue;
-    ++lines_for_job;
+  // The worker wrote its lines for the job (its start and its end) with the request's id.
+  std::vector<json::object> lines_for_job;
+  for (int i = 0; i < 100 && lines_for_job.size() < 2; ++i) {
+    if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    lines_for_job.clear();
+    for (auto& line : json_lines(worker.log())) {
+      if (field(line, "job_id") == std::to_string(job)) lines_for_job.push_back(std::move(line));
+    }
+  }
+  EXPECT_GE(lines_for_job.size(), 2u) << worker.log();
+  for (const auto& line : lines_for_job) {
     EXPECT_EQ(field(line, "request_id"), request_id) << json::serialize(line);
   }
-  EXPECT_GE(lines_for_job, 2u) << worker.log();
 }
 
 // JSON logs: one access line per request with the route template, status, size, duration, the
