@@ -6,7 +6,7 @@
 //
 // Usage: node run.mjs --binary PATH/transnotes --modules PATH/node_modules --out DIR
 import { spawn } from "node:child_process";
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -48,9 +48,20 @@ const work = mkdtempSync(path.join(tmpdir(), "transnotes-browser-"));
 let server;
 let serverLog = "";
 
+// Apertium's English -> Spanish as installed, and a Spanish -> English whose pipeline exits at
+// once: a job that really fails, for the app to explain and retry.
+function apertiumModes() {
+  const modes = path.join(work, "modes");
+  mkdirSync(modes);
+  copyFileSync("/usr/share/apertium/modes/eng-spa.mode", path.join(modes, "eng-spa.mode"));
+  writeFileSync(path.join(modes, "spa-eng.mode"), "false\n");
+  return modes;
+}
+
 async function startServer() {
   server = spawn(binary, ["serve", "--host", "127.0.0.1", "--port", "0", "--data-dir", path.join(work, "data"),
-    "--engines", "apertium", "--workers", "1"], { stdio: ["ignore", "pipe", "pipe"] });
+    "--engines", "apertium", "--workers", "1", "--apertium-modes-dir", apertiumModes(), "--max-attempts", "1"],
+  { stdio: ["ignore", "pipe", "pipe"] });
   server.stderr.on("data", (chunk) => { serverLog += chunk; });
   return new Promise((resolve, reject) => {
     let out = "";
@@ -60,6 +71,7 @@ async function startServer() {
       if (match) resolve(Number(match[1]));
     });
     server.on("exit", (code) => reject(new Error(`transnotes serve exited ${code}: ${serverLog.slice(-2000)}`)));
+    server.on("error", reject);
   });
 }
 
@@ -312,9 +324,28 @@ try {
     await shot(page, "stats");
   });
 
+  await step("a failed translation says why, live, and Retry starts it again", async () => {
+    await page.getByRole("link", { name: "Notes", exact: true }).click();
+    await settled(page);
+    await page.getByRole("link", { name: "Buenos días" }).click();
+    await page.getByRole("heading", { level: 1, name: "Buenos días" }).waitFor({ timeout: WAIT });
+    await settled(page);
+    await page.getByLabel("Translate into").selectOption("en");
+    await page.getByRole("button", { name: "Translate", exact: true }).click();
+    const failed = page.locator('li.job.status-failed[data-target="en"]');
+    await failed.waitFor({ timeout: WAIT });
+    assert.match(await failed.locator(".job-error").textContent(), /^Why: apertium es->en failed: ./);
+    assert.match(await page.locator("#translation-text").textContent(), /^Failed: apertium es->en failed/);
+    const firstJob = await failed.getAttribute("data-job-id");
+    await axe(page, "note with a failed translation");
+    await shot(page, "failed-translation");
+    await failed.getByRole("button", { name: "Retry English (en)" }).click();
+    await page.locator(`li.job.status-failed[data-target="en"]:not([data-job-id="${firstJob}"])`).waitFor({ timeout: WAIT });
+  });
+
   await step("a reload in the same tab stays logged in; log out ends it", async () => {
     await page.reload();
-    await page.getByRole("heading", { level: 1, name: "Stats" }).waitFor({ timeout: WAIT });
+    await page.getByRole("heading", { level: 1, name: "Buenos días" }).waitFor({ timeout: WAIT });
     await page.getByRole("button", { name: "Log out" }).click();
     await page.waitForURL(/#\/login$/, { timeout: WAIT });
     await page.reload();

@@ -32,6 +32,11 @@ export async function noteView(main, { go, id }) {
     return null;
   }
   const jobs = new Map();  // target language -> newest job
+  // Each job as its latest event showed it. A response is a snapshot that may have been taken
+  // before events the stream already delivered (a job can fail before POST's answer arrives),
+  // so for a job the stream has spoken of, the stream wins.
+  const streamed = new Map();
+  const freshest = (job) => streamed.get(job.id) || job;
   let selected = note.translated_language;
   let gone = false;
 
@@ -107,6 +112,7 @@ export async function noteView(main, { go, id }) {
   }
 
   function takeJob(job) {
+    job = freshest(job);
     const current = jobs.get(job.target_language);
     if (current && current.id > job.id) return;
     const changed = !current || current.status !== job.status;
@@ -198,7 +204,7 @@ export async function noteView(main, { go, id }) {
     try {
       const { data } = await call("GET", `/notes/${note.id}/translations/`);
       jobs.clear();
-      for (const job of data) jobs.set(job.target_language, job);
+      for (const job of data) jobs.set(job.target_language, freshest(job));
       if (!selected && data.length) selected = data[0].target_language;
     } catch (error) {
       toast(`Could not load the translations: ${describeError(error)}`);
@@ -214,7 +220,10 @@ export async function noteView(main, { go, id }) {
   return {
     onEvent(type, data) {
       if (gone) return;
-      if (type === "job" && data.note_id === note.id) takeJob(data);
+      if (type === "job" && data.note_id === note.id) {
+        streamed.set(data.id, data);
+        takeJob(data);
+      }
       if (type === "note" && data.note.id === note.id) {
         if (data.action === "deleted") {
           gone = true;
