@@ -9,9 +9,11 @@
 #include <stdexcept>
 #include <vector>
 
+#include "api/api.h"
 #include "app/application.h"
 #include "domain/errors.h"
 #include "domain/job_admin.h"
+#include "domain/user_events.h"
 #include "queue/bus.h"
 #include "redis/redis_client.h"
 
@@ -213,8 +215,8 @@ std::optional<std::chrono::seconds> parse_age(std::string_view text) {
 }
 
 int run_jobs(Store& store, JobBus& bus, const JobCommand& command, std::ostream& out,
-             std::ostream& err) {
-  JobAdmin admin(store, bus);
+             std::ostream& err, UserEventPublisher* events) {
+  JobAdmin admin(store, bus, events);
   try {
     if (command.action == "list") return list_jobs(store, admin, command, out);
     if (command.action == "retry") return retry_jobs(admin, command, out);
@@ -240,8 +242,9 @@ int run_jobs(const Config& config, const JobCommand& command, std::ostream& out,
              std::ostream& err) {
   auto store = open_and_migrate(config);
   std::shared_ptr<redis::RedisClient> redis;
-  // Only retry announces anything; the others need no Redis round trip, nor Redis up.
-  if (config.uses_redis() && command.action == "retry") {
+  // Only retry and cancel announce anything (to workers, and to the owner's event streams); the
+  // others need no Redis round trip, nor Redis up.
+  if (config.uses_redis() && (command.action == "retry" || command.action == "cancel")) {
     redis::RedisConfig settings;
     try {
       settings = redis::parse_redis_url(config.redis_url);
@@ -250,8 +253,16 @@ int run_jobs(const Config& config, const JobCommand& command, std::ostream& out,
     }
     redis = std::make_shared<redis::RedisClient>(settings);
   }
+  // Without Redis the serving process's streams are out of this process's reach; its workers
+  // still tell them about a retried job once they run it.
+  std::unique_ptr<UserEvents> events;
+  std::unique_ptr<UserEventPublisher> publisher;
+  if (redis) {
+    events = queue::open_user_events(redis);
+    publisher = std::make_unique<UserEventPublisher>(*events, api::render_note, api::render_job);
+  }
   auto bus = queue::open_bus(std::move(redis));
-  return run_jobs(*store, *bus, command, out, err);
+  return run_jobs(*store, *bus, command, out, err, publisher.get());
 }
 
 }  // namespace transnotes::app

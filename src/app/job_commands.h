@@ -11,6 +11,7 @@
 
 #include "app/config.h"
 #include "domain/ports.h"
+#include "domain/user_events.h"
 
 namespace transnotes::app {
 
@@ -31,12 +32,14 @@ struct JobCommand {
 // "30s", "15m", "12h", "7d" (a whole number and one unit). nullopt for anything else.
 std::optional<std::chrono::seconds> parse_age(std::string_view text);
 
-// Opens the configured store (migrated) and, for retry, the bus — Redis when config.redis_url is
-// set, so that requeued jobs wake workers in other processes — and runs the command. Exit code: 0
-// done, 1 unknown job or a state that forbids it, 2 bad usage.
+// Opens the configured store (migrated) and, for retry and cancel, the bus and the owners' event
+// streams — on Redis when config.redis_url is set, so that requeued jobs wake workers and
+// streams held by API processes hear of the change — and runs the command. Exit code: 0 done, 1
+// unknown job or a state that forbids it, 2 bad usage.
 int run_jobs(const Config& config, const JobCommand& command, std::ostream& out, std::ostream& err);
-// The same on a store and bus the caller opened.
+// The same on a store and bus the caller opened; `events`, when given, tells the owners' event
+// streams about retried and cancelled jobs.
 int run_jobs(Store& store, JobBus& bus, const JobCommand& command, std::ostream& out,
-             std::ostream& err);
+             std::ostream& err, UserEventPublisher* events = nullptr);
 
 }  // namespace transnotes::app

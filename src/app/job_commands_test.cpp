@@ -5,7 +5,9 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <filesystem>
+#include <mutex>
 #include <random>
 #include <sstream>
 
@@ -336,9 +338,20 @@ TEST(JobCommandsRedis, RetryAnnouncesTheJobOnTheRedisJobBusOfTheUrl) {
     ASSERT_TRUE(store->fail_job(job.id, "w", "broken", std::nullopt));
     failed = JobNotice{job.id, owner->id};
   }
-  // The workers' consumer group exists before the retry, as it does once workers have started.
-  const auto workers =
-      queue::open_bus(std::make_shared<redis::RedisClient>(redis::parse_redis_url(server.url())));
+  // The workers' consumer group exists before the retry, as it does once workers have started;
+  // so does the owner's event stream an API process holds.
+  const auto client = std::make_shared<redis::RedisClient>(redis::parse_redis_url(server.url()));
+  const auto workers = queue::open_bus(client);
+  const auto events = queue::open_user_events(client);
+  std::mutex mutex;
+  std::condition_variable told;
+  std::vector<std::string> job_events;
+  const auto subscription =
+      events->subscribe(failed.owner, std::nullopt, [&](const UserEvent& event) {
+        std::lock_guard lock(mutex);
+        if (event.kind == "job") job_events.push_back(event.data);
+        told.notify_all();
+      });
 
   JobCommand retry;
   retry.action = "retry";
@@ -346,6 +359,11 @@ TEST(JobCommandsRedis, RetryAnnouncesTheJobOnTheRedisJobBusOfTheUrl) {
   std::ostringstream out, err;
   ASSERT_EQ(run_jobs(config, retry, out, err), 0) << err.str();
   EXPECT_EQ(workers->next(std::chrono::seconds(10)), failed);
+  std::unique_lock lock(mutex);
+  ASSERT_TRUE(told.wait_for(lock, std::chrono::seconds(10), [&] { return !job_events.empty(); }))
+      << "the owner's stream never heard of the retry";
+  EXPECT_NE(job_events.front().find("\"status\":\"queued\""), std::string::npos)
+      << job_events.front();
   std::filesystem::remove_all(dir);
 }
 
