@@ -282,11 +282,12 @@ try {
     await page.locator("#offline").waitFor({ state: "visible", timeout: WAIT });
     // The stream is cut with the network, and a reconnect fails while offline.
     await page.locator('#live[data-state="waiting"]').waitFor({ timeout: WAIT });
+    // Made while this browser is offline (the test's own requests are not): shown once back.
+    const { access } = await api(port, "POST", "/auth/token/", { username: "ada", password: PASSWORD });
+    await api(port, "POST", "/notes/", { title: "After the outage", original_text: "Back online.", original_language: "en" }, access);
     await desktop.setOffline(false);
     await page.locator("#offline").waitFor({ state: "hidden", timeout: WAIT });
     await page.locator('#live[data-state="open"]').waitFor({ timeout: WAIT });
-    const { access } = await api(port, "POST", "/auth/token/", { username: "ada", password: PASSWORD });
-    await api(port, "POST", "/notes/", { title: "After the outage", original_text: "Back online.", original_language: "en" }, access);
     await page.locator("li.note .note-title", { hasText: "After the outage" }).waitFor({ timeout: WAIT });
     const [{ id }] = await api(port, "GET", "/notes/?limit=1", undefined, access);
     await api(port, "DELETE", `/notes/${id}/`, undefined, access);
