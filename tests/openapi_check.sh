@@ -56,7 +56,11 @@ if len(implemented) < 3:
 
 # Served in Api::route before the table is asked (a placeholder the router's {id} cannot express):
 # implemented while api.cpp still calls what serves them.
-BEFORE_THE_TABLE = {"/api/v1/docs/{}": ("GET", "apidocs::docs_asset(")}
+BEFORE_THE_TABLE = {
+    "/api/v1/docs/{}": ("GET", "apidocs::docs_asset("),
+    "/": ("GET", "webapp::webapp_asset("),
+    "/static/{}": ("GET", "webapp::webapp_asset("),
+}
 for path, (method, call) in BEFORE_THE_TABLE.items():
     if call in code:
         implemented.setdefault(path, set()).add(method)

@@ -397,6 +397,18 @@ TEST(Observability, ApiDescriptionAndDocsPageAreServed) {
   }
   EXPECT_GE(assets, 2u) << page.body;
   EXPECT_EQ(request(port, "POST", "/api/v1/docs/").status, 405);
+  // The web app's page and the assets it names are served the same way (browser_tests drive it).
+  auto app = request(port, "GET", "/", "", "application/json", {{"Authorization", ""}});
+  ASSERT_EQ(app.status, 200);
+  EXPECT_NE(app.header("content-security-policy").find("default-src 'none'"), std::string::npos);
+  const auto script = app.body.find("/static/");
+  ASSERT_NE(script, std::string::npos) << app.body;
+  const std::string asset = app.body.substr(script, app.body.find('"', script) - script);
+  auto served = request(port, "GET", asset);
+  EXPECT_EQ(served.status, 200) << asset;
+  EXPECT_NE(served.header("cache-control").find("immutable"), std::string::npos) << asset;
+  EXPECT_EQ(request(port, "OPTIONS", "/").status, 200);
+  EXPECT_EQ(request(port, "GET", "/static/no-such-asset.js").status, 404);
   auto options = request(port, "OPTIONS", "/api/v1/docs/docs.js");
   EXPECT_EQ(options.status, 200);
   EXPECT_EQ(options.header("allow"), "GET, HEAD, OPTIONS");
