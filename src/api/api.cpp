@@ -265,6 +265,31 @@ http::Response Api::metrics(const http::Request&, const Params&) {
 
 namespace {
 
+// Files served outside the route table (docs and web app assets) answer GET and HEAD. OPTIONS
+// gets what the route table gives plain endpoints, an empty body naming the methods; any other
+// method is a 405. nullopt for GET and HEAD.
+std::optional<http::Response> file_method_answer(const http::Request& request) {
+  constexpr const char* kAllow = "GET, HEAD, OPTIONS";
+  if (request.method == "OPTIONS") {
+    http::Response response{200, "", "", {}};
+    response.headers.emplace_back("Allow", kAllow);
+    return response;
+  }
+  if (request.method != "GET" && request.method != "HEAD") {
+    throw MethodNotAllowed(replace_invalid_utf8(request.method), kAllow);
+  }
+  return std::nullopt;
+}
+
+// What every page a browser renders is sent with.
+http::Response with_page_headers(http::Response response,
+                                 std::string_view content_security_policy) {
+  response.headers.emplace_back("Content-Security-Policy", std::string(content_security_policy));
+  response.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  response.headers.emplace_back("Referrer-Policy", "no-referrer");
+  return response;
+}
+
 http::Response document(std::string_view body, std::string_view content_type) {
   http::Response response{200, std::string(body), std::string(content_type), {}};
   response.headers.emplace_back("Cache-Control", "no-cache");
@@ -288,22 +313,9 @@ http::Response Api::docs_page(const http::Request& request, const Params&) {
 std::optional<http::Response> Api::docs_asset(const http::Request& request, std::string_view path) {
   auto asset = apidocs::docs_asset(path);
   if (!asset) return std::nullopt;
-  constexpr const char* kAllow = "GET, HEAD, OPTIONS";
-  if (request.method == "OPTIONS") {
-    // As the route table answers OPTIONS for plain endpoints: an empty body naming the methods.
-    http::Response response{200, "", "", {}};
-    response.headers.emplace_back("Allow", kAllow);
-    return response;
-  }
-  if (request.method != "GET" && request.method != "HEAD") {
-    throw MethodNotAllowed(replace_invalid_utf8(request.method), kAllow);
-  }
-  auto response = document(asset->body, asset->content_type);
-  response.headers.emplace_back("Content-Security-Policy",
-                                std::string(apidocs::docs_content_security_policy()));
-  response.headers.emplace_back("X-Content-Type-Options", "nosniff");
-  response.headers.emplace_back("Referrer-Policy", "no-referrer");
-  return response;
+  if (auto refused = file_method_answer(request)) return refused;
+  return with_page_headers(document(asset->body, asset->content_type),
+                           apidocs::docs_content_security_policy());
 }
 
 // The web app's page and assets, outside the route table like the docs assets: HEAD and GET
@@ -313,24 +325,12 @@ std::optional<http::Response> Api::webapp_asset(const http::Request& request,
   const bool gzip_ok = webapp::accepts_gzip(request.header("Accept-Encoding"));
   auto asset = webapp::webapp_asset(path, gzip_ok);
   if (!asset) return std::nullopt;
-  constexpr const char* kAllow = "GET, HEAD, OPTIONS";
-  if (request.method == "OPTIONS") {
-    http::Response response{200, "", "", {}};
-    response.headers.emplace_back("Allow", kAllow);
-    return response;
-  }
-  if (request.method != "GET" && request.method != "HEAD") {
-    throw MethodNotAllowed(replace_invalid_utf8(request.method), kAllow);
-  }
+  if (auto refused = file_method_answer(request)) return refused;
   http::Response response{200, std::string(asset->body), std::string(asset->content_type), {}};
   response.headers.emplace_back("Cache-Control", std::string(asset->cache_control));
   response.headers.emplace_back("Vary", "Accept-Encoding");
   if (asset->gzipped) response.headers.emplace_back("Content-Encoding", "gzip");
-  response.headers.emplace_back("Content-Security-Policy",
-                                std::string(webapp::content_security_policy()));
-  response.headers.emplace_back("X-Content-Type-Options", "nosniff");
-  response.headers.emplace_back("Referrer-Policy", "no-referrer");
-  return response;
+  return with_page_headers(std::move(response), webapp::content_security_policy());
 }
 
 http::Response Api::list_notes(const http::Request& request, const Params&, UserId owner) {
