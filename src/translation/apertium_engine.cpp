@@ -266,35 +266,49 @@ std::vector<std::string> ApertiumEngine::translate_batch(const std::string& sour
     in_flight.set(nullptr);
     pipeline.reset();  // kills and reaps the whole process group
   };
-  std::vector<std::string> translated;
-  translated.reserve(segments.size());
+  // Blank segments are answered here; the others go to the pipeline all at once, so its
+  // stages work on different segments of the batch at the same time.
+  std::vector<std::string> translated(segments.size());
+  std::vector<std::size_t> sent_index;
+  std::vector<std::string> blocks;
+  for (std::size_t i = 0; i < segments.size(); ++i) {
+    if (trim(segments[i]).empty()) {
+      translated[i] = segments[i];
+    } else {
+      sent_index.push_back(i);
+      blocks.push_back(encode_segment(segments[i]));
+    }
+  }
+  std::size_t answered = 0;
+  // The first unanswered block when the pipeline last failed: a block that fails a second time
+  // ends the batch; any other failure restarts the pipeline and resends what is unanswered.
+  std::size_t last_failure_at = blocks.size();
   try {
-    for (const std::string& segment : segments) {
-      if (trim(segment).empty()) {
-        translated.push_back(segment);
-        continue;
-      }
-      const std::string block = encode_segment(segment);
-      for (int attempt = 1;; ++attempt) {
-        try {
-          refuse_if_abandoned();
-          if (!pipeline || !pipeline->alive()) {
-            discard_pipeline();
-            pipeline = std::make_unique<ApertiumPipeline>(pool.command(), unknown_flag);
-            in_flight.set(pipeline.get());
-          }
-          translated.push_back(decode_segment(pipeline->exchange(block, options_.segment_timeout)));
-          break;
-        } catch (const PipelineError& error) {
+    while (answered < blocks.size()) {
+      try {
+        refuse_if_abandoned();
+        if (!pipeline || !pipeline->alive()) {
           discard_pipeline();
-          refuse_if_abandoned();
-          spdlog::warn("apertium {}->{} pipeline failed (attempt {}): {}", source, target, attempt,
-                       error.what());
-          if (attempt >= 2) {
-            throw TranslationFailed("apertium " + source + "->" + target +
-                                    " failed: " + error.what());
-          }
+          pipeline = std::make_unique<ApertiumPipeline>(pool.command(), unknown_flag);
+          in_flight.set(pipeline.get());
         }
+        const std::vector<std::string> unanswered(
+            blocks.begin() + static_cast<std::ptrdiff_t>(answered), blocks.end());
+        pipeline->exchange_all(unanswered, options_.segment_timeout,
+                               [&](std::size_t, std::string&& answer) {
+                                 translated[sent_index[answered++]] = decode_segment(answer);
+                               });
+      } catch (const PipelineError& error) {
+        discard_pipeline();
+        refuse_if_abandoned();
+        const bool failed_twice = last_failure_at == answered;
+        spdlog::warn("apertium {}->{} pipeline failed (attempt {}): {}", source, target,
+                     failed_twice ? 2 : 1, error.what());
+        if (failed_twice) {
+          throw TranslationFailed("apertium " + source + "->" + target +
+                                  " failed: " + error.what());
+        }
+        last_failure_at = answered;
       }
     }
   } catch (...) {

@@ -5,6 +5,7 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -102,6 +103,40 @@ TEST(ApertiumEngineProtocol, TalksNullFlushToAFakePipeline) {
   EXPECT_THROW(engine.translate_batch("en", "fr", {"x"}), TranslationFailed);
 }
 
+TEST(ApertiumEngineProtocol, SendsTheWholeBatchBeforeWaitingForAnAnswer) {
+  ModesDir modes;
+  // Answers nothing until it holds three blocks, then all three: a batch sent one block at a
+  // time, each waiting for its answer, would time out.
+  modes.write("eng-spa.mode", "sed -u 'N;N;s/\\n/\\x00/g;s/Hello/Hola/g'");
+  ApertiumEngine engine(ApertiumOptions{.modes_dir = modes.path(),
+                                        .pipelines_per_pair = 1,
+                                        .segment_timeout = std::chrono::seconds(10)});
+  EXPECT_EQ(engine.translate_batch("en", "es", {"Hello a", " ", "Hello b", "c"}),
+            (std::vector<std::string>{"Hola a", " ", "Hola b", "c"}));
+}
+
+TEST(ApertiumEngineProtocol, PipelineDyingMidBatchResendsOnlyWhatIsUnanswered) {
+  ModesDir modes;
+  // Each pipeline answers two blocks, then exits: five segments need three pipelines, and every
+  // answer must land at its own segment.
+  modes.write("eng-spa.mode", "sed -u 's/^/t-/;2q'");
+  ApertiumEngine engine(ApertiumOptions{.modes_dir = modes.path(), .pipelines_per_pair = 1});
+  EXPECT_EQ(engine.translate_batch("en", "es", {"a", "b", "", "c", "d", "e"}),
+            (std::vector<std::string>{"t-a", "t-b", "", "t-c", "t-d", "t-e"}));
+}
+
+TEST(ApertiumEngineProtocol, BlockFailingTwiceEndsTheBatch) {
+  ModesDir modes;
+  // Answers the first block of each pipeline, then exits before answering the second.
+  modes.write("eng-spa.mode", "sed -u 1q");
+  ApertiumEngine engine(ApertiumOptions{.modes_dir = modes.path(), .pipelines_per_pair = 1});
+  EXPECT_EQ(engine.translate_batch("en", "es", {"a", "b"}), (std::vector<std::string>{"a", "b"}));
+  ModesDir dying;
+  dying.write("eng-spa.mode", "sed -u /^b/Q");  // exits unanswered at block "b", every time
+  ApertiumEngine failing(ApertiumOptions{.modes_dir = dying.path(), .pipelines_per_pair = 1});
+  EXPECT_THROW(failing.translate_batch("en", "es", {"a", "b", "c"}), TranslationFailed);
+}
+
 TEST(ApertiumEngineProtocol, HungPipelineTimesOutAndFails) {
   ModesDir modes;
   modes.write("eng-spa.mode", "tail -z -f /dev/null");  // never answers
@@ -174,6 +209,40 @@ TEST(ApertiumEngineReal, ConcurrentTranslationsShareAPool) {
   for (auto& thread : threads) thread.join();
   for (const auto& result : results) EXPECT_EQ(result, expected);
   EXPECT_LE(engine.idle_pipeline_groups("en", "es").size(), 3u);
+}
+
+TEST(ApertiumEngineReal, ConcurrentBatchesMatchOneSegmentAtATimeInOrder) {
+  REQUIRE_APERTIUM();
+  const std::vector<std::string> sentences = {"Hello world.",           "The cat is black.",
+                                              "I like dogs.",           "We eat bread at home.",
+                                              "The house is very big.", "She reads a book.",
+                                              "They live in the city.", "My brother works today."};
+  ApertiumEngine engine(ApertiumOptions{.pipelines_per_pair = 2});
+  std::vector<std::string> one_at_a_time;
+  for (const auto& sentence : sentences) {
+    one_at_a_time.push_back(translate_one(engine, "en", "es", sentence));
+  }
+  // Each thread sends the sentences rotated by its index, so neighbouring answers differ.
+  const auto rotated = [](std::vector<std::string> items, std::size_t by) {
+    std::rotate(items.begin(), items.begin() + static_cast<std::ptrdiff_t>(by % items.size()),
+                items.end());
+    return items;
+  };
+  std::vector<std::vector<std::string>> results(12);
+  std::vector<std::thread> threads;
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    threads.emplace_back([&, i] {
+      try {
+        results[i] = engine.translate_batch("en", "es", rotated(sentences, i));
+      } catch (const std::exception& error) {
+        results[i] = {error.what()};
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  for (std::size_t i = 0; i < results.size(); ++i) {
+    EXPECT_EQ(results[i], rotated(one_at_a_time, i)) << "thread " << i;
+  }
 }
 
 TEST(ApertiumEngineReal, KilledPipelineIsRestartedTransparently) {

@@ -134,7 +134,7 @@ bool ApertiumPipeline::alive() {
   return result == 0;
 }
 
-void ApertiumPipeline::write_some(std::string_view payload, std::size_t& written) {
+bool ApertiumPipeline::write_some(std::string_view payload, std::size_t& written) {
   while (written < payload.size()) {
     const ssize_t n =
         write_without_sigpipe(to_child_, payload.data() + written, payload.size() - written);
@@ -143,52 +143,75 @@ void ApertiumPipeline::write_some(std::string_view payload, std::size_t& written
       continue;
     }
     if (n < 0 && errno == EINTR) continue;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return true;
+    if (n < 0 && errno == EPIPE) return false;
     throw PipelineError(errno_text("write to apertium", errno));
   }
+  return true;
 }
 
 std::string ApertiumPipeline::exchange(std::string_view block, std::chrono::milliseconds timeout) {
+  std::string result;
+  exchange_all({std::string(block)}, timeout,
+               [&result](std::size_t, std::string&& answer) { result = std::move(answer); });
+  return result;
+}
+
+void ApertiumPipeline::exchange_all(
+    const std::vector<std::string>& blocks, std::chrono::milliseconds timeout,
+    const std::function<void(std::size_t, std::string&&)>& on_answer) {
   if (to_child_ < 0 || from_child_ < 0) throw PipelineError("apertium pipeline is closed");
-  std::string payload(block);
-  payload.push_back('\0');
+  if (blocks.empty()) return;
+  std::string payload;
+  std::vector<std::size_t> block_ends;  // a block's answer may only come once it is all sent
+  block_ends.reserve(blocks.size());
+  for (const std::string& block : blocks) {
+    payload.append(block).push_back('\0');
+    block_ends.push_back(payload.size());
+  }
   std::size_t written = 0;
-  std::string answer;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  bool input_open = true;
+  std::size_t answered = 0;
+  std::string pending;  // bytes of answers not yet complete
+  auto deadline = std::chrono::steady_clock::now() + timeout;
   char buffer[16384];
-  for (;;) {
+  while (answered < blocks.size()) {
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0) throw PipelineError("apertium timed out");
     pollfd fds[2] = {{from_child_, POLLIN, 0}, {to_child_, POLLOUT, 0}};
-    const nfds_t count = written < payload.size() ? 2 : 1;
+    const nfds_t count = input_open && written < payload.size() ? 2 : 1;
     const int ready = ::poll(fds, count, static_cast<int>(left.count()) + 1);
     if (ready < 0) {
       if (errno == EINTR) continue;
       throw PipelineError(errno_text("poll", errno));
     }
     if (count == 2 && (fds[1].revents & (POLLOUT | POLLERR | POLLHUP)) != 0) {
-      write_some(payload, written);
+      input_open = write_some(payload, written);
     }
-    if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) != 0) {
-      const ssize_t n = ::read(from_child_, buffer, sizeof buffer);
-      if (n == 0) throw PipelineError("apertium exited");
-      if (n < 0) {
-        if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
-        throw PipelineError(errno_text("read from apertium", errno));
+    if ((fds[0].revents & (POLLIN | POLLHUP | POLLERR)) == 0) continue;
+    const ssize_t n = ::read(from_child_, buffer, sizeof buffer);
+    if (n == 0) throw PipelineError("apertium exited");
+    if (n < 0) {
+      if (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK) continue;
+      throw PipelineError(errno_text("read from apertium", errno));
+    }
+    std::size_t searched = pending.size();
+    pending.append(buffer, static_cast<std::size_t>(n));
+    for (;;) {
+      const std::size_t nul = pending.find('\0', searched);
+      if (nul == std::string::npos) break;
+      if (answered >= blocks.size() || written < block_ends[answered]) {
+        throw PipelineError("apertium answered out of step");
       }
-      const std::size_t before = answer.size();
-      answer.append(buffer, static_cast<std::size_t>(n));
-      const std::size_t nul = answer.find('\0', before);
-      if (nul != std::string::npos) {
-        if (nul + 1 != answer.size() || written < payload.size()) {
-          throw PipelineError("apertium answered out of step");
-        }
-        answer.pop_back();
-        return answer;
-      }
+      std::string answer = pending.substr(0, nul);
+      pending.erase(0, nul + 1);
+      searched = 0;
+      on_answer(answered++, std::move(answer));
+      deadline = std::chrono::steady_clock::now() + timeout;
     }
   }
+  if (!pending.empty()) throw PipelineError("apertium answered out of step");
 }
 
 }  // namespace transnotes::translation

@@ -7,9 +7,12 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstddef>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace transnotes::translation {
 
@@ -33,12 +36,20 @@ class ApertiumPipeline {
   // Sends `block` (must not contain NUL) and returns the answer without its NUL.
   // Throws PipelineError on EOF, EPIPE, timeout or I/O error.
   std::string exchange(std::string_view block, std::chrono::milliseconds timeout);
+  // Sends every block without waiting for answers in between, so all stages of the pipeline
+  // work at once on different blocks, and hands each answer to `on_answer(index, answer)` in
+  // order as it arrives. `timeout` bounds the wait for each answer. Throws PipelineError as
+  // exchange does; the answers handed over before the error are valid.
+  void exchange_all(const std::vector<std::string>& blocks, std::chrono::milliseconds timeout,
+                    const std::function<void(std::size_t, std::string&&)>& on_answer);
   // False once the shell has exited.
   bool alive();
   pid_t process_group() const { return pid_; }
 
  private:
-  void write_some(std::string_view payload, std::size_t& written);
+  // Writes what the pipe takes now. False once the pipeline has closed its input (EPIPE): its
+  // answers to what it did read may still be waiting to be read.
+  bool write_some(std::string_view payload, std::size_t& written);
   void terminate();
   void reap_group();
 
