@@ -4,6 +4,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "e2e/harness.h"
 
@@ -50,19 +51,24 @@ TEST(MarianService, TranslatesANoteThroughTheModel) {
   ASSERT_EQ(job["status"], "succeeded") << json::serialize(job) << service.log();
   EXPECT_EQ(job["engine"], "marian");
   EXPECT_EQ(job["text"], "El gato está en la mesa.\n\nEl perro está en la mesa.");
-  // The worker's figures count the model's tokens and its weights.
-  const std::string metrics = e2e::request(service.port(), "GET", "/metrics").body;
+  // The worker's figures count the model's tokens and its weights. It counts the attempt just
+  // after storing its outcome, so a scrape can come just before that.
+  const std::string attempts =
+      "transnotes_translation_attempts_total{engine=\"marian\",outcome=\"succeeded\","
+      "pair=\"en-es\"} ";
+  std::string metrics;
+  for (int i = 0; i < 100; ++i) {
+    metrics = e2e::request(service.port(), "GET", "/metrics").body;
+    if (metrics.find(attempts) != std::string::npos) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
   const auto number_after = [&metrics](const std::string& series) -> double {
     const auto at = metrics.find("\n" + series + " ");
     return at == std::string::npos ? -1 : std::stod(metrics.substr(at + series.size() + 2));
   };
   EXPECT_GT(number_after("transnotes_translated_tokens_total{engine=\"marian\"}"), 0) << metrics;
   EXPECT_GT(number_after("transnotes_engine_model_bytes{engine=\"marian\"}"), 0) << metrics;
-  EXPECT_EQ(
-      number_after("transnotes_translation_attempts_total{engine=\"marian\",outcome=\"succeeded\","
-                   "pair=\"en-es\"}"),
-      1)
-      << metrics;
+  EXPECT_EQ(number_after(attempts.substr(0, attempts.size() - 1)), 1) << metrics;
   // Apertium still serves the pair the model does not cover.
   auto languages = e2e::request(service.port(), "GET", "/api/v1/languages/").body;
   EXPECT_NE(languages.find("marian"), std::string::npos) << languages;
