@@ -32,7 +32,8 @@ namespace transnotes::storage::sqlite {
   }
 }
 
-Connection::Connection(const std::string& path, std::chrono::milliseconds busy_timeout) {
+Connection::Connection(const std::string& path, std::chrono::milliseconds busy_timeout,
+                       SqliteSync sync) {
   int rc =
       sqlite3_open_v2(path.c_str(), &db_,
                       SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
@@ -46,7 +47,7 @@ Connection::Connection(const std::string& path, std::chrono::milliseconds busy_t
   try {
     sqlite3_busy_timeout(db_, static_cast<int>(busy_timeout.count()));
     enable_wal(busy_timeout);
-    exec("PRAGMA synchronous=NORMAL");
+    exec(sync == SqliteSync::kFull ? "PRAGMA synchronous=FULL" : "PRAGMA synchronous=NORMAL");
     exec("PRAGMA foreign_keys=ON");
   } catch (...) {
     sqlite3_close_v2(db_);
@@ -83,6 +84,12 @@ void Connection::exec(const char* sql) {
     }
     throw_sqlite(db_, rc, "exec");
   }
+}
+
+std::int64_t Connection::pragma_int(const char* sql) {
+  auto stmt = prepare(sql);
+  if (!stmt.step()) throw Error(std::string("database error: no answer to ") + sql);
+  return stmt.int64(0);
 }
 
 Statement Connection::prepare(const char* sql) {

@@ -1,8 +1,8 @@
 // Private to src/storage: one SQLite connection and the rules for talking to SQLite.
 //  - Error mapping: every SQLite result code becomes a transnotes error here and nowhere else
 //    (busy, locked, I/O, full, corrupt, permission ... -> Unavailable; anything else -> Error).
-//  - Connection: opened with the busy timeout and WAL + synchronous=NORMAL that the store's
-//    concurrency model relies on, and caching each statement it prepares.
+//  - Connection: opened with the busy timeout and WAL that the store's concurrency model relies
+//    on, synchronous=FULL or NORMAL as configured, and caching each statement it prepares.
 //  - Transaction: BEGIN ... COMMIT on a pooled connection, rolled back when left uncommitted.
 // Kept apart from the schema and the queries so that a change of SQLite settings or of the error
 // vocabulary happens in one file.
@@ -18,6 +18,7 @@
 #include <unordered_map>
 
 #include "storage/connection_pool.h"
+#include "storage/storage.h"
 
 namespace transnotes::storage::sqlite {
 
@@ -95,7 +96,7 @@ class Statement {
 // at a time (the pool hands it out exclusively).
 class Connection {
  public:
-  Connection(const std::string& path, std::chrono::milliseconds busy_timeout);
+  Connection(const std::string& path, std::chrono::milliseconds busy_timeout, SqliteSync sync);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
   ~Connection();
@@ -108,6 +109,9 @@ class Connection {
 
   // Runs one or more statements without results.
   void exec(const char* sql);
+
+  // The integer a PRAGMA query answers (e.g. "PRAGMA synchronous").
+  std::int64_t pragma_int(const char* sql);
 
   // The cached prepared statement for `sql` (compiled on first use on this connection).
   Statement prepare(const char* sql);

@@ -3,24 +3,26 @@
 // Concurrency model:
 //  - A pool of connections (at most pool_size), each used by one thread at a time.
 //  - WAL mode: readers never block the writer or each other.
-//  - Writes are serialised inside the process by `write_mutex_` and across processes by
+//  - Writes are serialised inside the process by the write batcher (one leader commits the
+//    writes queued meanwhile as one transaction: group commit) and across processes by
 //    BEGIN IMMEDIATE + busy_timeout, so writers queue instead of failing with SQLITE_BUSY.
 //  - Timestamps are int64 microseconds UTC taken from the process clock.
 #include "storage/sqlite_store.h"
 
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <climits>
 #include <cstdint>
 #include <filesystem>
-#include <mutex>
+#include <functional>
 #include <optional>
+#include <span>
 #include <utility>
 #include <vector>
 
 #include "domain/errors.h"
 #include "domain/text.h"
+#include "storage/batcher.h"
 #include "storage/connection_pool.h"
 #include "storage/row_mapping.h"
 #include "storage/sqlite_connection.h"
@@ -239,6 +241,13 @@ constexpr const char* kFinishIdempotencyKey =
 constexpr const char* kReleaseIdempotencyKey =
     "DELETE FROM idempotency_keys WHERE owner_id = ?1 AND key = ?2 AND status = 0";
 
+// Per write of a group commit (see SqliteStore::commit); the name is reused, as savepoints nest
+// only within one write.
+constexpr const char* kSavepoint = "SAVEPOINT one_write";
+constexpr const char* kRollbackToSavepoint = "ROLLBACK TO one_write";
+constexpr const char* kReleaseSavepoint = "RELEASE one_write";
+constexpr const char* kSynchronous = "PRAGMA synchronous";
+
 class SqliteStore final : public Store {
  private:
   static std::int64_t lease_micros(std::chrono::milliseconds d) {
@@ -246,22 +255,51 @@ class SqliteStore final : public Store {
   }
   static std::int64_t changes(Pool::Lease& conn) { return conn->changes(); }
 
-  // Runs `body` in a write transaction (serialised in-process, BEGIN IMMEDIATE across
-  // processes). Rolls back on any exception.
+  // One write of a batch: runs its statements on the batch's connection and keeps its own
+  // result (the caller's frame outlives the batch).
+  using WriteOp = std::function<void(Pool::Lease&)>;
+  using WriteBatcher = Batcher<WriteOp, bool>;
+
+  // Runs `body` in a write transaction, committed together with the writes that arrived while
+  // the previous commit was running (group commit: with synchronous=FULL, one WAL fsync for the
+  // whole batch). Each write of a batch runs in its own savepoint, so one that throws leaves no
+  // trace and fails alone; the caller returns only once the shared COMMIT has succeeded.
   template <class Body>
   auto write(Body&& body) {
-    auto conn = pool_.acquire();
-    std::unique_lock writer(write_mutex_, std::try_to_lock);
-    if (!writer.owns_lock()) {
-      ++writers_waiting_;
-      writer.lock();
-      --writers_waiting_;
-    }
-    Transaction tx(conn, Transaction::Kind::kWrite);
-    auto result = body(conn);
-    tx.commit();
-    return result;
+    using Result = decltype(body(std::declval<Pool::Lease&>()));
+    std::optional<Result> result;
+    const WriteOp op = [&](Pool::Lease& conn) { result.emplace(body(conn)); };
+    write_batcher_.submit(op, [this](std::span<WriteBatcher::Slot*> slots) { commit(slots); });
+    return std::move(*result);
   }
+
+  // The batch's one transaction (serialised in-process by the batcher's single leader, across
+  // processes by BEGIN IMMEDIATE + busy_timeout). Unavailable (busy, I/O, full) fails the batch:
+  // SQLite may already have rolled the whole transaction back.
+  void commit(std::span<WriteBatcher::Slot*> slots) {
+    auto conn = pool_.acquire();
+    Transaction tx(conn, Transaction::Kind::kWrite);
+    if (slots.size() == 1) {
+      (*slots[0]->input)(conn);
+      slots[0]->output = true;
+    } else {
+      for (auto* slot : slots) {
+        conn->prepare(kSavepoint).run();
+        try {
+          (*slot->input)(conn);
+        } catch (const Unavailable&) {
+          throw;
+        } catch (...) {
+          slot->error = std::current_exception();
+          conn->prepare(kRollbackToSavepoint).run();
+        }
+        conn->prepare(kReleaseSavepoint).run();
+        if (!slot->error) slot->output = true;
+      }
+    }
+    tx.commit();
+  }
+
   // Runs a single read statement in autocommit mode.
   template <class Body>
   auto read(Body&& body) {
@@ -270,17 +308,26 @@ class SqliteStore final : public Store {
   }
 
   Pool pool_;
-  std::mutex write_mutex_;
-  std::atomic<int> writers_waiting_{0};  // blocked on write_mutex_ (pool_stats' `waiting`)
+  WriteBatcher write_batcher_;
 
  public:
   SqliteStore(std::string path, const StorageConfig& config)
       : pool_(
             pool_policy(config),
-            [path = std::move(path), busy_timeout = config.busy_timeout] {
-              return std::make_unique<Connection>(path, busy_timeout);
+            [path = std::move(path), busy_timeout = config.busy_timeout,
+             sync = config.sqlite_sync] {
+              return std::make_unique<Connection>(path, busy_timeout, sync);
             },
-            [](const Connection& conn) { return !conn.in_transaction(); }) {}
+            [](const Connection& conn) { return !conn.in_transaction(); }),
+        // One leader: SQLite has one writer at a time anyway. A lone write leads at once, so an
+        // idle store adds no latency; under load the next batch gathers during this commit.
+        write_batcher_(static_cast<std::size_t>(std::clamp(config.write_batch, 1, 64)), 1) {}
+
+  // Tests: PRAGMA synchronous as a pooled connection reads it back (2 = FULL, 1 = NORMAL).
+  std::int64_t synchronous_mode() {
+    auto conn = pool_.acquire();
+    return conn->pragma_int(kSynchronous);
+  }
 
   void migrate() override {
     write([&](Pool::Lease& conn) {
@@ -642,7 +689,7 @@ class SqliteStore final : public Store {
     const auto pool = pool_.stats();
     return {.size = pool.open,
             .in_use = pool.leased,
-            .waiting = pool.waiting + writers_waiting_.load(),
+            .waiting = pool.waiting + static_cast<int>(write_batcher_.queued()),
             .capacity = pool.max_size};
   }
 
@@ -796,6 +843,12 @@ void create_parent_directories(const std::string& path) {
 std::unique_ptr<Store> make_sqlite_store(const std::string& path, const StorageConfig& config) {
   create_parent_directories(path);
   return std::make_unique<sqlite::SqliteStore>(path, config);
+}
+
+std::int64_t sqlite_synchronous_mode_for_tests(Store& store) {
+  auto* sqlite_store = dynamic_cast<sqlite::SqliteStore*>(&store);
+  if (sqlite_store == nullptr) throw Error("not a SQLite store");
+  return sqlite_store->synchronous_mode();
 }
 
 void migrate_sqlite_to_version(const std::string& path, const StorageConfig& config, int version) {

@@ -11,6 +11,11 @@
 
 namespace transnotes::storage {
 
+// How SQLite makes a commit durable. kFull: the WAL is fsynced at every commit, so an
+// acknowledged write survives a power cut. kNormal: the WAL is fsynced only at checkpoints; a
+// power cut (not a process crash) may drop the last commits, never corrupts the file.
+enum class SqliteSync { kFull, kNormal };
+
 struct StorageConfig {
   // "sqlite:///abs/path/db.sqlite3", "sqlite:relative.db", or
   // "postgresql://user:pass@host:port/db[?schema=name&libpq-params...]" (also "postgres://").
@@ -20,13 +25,16 @@ struct StorageConfig {
   // How long a caller waits for a free connection when all pool_size are in use, before the
   // operation fails with Unavailable (the same policy for both stores).
   std::chrono::milliseconds pool_wait{10'000};
-  // Postgres: concurrent creates are inserted together, up to this many per statement and
-  // commit (group commit; 1 = one commit per note). 1..64.
+  // Concurrent writes committed together, up to this many per commit (group commit; 1 = one
+  // commit each). Postgres: creates, one multi-row INSERT. SQLite: every write, one
+  // transaction. 1..64.
   int write_batch = 64;
   // Bound on establishing a connection (Postgres rounds up to whole seconds, minimum 2 s).
   std::chrono::milliseconds connect_timeout{3000};
   // SQLite: how long a writer waits for another process's write lock before Unavailable.
   std::chrono::milliseconds busy_timeout{5000};
+  // SQLite: durability of a commit (see SqliteSync).
+  SqliteSync sqlite_sync = SqliteSync::kFull;
   // Postgres: server-side limit on one statement; exceeding it throws Unavailable.
   std::chrono::milliseconds statement_timeout{5000};
 };

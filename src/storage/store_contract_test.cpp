@@ -21,6 +21,7 @@
 
 #include "domain/errors.h"
 #include "storage/migration_testing.h"
+#include "storage/sqlite_store.h"
 #include "storage/storage.h"
 
 namespace transnotes::storage {
@@ -2253,6 +2254,105 @@ TEST(OpenStore, SqliteRelativeUrlCreatesFile) {
   }
   std::filesystem::current_path(old);
   EXPECT_TRUE(std::filesystem::exists(dir / "sub" / "rel.db"));
+  std::filesystem::remove_all(dir);
+}
+
+// The durability setting reaches every connection: synchronous reads back 2 (FULL, the
+// default) or 1 (NORMAL), also on connections the pool opens under concurrent load.
+TEST(SqliteDurability, ConnectionsRunWithTheConfiguredSynchronousMode) {
+  for (auto [sync, expected] :
+       {std::pair{SqliteSync::kFull, 2}, std::pair{SqliteSync::kNormal, 1}}) {
+    auto dir = std::filesystem::temp_directory_path() / ("transnotes_sync_" + unique_suffix());
+    {
+      StorageConfig config;
+      config.database_url = "sqlite://" + (dir / "db.sqlite3").string();
+      config.pool_size = 4;
+      config.sqlite_sync = sync;
+      auto store = open_store(config);
+      store->migrate();
+      std::vector<std::thread> readers;
+      for (int t = 0; t < 4; ++t) {
+        readers.emplace_back([&] {
+          for (int i = 0; i < 20; ++i) {
+            EXPECT_EQ(sqlite_synchronous_mode_for_tests(*store), expected);
+          }
+        });
+      }
+      for (auto& thread : readers) thread.join();
+    }
+    std::filesystem::remove_all(dir);
+  }
+  EXPECT_EQ(StorageConfig{}.sqlite_sync, SqliteSync::kFull);
+}
+
+// Concurrent writes of different kinds share commits (group commit). Each caller that got an
+// answer finds its write stored, ids are distinct, and a write that fails in a shared
+// transaction (an unknown owner; a patch of a missing note) fails alone, leaving no trace.
+TEST(SqliteDurability, ConcurrentWritesAreCommittedTogetherAndFailAlone) {
+  auto dir = std::filesystem::temp_directory_path() / ("transnotes_group_" + unique_suffix());
+  {
+    StorageConfig config;
+    config.database_url = "sqlite://" + (dir / "db.sqlite3").string();
+    config.pool_size = 4;
+    auto store = open_store(config);
+    store->migrate();
+    const Note shared = store->create_note(kOpenModeOwner, fields("shared", "v0"));
+    constexpr int kThreads = 16;
+    constexpr int kRounds = 20;
+    std::mutex mutex;
+    std::set<std::int64_t> ids;
+    std::atomic<int> patches{0};
+    std::atomic<int> ready{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        ++ready;
+        while (ready < kThreads) std::this_thread::yield();
+        for (int round = 0; round < kRounds; ++round) {
+          const std::string title =
+              std::string("t").append(std::to_string(t)).append("r").append(std::to_string(round));
+          try {
+            switch ((t + round) % 4) {
+              case 0:
+                store->create_note(UserId{999'999}, fields(title, "orphan"));
+                ADD_FAILURE() << "a note for an unknown owner was created";
+                break;
+              case 1: {
+                NoteFields change;
+                change.title = title;
+                EXPECT_FALSE(store->update_note(kOpenModeOwner, 999'999, change));
+                NoteFields patch;
+                patch.original_text = title;
+                ASSERT_TRUE(store->update_note(kOpenModeOwner, shared.id, patch));
+                ++patches;
+                break;
+              }
+              default: {
+                Note note = store->create_note(kOpenModeOwner, fields(title, "body"));
+                EXPECT_EQ(note.title, title);
+                std::lock_guard lock(mutex);
+                EXPECT_TRUE(ids.insert(note.id).second) << "id " << note.id << " given twice";
+              }
+            }
+          } catch (const UnknownUser&) {
+            EXPECT_EQ((t + round) % 4, 0) << "a valid write failed along with a bad one";
+          } catch (const std::exception& e) {
+            ADD_FAILURE() << e.what();
+          }
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    EXPECT_EQ(ids.size(), std::size_t{kThreads * kRounds / 2});
+    auto listed = store->list_notes(kOpenModeOwner, {10'000, 0});
+    EXPECT_EQ(listed.size(), ids.size() + 1);
+    for (const Note& note : listed) {
+      EXPECT_TRUE(note.id == shared.id || ids.count(note.id) == 1) << note.id;
+      EXPECT_NE(note.original_text, "orphan");
+    }
+    EXPECT_EQ(store->get_note(kOpenModeOwner, shared.id)->version, 1 + patches.load());
+    EXPECT_EQ(store->stats(kOpenModeOwner).total_notes, static_cast<std::int64_t>(ids.size() + 1));
+  }
   std::filesystem::remove_all(dir);
 }
 
