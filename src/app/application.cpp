@@ -225,6 +225,8 @@ std::unique_ptr<Store> open_and_migrate(const Config& config) {
   storage.database_url = config.resolved_database_url();
   storage.pool_size = config.db_pool_size;
   storage.write_batch = config.db_write_batch;
+  storage.sqlite_sync =
+      config.sqlite_sync == "normal" ? storage::SqliteSync::kNormal : storage::SqliteSync::kFull;
   if (storage.database_url.starts_with("sqlite")) {
     std::filesystem::create_directories(config.data_dir);
   }

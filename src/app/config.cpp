@@ -126,6 +126,9 @@ void Config::validate() const {
   if (db_write_batch < 1 || db_write_batch > 64) {
     throw ConfigError("database write batch must be between 1 and 64");
   }
+  if (sqlite_sync != "full" && sqlite_sync != "normal") {
+    throw ConfigError("sqlite sync must be full or normal, got '" + sqlite_sync + "'");
+  }
   if (max_body_bytes < 1024) throw ConfigError("max body bytes must be at least 1024");
   if (max_connections < 0 || max_connections > 1'000'000) {
     throw ConfigError("max connections must be in 0..1000000 (0: automatic)");

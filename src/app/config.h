@@ -34,6 +34,9 @@ struct Config {
   std::string database_url;         // DATABASE_URL; else POSTGRES_*; else SQLite in data_dir
   int db_pool_size = 16;            // TRANSNOTES_DB_POOL_SIZE
   int db_write_batch = 64;          // TRANSNOTES_DB_WRITE_BATCH
+  // TRANSNOTES_SQLITE_SYNC: "full" (an acknowledged write survives a power cut) or "normal"
+  // (faster; a power cut may lose the last writes, a crash of the process loses none)
+  std::string sqlite_sync = "full";
   // Redis: cache (db 1 by default, as the original) and job bus (db 0)
   std::string redis_url;        // REDIS_URL; else REDIS_HOST/REDIS_PORT
   int redis_cache_db = 1;       // REDIS_CACHE_DB

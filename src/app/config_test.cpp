@@ -194,6 +194,7 @@ TEST(Validate, RefusesOutOfRangeValues) {
       {"lease seconds", [](Config& c) { c.lease_seconds = 0; }},
       {"pool size", [](Config& c) { c.db_pool_size = 0; }},
       {"write batch", [](Config& c) { c.db_write_batch = 65; }},
+      {"sqlite sync", [](Config& c) { c.sqlite_sync = "off"; }},
       {"max body bytes", [](Config& c) { c.max_body_bytes = 10; }},
       {"max connections", [](Config& c) { c.max_connections = -1; }},
       {"cache capacity", [](Config& c) { c.cache_capacity = 1; }},

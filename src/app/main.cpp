@@ -28,8 +28,13 @@ void add_storage_options(CLI::App& cmd, Config& config) {
   cmd.add_option("--db-pool-size", config.db_pool_size, "Database connections per process")
       ->envname("TRANSNOTES_DB_POOL_SIZE");
   cmd.add_option("--db-write-batch", config.db_write_batch,
-                 "PostgreSQL: most concurrent creates committed together (1 = one commit each)")
+                 "Most concurrent writes committed together (1 = one commit each; PostgreSQL: "
+                 "creates)")
       ->envname("TRANSNOTES_DB_WRITE_BATCH");
+  cmd.add_option("--sqlite-sync", config.sqlite_sync,
+                 "SQLite durability: full (a write is acknowledged once it survives a power cut) "
+                 "or normal (faster; a power cut may lose the last writes)")
+      ->envname("TRANSNOTES_SQLITE_SYNC");
 }
 
 void add_engine_options(CLI::App& cmd, Config& config) {
