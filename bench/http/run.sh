@@ -33,7 +33,18 @@
 #                                 load, p50 and max, from the access-log server)
 #     --baseline PATH             with --compare-access-log: a third server from another
 #                                 transnotes binary (e.g. one built before a change), quiet too,
-#                                 in the same alternation (median this/baseline ratio)
+#                                 in the same alternation (median this/baseline ratio); with
+#                                 --compare-sync: one more variant, run with its own defaults
+#     --sqlite-sync full|normal   embedded: passed to every server (default: the binary's, full)
+#     --server-args "ARGS"        more serve options for every server of the run
+#     --compare-sync N            embedded: servers on the same data with --sqlite-sync full and
+#                                 normal, each with group commit (--db-write-batch 64) and without
+#                                 (1), and --baseline if given; the create and patch scenarios
+#                                 alternate between them N times (median req/s and server CPU
+#                                 per request per variant)
+#     --count-fsyncs DURATION     with --compare-sync: afterwards, one create run of DURATION per
+#                                 variant under `strace -f -c -e trace=fsync,fdatasync` (needs
+#                                 strace and ptrace rights): fsyncs per acknowledged create
 #
 # Only 127.0.0.1; every server it starts is stopped on exit (by pid).
 set -euo pipefail
@@ -44,6 +55,7 @@ HERE="$ROOT/bench/http"
 mode=embedded binary="" schema="" threads=4 sweep="" procs=1 workers=2
 duration=10s connections=64 wrk_threads=2 seed=1000 dispatch=0 nginx=1 pairs=1 results=""
 auth=jwt compare_open=0 compare_access_log=0 baseline=""
+sqlite_sync="" server_args="" compare_sync=0 count_fsyncs=""
 scenarios="retrieve list stats patch mix create"
 while (($#)); do
   case "$1" in
@@ -66,12 +78,24 @@ while (($#)); do
     --compare-open) compare_open="$2"; shift 2 ;;
     --compare-access-log) compare_access_log="$2"; shift 2 ;;
     --baseline) baseline="$2"; shift 2 ;;
-    -h|--help) sed -n '2,39p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    --sqlite-sync) sqlite_sync="$2"; shift 2 ;;
+    --server-args) server_args="$2"; shift 2 ;;
+    --compare-sync) compare_sync="$2"; shift 2 ;;
+    --count-fsyncs) count_fsyncs="$2"; shift 2 ;;
+    -h|--help) sed -n '2,52p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
 case "$mode" in embedded|production) ;; *) echo "run.sh: bad --mode $mode" >&2; exit 2 ;; esac
 case "$auth" in jwt|open) ;; *) echo "run.sh: bad --auth $auth" >&2; exit 2 ;; esac
+case "$sqlite_sync" in ""|full|normal) ;; *) echo "run.sh: bad --sqlite-sync $sqlite_sync" >&2; exit 2 ;; esac
+if ((compare_sync > 0)) && [ "$mode" != embedded ]; then
+  echo "run.sh: --compare-sync is for --mode embedded" >&2; exit 2
+fi
+if [ -n "$count_fsyncs" ]; then
+  ((compare_sync > 0)) || { echo "run.sh: --count-fsyncs needs --compare-sync" >&2; exit 2; }
+  command -v strace >/dev/null || { echo "run.sh: --count-fsyncs needs strace" >&2; exit 1; }
+fi
 for tool in wrk curl jq python3; do
   command -v "$tool" >/dev/null || { echo "run.sh: $tool is required" >&2; exit 1; }
 done
@@ -143,6 +167,10 @@ fi
 bench_secret="bench-secret-$(date +%s%N)-0123456789abcdef0123456789"
 auth_args=(--auth "$auth" --access-token-lifetime 86400 --throttle-auth off --throttle-translate off
   --max-active-jobs 0)
+# Appended to every server's options (a baseline binary gets only --server-args).
+read -r -a common_args <<<"$server_args"
+sync_args=()
+[ -n "$sqlite_sync" ] && sync_args=(--sqlite-sync "$sqlite_sync")
 
 ports=()
 start_servers() {  # THREADS
@@ -152,7 +180,8 @@ start_servers() {  # THREADS
     port="$(free_port)"
     env -u DATABASE_URL -u REDIS_URL "${env_args[@]}" LOG_LEVEL=warn SECRET_KEY="$bench_secret" \
       "$binary" serve --host 127.0.0.1 --port "$port" --threads "$1" --workers "$workers" \
-      --data-dir "$work/data" "${auth_args[@]}" >>"$results/server-$n.log" 2>&1 &
+      --data-dir "$work/data" "${auth_args[@]}" "${common_args[@]}" "${sync_args[@]}" \
+      >>"$results/server-$n.log" 2>&1 &
     server_pids+=("$!")
     ports+=("$port")
     wait_http "http://127.0.0.1:$port/health"
@@ -302,7 +331,7 @@ start_extra_server() {
   shift
   env -u DATABASE_URL -u REDIS_URL "${env_args[@]}" SECRET_KEY="$bench_secret" "${extra_env[@]}" \
     "$bin" serve --host 127.0.0.1 --port "$port" --threads "$threads" --workers "$workers" \
-    --data-dir "$work/data" "${auth_args[@]}" "$@" >"$log" 2>&1 &
+    --data-dir "$work/data" "${auth_args[@]}" "${common_args[@]}" "$@" >"$log" 2>&1 &
   server_pids+=("$!")
   extra_pid="$!"
   wait_http "http://127.0.0.1:$port/health"
@@ -310,13 +339,13 @@ start_extra_server() {
 }
 # CPU time (user + system, in clock ticks) a process has used so far.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-# run_wrk_cpu LABEL PID PORT: run_wrk, and sets last_cpu_us to the server's CPU microseconds per
-# request. On a shared machine wall-clock req/s drift with the neighbours' load; the CPU a server
-# spends per answer does much less.
+# run_wrk_cpu LABEL PID PORT [SCENARIO]: run_wrk (retrieve unless named), and sets last_cpu_us to
+# the server's CPU microseconds per request. On a shared machine wall-clock req/s drift with the
+# neighbours' load; the CPU a server spends per answer does much less.
 run_wrk_cpu() {
   local before after requests
   before="$(cpu_ticks "$2")"
-  run_wrk "$1" retrieve "$3"
+  run_wrk "$1" "${4:-retrieve}" "$3"
   after="$(cpu_ticks "$2")"
   requests="$(awk -v r="$last_rate" -v d="${duration%s}" 'BEGIN { print r * d }')"
   last_cpu_us="$(awk -v t=$((after - before)) -v hz="$(getconf CLK_TCK)" -v n="$requests" \
@@ -365,6 +394,50 @@ if ((compare_access_log > 0)); then
   done
   mapfile -t scrape_ms < <(awk '{ printf "%.2f\n", 1000 * $1 }' "$results/scrape-times.txt")
   access_lines="$(grep -c '"message":"request"' "$results/server-access-log.log" || true)"
+fi
+
+# --- SQLite durability: synchronous FULL vs NORMAL, with and without group commit -------------
+sync_names=() sync_pids=() sync_ports=()
+declare -A sync_rate=() sync_cpu=() fsync_line=()
+if ((compare_sync > 0)); then
+  add_sync_variant() {  # NAME BINARY SERVE-ARGS...
+    local name="$1" bin="$2" port
+    shift 2
+    port="$(free_port)"
+    start_extra_server "$port" "$results/server-sync-${name// /_}.log" "$bin" LOG_LEVEL=warn -- "$@"
+    sync_names+=("$name") sync_pids+=("$extra_pid") sync_ports+=("$port")
+  }
+  add_sync_variant "full" "$binary" --sqlite-sync full --db-write-batch 64
+  add_sync_variant "normal" "$binary" --sqlite-sync normal --db-write-batch 64
+  add_sync_variant "full unbatched" "$binary" --sqlite-sync full --db-write-batch 1
+  add_sync_variant "normal unbatched" "$binary" --sqlite-sync normal --db-write-batch 1
+  [ -n "$baseline" ] && add_sync_variant "baseline" "$baseline"
+  for ((pair = 1; pair <= compare_sync; pair++)); do
+    for s in create patch; do
+      for i in "${!sync_names[@]}"; do
+        name="${sync_names[$i]}"
+        run_wrk_cpu "$s $name #$pair" "${sync_pids[$i]}" "${sync_ports[$i]}" "$s"
+        sync_rate["$s/$name"]+="$last_rate " sync_cpu["$s/$name"]+="$last_cpu_us "
+      done
+    done
+  done
+  if [ -n "$count_fsyncs" ]; then
+    for i in "${!sync_names[@]}"; do
+      name="${sync_names[$i]}" trace="$results/strace-${sync_names[$i]// /_}.txt"
+      strace -f -c -e trace=fsync,fdatasync -o "$trace" -p "${sync_pids[$i]}" 2>/dev/null &
+      strace_pid="$!"
+      sleep 1  # attached to every thread before the load starts
+      saved_duration="$duration" duration="$count_fsyncs"
+      run_wrk "create $name (strace)" create "${sync_ports[$i]}"
+      duration="$saved_duration"
+      kill -INT "$strace_pid" 2>/dev/null || true
+      wait "$strace_pid" || true
+      created="$(sed -n 's/.* requests=\([0-9]*\).*/\1/p' "$results/create_${name// /_}_(strace).0.txt")"
+      syncs="$(awk '$NF == "fsync" || $NF == "fdatasync" { n += $4 } END { print n + 0 }' "$trace")"
+      fsync_line["$name"]="$(awk -v s="$syncs" -v c="$created" \
+        'BEGIN { printf "%d fsyncs / %d creates = %.3f per create", s, c, c ? s / c : 0 }')"
+    done
+  fi
 fi
 
 ratios=()
@@ -446,6 +519,20 @@ if ((${#baseline_ratios[@]})); then
     "(median $(median "${baseline_ratios[@]}")%)"
   echo "  server CPU per request, this / baseline: $(printf '%s%% ' "${baseline_cpu[@]}")(median" \
     "$(median "${baseline_cpu[@]}")%)"
+fi
+if ((compare_sync > 0)); then
+  echo "SQLite sync, alternated $compare_sync times (median req/s; median server CPU us per request):"
+  for s in create patch; do
+    for name in "${sync_names[@]}"; do
+      # shellcheck disable=SC2086  # the lists are space-separated numbers
+      printf '  %-6s %-17s %8s req/s  %7s us CPU/req   (%s)\n' "$s" "$name" \
+        "$(median ${sync_rate["$s/$name"]})" "$(median ${sync_cpu["$s/$name"]})" \
+        "${sync_rate["$s/$name"]% }"
+    done
+  done
+  for name in "${sync_names[@]}"; do
+    [ -n "${fsync_line[$name]:-}" ] && printf '  fsyncs, %-17s %s\n' "$name" "${fsync_line[$name]}"
+  done
 fi
 [ -n "$dispatch_line" ] && echo "$dispatch_line"
 echo "raw outputs: $results"
