@@ -301,6 +301,46 @@ void add_backend_metrics(metrics::MetricsRegistry& registry, const Backends& b) 
   if (b.cache_metrics) registry.add(b.cache_metrics);
 }
 
+api::ApiOptions api_options_for(const Config& config, const Backends& b) {
+  api::ApiOptions options;
+  options.max_body_bytes = config.max_body_bytes;
+  options.trust_proxy = config.trust_proxy;
+  options.readiness_check = [store = b.store.get()] {
+    return problem_of([store] { store->stats(kOpenModeOwner); });
+  };
+  options.readiness_checks = readiness_checks(b);
+  options.event_keepalive = std::chrono::seconds(config.event_keepalive_seconds);
+  options.auth_mode = config.open_auth() ? api::AuthMode::kOpen : api::AuthMode::kJwt;
+  options.throttle.translate_per_user = to_rate_limit(config.throttle_translate);
+  options.throttle.auth_per_address = to_rate_limit(config.throttle_auth);
+  options.throttle.failed_logins_per_username = to_rate_limit(config.throttle_failed_logins);
+  return options;
+}
+
+// The HTTP server's settings, its handlers answering through `api` (which must outlive it).
+http::ServerOptions server_options_for(const Config& config, api::Api& api) {
+  http::ServerOptions options;
+  options.max_connections =
+      config.max_connections > 0 ? config.max_connections : http::default_max_connections();
+  options.host = config.host;
+  options.port = static_cast<std::uint16_t>(config.port);
+  options.threads = config.http_threads;
+  options.max_body_bytes = config.max_body_bytes;
+  options.handler_threads = config.resolved_handler_threads();
+  // Registration and login hash a password (~75 ms of CPU): with handlers on the event loop
+  // (SQLite's default) they run on a pool of their own rather than stall every connection.
+  options.slow_request = [](const http::Request& r) {
+    return r.target.starts_with("/api/v1/auth/");
+  };
+  options.fast_handler = [&api](const http::Request& r) { return api.try_cached(r); };
+  if (config.uses_redis()) {
+    options.async_fast_handler = [&api](const http::Request& r, http::AsyncDone done) {
+      return api.try_cached_async(r, std::move(done));
+    };
+  }
+  return options;
+}
+
 }  // namespace
 
 int run_serve(const Config& config) {
@@ -321,18 +361,7 @@ int run_serve(const Config& config) {
   note_options.max_active_jobs_per_owner = config.open_auth() ? 0 : config.max_active_jobs_per_user;
   NoteService notes(*b.store, *b.cache, *b.bus, *b.translator, api::render_note, note_options,
                     b.event_publisher.get());
-  api::ApiOptions api_options;
-  api_options.max_body_bytes = config.max_body_bytes;
-  api_options.trust_proxy = config.trust_proxy;
-  api_options.readiness_check = [store = b.store.get()] {
-    return problem_of([store] { store->stats(kOpenModeOwner); });
-  };
-  api_options.readiness_checks = readiness_checks(b);
-  api_options.event_keepalive = std::chrono::seconds(config.event_keepalive_seconds);
-  api_options.auth_mode = config.open_auth() ? api::AuthMode::kOpen : api::AuthMode::kJwt;
-  api_options.throttle.translate_per_user = to_rate_limit(config.throttle_translate);
-  api_options.throttle.auth_per_address = to_rate_limit(config.throttle_auth);
-  api_options.throttle.failed_logins_per_username = to_rate_limit(config.throttle_failed_logins);
+  api::ApiOptions api_options = api_options_for(config, b);
   Accounts accounts;
   api::ApiServices services{notes};
   if (!config.open_auth()) {
@@ -365,25 +394,7 @@ int run_serve(const Config& config) {
 
   // Connections are file descriptors: take every one the hard limit allows before sizing the cap.
   const auto fd_limit = http::raise_open_file_limit();
-  http::ServerOptions server_options;
-  server_options.max_connections =
-      config.max_connections > 0 ? config.max_connections : http::default_max_connections();
-  server_options.host = config.host;
-  server_options.port = static_cast<std::uint16_t>(config.port);
-  server_options.threads = config.http_threads;
-  server_options.max_body_bytes = config.max_body_bytes;
-  server_options.handler_threads = config.resolved_handler_threads();
-  // Registration and login hash a password (~75 ms of CPU): with handlers on the event loop
-  // (SQLite's default) they run on a pool of their own rather than stall every connection.
-  server_options.slow_request = [](const http::Request& r) {
-    return r.target.starts_with("/api/v1/auth/");
-  };
-  server_options.fast_handler = [&api](const http::Request& r) { return api.try_cached(r); };
-  if (config.uses_redis()) {
-    server_options.async_fast_handler = [&api](const http::Request& r, http::AsyncDone done) {
-      return api.try_cached_async(r, std::move(done));
-    };
-  }
+  http::ServerOptions server_options = server_options_for(config, api);
   server_options.on_response = [&telemetry](const http::CompletedExchange& exchange) {
     telemetry.on_response(exchange);
   };
