@@ -160,4 +160,27 @@ for label in "${labels[@]}"; do
               median(b, k), failed }'
   done
 done
+# With a baseline: the median over rounds of each round's new/old ratio (both measured within
+# seconds of each other, so a change in the machine's load mostly cancels out).
+if [ -n "$baseline" ]; then
+  echo
+  printf '%5s %18s %18s\n' n "notes/s new/old" "p50 new/old"
+  for n in $counts; do
+    awk -v n="$n" '
+      function median(a, k,   i, j, t) {
+        for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+        return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+      }
+      $0 ~ (" n=" n " ") {
+        for (f = 1; f <= NF; f++) { split($f, kv, "="); v[kv[1]] = kv[2] }
+        rate[$1, v["round"]] = v["notes_s"]; p50[$1, v["round"]] = v["p50_ms"]; rounds[v["round"]] = 1
+      }
+      END {
+        for (r in rounds) if (("old", r) in rate && ("new", r) in rate) {
+          k++; a[k] = rate["new", r] / rate["old", r]; b[k] = p50["new", r] / p50["old", r]
+        }
+        if (k) printf "%5d %18.2f %18.2f\n", n, median(a, k), median(b, k)
+      }' "$results/raw.txt"
+  done
+fi
 echo "raw outputs: $results" >&2
