@@ -161,6 +161,21 @@ TEST(EnvironmentFallbacks, DebugAcceptsTheOriginalsSpellings) {
   }
 }
 
+// Durable SQLite writes wait for an fsync, so by default they run on handler threads (as many
+// as the pool), where group commit can gather them; with "normal" they stay on the event loop.
+TEST(HandlerThreads, SqliteFullRunsHandlersOnThePoolNormalOnTheEventLoop) {
+  ScopedEnv clean(kNoServiceEnv);
+  Config config;
+  apply_environment_fallbacks(config);
+  ASSERT_FALSE(config.uses_postgres());
+  EXPECT_EQ(config.sqlite_sync, "full");
+  EXPECT_EQ(config.resolved_handler_threads(), config.db_pool_size);
+  config.sqlite_sync = "normal";
+  EXPECT_EQ(config.resolved_handler_threads(), 0);
+  config.handler_threads = 3;
+  EXPECT_EQ(config.resolved_handler_threads(), 3);
+}
+
 TEST(EngineOrder, ItemsAreTrimmedAndEmptyOnesIgnored) {
   Config config;
   config.engines = " marian , apertium,, ";
