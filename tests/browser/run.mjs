@@ -397,6 +397,8 @@ try {
     assert.equal(await focusedName(), "Create note");
     await page.keyboard.press("Enter");
     await page.getByRole("heading", { level: 1, name: "Typed, not clicked" }).waitFor({ timeout: WAIT });
+    // The heading is drawn while the page loads; focus moves to it once the page has loaded.
+    await settled(page);
     assert.equal(await page.evaluate(() => document.activeElement.tagName), "H1", "focus did not move to the new page");
   });
 
