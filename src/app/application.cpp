@@ -328,10 +328,14 @@ http::ServerOptions server_options_for(const Config& config, api::Api& api) {
   options.max_body_bytes = config.max_body_bytes;
   options.handler_threads = config.resolved_handler_threads();
   // Registration and login hash a password (~75 ms of CPU): with handlers on the event loop
-  // (SQLite's default) they run on a pool of their own rather than stall every connection.
-  options.slow_request = [](const http::Request& r) {
-    return r.target.starts_with("/api/v1/auth/");
+  // (SQLite's default) they run on a pool of their own rather than stall every connection. So do
+  // durable SQLite writes, which wait for their commit's fsync (see writes_on_slow_pool).
+  const bool writes_off_loop = config.writes_on_slow_pool();
+  options.slow_request = [writes_off_loop](const http::Request& r) {
+    if (r.target.starts_with("/api/v1/auth/")) return true;
+    return writes_off_loop && r.method != "GET" && r.method != "HEAD" && r.method != "OPTIONS";
   };
+  if (writes_off_loop) options.slow_threads = std::max(2, config.db_pool_size);
   options.fast_handler = [&api](const http::Request& r) { return api.try_cached(r); };
   if (config.uses_redis()) {
     options.async_fast_handler = [&api](const http::Request& r, http::AsyncDone done) {

@@ -22,8 +22,7 @@ struct Config {
   int port = 8000;                 // TRANSNOTES_PORT (or PORT)
   int http_threads = 4;            // TRANSNOTES_HTTP_THREADS
   // TRANSNOTES_HANDLER_THREADS: threads that run requests which may block on the database;
-  // -1 picks the pool size for PostgreSQL and for SQLite with sqlite_sync "full"; 0 (run on the
-  // event loop) for SQLite with "normal".
+  // -1 picks: 0 (run on the event loop) for SQLite, the pool size for PostgreSQL.
   int handler_threads = -1;
   std::size_t max_body_bytes = 1 << 20;  // TRANSNOTES_MAX_BODY_BYTES
   // TRANSNOTES_MAX_CONNECTIONS: open connections at once; 0 picks min(10000, fd limit - 64)
@@ -97,11 +96,15 @@ struct Config {
   // The database URL with any password replaced by "***", for logs.
   std::string redacted_database_url() const;
   bool uses_postgres() const { return !resolved_database_url().starts_with("sqlite"); }
-  // Durable SQLite commits wait for an fsync: off the event loop, and many at once, so that
-  // group commit has writes to gather (one fsync for all of them).
   int resolved_handler_threads() const {
     if (handler_threads >= 0) return handler_threads;
-    return uses_postgres() || sqlite_sync == "full" ? db_pool_size : 0;
+    return uses_postgres() ? db_pool_size : 0;
+  }
+  // Durable SQLite commits wait for an fsync. With handlers on the event loop, writes then run on
+  // the server's slow pool instead, as many at once as the database pool, so that group commit
+  // has writes to gather (one fsync for all of them); reads stay on the event loop.
+  bool writes_on_slow_pool() const {
+    return resolved_handler_threads() == 0 && !uses_postgres() && sqlite_sync == "full";
   }
   bool uses_redis() const { return !redis_url.empty(); }
   // Production deployments (PostgreSQL) must be given SECRET_KEY; the embedded default keeps a

@@ -161,19 +161,23 @@ TEST(EnvironmentFallbacks, DebugAcceptsTheOriginalsSpellings) {
   }
 }
 
-// Durable SQLite writes wait for an fsync, so by default they run on handler threads (as many
-// as the pool), where group commit can gather them; with "normal" they stay on the event loop.
-TEST(HandlerThreads, SqliteFullRunsHandlersOnThePoolNormalOnTheEventLoop) {
+// Durable SQLite writes wait for an fsync, so by default they run on the slow pool, where group
+// commit can gather them, while reads stay on the event loop; with "normal", or with handler
+// threads, nothing moves.
+TEST(HandlerThreads, SqliteFullRunsWritesOnTheSlowPoolReadsOnTheEventLoop) {
   ScopedEnv clean(kNoServiceEnv);
   Config config;
   apply_environment_fallbacks(config);
   ASSERT_FALSE(config.uses_postgres());
   EXPECT_EQ(config.sqlite_sync, "full");
-  EXPECT_EQ(config.resolved_handler_threads(), config.db_pool_size);
-  config.sqlite_sync = "normal";
   EXPECT_EQ(config.resolved_handler_threads(), 0);
+  EXPECT_TRUE(config.writes_on_slow_pool());
+  config.sqlite_sync = "normal";
+  EXPECT_FALSE(config.writes_on_slow_pool());
+  config.sqlite_sync = "full";
   config.handler_threads = 3;
   EXPECT_EQ(config.resolved_handler_threads(), 3);
+  EXPECT_FALSE(config.writes_on_slow_pool());
 }
 
 TEST(EngineOrder, ItemsAreTrimmedAndEmptyOnesIgnored) {
