@@ -20,6 +20,11 @@ import pathlib
 import re
 import sys
 
+# The shared helpers live in cmake/; no __pycache__ is written into the source tree.
+sys.dont_write_bytecode = True
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "cmake"))
+from cpp_embed import cpp_literal, write_source  # noqa: E402
+
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".js": "text/javascript; charset=utf-8",
@@ -28,23 +33,6 @@ CONTENT_TYPES = {
 }
 IMPORT = re.compile(r"""(\bfrom\s*|\bimport\s*\(?\s*)(["'])\./([A-Za-z0-9_-]+\.js)\2""")
 STATIC_REF = re.compile(r"""(["'])/static/([A-Za-z0-9_.-]+)\1""")
-
-
-def cpp_literal(data: bytes) -> str:
-    """One string literal (as adjacent pieces) holding exactly `data`, NULs included."""
-    pieces, line = [], []
-    for byte in data:
-        if byte in (0x22, 0x5C):  # " and \
-            line.append("\\" + chr(byte))
-        elif 0x20 <= byte < 0x7F and byte != 0x3F:  # printable; '?' escaped against trigraphs
-            line.append(chr(byte))
-        else:
-            line.append(f"\\{byte:03o}")  # three octal digits: never swallows a following digit
-        if len(line) >= 120:
-            pieces.append('"' + "".join(line) + '"')
-            line = []
-    pieces.append('"' + "".join(line) + '"')
-    return "\n    ".join(pieces)
 
 
 def hashed_name(name: str, data: bytes) -> str:
@@ -121,11 +109,7 @@ def main() -> None:
     out.append("}  // namespace transnotes::webapp::embedded")
     out.append("")
 
-    # Written whole or not at all: a failed run must not leave a source the next build trusts.
-    temporary = output + ".tmp"
-    with open(temporary, "w", encoding="ascii") as f:
-        f.write("\n".join(out))
-    os.replace(temporary, output)
+    write_source(output, out)
 
 
 if __name__ == "__main__":
