@@ -51,6 +51,10 @@ class EnglishSpanish final : public Translator {
                               const std::string& text) override {
     return {text, "fuzz"};
   }
+  TranslationOutput translate(const std::string& source, const std::string& target,
+                              const std::string& text, const std::function<bool()>&) override {
+    return translate(source, target, text);
+  }
 };
 
 struct Service {

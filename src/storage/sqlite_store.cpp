@@ -163,8 +163,6 @@ constexpr const char* kListJobsByStatus = TN_LIST_JOBS("AND status = ?3");
 constexpr const char* kListJobsByNote = TN_LIST_JOBS("AND note_id = ?4");
 constexpr const char* kListJobsByStatusAndNote = TN_LIST_JOBS("AND status = ?3 AND note_id = ?4");
 constexpr const char* kJobStatus = "SELECT status FROM translation_jobs WHERE id = ?1";
-constexpr const char* kSelectAnyJob =
-    "SELECT " TN_JOB_COLUMNS " FROM translation_jobs WHERE id = ?1";
 #define TN_REQUEUE                                                                         \
   "UPDATE translation_jobs SET status = 'queued', available_at = ?1, attempts = 0, "       \
   "error = NULL, text = NULL, started_at = NULL, finished_at = NULL, lease_owner = NULL, " \
