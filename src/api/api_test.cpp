@@ -29,13 +29,10 @@ class TwoLanguages final : public Translator {
     if ((source == "en" && target == "es") || (source == "es" && target == "en")) return "test";
     return std::nullopt;
   }
-  TranslationOutput translate(const std::string&, const std::string&,
-                              const std::string& text) override {
+  using Translator::translate;
+  TranslationOutput translate(const std::string&, const std::string&, const std::string& text,
+                              const std::function<bool()>&) override {
     return {text, "test"};
-  }
-  TranslationOutput translate(const std::string& source, const std::string& target,
-                              const std::string& text, const std::function<bool()>&) override {
-    return translate(source, target, text);
   }
 };
 

@@ -278,15 +278,19 @@ class Translator {
   // The engine that would translate source->target, nullopt if none can.
   virtual std::optional<std::string> engine_for(const std::string& source,
                                                 const std::string& target) const = 0;
-  // Translates the whole text, keeping paragraph breaks. Throws TranslationFailed; throws
-  // BadRequest if the pair is not supported.
-  virtual TranslationOutput translate(const std::string& source, const std::string& target,
-                                      const std::string& text) = 0;
-  // The same, asking `cancelled` between segments: once it answers true the translation stops
-  // and throws TranslationCancelled (an administrator cancelled the job).
+  // Translates the whole text, keeping paragraph breaks, asking `cancelled` (when set) between
+  // segments: once it answers true the translation stops and throws TranslationCancelled (an
+  // administrator cancelled the job). Throws TranslationFailed; throws BadRequest if the pair is
+  // not supported.
   virtual TranslationOutput translate(const std::string& source, const std::string& target,
                                       const std::string& text,
                                       const std::function<bool()>& cancelled) = 0;
+  // The same, never cancelled. (Implementations override the one above only; they bring this one
+  // back into their scope with `using Translator::translate;`.)
+  TranslationOutput translate(const std::string& source, const std::string& target,
+                              const std::string& text) {
+    return translate(source, target, text, {});
+  }
 };
 
 }  // namespace transnotes

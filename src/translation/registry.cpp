@@ -171,11 +171,6 @@ std::vector<std::string> EngineRegistry::translate_leg(
 }
 
 TranslationOutput EngineRegistry::translate(const std::string& source, const std::string& target,
-                                            const std::string& text) {
-  return translate(source, target, text, std::function<bool()>{});
-}
-
-TranslationOutput EngineRegistry::translate(const std::string& source, const std::string& target,
                                             const std::string& text,
                                             const std::function<bool()>& cancelled) {
   const std::string from = normalize_language_code(source);

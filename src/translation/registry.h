@@ -52,12 +52,10 @@ class EngineRegistry : public Translator {
   std::optional<std::string> engine_for(const std::string& source,
                                         const std::string& target) const override;
   // Throws BadRequest for an invalid/unsupported pair or source == target, TranslationFailed
-  // when an engine fails. Whitespace-only text translates to itself.
-  TranslationOutput translate(const std::string& source, const std::string& target,
-                              const std::string& text) override;
-  // The same, asking `cancelled` before each batch it hands an engine (on every leg of a pivot):
-  // once it answers true, throws TranslationCancelled without sending the rest. An empty
-  // `cancelled` is never asked.
+  // when an engine fails. Whitespace-only text translates to itself. Asks `cancelled` before
+  // each batch it hands an engine (on every leg of a pivot): once it answers true, throws
+  // TranslationCancelled without sending the rest. An empty `cancelled` is never asked.
+  using Translator::translate;
   TranslationOutput translate(const std::string& source, const std::string& target,
                               const std::string& text,
                               const std::function<bool()>& cancelled) override;
