@@ -27,6 +27,7 @@
 #include "redis/redis_client.h"
 #include "storage/storage.h"
 #include "translation/apertium_engine.h"
+#include "translation/batching_engine.h"
 #include "translation/registry.h"
 
 namespace transnotes::app {
@@ -48,6 +49,8 @@ using storage::open_store;
 using storage::StorageConfig;
 using translation::ApertiumEngine;
 using translation::ApertiumOptions;
+using translation::BatchingEngine;
+using translation::BatchingOptions;
 using translation::Engine;
 using translation::EngineRegistry;
 
@@ -100,10 +103,16 @@ std::shared_ptr<Engine> make_marian(const Config& config, const MarianEngineOpti
   return std::make_shared<MarianEngine>(models, options);
 }
 
+// What serve and worker run many jobs through at once; a one-off command translates alone.
+enum class JobConcurrency { kOneAtATime, kManyJobs };
+
 // Builds the engines named in the config, in priority order, loading every model once; notes
-// each one's load in `loaded` when given.
+// each one's load in `loaded` when given. With kManyJobs and config.batches_across_jobs(), the
+// MarianMT engine is wrapped in a BatchingEngine and `*batching` (when given) is set.
 std::unique_ptr<EngineRegistry> build_translator(const Config& config, int pipelines,
-                                                 std::vector<LoadedEngine>* loaded = nullptr) {
+                                                 std::vector<LoadedEngine>* loaded = nullptr,
+                                                 JobConcurrency jobs = JobConcurrency::kOneAtATime,
+                                                 bool* batching = nullptr) {
   auto registry = std::make_unique<EngineRegistry>();
   for (const auto& name : config.engine_order()) {
     try {
@@ -117,10 +126,22 @@ std::unique_ptr<EngineRegistry> build_translator(const Config& config, int pipel
         MarianEngineOptions options;
         options.num_threads = config.engine_threads;
         options.int8 = config.marian_int8;
+        if (config.marian_beams > 0) options.num_beams = config.marian_beams;
+        if (config.marian_max_length > 0) options.max_length = config.marian_max_length;
         engine = make_marian(config, options);
         if (auto* marian = dynamic_cast<MarianEngine*>(engine.get())) {
           load.model_bytes = marian->model_bytes();
           load.tokens = [marian] { return marian->translated_tokens(); };
+        }
+        if (engine && !engine->pairs().empty() && jobs == JobConcurrency::kManyJobs &&
+            config.batches_across_jobs()) {
+          BatchingOptions batching_options;
+          batching_options.wait = std::chrono::milliseconds(config.batch_wait_ms);
+          batching_options.max_segments = static_cast<std::size_t>(config.batch_max_segments);
+          engine = std::make_shared<BatchingEngine>(engine, batching_options);
+          if (batching) *batching = true;
+          spdlog::info("engine marian: jobs of one pair share batches (wait {} ms, {} sentences)",
+                       config.batch_wait_ms, config.batch_max_segments);
         }
       }
       load.load_time = std::chrono::steady_clock::now() - started;
@@ -201,6 +222,7 @@ struct Backends {
   std::unique_ptr<UserEventPublisher> event_publisher;
   std::unique_ptr<EngineRegistry> translator;  // engines stay alive as long as it does
   std::vector<LoadedEngine> engines;
+  bool batching = false;  // a MarianMT engine batches across jobs: run more of them at once
 };
 
 Backends open_backends(const Config& config, int engine_pipelines, bool serves_http) {
@@ -214,7 +236,8 @@ Backends open_backends(const Config& config, int engine_pipelines, bool serves_h
   b.events = queue::open_user_events(b.redis.broker);
   b.event_publisher =
       std::make_unique<UserEventPublisher>(*b.events, api::render_note, api::render_job);
-  b.translator = build_translator(config, engine_pipelines, &b.engines);
+  b.translator = build_translator(config, engine_pipelines, &b.engines, JobConcurrency::kManyJobs,
+                                  &b.batching);
   return b;
 }
 
@@ -357,7 +380,11 @@ int run_serve(const Config& config) {
   const std::string secret_key =
       config.open_auth() && !config.is_production() ? std::string() : resolve_secret_key(config);
   sigset_t signals = block_shutdown_signals();
-  Backends b = open_backends(config, std::max(1, config.workers), /*serves_http=*/true);
+  // Apertium runs one pipeline per pair per worker thread it was built for: the batching
+  // worker count is for MarianMT, whose jobs wait in its batcher rather than in a pipeline.
+  Backends b = open_backends(config, std::max(1, config.resolved_workers(false)),
+                             /*serves_http=*/true);
+  const int worker_threads = config.resolved_workers(b.batching);
   NoteServiceOptions note_options;
   note_options.max_attempts = config.max_attempts;
   note_options.max_text_characters = static_cast<std::size_t>(config.max_note_characters);
@@ -416,11 +443,11 @@ int run_serve(const Config& config) {
   // serve reports its in-process workers on its own /metrics.
   std::unique_ptr<JobTelemetry> job_telemetry;
   std::unique_ptr<WorkerPool> workers;
-  if (config.workers > 0) {
+  if (worker_threads > 0) {
     job_telemetry = std::make_unique<JobTelemetry>(registry, *b.store, b.engines);
     workers =
         std::make_unique<WorkerPool>(*b.store, *b.bus, *b.translator, *b.cache,
-                                     worker_options(config, config.workers, *b.translator,
+                                     worker_options(config, worker_threads, *b.translator,
                                                     job_telemetry.get(), b.event_publisher.get()));
     workers->start();
   }
@@ -430,7 +457,7 @@ int run_serve(const Config& config) {
       "connections, open-file limit {})",
       config.host, server.port(),
       config.resolved_database_url().starts_with("sqlite") ? "sqlite" : "postgresql",
-      config.workers, server_options.max_connections, fd_limit);
+      worker_threads, server_options.max_connections, fd_limit);
   // Tests and scripts read this line to learn the port when --port 0 is used.
   std::cout << "listening on " << config.host << ":" << server.port() << std::endl;
 
@@ -443,8 +470,9 @@ int run_serve(const Config& config) {
 
 int run_worker(const Config& config) {
   sigset_t signals = block_shutdown_signals();
-  int threads = std::max(1, config.workers);
-  Backends b = open_backends(config, threads, /*serves_http=*/false);
+  Backends b =
+      open_backends(config, std::max(1, config.resolved_workers(false)), /*serves_http=*/false);
+  const int threads = std::max(1, config.resolved_workers(b.batching));
   metrics::MetricsRegistry registry;
   add_backend_metrics(registry, b);
   JobTelemetry telemetry(registry, *b.store, b.engines);

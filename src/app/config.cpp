@@ -116,7 +116,25 @@ void Config::validate() const {
   if (http_threads < 1 || http_threads > 256) throw ConfigError("http threads must be in 1..256");
   if (handler_threads < -1 || handler_threads > 1024)
     throw ConfigError("handler threads must be in 0..1024");
-  if (workers < 0 || workers > 256) throw ConfigError("workers must be in 0..256");
+  if (workers < -1 || workers > 256) {
+    throw ConfigError("workers must be in 0..256 (-1: automatic), got " + std::to_string(workers));
+  }
+  if (marian_beams < 0 || marian_beams > 16) {
+    throw ConfigError("marian beams must be in 1..16 (0: the model's own), got " +
+                      std::to_string(marian_beams));
+  }
+  if (marian_max_length < 0 || marian_max_length == 1 || marian_max_length > 1024) {
+    throw ConfigError("marian max length must be in 2..1024 (0: the model's own), got " +
+                      std::to_string(marian_max_length));
+  }
+  if (batch_wait_ms < -1 || batch_wait_ms > 1000) {
+    throw ConfigError("batch wait ms must be in 0..1000 (-1: no cross-job batching), got " +
+                      std::to_string(batch_wait_ms));
+  }
+  if (batch_max_segments < 1 || batch_max_segments > 4096) {
+    throw ConfigError("batch max segments must be in 1..4096, got " +
+                      std::to_string(batch_max_segments));
+  }
   if (max_attempts < 1 || max_attempts > 100) throw ConfigError("max attempts must be in 1..100");
   if (lease_seconds < 1) throw ConfigError("lease seconds must be at least 1");
   if (shutdown_grace_seconds < 0 || shutdown_grace_seconds > 3600) {

@@ -44,7 +44,10 @@ struct Config {
   int cache_ttl_seconds = 300;  // TRANSNOTES_CACHE_TTL
   std::size_t cache_max_bytes = std::size_t{256} << 20;  // TRANSNOTES_CACHE_MAX_BYTES (embedded)
   // Workers
-  int workers = 2;         // TRANSNOTES_WORKERS: in-process worker threads
+  // TRANSNOTES_WORKERS: worker threads, i.e. jobs a process translates at once; -1 picks
+  // (resolved_workers): 2, or kBatchingWorkers when a MarianMT model is loaded and cross-job
+  // batching is on, so that many jobs' sentences can meet in one forward pass.
+  int workers = -1;
   int max_attempts = 3;    // TRANSNOTES_MAX_ATTEMPTS
   int lease_seconds = 30;  // TRANSNOTES_LEASE_SECONDS
   // TRANSNOTES_SHUTDOWN_GRACE_SECONDS: on SIGTERM running translations get this long to finish;
@@ -56,6 +59,18 @@ struct Config {
   std::string apertium_modes_dir = "/usr/share/apertium/modes";  // APERTIUM_MODES_DIR
   int engine_threads = 2;    // TRANSNOTES_ENGINE_THREADS: BLAS threads
   bool marian_int8 = false;  // TRANSNOTES_MARIAN_INT8: int8 MarianMT weights (and products)
+  // TRANSNOTES_MARIAN_BEAMS / TRANSNOTES_MARIAN_MAX_LENGTH: beam size (1: greedy) and longest
+  // output in tokens (with the decoder start) for serve and worker; 0: each model's
+  // generation_config.json.
+  int marian_beams = 0;
+  int marian_max_length = 0;
+  // TRANSNOTES_BATCH_WAIT_MS: MarianMT translates the sentences of concurrent jobs of one pair in
+  // one batch (translation::BatchingEngine); the first job after a quiet spell waits this long
+  // for company. 0: no wait (jobs still share a batch when they queue behind a running one);
+  // -1: no cross-job batching, every job's batch runs on its own.
+  int batch_wait_ms = 2;
+  // TRANSNOTES_BATCH_MAX_SEGMENTS: sentences per cross-job batch.
+  int batch_max_segments = 64;
   // Accounts and limits (serve)
   std::string auth_mode = "jwt";  // TRANSNOTES_AUTH: jwt | open
   // TRANSNOTES_ALLOW_OPEN_AUTH_ON_NETWORK: open mode on an address other than loopback
@@ -112,6 +127,17 @@ struct Config {
   bool is_production() const { return uses_postgres(); }
   bool open_auth() const { return auth_mode == "open"; }
   std::vector<std::string> engine_order() const;
+  // Worker threads when workers is -1 and a batching MarianMT engine is loaded: enough jobs in
+  // flight to fill a batch while the previous one runs (notes have a few sentences each).
+  static constexpr int kBatchingWorkers = 32;
+  static constexpr int kDefaultWorkers = 2;
+  bool batches_across_jobs() const { return batch_wait_ms >= 0; }
+  // Worker threads to run: `workers` when set (0: none, serve only), else kBatchingWorkers
+  // when `batching_engine_loaded`, else kDefaultWorkers.
+  int resolved_workers(bool batching_engine_loaded) const {
+    if (workers >= 0) return workers;
+    return batching_engine_loaded ? kBatchingWorkers : kDefaultWorkers;
+  }
   // Throws ConfigError describing the first bad value.
   void validate() const;
 };

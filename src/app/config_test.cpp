@@ -208,7 +208,15 @@ TEST(Validate, RefusesOutOfRangeValues) {
       {"port", [](Config& c) { c.port = 70000; }},
       {"http threads", [](Config& c) { c.http_threads = 0; }},
       {"handler threads", [](Config& c) { c.handler_threads = -2; }},
-      {"workers", [](Config& c) { c.workers = -1; }},
+      {"workers", [](Config& c) { c.workers = -2; }},  // -1 is "automatic"
+      {"workers", [](Config& c) { c.workers = 257; }},
+      {"marian beams", [](Config& c) { c.marian_beams = -1; }},
+      {"marian beams", [](Config& c) { c.marian_beams = 17; }},
+      {"marian max length", [](Config& c) { c.marian_max_length = 1; }},
+      {"marian max length", [](Config& c) { c.marian_max_length = 1025; }},
+      {"batch wait ms", [](Config& c) { c.batch_wait_ms = -2; }},
+      {"batch wait ms", [](Config& c) { c.batch_wait_ms = 1001; }},
+      {"batch max segments", [](Config& c) { c.batch_max_segments = 0; }},
       {"max attempts", [](Config& c) { c.max_attempts = 0; }},
       {"lease seconds", [](Config& c) { c.lease_seconds = 0; }},
       {"pool size", [](Config& c) { c.db_pool_size = 0; }},
@@ -236,6 +244,36 @@ TEST(Validate, RefusesOutOfRangeValues) {
     }
   }
   EXPECT_NO_THROW(Config{}.validate());
+}
+
+TEST(Validate, AcceptsTheEdgesOfTheEngineAndBatchingRanges) {
+  Config config;
+  config.marian_beams = 1;
+  config.marian_max_length = 2;
+  config.batch_wait_ms = -1;
+  config.batch_max_segments = 1;
+  config.workers = 0;
+  EXPECT_NO_THROW(config.validate());
+  config.marian_beams = 16;
+  config.marian_max_length = 1024;
+  config.batch_wait_ms = 1000;
+  config.workers = 256;
+  EXPECT_NO_THROW(config.validate());
+}
+
+TEST(Workers, AutomaticCountDependsOnWhetherABatchingEngineIsLoaded) {
+  Config config;
+  EXPECT_EQ(config.workers, -1);
+  EXPECT_EQ(config.resolved_workers(false), Config::kDefaultWorkers);
+  EXPECT_EQ(config.resolved_workers(true), Config::kBatchingWorkers);
+  config.workers = 3;  // an operator's number is kept either way
+  EXPECT_EQ(config.resolved_workers(false), 3);
+  EXPECT_EQ(config.resolved_workers(true), 3);
+  config.workers = 0;
+  EXPECT_EQ(config.resolved_workers(true), 0);
+  EXPECT_TRUE(config.batches_across_jobs());
+  config.batch_wait_ms = -1;
+  EXPECT_FALSE(config.batches_across_jobs());
 }
 
 }  // namespace

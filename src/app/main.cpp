@@ -55,6 +55,20 @@ void add_engine_options(CLI::App& cmd, Config& config) {
 void add_runtime_options(CLI::App& cmd, Config& config) {
   add_storage_options(cmd, config);
   add_engine_options(cmd, config);
+  cmd.add_option("--marian-beams", config.marian_beams,
+                 "MarianMT beam size (1: greedy; 0: each model's generation_config.json)")
+      ->envname("TRANSNOTES_MARIAN_BEAMS");
+  cmd.add_option("--marian-max-length", config.marian_max_length,
+                 "Longest MarianMT output in tokens (0: each model's generation_config.json)")
+      ->envname("TRANSNOTES_MARIAN_MAX_LENGTH");
+  cmd.add_option("--batch-wait-ms", config.batch_wait_ms,
+                 "MarianMT batches the sentences of concurrent jobs of one language pair; the "
+                 "first job after a quiet spell waits this long for company (0: no wait; -1: no "
+                 "cross-job batching)")
+      ->envname("TRANSNOTES_BATCH_WAIT_MS");
+  cmd.add_option("--batch-max-segments", config.batch_max_segments,
+                 "Sentences per cross-job MarianMT batch")
+      ->envname("TRANSNOTES_BATCH_MAX_SEGMENTS");
   cmd.add_option("--redis-url", config.redis_url, "redis://host:port/db (cache and job bus)")
       ->envname("REDIS_URL");
   cmd.add_option("--redis-cache-db", config.redis_cache_db, "Redis database for the note cache")
@@ -148,7 +162,10 @@ int main(int argc, char** argv) {
       ->add_flag("--trust-proxy", config.trust_proxy,
                  "Links name X-Forwarded-Host/-Proto (set only behind a proxy that sets them)")
       ->envname("TRANSNOTES_TRUST_PROXY");
-  serve->add_option("--workers", config.workers, "In-process worker threads (0: none)")
+  serve
+      ->add_option("--workers", config.workers,
+                   "In-process worker threads = jobs translated at once (0: none; -1: 2, or 32 "
+                   "when MarianMT batches across jobs)")
       ->envname("TRANSNOTES_WORKERS");
   serve
       ->add_option("--event-keepalive-seconds", config.event_keepalive_seconds,
@@ -162,7 +179,10 @@ int main(int argc, char** argv) {
   add_runtime_options(*serve, config);
 
   auto* worker = app.add_subcommand("worker", "Run translation workers only");
-  worker->add_option("--workers,--threads", config.workers, "Worker threads")
+  worker
+      ->add_option("--workers,--threads", config.workers,
+                   "Worker threads = jobs translated at once (-1: 2, or 32 when MarianMT "
+                   "batches across jobs)")
       ->envname("TRANSNOTES_WORKERS");
   worker
       ->add_option("--metrics-port", config.metrics_port,
