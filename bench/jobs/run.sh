@@ -9,13 +9,19 @@
 #     --checkpoint DIR     marian: a MarianMT checkpoint folder (e.g. bench/mt's
 #                          mt_make_checkpoint output); served as opus-mt-en-es
 #     --int8               marian: --marian-int8
-#     --workers W          in-process worker threads (default 2)
+#     --workers W          in-process worker threads (default 2; "auto": the server picks, e.g.
+#                          32 when MarianMT batches across jobs)
 #     --baseline-workers W the baseline server's worker threads (default: --workers); with
 #                          --baseline set to the same binary, compares two worker counts
+#     --baseline-args "A"  extra `serve` arguments for the baseline only (word-split), e.g.
+#                          "--batch-wait-ms -1" to compare cross-job batching on and off
 #     --counts "1 8 64"    notes submitted at once per measurement
 #     --rounds R           measurements per binary and N (default 3)
 #     --results DIR        raw outputs and server logs (default /tmp/transnotes-bench-jobs.*)
 #     -- ARGS...           passed to every `serve` (e.g. -- --apertium-pipelines 4)
+#
+# BENCH_LOG_LEVEL (default warn) is the servers' LOG_LEVEL (debug shows MarianMT's cross-job
+# batches).
 #
 # Each binary runs as its own `transnotes serve` (embedded: SQLite + in-process bus), started
 # once with a fresh data dir and a bench user; every measurement is bench/jobs/submit.py: N new
@@ -27,7 +33,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 HERE="$ROOT/bench/jobs"
 
 binary="$ROOT/build/release/src/app/transnotes" baseline="" engine=apertium checkpoint=""
-int8=0 workers=2 baseline_workers="" counts="1 8 64" rounds=3 results=""
+int8=0 workers=2 baseline_workers="" baseline_args="" counts="1 8 64" rounds=3 results=""
 extra=()
 while (($#)); do
   case "$1" in
@@ -38,11 +44,12 @@ while (($#)); do
     --int8) int8=1; shift ;;
     --workers) workers="$2"; shift 2 ;;
     --baseline-workers) baseline_workers="$2"; shift 2 ;;
+    --baseline-args) baseline_args="$2"; shift 2 ;;
     --counts) counts="$2"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
     --results) results="$2"; shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    -h|--help) sed -n '2,25p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,29p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) echo "run.sh: unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -98,20 +105,28 @@ credentials='{"username":"bench","password":"Bench-Harbor-58-kettle"}'
 
 declare -A base_of pid_of token_of
 labels=(new)
-declare -A binary_of=([new]="$binary") workers_of=([new]="$workers")
+declare -A binary_of=([new]="$binary") workers_of=([new]="$workers") args_of=([new]="")
 if [ -n "$baseline" ]; then
   labels=(old new)
   binary_of[old]="$baseline"
   workers_of[old]="${baseline_workers:-$workers}"
+  args_of[old]="$baseline_args"
 fi
 for label in "${labels[@]}"; do
   [ -x "${binary_of[$label]}" ] || { echo "run.sh: no binary at ${binary_of[$label]}" >&2; exit 1; }
   port="$(free_port)"
-  env -u DATABASE_URL -u REDIS_URL LOG_LEVEL=warn SECRET_KEY="$bench_secret" \
-    "${binary_of[$label]}" serve --host 127.0.0.1 --port "$port" --threads 2 --workers "${workers_of[$label]}" \
+  worker_args=() warmup_n="${workers_of[$label]}"
+  if [ "${workers_of[$label]}" = auto ]; then
+    warmup_n=8
+  else
+    worker_args=(--workers "${workers_of[$label]}")
+  fi
+  read -r -a label_args <<<"${args_of[$label]}"
+  env -u DATABASE_URL -u REDIS_URL LOG_LEVEL="${BENCH_LOG_LEVEL:-warn}" SECRET_KEY="$bench_secret" \
+    "${binary_of[$label]}" serve --host 127.0.0.1 --port "$port" --threads 2 "${worker_args[@]}" \
     --data-dir "$work/data-$label" "${engine_args[@]}" --auth jwt --access-token-lifetime 86400 \
     --throttle-auth off --throttle-translate off --max-active-jobs 0 "${extra[@]}" \
-    >>"$results/server-$label.log" 2>&1 &
+    "${label_args[@]}" >>"$results/server-$label.log" 2>&1 &
   pid_of[$label]=$!
   server_pids+=("$!")
   base_of[$label]="http://127.0.0.1:$port"
@@ -122,11 +137,11 @@ for label in "${labels[@]}"; do
     -H 'Content-Type: application/json' -d "$credentials" | jq -r .access)"
   # Warm-up: the engine's pipelines (or the model's first pass) are not part of any figure.
   BENCH_TOKEN="${token_of[$label]}" python3 "$HERE/submit.py" --base "${base_of[$label]}" \
-    --n "${workers_of[$label]}" --seed 999 >>"$results/warmup-$label.txt"
+    --n "$warmup_n" --seed 999 >>"$results/warmup-$label.txt"
 done
 
 echo "== transnotes job bench: engine=$engine workers=$(for l in "${labels[@]}"; do printf '%s:%s ' "$l" "${workers_of[$l]}"; done)counts=\"$counts\" rounds=$rounds" \
-  "serve args: ${extra[*]:-(none)}" >&2
+  "serve args: ${extra[*]:-(none)}${baseline_args:+; baseline only: $baseline_args}" >&2
 echo "   binaries: $(for l in "${labels[@]}"; do printf "%s=%s " "$l" "${binary_of[$l]}"; done)" >&2
 uptime >&2
 for ((round = 1; round <= rounds; round++)); do
