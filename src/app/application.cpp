@@ -138,10 +138,13 @@ std::unique_ptr<EngineRegistry> build_translator(const Config& config, int pipel
           BatchingOptions batching_options;
           batching_options.wait = std::chrono::milliseconds(config.batch_wait_ms);
           batching_options.max_segments = static_cast<std::size_t>(config.batch_max_segments);
+          batching_options.max_running_batches = config.batch_running;
           engine = std::make_shared<BatchingEngine>(engine, batching_options);
           if (batching) *batching = true;
-          spdlog::info("engine marian: jobs of one pair share batches (wait {} ms, {} sentences)",
-                       config.batch_wait_ms, config.batch_max_segments);
+          spdlog::info(
+              "engine marian: jobs of one pair share batches (wait {} ms, {} sentences, {} at "
+              "once)",
+              config.batch_wait_ms, config.batch_max_segments, config.batch_running);
         }
       }
       load.load_time = std::chrono::steady_clock::now() - started;
@@ -328,6 +331,7 @@ api::ApiOptions api_options_for(const Config& config, const Backends& b) {
   api::ApiOptions options;
   options.max_body_bytes = config.max_body_bytes;
   options.trust_proxy = config.trust_proxy;
+  options.list_cache_bytes = config.list_cache_bytes;
   options.readiness_check = [store = b.store.get()] {
     return problem_of([store] { store->stats(kOpenModeOwner); });
   };

@@ -131,6 +131,9 @@ void Config::validate() const {
     throw ConfigError("batch wait ms must be in 0..1000 (-1: no cross-job batching), got " +
                       std::to_string(batch_wait_ms));
   }
+  if (batch_running < 1 || batch_running > 8) {
+    throw ConfigError("batch running must be in 1..8, got " + std::to_string(batch_running));
+  }
   if (batch_max_segments < 1 || batch_max_segments > 4096) {
     throw ConfigError("batch max segments must be in 1..4096, got " +
                       std::to_string(batch_max_segments));

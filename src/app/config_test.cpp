@@ -217,6 +217,8 @@ TEST(Validate, RefusesOutOfRangeValues) {
       {"batch wait ms", [](Config& c) { c.batch_wait_ms = -2; }},
       {"batch wait ms", [](Config& c) { c.batch_wait_ms = 1001; }},
       {"batch max segments", [](Config& c) { c.batch_max_segments = 0; }},
+      {"batch running", [](Config& c) { c.batch_running = 0; }},
+      {"batch running", [](Config& c) { c.batch_running = 9; }},
       {"max attempts", [](Config& c) { c.max_attempts = 0; }},
       {"lease seconds", [](Config& c) { c.lease_seconds = 0; }},
       {"pool size", [](Config& c) { c.db_pool_size = 0; }},

@@ -69,6 +69,9 @@ void add_runtime_options(CLI::App& cmd, Config& config) {
   cmd.add_option("--batch-max-segments", config.batch_max_segments,
                  "Sentences per cross-job MarianMT batch")
       ->envname("TRANSNOTES_BATCH_MAX_SEGMENTS");
+  cmd.add_option("--batch-running", config.batch_running,
+                 "Cross-job MarianMT batches of one language pair in the engine at once")
+      ->envname("TRANSNOTES_BATCH_RUNNING");
   cmd.add_option("--redis-url", config.redis_url, "redis://host:port/db (cache and job bus)")
       ->envname("REDIS_URL");
   cmd.add_option("--redis-cache-db", config.redis_cache_db, "Redis database for the note cache")
@@ -171,6 +174,10 @@ int main(int argc, char** argv) {
       ->add_option("--event-keepalive-seconds", config.event_keepalive_seconds,
                    "A quiet event stream gets a keep-alive comment this often")
       ->envname("TRANSNOTES_EVENT_KEEPALIVE_SECONDS");
+  serve
+      ->add_option("--list-cache-bytes", config.list_cache_bytes,
+                   "Rendered note list pages kept per process, in bytes (0: none)")
+      ->envname("TRANSNOTES_LIST_CACHE_BYTES");
   std::string access_log = "on";
   serve->add_option("--access-log", access_log, "One log line per request: on or off")
       ->envname("TRANSNOTES_ACCESS_LOG")

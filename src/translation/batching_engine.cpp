@@ -16,6 +16,7 @@ namespace {
 
 BatchingOptions checked(BatchingOptions options) {
   options.max_segments = std::max<std::size_t>(options.max_segments, 1);
+  options.max_running_batches = std::max(options.max_running_batches, 1);
   options.wait = std::max(options.wait, std::chrono::microseconds::zero());
   return options;
 }
@@ -45,7 +46,7 @@ struct BatchingEngine::PairQueue {
   const std::string target;
   std::deque<Request*> pending;  // arrival order
   std::size_t pending_segments = 0;
-  bool running = false;             // a batch of this pair is in the inner engine
+  int running = 0;                  // batches of this pair in the inner engine
   std::condition_variable company;  // a leader waiting for company is told of each arrival
 };
 
@@ -98,7 +99,8 @@ std::vector<std::string> BatchingEngine::translate_batch(const std::string& sour
       queue.pending_segments -= segments.size();
       throw abandoned_error();
     }
-    const bool leads = !request.taken && !queue.running && queue.pending.front() == &request;
+    const bool leads = !request.taken && queue.running < options_.max_running_batches &&
+                       queue.pending.front() == &request;
     if (!leads) {
       request.wake.wait(lock);
       continue;
@@ -123,13 +125,15 @@ std::vector<std::string> BatchingEngine::translate_batch(const std::string& sour
       batch.push_back(next);
       batch_segments += size;
     }
-    queue.running = true;
+    ++queue.running;
+    if (!queue.pending.empty() && queue.running < options_.max_running_batches)
+      queue.pending.front()->wake.notify_one();  // it may lead a batch of its own at once
     lock.unlock();
     spdlog::debug("batching {}-{}: {} calls, {} segments in one batch", queue.source, queue.target,
                   batch.size(), batch_segments);
     run_batch(queue, batch);
     lock.lock();
-    queue.running = false;
+    --queue.running;
     for (Request* served : batch) {
       served->done = true;
       // Under mutex_: a caller cannot leave (and destroy its Request) before this returns.

@@ -4,13 +4,14 @@
 // pass per job. A batched MarianMT pass costs far less per sentence than a one-note pass: the
 // weights stream from memory once per decoding step for every row of the batch.
 //
-// How a call goes: it queues its segments under its pair. When no batch of that pair is running,
-// the oldest queued call leads: it waits up to `wait` (from its own arrival) for company, or less
-// once `max_segments` are queued, then takes queued calls in arrival order up to `max_segments`
-// (always at least its own) and runs ONE inner translate_batch over their concatenation; every
-// caller gets its own slice. Calls that arrive while a batch runs form the next one, and their
-// wait is usually over by then: under load there is no added delay, only at the first call after
-// a quiet spell. Different pairs never share a batch and never wait for each other.
+// How a call goes: it queues its segments under its pair. When fewer than max_running_batches
+// batches of that pair are running (by default: none), the oldest queued call leads: it waits up to
+// `wait` (from its own arrival) for company, or less once `max_segments` are queued, then takes
+// queued calls in arrival order up to `max_segments` (always at least its own) and runs ONE inner
+// translate_batch over their concatenation; every caller gets its own slice. Calls that arrive
+// while a batch runs form the next one, and their wait is usually over by then: under load there is
+// no added delay, only at the first call after a quiet spell. Different pairs never share a batch
+// and never wait for each other.
 #pragma once
 
 #include <atomic>
@@ -35,6 +36,10 @@ struct BatchingOptions {
   // Segments per inner call (at least 1). A call with more segments than this runs alone; calls
   // are never split across inner calls.
   std::size_t max_segments = 64;
+  // Batches of one pair in the wrapped engine at once (at least 1). 1: a pair's calls queue while
+  // its batch runs. 2 lets the next batch start while one runs: on a machine shared with other
+  // work, a batch whose thread is descheduled then no longer leaves the cores idle.
+  int max_running_batches = 1;
 };
 
 // What the batcher has done so far.

@@ -308,11 +308,41 @@ TEST(BatchingEngine, TheSegmentBudgetSplitsQueuedCallsIntoBatchesInArrivalOrder)
                                          {"f1"}}));
 }
 
-TEST(BatchingEngine, ManyConcurrentCallersAllGetTheirOwnResults) {
+TEST(BatchingEngine, WithTwoRunningBatchesTheNextStartsWhileOneRuns) {
+  auto inner = std::make_shared<RecordingEngine>();
+  BatchingOptions options = no_wait();
+  options.max_running_batches = 2;
+  BatchingEngine engine(inner, options);
+  Caller first;
+  occupy(*inner, engine, first);
+  Caller second;  // leads a batch of its own although the first is still in the engine
+  second.start(engine, "es", {"s1", "s2"});
+  inner->wait_for_batches(2);
+  std::vector<Caller> queued(2);  // both slots are taken: these wait and then share one batch
+  for (std::size_t i = 0; i < queued.size(); ++i) {
+    queued[i].start(engine, "es", {"q" + std::to_string(i)});
+    wait_until_queued(engine, "es", i + 1);
+  }
+  inner->release();
+  first.join();
+  second.join();
+  for (auto& caller : queued) caller.join();
+  EXPECT_EQ(second.result, (Segments{"es:s1", "es:s2"}));
+  EXPECT_EQ(queued[0].result, Segments{"es:q0"});
+  EXPECT_EQ(queued[1].result, Segments{"es:q1"});
+  std::vector<Segments> sent;
+  for (const auto& batch : inner->batches()) sent.push_back(batch.segments);
+  EXPECT_EQ(sent, (std::vector<Segments>{{"head"}, {"s1", "s2"}, {"q0", "q1"}}));
+}
+
+class ManyCallers : public ::testing::TestWithParam<int> {};
+
+TEST_P(ManyCallers, AllGetTheirOwnResults) {
   auto inner = std::make_shared<RecordingEngine>();
   BatchingOptions options;
   options.wait = 1ms;
   options.max_segments = 16;
+  options.max_running_batches = GetParam();
   BatchingEngine engine(inner, options);
   constexpr int kThreads = 16;
   constexpr int kRounds = 50;
@@ -337,6 +367,8 @@ TEST(BatchingEngine, ManyConcurrentCallersAllGetTheirOwnResults) {
   EXPECT_EQ(engine.stats().batched_calls, std::uint64_t{kThreads} * kRounds);
   for (const auto& batch : inner->batches()) EXPECT_LE(batch.segments.size(), 16u);
 }
+
+INSTANTIATE_TEST_SUITE_P(BatchingEngine, ManyCallers, ::testing::Values(1, 2));
 
 }  // namespace
 }  // namespace transnotes::translation
