@@ -114,5 +114,41 @@ TEST(Batcher, ManyThreadsEachGetTheirOwnAnswer) {
   EXPECT_EQ(batcher.queued(), 0u);
 }
 
+// Leader slots are handed on one by one (each waiter sleeps on its own condition variable, so a
+// lost hand-off would hang here): with batches of one and two leaders, both slots stay busy while
+// callers queue, and every queued caller is eventually led.
+TEST(Batcher, FreedLeaderSlotsAreHandedToQueuedCallers) {
+  IntBatcher batcher(1, 2);
+  std::atomic<int> running{0};
+  std::atomic<int> max_running{0};
+  std::atomic<bool> release{false};
+  auto run = [&](std::span<IntBatcher::Slot*> slots) {
+    int now = ++running;
+    int seen = max_running.load();
+    while (now > seen && !max_running.compare_exchange_weak(seen, now)) {
+    }
+    while (!release) std::this_thread::yield();
+    for (auto* s : slots) s->output = *s->input * 3;
+    --running;
+  };
+  constexpr int kCallers = 12;
+  std::vector<int> results(kCallers, -1);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < kCallers; ++i) {
+    threads.emplace_back([&, i] { results[i] = batcher.submit(i, run); });
+  }
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while ((max_running.load() < 2 || batcher.queued() < kCallers - 2) &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::yield();
+  }
+  EXPECT_EQ(max_running.load(), 2);
+  EXPECT_EQ(batcher.queued(), static_cast<std::size_t>(kCallers - 2));
+  release = true;
+  for (auto& t : threads) t.join();
+  for (int i = 0; i < kCallers; ++i) EXPECT_EQ(results[i], i * 3);
+  EXPECT_EQ(max_running.load(), 2);
+}
+
 }  // namespace
 }  // namespace transnotes::storage
