@@ -114,6 +114,7 @@ std::vector<std::string> BatchingEngine::translate_batch(const std::string& sour
     }
     if (abandoned_) continue;
     std::vector<Request*> batch;
+    batch.reserve(queue.pending.size());  // nothing below may throw once calls are taken
     std::size_t batch_segments = 0;
     while (!queue.pending.empty()) {
       Request* next = queue.pending.front();
@@ -164,12 +165,12 @@ void BatchingEngine::run_batch(const PairQueue& queue, const std::vector<Request
     run_alone(queue, *batch.front());
     return;
   }
-  std::vector<std::string> combined;
-  combined.reserve(total);
-  for (const Request* request : batch)
-    combined.insert(combined.end(), request->segments->begin(), request->segments->end());
   inner_calls_.fetch_add(1, std::memory_order_relaxed);
   try {
+    std::vector<std::string> combined;
+    combined.reserve(total);
+    for (const Request* request : batch)
+      combined.insert(combined.end(), request->segments->begin(), request->segments->end());
     auto outputs = inner_->translate_batch(queue.source, queue.target, combined);
     if (outputs.size() == combined.size()) {
       auto from = outputs.begin();
