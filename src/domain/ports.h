@@ -40,6 +40,13 @@ class Store {
   virtual std::optional<Note> get_note(UserId owner, std::int64_t id) = 0;
   // Newest first (created_at desc, id desc).
   virtual std::vector<Note> list_notes(UserId owner, const ListQuery& query) = 0;
+  // A number that grows with every committed change to the owner's notes, whoever writes them
+  // (any process: create, update, delete, a translation landing, reassign_notes, delete_user):
+  // equal numbers read at two times mean the owner's notes did not change in between. Kept by
+  // the database itself (a trigger in the writing transaction), so a page rendered from a list
+  // that was read after the number may be served for as long as the number stays the same.
+  // nullopt: this store cannot tell (callers must not cache).
+  virtual std::optional<std::int64_t> notes_version(UserId /*owner*/) { return std::nullopt; }
   // Writes only the fields that are set, bumps updated_at and version. nullopt if no such note.
   virtual std::optional<Note> update_note(UserId owner, std::int64_t id,
                                           const NoteFields& fields) = 0;

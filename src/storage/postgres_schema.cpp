@@ -236,6 +236,51 @@ CREATE INDEX translation_jobs_status_newest ON translation_jobs (status, id);
 CREATE INDEX translation_jobs_finished ON translation_jobs (finished_at);
 ALTER TABLE users ADD COLUMN is_staff BOOLEAN NOT NULL DEFAULT false;
 )sql"},
+    // The per-owner notes version (Store::notes_version, issue 13): every row written to notes
+    // adds 1 to a counter of its owner (both owners when a note changes hands) in the writing
+    // transaction, so the sum over an owner's counters grows with every committed write and a
+    // snapshot that sees the same sum sees the same notes. Shards as in migration 2 (pid % 16):
+    // concurrent writers of one owner on different connections rarely wait on one counter row
+    // until commit. When a note changes hands the two owners' rows are locked in id order, so
+    // reassignments in opposite directions cannot deadlock. Rows are never deleted (not even
+    // with their user: user ids are not reused), so a sum never goes back. No backfill: a
+    // missing row counts 0 and nobody has cached anything under the old schema.
+    {5, R"sql(
+CREATE TABLE note_versions (
+  owner_id BIGINT NOT NULL,
+  shard INTEGER NOT NULL,
+  writes BIGINT NOT NULL,
+  PRIMARY KEY (owner_id, shard)
+);
+CREATE FUNCTION note_versions_bump() RETURNS trigger LANGUAGE plpgsql
+SET search_path FROM CURRENT AS $fn$
+DECLARE
+  shard_id INTEGER := pg_backend_pid() % 16;
+  first_owner BIGINT;
+  second_owner BIGINT;
+BEGIN
+  IF TG_OP = 'INSERT' THEN
+    first_owner := NEW.owner_id;
+  ELSIF TG_OP = 'DELETE' THEN
+    first_owner := OLD.owner_id;
+  ELSIF OLD.owner_id = NEW.owner_id THEN
+    first_owner := NEW.owner_id;
+  ELSE
+    first_owner := LEAST(OLD.owner_id, NEW.owner_id);
+    second_owner := GREATEST(OLD.owner_id, NEW.owner_id);
+  END IF;
+  INSERT INTO note_versions AS v (owner_id, shard, writes) VALUES (first_owner, shard_id, 1)
+    ON CONFLICT (owner_id, shard) DO UPDATE SET writes = v.writes + 1;
+  IF second_owner IS NOT NULL THEN
+    INSERT INTO note_versions AS v (owner_id, shard, writes) VALUES (second_owner, shard_id, 1)
+      ON CONFLICT (owner_id, shard) DO UPDATE SET writes = v.writes + 1;
+  END IF;
+  RETURN NULL;
+END
+$fn$;
+CREATE TRIGGER note_versions_after_write AFTER INSERT OR UPDATE OR DELETE ON notes
+  FOR EACH ROW EXECUTE FUNCTION note_versions_bump();
+)sql"},
 };
 
 }  // namespace

@@ -111,6 +111,10 @@ constexpr StatementDef kListNotes{"list_notes", "SELECT " TN_NOTE_COLUMNS
                                                 " FROM notes WHERE owner_id = $3 "
                                                 "ORDER BY created_at DESC, id DESC "
                                                 "LIMIT $1 OFFSET $2"};
+// The sum of the owner's trigger-maintained counters (migration 5): at most 16 rows.
+constexpr StatementDef kNotesVersion{
+    "notes_version",
+    "SELECT coalesce(sum(writes), 0)::int8 FROM note_versions WHERE owner_id = $1"};
 // Unset fields are NULL and keep the stored value; updated_at strictly increases per row.
 constexpr StatementDef kUpdateNote{
     "update_note",
@@ -538,6 +542,11 @@ class PostgresStore final : public Store {
     for (int i = 0; i < PQntuples(result.get()); ++i)
       notes.push_back(read_note(Row(result.get(), i)));
     return notes;
+  }
+
+  std::optional<std::int64_t> notes_version(UserId owner) override {
+    auto result = single(kNotesVersion, Params().add(owner));
+    return Row(result.get(), 0).int64(0);
   }
 
   std::optional<Note> update_note(UserId owner, std::int64_t id,

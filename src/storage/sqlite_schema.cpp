@@ -286,6 +286,32 @@ CREATE INDEX translation_jobs_status_newest ON translation_jobs (status, id);
 CREATE INDEX translation_jobs_finished ON translation_jobs (finished_at);
 ALTER TABLE users ADD COLUMN is_staff INTEGER NOT NULL DEFAULT 0;
 )sql"},
+    // The per-owner notes version (Store::notes_version, issue 13): every row written to notes
+    // adds 1 to its owner's counter (both owners' when a note changes hands) in the writing
+    // transaction. One writer at a time, so one row per owner (no shards as in PostgreSQL).
+    // Rows are never deleted, not even with their user (ids are not reused): a version never
+    // goes back. No backfill: a missing row counts 0.
+    {5, R"sql(
+CREATE TABLE note_versions (
+  owner_id INTEGER PRIMARY KEY,
+  writes INTEGER NOT NULL
+);
+CREATE TRIGGER note_versions_after_insert AFTER INSERT ON notes BEGIN
+  INSERT INTO note_versions (owner_id, writes) VALUES (NEW.owner_id, 1)
+    ON CONFLICT (owner_id) DO UPDATE SET writes = writes + 1;
+END;
+CREATE TRIGGER note_versions_after_delete AFTER DELETE ON notes BEGIN
+  INSERT INTO note_versions (owner_id, writes) VALUES (OLD.owner_id, 1)
+    ON CONFLICT (owner_id) DO UPDATE SET writes = writes + 1;
+END;
+CREATE TRIGGER note_versions_after_update AFTER UPDATE ON notes BEGIN
+  INSERT INTO note_versions (owner_id, writes) VALUES (OLD.owner_id, 1)
+    ON CONFLICT (owner_id) DO UPDATE SET writes = writes + 1;
+  INSERT INTO note_versions (owner_id, writes)
+    SELECT NEW.owner_id, 1 WHERE NEW.owner_id IS NOT OLD.owner_id
+    ON CONFLICT (owner_id) DO UPDATE SET writes = writes + 1;
+END;
+)sql"},
 };
 
 }  // namespace

@@ -64,6 +64,9 @@ constexpr const char* kSelectNote =
 constexpr const char* kListNotes = "SELECT " TN_NOTE_COLUMNS
                                    " FROM notes WHERE owner_id = ?3 "
                                    "ORDER BY created_at DESC, id DESC LIMIT ?1 OFFSET ?2";
+// The owner's trigger-maintained counter (migration 5); no row yet counts 0.
+constexpr const char* kNotesVersion =
+    "SELECT coalesce((SELECT writes FROM note_versions WHERE owner_id = ?1), 0)";
 // Unset fields are NULL and keep the stored value; updated_at strictly increases per row.
 constexpr const char* kUpdateNote =
     "UPDATE notes SET title = COALESCE(?2, title), original_text = COALESCE(?3, original_text), "
@@ -373,6 +376,14 @@ class SqliteStore final : public Store {
       std::vector<Note> notes;
       while (stmt.step()) notes.push_back(read_note(stmt));
       return notes;
+    });
+  }
+
+  std::optional<std::int64_t> notes_version(UserId owner) override {
+    return read([&](Pool::Lease& conn) -> std::optional<std::int64_t> {
+      auto stmt = conn->prepare(kNotesVersion);
+      stmt.bind(1, owner).step();
+      return stmt.int64(0);
     });
   }
 

@@ -1616,6 +1616,85 @@ TEST_P(StoreContract, ReassignNotesMovesNotesJobsAndStatsButNotIdempotencyKeys) 
   EXPECT_EQ(describe(store_->stats(bob->id)), "notes=0 translated=0 []");
 }
 
+// notes_version (issue 13) is what a cached list page is checked against, so it must change
+// with every kind of write to an owner's notes, whoever makes it, and with nothing else.
+TEST_P(StoreContract, NotesVersionChangesWithEveryWriteOfTheOwnersNotesAndNothingElse) {
+  auto alice = store_->create_user("alice", "", "h");
+  auto bob = store_->create_user("bob", "", "h");
+  ASSERT_TRUE(alice && bob);
+  const UserId a = alice->id;
+  const UserId b = bob->id;
+  std::map<UserId, std::int64_t> last;
+  for (UserId owner : {a, b}) {
+    auto version = store_->notes_version(owner);
+    ASSERT_TRUE(version.has_value());
+    last[owner] = *version;
+  }
+  // Checks that exactly the owners in `changed` have a new (greater) version since the last check.
+  auto expect_versions = [&](const std::string& what, std::set<UserId> changed) {
+    for (UserId owner : {a, b}) {
+      const std::int64_t now = store_->notes_version(owner).value_or(-1);
+      if (changed.count(owner) != 0) {
+        EXPECT_GT(now, last[owner]) << what << ": owner " << owner;
+      } else {
+        EXPECT_EQ(now, last[owner]) << what << ": owner " << owner;
+      }
+      last[owner] = now;
+    }
+  };
+
+  Note note = store_->create_note(a, fields("t", "Hello", "en"));
+  expect_versions("create", {a});
+  Note other = store_->create_note(a, fields("u", "World", "en"));
+  expect_versions("second create", {a});
+
+  EXPECT_TRUE(store_->get_note(a, note.id));
+  EXPECT_EQ(store_->list_notes(a, {100, 0}).size(), 2u);
+  store_->stats(a);
+  auto job = create_job(note.id, "en", "es", "apertium", 3, a);
+  ASSERT_TRUE(job);
+  ASSERT_TRUE(store_->claim_job("w", 30s, job->id));
+  EXPECT_TRUE(store_->renew_lease(job->id, "w", 30s));
+  store_->latest_jobs_for_note(a, note.id);
+  expect_versions("reads and job bookkeeping", {});
+
+  NoteFields title_only;
+  title_only.title = "new title";
+  ASSERT_TRUE(store_->update_note(a, note.id, title_only));
+  expect_versions("patch", {a});
+  EXPECT_FALSE(store_->update_note(b, note.id, title_only));
+  EXPECT_FALSE(store_->delete_note(b, note.id));
+  expect_versions("writes that found no note", {});
+
+  ASSERT_TRUE(store_->complete_job(job->id, "w", "Hola", "apertium").note_version);
+  expect_versions("translation landing", {a});
+
+  store_->create_note(b, fields("b", "Bob's", "fr"));
+  expect_versions("another owner's create", {b});
+  EXPECT_EQ(store_->reassign_notes(b, a), 1);
+  expect_versions("reassign", {a, b});
+
+  EXPECT_TRUE(store_->delete_note(a, other.id));
+  expect_versions("delete", {a});
+
+  exec_direct("UPDATE notes SET title = 'edited outside' WHERE id = " + std::to_string(note.id));
+  expect_versions("a write outside the store", {a});
+
+  std::vector<std::thread> writers;
+  for (int i = 0; i < 4; ++i) {
+    writers.emplace_back([&, i] {
+      store_->create_note(b, fields(std::string("c").append(std::to_string(i)), "x"));
+    });
+  }
+  for (auto& writer : writers) writer.join();
+  expect_versions("concurrent creates", {b});
+
+  EXPECT_TRUE(store_->delete_user(a));
+  expect_versions("delete_user", {a});
+  EXPECT_TRUE(store_->list_notes(a, {100, 0}).empty());
+  expect_versions("reads after delete_user", {});
+}
+
 TEST_P(StoreContract, ReassignNotesToAnUnknownUserThrowsAndMovesNothing) {
   Note note = make_note("kept", "en");
   auto job = create_job(note.id, "en", "es", "apertium", 3);
