@@ -660,25 +660,29 @@ class Session : public std::enable_shared_from_this<Session> {
 
   void respond(Response out) {
     auto& msg = parser_->get();
+    if (out.shared_body && !out.stream) {
+      // A shared body goes out as a view of the one copy every request holds (span_body);
+      // `keep` holds it alive until the write completes.
+      auto res = std::make_shared<bhttp::response<bhttp::span_body<const char>>>();
+      fill_header(*res, out);
+      const std::string& body = *out.shared_body;
+      if (msg.method() == bhttp::verb::head) {
+        if (has_content(out.status)) res->content_length(body.size());
+        answer_.body_bytes = 0;
+      } else {
+        answer_.body_bytes = body.size();
+        res->body() = {body.data(), body.size()};
+        res->prepare_payload();
+      }
+      return write(std::move(res), std::move(out.shared_body));
+    }
     auto res = std::make_shared<bhttp::response<bhttp::string_body>>();
-    res->result(static_cast<unsigned>(out.status));
-    res->version(msg.version());
-    res->set(bhttp::field::server, server_.options.server_name);
-    if (!out.content_type.empty()) res->set(bhttp::field::content_type, out.content_type);
-    for (auto& [name, value] : out.headers) res->insert(name, value);
-    res->insert(bhttp::field::unknown, kRequestIdField, request_id_);
-    res->keep_alive(msg.keep_alive() && !server_.stopping.load(std::memory_order_relaxed));
-    answer_.status = out.status;
-    answer_.route = out.route;
-    answer_.user = std::move(out.user);
+    fill_header(*res, out);
     if (out.stream && msg.method() != bhttp::verb::head) {
       return start_stream(std::move(res), std::move(out.stream));
     }
     if (msg.method() == bhttp::verb::head) {
-      // RFC 9110 §9.3.2: a HEAD answer carries the GET answer's header, Content-Length included,
-      // and no body. The Handler answers HEAD as it would GET.
-      const bool has_content = out.status >= 200 && out.status != 204 && out.status != 304;
-      if (has_content) res->content_length(out.body.size());
+      if (has_content(out.status)) res->content_length(out.body.size());
       answer_.body_bytes = 0;
     } else {
       answer_.body_bytes = out.body.size();
@@ -688,10 +692,35 @@ class Session : public std::enable_shared_from_this<Session> {
     write(std::move(res));
   }
 
-  void write(std::shared_ptr<bhttp::response<bhttp::string_body>> res) {
+  // RFC 9110 §9.3.2: a HEAD answer carries the GET answer's header, Content-Length included,
+  // and no body. The Handler answers HEAD as it would GET.
+  static bool has_content(int status) { return status >= 200 && status != 204 && status != 304; }
+
+  // The status line and header of the answer to the current request; notes what on_response
+  // will be told.
+  template <class Body>
+  void fill_header(bhttp::response<Body>& res, Response& out) {
+    auto& msg = parser_->get();
+    res.result(static_cast<unsigned>(out.status));
+    res.version(msg.version());
+    res.set(bhttp::field::server, server_.options.server_name);
+    if (!out.content_type.empty()) res.set(bhttp::field::content_type, out.content_type);
+    for (auto& [name, value] : out.headers) res.insert(name, value);
+    res.insert(bhttp::field::unknown, kRequestIdField, request_id_);
+    res.keep_alive(msg.keep_alive() && !server_.stopping.load(std::memory_order_relaxed));
+    answer_.status = out.status;
+    answer_.route = out.route;
+    answer_.user = std::move(out.user);
+  }
+
+  // `keep` is whatever the message's body refers to; held until the write completes.
+  template <class Body>
+  void write(std::shared_ptr<bhttp::response<Body>> res,
+             std::shared_ptr<const std::string> keep = nullptr) {
     stream_.expires_after(server_.options.read_timeout);
     bhttp::async_write(stream_, *res,
-                       [self = shared_from_this(), res](beast::error_code ec, std::size_t) {
+                       [self = shared_from_this(), res, keep = std::move(keep)](
+                           beast::error_code ec, std::size_t) {
                          self->end_request();
                          self->report_answer(!ec);
                          if (ec || !res->keep_alive()) return self->close();

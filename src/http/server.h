@@ -73,6 +73,13 @@ struct Response {
   // Set: a streamed answer (`body` is ignored; no Content-Length). on_response is told once,
   // when the stream ends, with the body bytes it sent.
   std::shared_ptr<StreamedBody> stream{};
+  // Set: sent instead of `body` (last here so that Response{status, body, type, headers}
+  // still reads as before), without a copy, and kept alive until it has been written. For
+  // answers that many requests share (a cached list page): each holds a reference, not a copy.
+  std::shared_ptr<const std::string> shared_body{};
+
+  // The bytes of the answer's body: shared_body's when set, else body's.
+  std::string_view payload() const { return shared_body ? std::string_view(*shared_body) : body; }
 };
 
 // What on_response learns of one answered request. Views are valid during the call only.

@@ -262,6 +262,48 @@ TEST_F(ServerTest, HeadGivesTheGetLengthWithoutABody) {
   EXPECT_FALSE(client.closed());
 }
 
+// A shared body (a cached list page) is written from the one copy every answer refers to: sent
+// whole, its length for HEAD, and let go of once written (no answer keeps a copy or a reference).
+TEST(ServerSharedBody, IsSentWholeWithoutACopyAndReleasedOnceWritten) {
+  auto shared = std::make_shared<const std::string>(300'000, 'p');
+  std::atomic<int> answered{0};
+  Server server(test_options(), [&](const Request&) {
+    Response response{200, "ignored", "application/json", {{"X-Shared", "yes"}}};
+    response.shared_body = shared;
+    ++answered;
+    return response;
+  });
+  server.start();
+  Client client(server.port());
+  client.send(
+      "GET /page HTTP/1.1\r\nHost: x\r\n\r\n"
+      "HEAD /page HTTP/1.1\r\nHost: x\r\n\r\n"
+      "GET /page HTTP/1.1\r\nHost: x\r\n\r\n");
+  std::string out;
+  while (count_of(out, "HTTP/1.1 200") < 3 || out.size() < 2 * shared->size()) {
+    std::string more = client.read("", 2s);
+    if (more.empty()) break;
+    out += more;
+  }
+  EXPECT_EQ(count_of(out, "HTTP/1.1 200"), 3u);
+  EXPECT_EQ(count_of(out, "Content-Length: 300000\r\n"), 3u);
+  EXPECT_EQ(count_of(out, "X-Shared: yes"), 3u);
+  EXPECT_EQ(out.find("ignored"), std::string::npos);
+  // Two GET bodies, none for HEAD, each right after its header.
+  std::size_t at = 0;
+  for (std::size_t body_size : {shared->size(), std::size_t{0}, shared->size()}) {
+    const auto header_end = out.find("\r\n\r\n", at);
+    ASSERT_NE(header_end, std::string::npos);
+    at = header_end + 4;
+    if (body_size > 0) EXPECT_EQ(out.compare(at, body_size, *shared), 0);
+    at += body_size;
+  }
+  EXPECT_EQ(at, out.size());
+  EXPECT_TRUE(eventually([&] { return shared.use_count() == 1; }))
+      << "the server still holds " << shared.use_count() - 1 << " references";
+  server.stop();
+}
+
 TEST_F(ServerTest, AnErrorAnswerToHeadHasNoBody) {
   Client client(server_->port());
   client.send("HEAD /h HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: identity\r\n\r\n");
