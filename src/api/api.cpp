@@ -7,6 +7,7 @@
 #include "api/error_mapping.h"
 #include "api/event_stream.h"
 #include "api/json_io.h"
+#include "api/list_page_cache.h"
 #include "api/pagination.h"
 #include "api/router.h"
 #include "apidocs/apidocs.h"
@@ -137,7 +138,10 @@ Api::Api(ApiServices services, ApiOptions options)
     : services_(services),
       notes_(services.notes),
       options_(std::move(options)),
-      router_(make_router(*this)) {
+      router_(make_router(*this)),
+      list_pages_(options_.list_cache_bytes > 0
+                      ? std::make_unique<ListPageCache>(options_.list_cache_bytes)
+                      : nullptr) {
   if (options_.auth_mode == AuthMode::kJwt && !services_.accounts) {
     throw std::invalid_argument("Api: JWT authentication needs an AccountService");
   }
@@ -336,18 +340,35 @@ std::optional<http::Response> Api::webapp_asset(const http::Request& request,
 http::Response Api::list_notes(const http::Request& request, const Params&, UserId owner) {
   auto url = boost::urls::parse_origin_form(request.target);
   const ListQuery query = list_query_from(url->params());
-  // One row more than the page tells whether a next page exists.
-  ListQuery probe = query;
-  probe.limit = query.limit + 1;
-  auto notes = notes_.list(owner, probe);
-  const bool more_rows = static_cast<std::int64_t>(notes.size()) > query.limit;
-  if (more_rows) notes.pop_back();
-  std::size_t rendered = 0;
-  http::Response response{
-      200, render_note_page(notes, options_.max_list_bytes, rendered), "application/json", {}};
-  const bool more_after = more_rows || rendered < notes.size();
+  // The version is read before the rows, each in a snapshot of its own (or the same one): the
+  // rows then hold at least the writes the version counts, so a page is never stored under a
+  // version newer than its data, and a reader that later reads the same version saw no write
+  // since the page's rows were read (versions grow with every committed write).
+  const std::optional<std::int64_t> version =
+      list_pages_ ? notes_.notes_version(owner) : std::nullopt;
+  const ListPageCache::Key key{owner, query.limit, query.offset};
+  std::optional<ListPageCache::Page> page;
+  if (version) page = list_pages_->get(key, *version);
+  if (!page) {
+    // One row more than the page tells whether a next page exists.
+    ListQuery probe = query;
+    probe.limit = query.limit + 1;
+    auto notes = notes_.list(owner, probe);
+    const bool more_rows = static_cast<std::int64_t>(notes.size()) > query.limit;
+    if (more_rows) notes.pop_back();
+    std::size_t rendered = 0;
+    // The answer's one copy: rendered into one reserved string, whose buffer moves into the
+    // shared body (no copy), which the cache and every answer that serves it then share.
+    auto body = std::make_shared<const std::string>(
+        render_note_page(notes, options_.max_list_bytes, rendered));
+    page = ListPageCache::Page{version.value_or(0), std::move(body), rendered,
+                               more_rows || rendered < notes.size()};
+    if (version) list_pages_->put(key, *page);
+  }
+  http::Response response{200, {}, "application/json", {}};
+  response.shared_body = page->body;
   std::string links = page_links(base_url(request, options_.trust_proxy) + std::string(kNotesPath),
-                                 query, static_cast<std::int64_t>(rendered), more_after);
+                                 query, static_cast<std::int64_t>(page->notes), page->more_after);
   if (!links.empty()) response.headers.emplace_back("Link", std::move(links));
   return response;
 }

@@ -52,6 +52,8 @@ struct ApiOptions {
   // A note list page stops before its body would grow past this many bytes; its `next` link
   // then starts after the last note it holds. Bounds the memory one request can take.
   std::size_t max_list_bytes = 8 << 20;
+  // Rendered list pages kept per process, in bytes (see ListPageCache); 0: none.
+  std::size_t list_cache_bytes = 0;
   // Behind a reverse proxy the service trusts: links name the X-Forwarded-Host and
   // X-Forwarded-Proto the proxy sets. Off: they are ignored, as a client could forge them.
   bool trust_proxy = false;
@@ -93,6 +95,7 @@ std::string render_job(const TranslationJob& job);
 
 class Router;
 struct PathParams;
+class ListPageCache;
 
 class Api {
  public:
@@ -197,6 +200,7 @@ class Api {
   ApiOptions options_;
   Counters counters_;
   std::unique_ptr<Router> router_;
+  std::unique_ptr<ListPageCache> list_pages_;  // null when options_.list_cache_bytes is 0
 };
 
 }  // namespace transnotes::api

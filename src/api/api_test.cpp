@@ -5,8 +5,11 @@
 #include <sqlite3.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <boost/json.hpp>
 #include <filesystem>
+#include <functional>
+#include <thread>
 
 #include "cache/memory_cache.h"
 #include "domain/text.h"
@@ -114,8 +117,8 @@ TEST_F(ApiUnit, HeadGivesGetsStatusBodyAndType) {
     auto get = service.handle(make("GET", target));
     auto head = service.handle(make("HEAD", target));
     EXPECT_EQ(head.status, get.status) << target;
-    EXPECT_EQ(head.body, get.body) << target;
-    EXPECT_FALSE(head.body.empty()) << target;
+    EXPECT_EQ(head.payload(), get.payload()) << target;
+    EXPECT_FALSE(head.payload().empty()) << target;
     EXPECT_EQ(head.content_type, get.content_type) << target;
     EXPECT_EQ(head.headers, get.headers) << target;
   }
@@ -170,8 +173,8 @@ TEST_F(ApiUnit, PagesStopAtTheByteBudgetAndNextContinuesExactly) {
   for (int pages = 0; !target.empty() && pages < 20; ++pages) {
     auto res = service.handle(make("GET", target));
     ASSERT_EQ(res.status, 200);
-    EXPECT_LE(res.body.size(), options.max_list_bytes);
-    auto items = json::parse(res.body).as_array();
+    EXPECT_LE(res.payload().size(), options.max_list_bytes);
+    auto items = json::parse(res.payload()).as_array();
     ASSERT_FALSE(items.empty());
     for (const auto& item : items) seen.push_back(item.at("id").as_int64());
     std::string links = header(res, "Link");
@@ -189,6 +192,168 @@ TEST_F(ApiUnit, PagesStopAtTheByteBudgetAndNextContinuesExactly) {
   }
   std::vector<std::int64_t> newest_first(created.rbegin(), created.rend());
   EXPECT_EQ(seen, newest_first);
+}
+
+// What a list page must show: each note's id, title and translation, newest first, read from
+// the store directly.
+std::string describe_notes(const std::vector<Note>& notes) {
+  std::string out;
+  for (const Note& note : notes) {
+    out +=
+        std::to_string(note.id) + ":" + note.title + ":" + note.translated_text.value_or("-") + " ";
+  }
+  return out;
+}
+
+std::string describe_page(std::string_view body) {
+  std::string out;
+  const json::value page = json::parse(body);
+  for (const auto& item : page.as_array()) {
+    const auto& note = item.as_object();
+    out += std::to_string(note.at("id").as_int64()) + ":" +
+           std::string(note.at("title").as_string()) + ":" +
+           (note.at("translated_text").is_null()
+                ? std::string("-")
+                : std::string(note.at("translated_text").as_string())) +
+           " ";
+  }
+  return out;
+}
+
+ApiOptions cached_list_options() {
+  ApiOptions options;
+  options.auth_mode = AuthMode::kOpen;
+  options.list_cache_bytes = 1 << 20;
+  return options;
+}
+
+TEST_F(ApiUnit, ACachedListPageIsSharedNotCopiedAndNeverStaleWhoeverWrites) {
+  Api& service = api(cached_list_options());
+  // Another process's view of the same database: its own store and service.
+  storage::StorageConfig config;
+  config.database_url = "sqlite:///" + (directory_ / "notes.db").string();
+  auto other_store = storage::open_store(config);
+  cache::MemoryNoteCache other_cache;
+  NoteService other_notes(*other_store, other_cache, bus_, translator_, render_note);
+  Api other(ApiServices{other_notes}, cached_list_options());
+
+  const std::string target = "/api/v1/notes/?limit=1000";
+  auto list = [&] {
+    auto response = service.handle(make("GET", target));
+    EXPECT_EQ(response.status, 200);
+    EXPECT_EQ(describe_page(response.payload()),
+              describe_notes(store_->list_notes(kOpenModeOwner, {1000, 0})));
+    return response;
+  };
+  const std::int64_t first = create(service, "first", "one");
+  const std::int64_t second = create(service, "second", "two");
+  auto filled = list();
+  auto served = list();
+  ASSERT_TRUE(filled.shared_body && served.shared_body);
+  EXPECT_EQ(filled.shared_body.get(), served.shared_body.get()) << "the second list was no hit";
+
+  const std::vector<std::pair<std::string, std::function<void()>>> writes = {
+      {"create", [&] { create(service, "third", "three"); }},
+      {"patch",
+       [&] {
+         auto target_note = "/api/v1/notes/" + std::to_string(first) + "/";
+         EXPECT_EQ(service.handle(make("PATCH", target_note, R"({"title":"patched"})")).status,
+                   200);
+       }},
+      {"another process's patch",
+       [&] {
+         auto target_note = "/api/v1/notes/" + std::to_string(second) + "/";
+         EXPECT_EQ(other.handle(make("PATCH", target_note, R"({"title":"elsewhere"})")).status,
+                   200);
+       }},
+      {"another process's create", [&] { create(other, "fourth", "four"); }},
+      {"a translation landing",
+       [&] {
+         JobRequest request;
+         request.note_id = first;
+         request.source_language = "en";
+         request.target_language = "es";
+         request.engine = "test";
+         request.max_attempts = 3;
+         auto job = other_store->request_job(request).job;
+         ASSERT_TRUE(job);
+         ASSERT_TRUE(other_store->claim_job("w", std::chrono::seconds(30), job->id));
+         ASSERT_TRUE(other_store->complete_job(job->id, "w", "primero", "test").applied);
+       }},
+      {"a store write outside the services",
+       [&] {
+         NoteFields title;
+         title.title = "direct";
+         ASSERT_TRUE(other_store->update_note(kOpenModeOwner, second, title));
+       }},
+      {"delete",
+       [&] {
+         auto target_note = "/api/v1/notes/" + std::to_string(first) + "/";
+         EXPECT_EQ(other.handle(make("DELETE", target_note)).status, 204);
+       }},
+  };
+  for (const auto& [what, write] : writes) {
+    SCOPED_TRACE(what);
+    other.handle(make("GET", target));  // the other process caches its page too
+    write();
+    list();
+    auto again = list();
+    EXPECT_EQ(describe_page(other.handle(make("GET", target)).payload()),
+              describe_page(again.payload()));
+  }
+}
+
+TEST_F(ApiUnit, AfterConcurrentWritesAndListsTheLastListShowsTheLastWrite) {
+  Api& service = api(cached_list_options());
+  std::vector<std::int64_t> ids;
+  for (int i = 0; i < 8; ++i)
+    ids.push_back(create(service, std::string("n").append(std::to_string(i)), "x"));
+  const std::string target = "/api/v1/notes/?limit=1000";
+  std::atomic<bool> writing{true};
+  std::vector<std::thread> threads;
+  for (int w = 0; w < 2; ++w) {
+    threads.emplace_back([&, w] {
+      for (int round = 0; round < 100; ++round) {
+        const std::int64_t id = ids[static_cast<std::size_t>((round + w) % 8)];
+        auto body = json::serialize(json::object{{"title", std::string("w")
+                                                               .append(std::to_string(w))
+                                                               .append("r")
+                                                               .append(std::to_string(round))}});
+        EXPECT_EQ(
+            service.handle(make("PATCH", "/api/v1/notes/" + std::to_string(id) + "/", body)).status,
+            200);
+        if (round % 25 == 0) create(service, "extra", "y");
+      }
+    });
+  }
+  std::atomic<int> lists{0};
+  for (int r = 0; r < 2; ++r) {
+    threads.emplace_back([&] {
+      while (writing.load()) {
+        EXPECT_EQ(service.handle(make("GET", target)).status, 200);
+        ++lists;
+      }
+    });
+  }
+  threads[0].join();
+  threads[1].join();
+  writing = false;
+  threads[2].join();
+  threads[3].join();
+  EXPECT_GT(lists.load(), 0);
+  auto last = service.handle(make("GET", target));
+  EXPECT_EQ(describe_page(last.payload()),
+            describe_notes(store_->list_notes(kOpenModeOwner, {1000, 0})));
+}
+
+TEST_F(ApiUnit, WithoutAListCacheEveryPageIsRenderedAfresh) {
+  Api& service = api();
+  create(service, "a", "x");
+  auto one = service.handle(make("GET", "/api/v1/notes/"));
+  auto two = service.handle(make("GET", "/api/v1/notes/"));
+  ASSERT_TRUE(one.shared_body && two.shared_body);
+  EXPECT_NE(one.shared_body.get(), two.shared_body.get());
+  EXPECT_EQ(*one.shared_body, *two.shared_body);
 }
 
 TEST_F(ApiUnit, AnIdempotencyKeyLeftReservedByADeadProcessIsFreedAfterAWhile) {

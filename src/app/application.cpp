@@ -331,6 +331,7 @@ api::ApiOptions api_options_for(const Config& config, const Backends& b) {
   api::ApiOptions options;
   options.max_body_bytes = config.max_body_bytes;
   options.trust_proxy = config.trust_proxy;
+  options.list_cache_bytes = config.list_cache_bytes;
   options.readiness_check = [store = b.store.get()] {
     return problem_of([store] { store->stats(kOpenModeOwner); });
   };

@@ -107,6 +107,9 @@ struct Config {
   // TRANSNOTES_EVENT_KEEPALIVE_SECONDS (serve): a quiet event stream gets a `: keep-alive`
   // comment this often, so proxies do not close it.
   int event_keepalive_seconds = 15;
+  // TRANSNOTES_LIST_CACHE_BYTES (serve): rendered note list pages kept per process, checked
+  // against the owner's notes version in the database on every request; 0: none.
+  std::size_t list_cache_bytes = 64u << 20;
 
   // Resolved database URL: DATABASE_URL, else POSTGRES_* env, else sqlite in data_dir.
   std::string resolved_database_url() const;

@@ -174,6 +174,10 @@ int main(int argc, char** argv) {
       ->add_option("--event-keepalive-seconds", config.event_keepalive_seconds,
                    "A quiet event stream gets a keep-alive comment this often")
       ->envname("TRANSNOTES_EVENT_KEEPALIVE_SECONDS");
+  serve
+      ->add_option("--list-cache-bytes", config.list_cache_bytes,
+                   "Rendered note list pages kept per process, in bytes (0: none)")
+      ->envname("TRANSNOTES_LIST_CACHE_BYTES");
   std::string access_log = "on";
   serve->add_option("--access-log", access_log, "One log line per request: on or off")
       ->envname("TRANSNOTES_ACCESS_LOG")

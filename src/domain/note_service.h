@@ -73,6 +73,8 @@ class NoteService {
   std::string update_rendered(UserId owner, std::int64_t id, NoteFields fields, bool partial);
   void remove(UserId owner, std::int64_t id);
   std::vector<Note> list(UserId owner, const ListQuery& query);
+  // See Store::notes_version; nullopt when the store cannot tell.
+  std::optional<std::int64_t> notes_version(UserId owner) { return store_.notes_version(owner); }
   Stats stats(UserId owner);
 
   // Queues a translation of the note into `target_language`; the caller answers 202. A request
