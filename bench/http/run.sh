@@ -286,9 +286,37 @@ if [ -n "$sweep" ]; then
   start_servers "$threads"
 fi
 
+# CPU time (user + system, in clock ticks) the processes whose /proc/PID/stat files are named
+# have used so far (one that ended meanwhile counts nothing).
+ticks_of() { { cat "$@" 2>/dev/null || true; } | awk '{ t += $14 + $15 } END { print t + 0 }'; }
+# Every PostgreSQL process's (production mode; else 0). Listed anew each time, so a backend the
+# pool opened during a run counts whole (all its time is the run's).
+postgres_ticks() {
+  local pid files=(/dev/null)
+  if [ "$mode" = production ]; then
+    for pid in $(pgrep -x postgres); do files+=("/proc/$pid/stat"); done
+  fi
+  ticks_of "${files[@]}"
+}
+cpu_lines=()
 for s in $scenarios; do
   curl -sf -o /dev/null "${curl_auth[@]}" "http://127.0.0.1:${ports[0]}/api/v1/notes/$BENCH_NOTE_ID/"
-  run_wrk "$s" "$s" "${ports[@]}"
+  if ((procs == 1)); then
+    # Also the CPU each answer cost the server (and PostgreSQL): steadier than req/s when the
+    # machine is shared.
+    server_before="$(ticks_of "/proc/${server_pids[0]}/stat")"
+    pg_before="$(postgres_ticks)"
+    run_wrk "$s" "$s" "${ports[@]}"
+    server_after="$(ticks_of "/proc/${server_pids[0]}/stat")"
+    pg_after="$(postgres_ticks)"
+    cpu_lines+=("$(awk -v s="$s" -v a=$((server_after - server_before)) -v b=$((pg_after - pg_before)) \
+      -v hz="$(getconf CLK_TCK)" -v n="$(awk -v r="$last_rate" -v d="${duration%s}" 'BEGIN { print r * d }')" \
+      -v pg="$mode" 'BEGIN { printf "%-24s %8.1f us server", s, 1e6 * a / hz / n
+        if (pg == "production") printf " %8.1f us postgres", 1e6 * b / hz / n
+        printf " CPU per request" }')")
+  else
+    run_wrk "$s" "$s" "${ports[@]}"
+  fi
   [ "$s" = retrieve ] && app_retrieve="$last_rate"
 done
 
@@ -498,6 +526,7 @@ echo "machine: $(nproc) cores, $(sed -n 's/^model name[[:space:]]*: //p' /proc/c
 echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')  load: $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-24s %10s %9s %9s %7s\n' scenario "req/s" "p50 ms" "p99 ms" errors
 printf '%s\n' "${table[@]}"
+((${#cpu_lines[@]})) && printf '%s\n' "${cpu_lines[@]}"
 if ((${#ratios[@]})); then
   echo "retrieve / nginx: $(printf '%s%% ' "${ratios[@]}")(median $(printf '%s\n' "${ratios[@]}" |
     sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')%)"
