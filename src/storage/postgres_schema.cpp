@@ -241,10 +241,16 @@ ALTER TABLE users ADD COLUMN is_staff BOOLEAN NOT NULL DEFAULT false;
     // transaction, so the sum over an owner's counters grows with every committed write and a
     // snapshot that sees the same sum sees the same notes. Shards as in migration 2 (pid % 16):
     // concurrent writers of one owner on different connections rarely wait on one counter row
-    // until commit. When a note changes hands the two owners' rows are locked in id order, so
-    // reassignments in opposite directions cannot deadlock. Rows are never deleted (not even
-    // with their user: user ids are not reused), so a sum never goes back. No backfill: a
-    // missing row counts 0 and nobody has cached anything under the old schema.
+    // until commit. Deadlocks: the counter is bumped BEFORE each row is written, and the stats
+    // counters of migration 2 only AFTER the statement's rows, so a statement locks note row
+    // and version rows first, then stats rows (never a version row while holding a stats row,
+    // which a multi-row INSERT on one connection and a language change on another in the same
+    // shard would otherwise do in opposite orders). Version rows among themselves go in owner
+    // order: both owners' in id order when a note changes hands, batched inserts sorted by owner
+    // (PostgresStore::insert_notes); reassign_notes locks the table against other writers first.
+    // Rows are never deleted (not even with their user: user ids are not reused), so a sum never
+    // goes back. No backfill: a missing row counts 0 and nobody has cached anything under the
+    // old schema.
     {5, R"sql(
 CREATE TABLE note_versions (
   owner_id BIGINT NOT NULL,
@@ -275,10 +281,13 @@ BEGIN
     INSERT INTO note_versions AS v (owner_id, shard, writes) VALUES (second_owner, shard_id, 1)
       ON CONFLICT (owner_id, shard) DO UPDATE SET writes = v.writes + 1;
   END IF;
-  RETURN NULL;
+  IF TG_OP = 'DELETE' THEN
+    RETURN OLD;
+  END IF;
+  RETURN NEW;
 END
 $fn$;
-CREATE TRIGGER note_versions_after_write AFTER INSERT OR UPDATE OR DELETE ON notes
+CREATE TRIGGER note_versions_before_write BEFORE INSERT OR UPDATE OR DELETE ON notes
   FOR EACH ROW EXECUTE FUNCTION note_versions_bump();
 )sql"},
 };

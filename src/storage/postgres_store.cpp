@@ -20,6 +20,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <utility>
 #include <vector>
@@ -310,6 +311,12 @@ constexpr StatementDef kLockUser{"lock_user", "SELECT 1 FROM users WHERE id = $1
 constexpr StatementDef kLockNotesOfOwner{
     "lock_notes_of_owner",
     "SELECT count(*) FROM (SELECT 1 FROM notes WHERE owner_id = $1 ORDER BY id FOR UPDATE) n"};
+// A move changes rows that other connections may be writing one by one, and their triggers lock
+// counter rows after the note row, while the move would hold counters before reaching a note
+// committed after its row locks: only the table lock orders them. It waits for writers in
+// progress and holds new ones back for the move (an admin operation, seldom and short); reads
+// go on.
+constexpr const char* kLockNotesForMove = "LOCK TABLE notes IN SHARE ROW EXCLUSIVE MODE";
 // The triggers of the move touch two counter rows per language in this backend's shard, row by
 // row in note order; a single-note language change of `to` locks two of them in (owner,
 // language) order. Locking all of them up front in that order, before any trigger runs, keeps
@@ -447,8 +454,19 @@ class PostgresStore final : public Store {
       slots[0]->output = insert_one(*slots[0]->input);
       return;
     }
+    // Rows in (owner, language) order: their triggers then lock version rows in owner order
+    // and stats rows in (owner, language) order, as every other writer does (migration 5).
+    std::vector<CreateBatcher::Slot*> ordered(slots.begin(), slots.end());
+    auto language = [](const CreateBatcher::Slot* slot) -> std::string_view {
+      const auto& given = slot->input->fields->original_language;
+      return given ? std::string_view(*given) : std::string_view(kDefaultLanguage);
+    };
+    std::stable_sort(ordered.begin(), ordered.end(), [&](const auto* a, const auto* b) {
+      if (a->input->owner != b->input->owner) return a->input->owner < b->input->owner;
+      return language(a) < language(b);
+    });
     Params params;
-    for (auto* slot : slots) add_insert_params(params, *slot->input);
+    for (auto* slot : ordered) add_insert_params(params, *slot->input);
     Result result;
     try {
       result = single(batch_insert_statements().get(slots.size()), params);
@@ -822,6 +840,7 @@ class PostgresStore final : public Store {
 
   std::int64_t reassign_notes(UserId from, UserId to) override {
     return transaction([&](Pool::Lease& conn) -> std::int64_t {
+      if (from != to) conn->exec(kLockNotesForMove);
       if (PQntuples(conn->run(kLockUser, Params().add(to)).get()) == 0) throw UnknownUser();
       if (from == to) return 0;
       conn->run(kLockNotesOfOwner, Params().add(from));

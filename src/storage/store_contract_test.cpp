@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
@@ -1693,6 +1694,57 @@ TEST_P(StoreContract, NotesVersionChangesWithEveryWriteOfTheOwnersNotesAndNothin
   expect_versions("delete_user", {a});
   EXPECT_TRUE(store_->list_notes(a, {100, 0}).empty());
   expect_versions("reads after delete_user", {});
+}
+
+// More connections than PostgreSQL's counter shards (pid % 16), so some share a shard and lock
+// the same counter rows: batched creates of two owners in many languages, language changes,
+// patches, deletes and moves between the owners, all at once, must never deadlock (an error
+// here would reach a client), and every owner's version and stats must still add up.
+TEST_P(StoreContract, ConcurrentWritersSharingCounterShardsNeverDeadlock) {
+  auto alice = store_->create_user("alice", "", "h");
+  auto bob = store_->create_user("bob", "", "h");
+  ASSERT_TRUE(alice && bob);
+  const std::array<UserId, 2> owners = {alice->id, bob->id};
+  StorageConfig config;
+  config.database_url = url_;
+  config.pool_size = 24;
+  auto store = open_store(config);
+  const std::vector<std::string> languages = {"ca", "de", "en", "es", "fr"};
+  std::atomic<int> errors{0};
+  std::atomic<std::int64_t> deleted{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 24; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 random(static_cast<unsigned>(7000 + t));
+      auto pick = [&] { return languages[random() % languages.size()]; };
+      try {
+        for (int i = 0; i < 20; ++i) {
+          const UserId owner = owners[random() % 2];
+          Note note = store->create_note(owner, fields("n", "text", pick()));
+          NoteFields change;
+          change.original_language = pick();
+          if (i % 2 == 0) change.title = "patched";
+          store->update_note(owner, note.id, change);  // may have moved meanwhile: no error
+          if (i % 3 == 1 && store->delete_note(owner, note.id)) ++deleted;
+          if (t % 8 == 0 && i % 5 == 4) {
+            store->reassign_notes(owner, owner == owners[0] ? owners[1] : owners[0]);
+          }
+        }
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << e.what();
+        ++errors;
+      }
+    });
+  }
+  for (auto& thread : threads) thread.join();
+  EXPECT_EQ(errors.load(), 0);
+  std::int64_t total = 0;
+  for (UserId owner : owners) {
+    const auto notes = store->list_notes(owner, {1000, 0});
+    total += static_cast<std::int64_t>(notes.size());
+    EXPECT_EQ(store->stats(owner).total_notes, static_cast<std::int64_t>(notes.size()));
+  }
+  EXPECT_EQ(total, 24 * 20 - deleted.load());
 }
 
 TEST_P(StoreContract, ReassignNotesToAnUnknownUserThrowsAndMovesNothing) {
