@@ -7,11 +7,11 @@
 #include <algorithm>
 #include <array>
 #include <atomic>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/thread_pool.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core.hpp>
@@ -34,6 +34,11 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace bhttp = boost::beast::http;
 using tcp = asio::ip::tcp;
+// A connection's executor is its loop's, by its concrete type: the type-erased default
+// (any_io_executor) costs a copy and a destroy of the erased object per operation.
+using LoopExecutor = asio::io_context::executor_type;
+using LoopSocket = tcp::socket::rebind_executor<LoopExecutor>::other;
+using LoopStream = beast::basic_stream<tcp, LoopExecutor>;
 
 std::string_view Request::header(std::string_view name) const {
   for (const auto& [key, value] : headers) {
@@ -142,27 +147,45 @@ struct Server::Impl {
   std::unordered_map<const void*, std::weak_ptr<ResponseStream>> streams;
   ServerOptions options;
   Handler handler;
-  asio::io_context ioc;
+  // One event loop per thread; each connection stays on the loop that accepted it. A shared
+  // io_context handed every ready socket to whichever thread was idle, and the threads woke one
+  // another through a futex for it (about one wake per two cached reads): on these machines the
+  // wake-ups cost more than the reads.
+  std::vector<std::unique_ptr<asio::io_context>> loops;
+  std::size_t next_loop = 0;  // on loops[0], where the acceptor lives
   tcp::acceptor acceptor;
-  // On the acceptor's strand, like everything else the accept loop touches.
+  // On the acceptor's loop (loops[0]), like everything else the accept loop touches.
   asio::steady_timer accept_retry{acceptor.get_executor()};
   LogThrottle accept_log{std::chrono::seconds(10)};
   std::uint16_t bound_port = 0;
   std::vector<std::thread> threads;
   std::atomic<int> in_flight{0};
-  // AsyncFastHandler callbacks not yet delivered; stop() waits for them, since they post to ioc.
+  // AsyncFastHandler callbacks not yet delivered; stop() waits for them, since they post to a
+  // loop.
   std::atomic<int> async_pending{0};
   std::unique_ptr<asio::thread_pool> handler_pool;  // set when options.handler_threads > 0
   std::unique_ptr<asio::thread_pool> slow_pool;     // for options.slow_request, without the above
-  // Keeps the event loop running while a request is away on the handler pool and nothing else
-  // is pending (after stop() closed the acceptor); stop() ends the loop explicitly.
-  asio::executor_work_guard<asio::io_context::executor_type> keep_running{ioc.get_executor()};
+  // Keep each event loop running while a request is away on the handler pool and nothing else
+  // is pending (after stop() closed the acceptor); stop() ends the loops explicitly.
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> keep_running;
+
+  static std::vector<std::unique_ptr<asio::io_context>> make_loops(int threads) {
+    std::vector<std::unique_ptr<asio::io_context>> made;
+    for (int i = 0; i < std::max(1, threads); ++i) {
+      made.push_back(std::make_unique<asio::io_context>(1));
+      // Opens the loop's reactor (epoll, eventfd, timerfd) now: made lazily, it would be the
+      // first accept onto this loop, and out of descriptors that would throw out of the loop.
+      asio::steady_timer opens_reactor(*made.back());
+    }
+    return made;
+  }
 
   Impl(ServerOptions opts, Handler h)
       : options(std::move(opts)),
         handler(std::move(h)),
-        ioc(options.threads),
-        acceptor(asio::make_strand(ioc)) {
+        loops(make_loops(options.threads)),
+        acceptor(loops.front()->get_executor()) {
+    for (auto& loop : loops) keep_running.push_back(asio::make_work_guard(*loop));
     if (options.handler_threads > 0) {
       handler_pool = std::make_unique<asio::thread_pool>(options.handler_threads);
     } else if (options.slow_request && options.slow_threads > 0) {
@@ -195,7 +218,7 @@ const char* json_error_body(int status) {
 // session's event loop drains into the socket.
 class StreamChannel final : public ResponseStream {
  public:
-  // `wake` posts a drain to the session's strand; it is called with the lock held, so that once
+  // `wake` posts a drain to the session's event loop; it is called with the lock held, so that once
   // end_from_server() returned no further wake can reach an event loop that may be gone.
   StreamChannel(std::size_t max_pending, bool chunked, std::function<void()> wake)
       : max_pending_(max_pending), chunked_(chunked), wake_(std::move(wake)) {}
@@ -292,7 +315,7 @@ class StreamChannel final : public ResponseStream {
 
 class Session : public std::enable_shared_from_this<Session> {
  public:
-  Session(tcp::socket&& socket, Server::Impl& server)
+  Session(LoopSocket&& socket, Server::Impl& server)
       : stream_(std::move(socket)), buffer_(server.options.max_header_bytes), server_(server) {
     beast::error_code ec;
     auto peer = stream_.socket().remote_endpoint(ec);
@@ -728,7 +751,8 @@ class Session : public std::enable_shared_from_this<Session> {
                        });
   }
 
-  // --- Streamed answers (StreamedBody). Everything here runs on the session's strand.
+  // --- Streamed answers (StreamedBody). Everything here runs on the session's event loop (one
+  // thread).
 
   void start_stream(std::shared_ptr<bhttp::response<bhttp::string_body>> res,
                     std::shared_ptr<StreamedBody> body) {
@@ -920,7 +944,7 @@ class Session : public std::enable_shared_from_this<Session> {
     std::string user;
   };
 
-  beast::tcp_stream stream_;
+  LoopStream stream_;
   // Bounded: a header, chunk-size line or trailer section must end within max_header_bytes.
   beast::flat_buffer buffer_;
   bool request_open_ = false;  // headers read, answer not yet written
@@ -953,7 +977,9 @@ class Session : public std::enable_shared_from_this<Session> {
 }  // namespace
 
 void Server::Impl::do_accept() {
-  acceptor.async_accept(asio::make_strand(ioc), [this](beast::error_code ec, tcp::socket socket) {
+  asio::io_context& loop = *loops[next_loop];
+  next_loop = (next_loop + 1) % loops.size();
+  acceptor.async_accept(loop.get_executor(), [this](beast::error_code ec, LoopSocket socket) {
     if (ec) {
       if (ec == asio::error::operation_aborted || stopping) return;
       return on_accept_error(ec);
@@ -980,7 +1006,7 @@ void Server::Impl::on_accept_error(const beast::error_code& ec) {
   });
 }
 
-// On the acceptor's strand. At the cap, leave further connections in the listen queue (the kernel
+// On the acceptor's loop. At the cap, leave further connections in the listen queue (the kernel
 // holds them at no cost to us) until connection_closed() resumes. Answering them 503 instead
 // would spend a descriptor and a write on each, the very resources the cap is there to keep.
 void Server::Impl::accept_unless_full() {
@@ -1061,9 +1087,8 @@ std::uint64_t raise_open_file_limit() {
 
 void Server::start() {
   impl_->do_accept();
-  int n = std::max(1, impl_->options.threads);
-  for (int i = 0; i < n; ++i) {
-    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  for (auto& loop : impl_->loops) {
+    impl_->threads.emplace_back([&loop] { loop->run(); });
   }
 }
 
@@ -1090,7 +1115,7 @@ void Server::stop(std::chrono::milliseconds grace) {
          std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  // Answers still owed by an AsyncFastHandler will post to ioc: let them land first (their
+  // Answers still owed by an AsyncFastHandler will post to a loop: let them land first (their
   // sources answer within their own timeouts).
   auto async_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
   while (impl_->async_pending.load() > 0 && std::chrono::steady_clock::now() < async_deadline) {
@@ -1103,7 +1128,7 @@ void Server::stop(std::chrono::milliseconds grace) {
       if (auto stream = weak.lock()) static_cast<StreamChannel&>(*stream).end_from_server();
     }
   }
-  impl_->ioc.stop();
+  for (auto& loop : impl_->loops) loop->stop();
   for (auto& t : impl_->threads) t.join();
   impl_->threads.clear();
   if (impl_->handler_pool) impl_->handler_pool->join();
