@@ -117,6 +117,21 @@ void occupy(RecordingEngine& inner, BatchingEngine& engine, Caller& first) {
   inner.wait_for_batches(1);
 }
 
+// With `first` holding the pair, queues one call per input in this order (each is in the
+// batcher's queue before the next starts), then lets them all run and waits for every caller.
+std::vector<Caller> queue_then_release(RecordingEngine& inner, BatchingEngine& engine,
+                                       Caller& first, const std::vector<Segments>& inputs) {
+  std::vector<Caller> callers(inputs.size());  // never moved: each thread holds its Caller
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    callers[i].start(engine, "es", inputs[i]);
+    wait_until_queued(engine, "es", i + 1);
+  }
+  inner.release();
+  first.join();
+  for (auto& caller : callers) caller.join();
+  return callers;
+}
+
 TEST(BatchingEngine, QueuedCallsShareOneInnerCallAndEachGetsItsOwnResultsInOrder) {
   auto inner = std::make_shared<RecordingEngine>();
   BatchingEngine engine(inner, no_wait());
@@ -124,14 +139,7 @@ TEST(BatchingEngine, QueuedCallsShareOneInnerCallAndEachGetsItsOwnResultsInOrder
   occupy(*inner, engine, first);
   std::vector<Segments> inputs = {
       {"a1", "a2", "a3"}, {"b1"}, {"c1", "c2"}, {"d1", "d2", "d3", "d4"}};
-  std::vector<Caller> callers(inputs.size());
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    callers[i].start(engine, "es", inputs[i]);
-    wait_until_queued(engine, "es", i + 1);
-  }
-  inner->release();
-  first.join();
-  for (auto& caller : callers) caller.join();
+  std::vector<Caller> callers = queue_then_release(*inner, engine, first, inputs);
 
   EXPECT_EQ(first.result, Segments{"es:head"});
   for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -221,14 +229,7 @@ TEST(BatchingEngine, AFailingCombinedBatchFailsOnlyTheCallerWhoseSegmentsFail) {
   Caller first;
   occupy(*inner, engine, first);
   std::vector<Segments> inputs = {{"a1", "a2"}, {"b1", "poison"}, {"c1"}};
-  std::vector<Caller> callers(inputs.size());
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    callers[i].start(engine, "es", inputs[i]);
-    wait_until_queued(engine, "es", i + 1);
-  }
-  inner->release();
-  first.join();
-  for (auto& caller : callers) caller.join();
+  std::vector<Caller> callers = queue_then_release(*inner, engine, first, inputs);
   EXPECT_EQ(callers[0].result, (Segments{"es:a1", "es:a2"}));
   EXPECT_EQ(callers[0].error, "");
   EXPECT_EQ(callers[1].result, Segments{});
@@ -287,14 +288,7 @@ TEST(BatchingEngine, TheSegmentBudgetSplitsQueuedCallsIntoBatchesInArrivalOrder)
   std::vector<Segments> inputs = {
       {"a1", "a2"}, {"b1", "b2"}, {"c1", "c2", "c3"}, {"d1"}, {"e1", "e2", "e3", "e4", "e5", "e6"},
       {"f1"}};
-  std::vector<Caller> callers(inputs.size());
-  for (std::size_t i = 0; i < inputs.size(); ++i) {
-    callers[i].start(engine, "es", inputs[i]);
-    wait_until_queued(engine, "es", i + 1);
-  }
-  inner->release();
-  first.join();
-  for (auto& caller : callers) caller.join();
+  std::vector<Caller> callers = queue_then_release(*inner, engine, first, inputs);
   for (std::size_t i = 0; i < inputs.size(); ++i) {
     EXPECT_EQ(callers[i].result.size(), inputs[i].size()) << "caller " << i;
     EXPECT_EQ(callers[i].result.back(), "es:" + inputs[i].back()) << "caller " << i;
